@@ -1,0 +1,78 @@
+# Drift: the two commands of SPEC section 6 and their helpers.
+#
+#   make deps    install every missing Debian package (apt-get, as root)
+#   make build   release build into build/ (no tests)
+#   make test    deps, build, whole suite: release + ASan/UBSan + fuzz smoke
+#   make run     deps, build, start what exists
+#   make bench   benchmarks (full); make bench-quick for the subset
+#   make fuzz    each fuzz target for FUZZ_SECONDS (default 60)
+#   make format  clang-format over the tree
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+# Build and unit-test tools and libraries.
+DEPS_BUILD := gcc g++ meson ninja-build pkg-config python3 \
+	libxxhash-dev libcriterion-dev
+# Fuzzing (libFuzzer ships with clang) and leak checks.
+DEPS_FUZZ := clang libclang-rt-14-dev llvm
+# Formatting.
+DEPS_FORMAT := clang-format
+
+DEPS := $(DEPS_BUILD) $(DEPS_FUZZ) $(DEPS_FORMAT)
+BENCH_PACKAGES := tests/bench/packages.txt
+
+MESON_OPTS := -Dwerror=true
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 5
+
+.PHONY: deps deps-bench build build-asan build-fuzz test run bench \
+	bench-quick fuzz format clean
+
+deps:
+	@tests/install-deps.sh $(DEPS)
+
+deps-bench: deps
+	@if [ -f $(BENCH_PACKAGES) ]; then \
+	  tests/install-deps.sh $$(sed -e 's/#.*//' $(BENCH_PACKAGES)); fi
+
+build/build.ninja:
+	meson setup build --buildtype=release $(MESON_OPTS)
+
+build: deps build/build.ninja
+	meson compile -C build
+
+build-asan/build.ninja:
+	meson setup build-asan --buildtype=debug -Dsanitize=true $(MESON_OPTS)
+
+build-asan: deps build-asan/build.ninja
+	meson compile -C build-asan
+
+build-fuzz/build.ninja:
+	CC=clang meson setup build-fuzz --buildtype=debugoptimized -Dfuzz=true \
+	  $(MESON_OPTS)
+
+build-fuzz: deps build-fuzz/build.ninja
+	meson compile -C build-fuzz
+
+test: build build-asan build-fuzz
+	@tests/run-all.sh build build-asan build-fuzz $(FUZZ_SMOKE_SECONDS)
+
+fuzz: build-fuzz
+	@tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+run: build
+	@deploy/run-local.sh build
+
+bench: deps-bench build
+	@tests/bench/run.sh
+
+bench-quick: deps-bench build
+	@tests/bench/run.sh --quick
+
+format: deps
+	@git ls-files '*.c' '*.h' '*.cpp' | xargs clang-format -i
+
+clean:
+	rm -rf build build-asan build-fuzz
