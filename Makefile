@@ -15,12 +15,18 @@ SHELL := /bin/bash
 # Build and unit-test tools and libraries.
 DEPS_BUILD := gcc g++ meson ninja-build pkg-config python3 \
 	libxxhash-dev libcriterion-dev
+# The gRPC layer: event loop, HTTP/2, protobuf (C and the protoc plugin).
+DEPS_GRPC := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
+	protobuf-compiler
+# Interoperability tests and load: stock Python gRPC, h2load.
+DEPS_INTEROP := python3-grpcio python3-grpc-tools python3-protobuf \
+	nghttp2-client
 # Fuzzing (libFuzzer ships with clang) and leak checks.
 DEPS_FUZZ := clang libclang-rt-14-dev llvm
 # Formatting.
 DEPS_FORMAT := clang-format
 
-DEPS := $(DEPS_BUILD) $(DEPS_FUZZ) $(DEPS_FORMAT)
+DEPS := $(DEPS_BUILD) $(DEPS_GRPC) $(DEPS_INTEROP) $(DEPS_FUZZ) $(DEPS_FORMAT)
 BENCH_PACKAGES := tests/bench/packages.txt
 
 MESON_OPTS := -Dwerror=true
