@@ -12,7 +12,7 @@
  * part of the placement: changing one moves every shard. */
 #define VNODE_SEED UINT64_C(0x64726966742d766e) /* "drift-vn" */
 #define SHARD_SEED UINT64_C(0x64726966742d7368) /* "drift-sh" */
-#define ID_SEED UINT64_C(0x64726966742d6964)    /* "drift-id" */
+#define ID_SEED UINT64_C(0x64726966742d6964)	/* "drift-id" */
 
 typedef struct point {
 	uint64_t pos;
@@ -67,8 +67,8 @@ static int has_node(const drift_ring *r, uint64_t node)
 {
 	/* Every node owns point vnode_pos(node, 0): look it up directly. */
 	point key = {vnode_pos(node, 0), node};
-	return bsearch(&key, r->points, r->npoints, sizeof(point),
-		       point_cmp) != NULL;
+	return bsearch(&key, r->points, r->npoints, sizeof(point), point_cmp) !=
+	       NULL;
 }
 
 int drift_ring_add(drift_ring *r, uint64_t node)

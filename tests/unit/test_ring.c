@@ -38,9 +38,9 @@ static void add_nodes(uint64_t first, uint64_t n)
 static uint64_t primary(uint32_t shard)
 {
 	uint64_t out[1];
-	cr_assert_eq(drift_ring_place(ring, drift_shard_key("docs", shard), 1,
-				      out),
-		     1);
+	cr_assert_eq(
+		drift_ring_place(ring, drift_shard_key("docs", shard), 1, out),
+		1);
 	return out[0];
 }
 
@@ -128,8 +128,9 @@ DRIFT_TEST(ring, adding_a_node_moves_only_what_it_takes)
 	for (uint32_t s = 0; s < SHARDS; s++) {
 		uint64_t now = primary(s);
 		if (now != before[s]) {
-			cr_assert_eq(now, added, "shard %u moved between old "
-						 "nodes",
+			cr_assert_eq(now, added,
+				     "shard %u moved between old "
+				     "nodes",
 				     s);
 			moved++;
 		}
