@@ -65,6 +65,8 @@ void drift_ring_free(drift_ring *r)
 
 static int has_node(const drift_ring *r, uint64_t node)
 {
+	if (r->npoints == 0)
+		return 0;
 	/* Every node owns point vnode_pos(node, 0): look it up directly. */
 	point key = {vnode_pos(node, 0), node};
 	return bsearch(&key, r->points, r->npoints, sizeof(point), point_cmp) !=
