@@ -70,8 +70,8 @@ DRIFT_TEST(merge, edges_and_errors)
 	size_t lens[] = {2};
 	drift_hit out[2];
 	size_t n = 77;
-	cr_assert_eq(drift_merge_topk(lists, lens, 1, 2, out, &n),
-		     DRIFT_EINVAL, "a list out of order is refused");
+	cr_assert_eq(drift_merge_topk(lists, lens, 1, 2, out, &n), DRIFT_EINVAL,
+		     "a list out of order is refused");
 	cr_assert_eq(n, 77);
 	lens[0] = 0;
 	cr_assert_eq(drift_merge_topk(lists, lens, 1, 2, out, &n), 0);
@@ -107,7 +107,8 @@ DRIFT_TEST(merge, matches_brute_force)
 			}
 			qsort(data[l], lens[l], sizeof(drift_hit), hit_cmp);
 			lists[l] = data[l];
-			memcpy(all + total, data[l], lens[l] * sizeof(drift_hit));
+			memcpy(all + total, data[l],
+			       lens[l] * sizeof(drift_hit));
 			total += lens[l];
 		}
 		qsort(all, total, sizeof(drift_hit), hit_cmp);
