@@ -48,4 +48,13 @@ static inline void drift_test_check_leaks(void)
 void drift_test_tmpdir(char *path, size_t cap);
 void drift_test_rmtree(const char *path);
 
+/* Real data for quality floors and codec round trips: the Fashion-MNIST
+ * images of the Debian package dataset-fashion-mnist (installed by make
+ * deps), 784-d vectors of pixel values 0..255 as floats. set is "train"
+ * (60,000 rows) or "t10k" (10,000 rows). Returns up to max_rows rows in a
+ * new buffer (free with free()) and their count in *rows; fails the test
+ * when the package is missing. */
+float *drift_test_fmnist(const char *set, size_t max_rows, size_t *rows);
+#define DRIFT_TEST_FMNIST_DIM 784
+
 #endif /* DRIFT_TESTS_DRIFT_TEST_H */
