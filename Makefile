@@ -23,13 +23,15 @@ DEPS_INTEROP := python3-grpcio python3-grpc-tools python3-protobuf \
 	nghttp2-client
 # Real data for codec and index tests (Fashion-MNIST, 30 MB).
 DEPS_DATA := dataset-fashion-mnist
+# Asynchronous disk I/O for L1 segments.
+DEPS_STORAGE := liburing-dev
 # Fuzzing (libFuzzer ships with clang) and leak checks.
 DEPS_FUZZ := clang libclang-rt-14-dev llvm
 # Formatting.
 DEPS_FORMAT := clang-format
 
-DEPS := $(DEPS_BUILD) $(DEPS_GRPC) $(DEPS_INTEROP) $(DEPS_DATA) $(DEPS_FUZZ) \
-	$(DEPS_FORMAT)
+DEPS := $(DEPS_BUILD) $(DEPS_GRPC) $(DEPS_INTEROP) $(DEPS_DATA) \
+	$(DEPS_STORAGE) $(DEPS_FUZZ) $(DEPS_FORMAT)
 BENCH_PACKAGES := tests/bench/packages.txt
 
 MESON_OPTS := -Dwerror=true

@@ -22,9 +22,9 @@ struct drift_vecfile {
 	enum elem elem;
 	uint32_t dim;
 	uint64_t rows;
-	uint64_t next;    /* rows read so far */
+	uint64_t next;	  /* rows read so far */
 	size_t row_bytes; /* bytes of one row on disk, prefix included */
-	uint8_t *row;     /* one row */
+	uint8_t *row;	  /* one row */
 };
 
 /* ---- Opening ------------------------------------------------------------ */
@@ -161,8 +161,7 @@ static int npy_parse_shape(const char *p, uint64_t dims[2])
 static int open_npy(drift_vecfile *f, uint64_t size, drift_err *err)
 {
 	uint8_t pre[12];
-	if (fread(pre, 1, 10, f->fp) != 10 ||
-	    memcmp(pre, "\x93NUMPY", 6) != 0)
+	if (fread(pre, 1, 10, f->fp) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0)
 		return drift_err_set(err, DRIFT_ECORRUPT,
 				     "%s: no NumPy magic: not a .npy file",
 				     f->path);

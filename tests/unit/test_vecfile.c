@@ -70,8 +70,8 @@ static size_t make_npy(uint8_t *buf, const char *dict, const void *data,
 	return 10 + hlen + len;
 }
 
-static void open_fails(const char *name, const void *data, size_t len,
-		       int code, const char *want)
+static void open_fails(const char *name, const void *data, size_t len, int code,
+		       const char *want)
 {
 	const char *path = write_file(name, data, len);
 	drift_vecfile *f = NULL;
@@ -103,9 +103,9 @@ DRIFT_TEST(vecfile, fvecs_round_trip_in_batches)
 		cr_assert_eq(drift_vecfile_read(f, out, 3, &n, &err), 0);
 		for (size_t r = 0; r < n; r++)
 			for (int i = 0; i < 5; i++)
-				cr_assert_float_eq(out[r * 5 + i],
-						   (float)((seen + r) * 100 + i),
-						   0);
+				cr_assert_float_eq(
+					out[r * 5 + i],
+					(float)((seen + r) * 100 + i), 0);
 		seen += n;
 	} while (n > 0);
 	cr_assert_eq(seen, 7);
@@ -172,8 +172,9 @@ DRIFT_TEST(vecfile, npy_types)
 	uint8_t i8[16];
 	drift_store_le64(i8, 5);
 	drift_store_le64(i8 + 8, (uint64_t)INT64_C(1) << 40);
-	len = make_npy(buf, "{'descr': '<i8', 'fortran_order': False, "
-			    "'shape': (2, 1)}\n",
+	len = make_npy(buf,
+		       "{'descr': '<i8', 'fortran_order': False, "
+		       "'shape': (2, 1)}\n",
 		       i8, sizeof(i8));
 	path = write_file("ids.npy", buf, len);
 	cr_assert_eq(drift_vecfile_open(path, &f, &err), 0, "%s", err.msg);
@@ -197,20 +198,24 @@ DRIFT_TEST(vecfile, malformed_files_are_refused)
 	open_fails("bad.npy", "hello world", 11, DRIFT_ECORRUPT,
 		   "no NumPy magic");
 	uint8_t data[24] = {0};
-	len = make_npy(buf, "{'descr': '>f4', 'fortran_order': False, "
-			    "'shape': (2, 3)}\n",
+	len = make_npy(buf,
+		       "{'descr': '>f4', 'fortran_order': False, "
+		       "'shape': (2, 3)}\n",
 		       data, 24);
 	open_fails("be.npy", buf, len, DRIFT_ENOTSUP, "little endian");
-	len = make_npy(buf, "{'descr': '<f4', 'fortran_order': True, "
-			    "'shape': (2, 3)}\n",
+	len = make_npy(buf,
+		       "{'descr': '<f4', 'fortran_order': True, "
+		       "'shape': (2, 3)}\n",
 		       data, 24);
 	open_fails("f.npy", buf, len, DRIFT_ENOTSUP, "C-order");
-	len = make_npy(buf, "{'descr': '<f4', 'fortran_order': False, "
-			    "'shape': (2, 3)}\n",
+	len = make_npy(buf,
+		       "{'descr': '<f4', 'fortran_order': False, "
+		       "'shape': (2, 3)}\n",
 		       data, 20);
 	open_fails("trunc.npy", buf, len, DRIFT_ECORRUPT, "do not hold");
-	len = make_npy(buf, "{'descr': '<f4', 'fortran_order': False, "
-			    "'shape': (6,)}\n",
+	len = make_npy(buf,
+		       "{'descr': '<f4', 'fortran_order': False, "
+		       "'shape': (6,)}\n",
 		       data, 24);
 	open_fails("1d.npy", buf, len, DRIFT_ENOTSUP, "shape must be");
 
