@@ -1,0 +1,818 @@
+/*
+ * The L1 index: structure, apply (upserts and deletes), build and search.
+ * Maintenance is in l1_maint.c, recall calibration in l1_calib.c.
+ *
+ * Publication: a writer prepares new bucket versions without any lock, then
+ * swaps them in under the write side of l1->lock; searches hold the read
+ * side for their whole run. Old versions are freed after the swap, when no
+ * search can hold them. (Epoch-based reclamation, which removes the read
+ * lock, comes with the L0 engine.)
+ */
+#include "node/l1.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/abuf.h"
+#include "common/alloc.h"
+#include "common/topk.h"
+#include "common/vec.h"
+#include "node/kmeans.h"
+#include "node/l1_internal.h"
+
+/* ---- Buckets ------------------------------------------------------------ */
+
+int l1_bucket_alloc(uint32_t dim, uint32_t n, const float *centroid,
+		    l1_bucket **out)
+{
+	l1_bucket *b = drift_calloc(1, sizeof(*b));
+	if (b == NULL)
+		return DRIFT_ENOMEM;
+	b->n = n;
+	b->centroid = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
+					  dim * sizeof(float));
+	b->sum = drift_calloc(dim, sizeof(double));
+	b->ids = drift_mallocarray(n, sizeof(uint64_t));
+	b->versions = drift_mallocarray(n, sizeof(uint64_t));
+	b->vecs = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
+				      (size_t)n * dim * sizeof(float));
+	if (!b->centroid || !b->sum || !b->ids || !b->versions || !b->vecs) {
+		l1_bucket_free(b);
+		return DRIFT_ENOMEM;
+	}
+	memcpy(b->centroid, centroid, dim * sizeof(float));
+	*out = b;
+	return 0;
+}
+
+void l1_bucket_finish(l1_bucket *b, uint32_t dim)
+{
+	const drift_vec_kernels *k = drift_vec();
+	memset(b->sum, 0, dim * sizeof(double));
+	float maxd = 0;
+	double sq = 0;
+	for (uint32_t r = 0; r < b->n; r++) {
+		const float *v = b->vecs + (size_t)r * dim;
+		for (uint32_t j = 0; j < dim; j++)
+			b->sum[j] += v[j];
+		float d = k->l2sq(v, b->centroid, dim);
+		sq += d;
+		if (d > maxd)
+			maxd = d;
+	}
+	b->radius = sqrtf(maxd);
+	b->rms = b->n > 0 ? (float)sqrt(sq / b->n) : 0.0f;
+}
+
+void l1_bucket_free(l1_bucket *b)
+{
+	if (b == NULL)
+		return;
+	drift_free(b->centroid);
+	drift_free(b->sum);
+	drift_free(b->ids);
+	drift_free(b->versions);
+	drift_free(b->vecs);
+	drift_free(b);
+}
+
+/* ---- Slots -------------------------------------------------------------- */
+
+int l1_reserve_slots(drift_l1 *l1, uint32_t want)
+{
+	if (want <= l1->cap)
+		return 0;
+	uint32_t cap = l1->cap ? l1->cap : 16;
+	while (cap < want)
+		cap *= 2;
+	/* Readers index these arrays under the read lock; growing them needs
+	 * the write lock. */
+	l1_bucket **b = drift_calloc(cap, sizeof(*b));
+	float *cent = drift_aligned_alloc(DRIFT_ALIGN_CACHE, (size_t)cap *
+								     l1->dim *
+								     sizeof(float));
+	float *radius = drift_calloc(cap, sizeof(float));
+	uint32_t *fs = drift_calloc(cap, sizeof(uint32_t));
+	if (!b || !cent || !radius || !fs) {
+		drift_free(b);
+		drift_free(cent);
+		drift_free(radius);
+		drift_free(fs);
+		return DRIFT_ENOMEM;
+	}
+	for (size_t i = 0; i < (size_t)cap * l1->dim; i++)
+		cent[i] = FLT_MAX;
+	pthread_rwlock_wrlock(&l1->lock);
+	if (l1->cap > 0) {
+		memcpy(b, l1->b, l1->cap * sizeof(*b));
+		memcpy(cent, l1->cent, (size_t)l1->cap * l1->dim * sizeof(float));
+		memcpy(radius, l1->radius, l1->cap * sizeof(float));
+		memcpy(fs, l1->free_slots, l1->nfree * sizeof(uint32_t));
+	}
+	drift_free(l1->b);
+	drift_free(l1->cent);
+	drift_free(l1->radius);
+	drift_free(l1->free_slots);
+	l1->b = b;
+	l1->cent = cent;
+	l1->radius = radius;
+	l1->free_slots = fs;
+	l1->cap = cap;
+	pthread_rwlock_unlock(&l1->lock);
+	return 0;
+}
+
+int l1_take_slot(drift_l1 *l1, uint32_t *slot)
+{
+	if (l1->nfree > 0) {
+		*slot = l1->free_slots[--l1->nfree];
+		return 0;
+	}
+	int rv = l1_reserve_slots(l1, l1->nslots + 1);
+	if (rv != 0)
+		return rv;
+	*slot = l1->nslots++;
+	return 0;
+}
+
+uint32_t l1_nearest_slot(const drift_l1 *l1, const float *v, uint32_t exclude,
+			 float *dist)
+{
+	const drift_vec_kernels *k = drift_vec();
+	uint32_t best = UINT32_MAX;
+	float bd = FLT_MAX;
+	for (uint32_t s = 0; s < l1->nslots; s++) {
+		if (l1->b[s] == NULL || s == exclude)
+			continue;
+		float d = k->l2sq(v, l1->cent + (size_t)s * l1->dim, l1->dim);
+		if (d < bd || best == UINT32_MAX) {
+			bd = d;
+			best = s;
+		}
+	}
+	if (dist != NULL)
+		*dist = bd;
+	return best;
+}
+
+void l1_publish(drift_l1 *l1, l1_change *ch, size_t n, const uint64_t *del,
+		size_t ndel)
+{
+	uint32_t dim = l1->dim;
+	pthread_rwlock_wrlock(&l1->lock);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t s = ch[i].slot;
+		ch[i].old = l1->b[s];
+		l1->b[s] = ch[i].nb;
+		if (ch[i].old != NULL) {
+			l1->count -= ch[i].old->n;
+			l1->live--;
+		}
+		if (ch[i].nb != NULL) {
+			l1->count += ch[i].nb->n;
+			l1->live++;
+			memcpy(l1->cent + (size_t)s * dim, ch[i].nb->centroid,
+			       dim * sizeof(float));
+			l1->radius[s] = ch[i].nb->radius;
+		} else {
+			for (uint32_t j = 0; j < dim; j++)
+				l1->cent[(size_t)s * dim + j] = FLT_MAX;
+			l1->free_slots[l1->nfree++] = s;
+		}
+		/* Every row of the new version may have a new place. Room
+		 * was reserved by the caller, so puts cannot fail. */
+		const l1_bucket *b = ch[i].nb;
+		for (uint32_t r = 0; b != NULL && r < b->n; r++) {
+			drift_kv_loc loc = {s, r, b->versions[r]};
+			int rv = drift_kv_put(&l1->kv, b->ids[r], loc);
+			(void)rv;
+		}
+	}
+	for (size_t j = 0; j < ndel; j++)
+		drift_kv_del(&l1->kv, del[j], NULL);
+	pthread_rwlock_unlock(&l1->lock);
+	/* No search can hold an old version now. */
+	for (size_t i = 0; i < n; i++) {
+		l1_bucket_free(ch[i].old);
+		ch[i].old = NULL;
+	}
+}
+
+/* ---- Lifecycle ---------------------------------------------------------- */
+
+int drift_l1_new(const drift_l1_opts *opts, drift_l1 **out, drift_err *err)
+{
+	drift_l1_opts o = *opts;
+	if (o.dim == 0 || o.dim > 65536)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "dimension %u out of range 1..65536",
+				     o.dim);
+	if (o.metric > DRIFT_METRIC_COSINE)
+		return drift_err_set(err, DRIFT_EINVAL, "unknown metric %d",
+				     (int)o.metric);
+	if (o.bucket_target == 0)
+		o.bucket_target = 512;
+	if (o.bucket_max == 0)
+		o.bucket_max = 3 * o.bucket_target;
+	if (o.bucket_min == 0)
+		o.bucket_min = o.bucket_target / 4;
+	if (o.drift_ratio <= 0)
+		o.drift_ratio = 0.2f;
+	if (o.steal_neighbors == 0)
+		o.steal_neighbors = 8;
+	if (o.default_recall <= 0 || o.default_recall > 1)
+		o.default_recall = 0.95f;
+	if (o.bucket_min < 1 || o.bucket_max <= 2 * o.bucket_min)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "bucket bounds must satisfy 1 <= min and "
+				     "2 * min < max (min %u, max %u)",
+				     o.bucket_min, o.bucket_max);
+	drift_l1 *l1 = drift_calloc(1, sizeof(*l1));
+	if (l1 == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "L1 index");
+	l1->o = o;
+	l1->dim = o.dim;
+	drift_kv_init(&l1->kv);
+	drift_rand_seed(&l1->rng, o.seed);
+	pthread_rwlock_init(&l1->lock, NULL);
+	*out = l1;
+	return 0;
+}
+
+void drift_l1_free(drift_l1 *l1)
+{
+	if (l1 == NULL)
+		return;
+	for (uint32_t s = 0; s < l1->nslots; s++)
+		l1_bucket_free(l1->b[s]);
+	drift_free(l1->b);
+	drift_free(l1->cent);
+	drift_free(l1->radius);
+	drift_free(l1->free_slots);
+	drift_free(l1->calib.gaps10);
+	drift_free(l1->calib.gaps100);
+	drift_kv_free(&l1->kv);
+	pthread_rwlock_destroy(&l1->lock);
+	drift_free(l1);
+}
+
+/* ---- Input -------------------------------------------------------------- */
+
+/* A copy of the input vectors, normalised for COSINE. NULL on ENOMEM or,
+ * for a zero vector under COSINE, with *zero set. */
+static float *prepare_vectors(const drift_l1 *l1, const float *vecs, size_t n,
+			      size_t *zero)
+{
+	uint32_t dim = l1->dim;
+	float *out = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
+					 n * dim * sizeof(float));
+	if (out == NULL)
+		return NULL;
+	memcpy(out, vecs, n * dim * sizeof(float));
+	if (l1->o.metric != DRIFT_METRIC_COSINE)
+		return out;
+	const drift_vec_kernels *k = drift_vec();
+	for (size_t i = 0; i < n; i++) {
+		float *v = out + i * dim;
+		float norm = sqrtf(k->dot(v, v, dim));
+		if (!(norm > 0) || !isfinite(norm)) {
+			*zero = i;
+			drift_free(out);
+			return NULL;
+		}
+		for (uint32_t j = 0; j < dim; j++)
+			v[j] /= norm;
+	}
+	return out;
+}
+
+/* ---- Build -------------------------------------------------------------- */
+
+/* Buckets from k-means over the rows of x: each cluster becomes a bucket. */
+static int build_buckets(drift_l1 *l1, const uint64_t *ids, const float *x,
+			 size_t n, uint64_t version, drift_err *err)
+{
+	uint32_t dim = l1->dim;
+	uint32_t k = (uint32_t)((n + l1->o.bucket_target - 1) /
+				l1->o.bucket_target);
+	if (k == 0)
+		k = 1;
+	int rv = DRIFT_ENOMEM;
+	float *cent = drift_mallocarray((size_t)k * dim, sizeof(float));
+	uint32_t *assign = drift_mallocarray(n, sizeof(uint32_t));
+	uint32_t *size = drift_calloc(k, sizeof(uint32_t));
+	l1_change *ch = drift_calloc(k, sizeof(*ch));
+	if (!cent || !assign || !size || !ch)
+		goto out;
+	drift_kmeans_opts ko = {.seed = drift_rand_next(&l1->rng)};
+	rv = drift_kmeans(x, n, dim, k, &ko, cent, assign, err);
+	if (rv != 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		size[assign[i]]++;
+	rv = drift_kv_reserve(&l1->kv, drift_kv_len(&l1->kv) + n);
+	if (rv == 0)
+		rv = l1_reserve_slots(l1, l1->nslots + k);
+	if (rv != 0)
+		goto out;
+	size_t nch = 0;
+	for (uint32_t c = 0; c < k; c++) {
+		if (size[c] == 0)
+			continue;
+		rv = l1_bucket_alloc(dim, size[c], cent + (size_t)c * dim,
+				     &ch[nch].nb);
+		if (rv != 0)
+			goto out;
+		ch[nch].nb->n = 0; /* filled below */
+		ch[nch].slot = c;  /* cluster index until slots are taken */
+		nch++;
+	}
+	/* Fill rows: map cluster -> change index. */
+	uint32_t *where = size; /* reuse: cluster -> change index */
+	for (uint32_t c = 0, j = 0; c < k; c++)
+		where[c] = size[c] == 0 ? UINT32_MAX : j++;
+	for (size_t i = 0; i < n; i++) {
+		l1_bucket *b = ch[where[assign[i]]].nb;
+		uint32_t r = b->n++;
+		b->ids[r] = ids[i];
+		b->versions[r] = version;
+		memcpy(b->vecs + (size_t)r * dim, x + i * dim,
+		       dim * sizeof(float));
+	}
+	for (size_t c = 0; c < nch; c++) {
+		l1_bucket_finish(ch[c].nb, dim);
+		l1_take_slot(l1, &ch[c].slot); /* room reserved above */
+	}
+	l1_publish(l1, ch, nch, NULL, 0);
+	rv = 0;
+out:
+	if (rv != 0 && ch != NULL)
+		for (uint32_t c = 0; c < k; c++)
+			l1_bucket_free(ch[c].nb);
+	drift_free(cent);
+	drift_free(assign);
+	drift_free(size);
+	drift_free(ch);
+	return rv;
+}
+
+int drift_l1_build(drift_l1 *l1, const uint64_t *ids, const float *vecs,
+		   size_t n, uint64_t version, drift_err *err)
+{
+	if (l1->count > 0 || l1->live > 0)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "L1 build needs an empty index");
+	if (n == 0)
+		return 0;
+	size_t zero = SIZE_MAX;
+	float *x = prepare_vectors(l1, vecs, n, &zero);
+	if (x == NULL)
+		return zero != SIZE_MAX
+			       ? drift_err_set(err, DRIFT_EINVAL,
+					       "vector %zu has no direction "
+					       "(zero norm) under COSINE",
+					       zero)
+			       : drift_err_set(err, DRIFT_ENOMEM, "L1 build");
+	int rv = build_buckets(l1, ids, x, n, version, err);
+	drift_free(x);
+	if (rv == 0)
+		rv = drift_l1_calibrate(l1, err);
+	return rv;
+}
+
+/* ---- Apply -------------------------------------------------------------- */
+
+typedef struct slot_row {
+	uint32_t slot, row;
+} slot_row;
+
+static int slot_row_cmp(const void *a, const void *b)
+{
+	const slot_row *x = a, *y = b;
+	if (x->slot != y->slot)
+		return x->slot < y->slot ? -1 : 1;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* Everything apply allocates, freed in one place. */
+typedef struct apply_work {
+	float *x;           /* prepared upsert vectors */
+	drift_kv batch;     /* id -> last index among upserts */
+	uint32_t *target;   /* per upsert: slot, or UINT32_MAX if superseded */
+	slot_row *rem;      /* rows leaving their bucket */
+	slot_row *add;      /* (slot, upsert index) joining */
+	uint32_t *touched;  /* per slot: change index + 1, or 0 */
+	l1_change *ch;
+	size_t nrem, nadd, nch;
+	uint64_t *kept_ids; /* for a first build */
+	float *kept_x;
+} apply_work;
+
+static void apply_work_free(apply_work *w)
+{
+	drift_free(w->x);
+	drift_kv_free(&w->batch);
+	drift_free(w->target);
+	drift_free(w->rem);
+	drift_free(w->add);
+	drift_free(w->touched);
+	if (w->ch != NULL)
+		for (size_t i = 0; i < w->nch; i++)
+			l1_bucket_free(w->ch[i].nb);
+	drift_free(w->ch);
+	drift_free(w->kept_ids);
+	drift_free(w->kept_x);
+}
+
+/* Builds the new version of slot s: its old rows minus rem[*ri...] of s,
+ * plus the adds of s. */
+static int rebuild_slot(drift_l1 *l1, apply_work *w, uint32_t s, size_t *ri,
+			size_t *ai, const uint64_t *ids, uint64_t version,
+			l1_bucket **out)
+{
+	uint32_t dim = l1->dim;
+	const l1_bucket *old = l1->b[s];
+	size_t r0 = *ri, a0 = *ai;
+	while (*ri < w->nrem && w->rem[*ri].slot == s)
+		(*ri)++;
+	while (*ai < w->nadd && w->add[*ai].slot == s)
+		(*ai)++;
+	size_t nold = old != NULL ? old->n : 0;
+	size_t n = nold - (*ri - r0) + (*ai - a0);
+	if (n == 0) {
+		*out = NULL;
+		return 0;
+	}
+	l1_bucket *b;
+	int rv = l1_bucket_alloc(dim, (uint32_t)n,
+				 l1->cent + (size_t)s * dim, &b);
+	if (rv != 0)
+		return rv;
+	size_t o = 0, rr = r0;
+	for (uint32_t r = 0; r < nold; r++) {
+		if (rr < *ri && w->rem[rr].row == r) {
+			rr++;
+			continue;
+		}
+		b->ids[o] = old->ids[r];
+		b->versions[o] = old->versions[r];
+		memcpy(b->vecs + o * dim, old->vecs + (size_t)r * dim,
+		       dim * sizeof(float));
+		o++;
+	}
+	for (size_t a = a0; a < *ai; a++, o++) {
+		uint32_t i = w->add[a].row;
+		b->ids[o] = ids[i];
+		b->versions[o] = version;
+		memcpy(b->vecs + o * dim, w->x + (size_t)i * dim,
+		       dim * sizeof(float));
+	}
+	l1_bucket_finish(b, dim);
+	*out = b;
+	return 0;
+}
+
+int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
+		   size_t n, const uint64_t *del, size_t ndel,
+		   uint64_t version, size_t *deleted, drift_err *err)
+{
+	uint32_t dim = l1->dim;
+	apply_work w = {0};
+	drift_kv_init(&w.batch);
+	int rv = DRIFT_ENOMEM;
+	size_t zero = SIZE_MAX, ndeleted = 0;
+
+	if (n > 0) {
+		w.x = prepare_vectors(l1, vecs, n, &zero);
+		if (w.x == NULL) {
+			rv = zero != SIZE_MAX
+				     ? drift_err_set(err, DRIFT_EINVAL,
+						     "vector %zu has no "
+						     "direction (zero norm) "
+						     "under COSINE",
+						     zero)
+				     : drift_err_set(err, DRIFT_ENOMEM,
+						     "L1 apply");
+			goto out;
+		}
+	}
+	/* The last upsert of an id wins within a batch. */
+	if (drift_kv_reserve(&w.batch, n) != 0)
+		goto nomem;
+	for (size_t i = 0; i < n; i++)
+		drift_kv_put(&w.batch, ids[i], (drift_kv_loc){0, 0, i});
+	for (size_t j = 0; j < ndel; j++) {
+		drift_kv_loc loc;
+		if (drift_kv_get(&w.batch, del[j], &loc) == 0) {
+			rv = drift_err_set(err, DRIFT_EINVAL,
+					   "id %llu is both upserted and "
+					   "deleted in one batch",
+					   (unsigned long long)del[j]);
+			goto out;
+		}
+	}
+
+	if (l1->live == 0) {
+		/* A first build: k-means over the distinct new rows. */
+		size_t m = 0;
+		w.kept_ids = drift_mallocarray(n ? n : 1, sizeof(uint64_t));
+		w.kept_x = drift_mallocarray(n ? n * dim : 1, sizeof(float));
+		if (w.kept_ids == NULL || w.kept_x == NULL)
+			goto nomem;
+		for (size_t i = 0; i < n; i++) {
+			drift_kv_loc loc;
+			drift_kv_get(&w.batch, ids[i], &loc);
+			if (loc.version != i)
+				continue;
+			w.kept_ids[m] = ids[i];
+			memcpy(w.kept_x + m * dim, w.x + i * dim,
+			       dim * sizeof(float));
+			m++;
+		}
+		rv = m > 0 ? build_buckets(l1, w.kept_ids, w.kept_x, m,
+					   version, err)
+			   : 0;
+		if (rv == 0 && m > 0)
+			rv = drift_l1_calibrate(l1, err);
+		goto out;
+	}
+
+	w.target = drift_mallocarray(n ? n : 1, sizeof(uint32_t));
+	w.rem = drift_mallocarray(n + ndel ? n + ndel : 1, sizeof(slot_row));
+	w.add = drift_mallocarray(n ? n : 1, sizeof(slot_row));
+	w.touched = drift_calloc(l1->nslots, sizeof(uint32_t));
+	if (!w.target || !w.rem || !w.add || !w.touched)
+		goto nomem;
+	size_t nnew = 0;
+	for (size_t i = 0; i < n; i++) {
+		drift_kv_loc loc;
+		drift_kv_get(&w.batch, ids[i], &loc);
+		if (loc.version != i)
+			continue; /* a later upsert of the id wins */
+		uint32_t s = l1_nearest_slot(l1, w.x + i * dim, UINT32_MAX,
+					     NULL);
+		w.add[w.nadd++] = (slot_row){s, (uint32_t)i};
+		if (drift_kv_get(&l1->kv, ids[i], &loc) == 0)
+			w.rem[w.nrem++] = (slot_row){loc.bucket, loc.row};
+		else
+			nnew++;
+	}
+	for (size_t j = 0; j < ndel; j++) {
+		drift_kv_loc loc;
+		if (drift_kv_get(&l1->kv, del[j], &loc) != 0)
+			continue;
+		/* A repeated delete of one id removes one row. */
+		bool dup = false;
+		for (size_t t = 0; t < j && !dup; t++)
+			dup = del[t] == del[j];
+		if (dup)
+			continue;
+		w.rem[w.nrem++] = (slot_row){loc.bucket, loc.row};
+		ndeleted++;
+	}
+	qsort(w.rem, w.nrem, sizeof(slot_row), slot_row_cmp);
+	qsort(w.add, w.nadd, sizeof(slot_row), slot_row_cmp);
+
+	/* One change per touched slot, in slot order. */
+	size_t maxch = w.nrem + w.nadd;
+	w.ch = drift_calloc(maxch ? maxch : 1, sizeof(l1_change));
+	if (w.ch == NULL || drift_kv_reserve(&l1->kv, l1->kv.len + nnew) != 0)
+		goto nomem;
+	size_t ri = 0, ai = 0;
+	while (ri < w.nrem || ai < w.nadd) {
+		uint32_t s = ri < w.nrem ? w.rem[ri].slot : UINT32_MAX;
+		if (ai < w.nadd && w.add[ai].slot < s)
+			s = w.add[ai].slot;
+		l1_change *c = &w.ch[w.nch];
+		c->slot = s;
+		rv = rebuild_slot(l1, &w, s, &ri, &ai, ids, version, &c->nb);
+		if (rv != 0)
+			goto nomem;
+		w.nch++;
+	}
+	l1_publish(l1, w.ch, w.nch, del, ndel);
+	for (size_t i = 0; i < w.nch; i++)
+		w.ch[i].nb = NULL; /* published: owned by the index */
+	l1->changed_since_calib += n + ndeleted;
+	rv = 0;
+	goto out;
+nomem:
+	rv = drift_err_set(err, DRIFT_ENOMEM, "L1 apply of %zu vectors", n);
+out:
+	apply_work_free(&w);
+	if (rv == 0 && deleted != NULL)
+		*deleted = ndeleted;
+	return rv;
+}
+
+/* ---- Search ------------------------------------------------------------- */
+
+typedef struct probe {
+	float key;
+	uint32_t slot;
+} probe;
+
+static int probe_cmp(const void *a, const void *b)
+{
+	const probe *x = a, *y = b;
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+static inline float metric_dist(const drift_vec_kernels *k,
+				enum drift_metric m, const float *q,
+				const float *v, uint32_t dim)
+{
+	switch (m) {
+	case DRIFT_METRIC_IP:
+		return -k->dot(q, v, dim);
+	case DRIFT_METRIC_COSINE:
+		return 1.0f - k->dot(q, v, dim);
+	default:
+		return k->l2sq(q, v, dim);
+	}
+}
+
+/* The smallest distance any member of slot s could have (exact mode). */
+static float lower_bound(const drift_l1 *l1, float key, uint32_t s,
+			 float qnorm)
+{
+	float r = l1->radius[s];
+	switch (l1->o.metric) {
+	case DRIFT_METRIC_IP:
+		return key - qnorm * r;
+	case DRIFT_METRIC_COSINE:
+		return 1.0f + key - r;
+	default: {
+		float d = key - r;
+		return d > 0 ? d * d : 0.0f;
+	}
+	}
+}
+
+int drift_l1_search(drift_l1 *l1, const float *q,
+		    const drift_l1_search_opts *so, drift_hit *out,
+		    size_t *n_out, drift_l1_search_stats *stats)
+{
+	uint32_t dim = l1->dim;
+	if (so->k == 0 || (so->nprobe > 0 && so->recall_target > 0) ||
+	    so->recall_target > 1 || so->recall_target < 0)
+		return DRIFT_EINVAL;
+	const drift_vec_kernels *k = drift_vec();
+	float *qn = drift_aligned_alloc(DRIFT_ALIGN_CACHE, dim * sizeof(float));
+	drift_hit *heap = drift_mallocarray(so->k, sizeof(drift_hit));
+	probe *pr = NULL;
+	int rv = DRIFT_ENOMEM;
+	if (qn == NULL || heap == NULL)
+		goto out;
+	memcpy(qn, q, dim * sizeof(float));
+	float qnorm = sqrtf(k->dot(qn, qn, dim));
+	if (l1->o.metric == DRIFT_METRIC_COSINE) {
+		if (!(qnorm > 0)) {
+			rv = DRIFT_EINVAL;
+			goto out;
+		}
+		for (uint32_t j = 0; j < dim; j++)
+			qn[j] /= qnorm;
+		qnorm = 1;
+	}
+
+	pthread_rwlock_rdlock(&l1->lock);
+	pr = drift_mallocarray(l1->nslots ? l1->nslots : 1, sizeof(probe));
+	if (pr == NULL) {
+		pthread_rwlock_unlock(&l1->lock);
+		goto out;
+	}
+	size_t np = 0;
+	float kmin = FLT_MAX;
+	for (uint32_t s = 0; s < l1->nslots; s++) {
+		if (l1->b[s] == NULL)
+			continue;
+		const float *c = l1->cent + (size_t)s * dim;
+		float key = l1->o.metric == DRIFT_METRIC_L2
+				    ? sqrtf(k->l2sq(qn, c, dim))
+				    : -k->dot(qn, c, dim);
+		pr[np++] = (probe){key, s};
+		if (key < kmin)
+			kmin = key;
+	}
+	float target = so->recall_target;
+	if (so->nprobe == 0 && target == 0 && !so->exhaustive)
+		target = l1->o.default_recall;
+	bool exact = so->exhaustive || target >= 1.0f;
+	size_t limit = np;
+	if (so->nprobe > 0 && !so->exhaustive) {
+		limit = so->nprobe < np ? so->nprobe : np;
+	} else if (!exact) {
+		/* Probe the buckets within the calibrated gap of the
+		 * nearest centroid (l1_calib.c). */
+		float tau = l1_calib_tau(l1, target, so->k);
+		float scale = l1->calib.scale > 0 ? l1->calib.scale : 1.0f;
+		if (l1->o.metric != DRIFT_METRIC_L2)
+			scale *= qnorm;
+		size_t m = 0;
+		for (size_t i = 0; i < np; i++)
+			if ((pr[i].key - kmin) <= tau * scale)
+				pr[m++] = pr[i];
+		np = m;
+		limit = np;
+	}
+	qsort(pr, np, sizeof(probe), probe_cmp);
+
+	drift_topk top;
+	drift_topk_init(&top, heap, so->k);
+	uint32_t probed = 0;
+	uint64_t scanned = 0;
+	for (size_t i = 0; i < limit; i++) {
+		uint32_t s = pr[i].slot;
+		if (exact && !so->exhaustive &&
+		    lower_bound(l1, pr[i].key, s, qnorm) >
+			    drift_topk_bound(&top))
+			continue;
+		const l1_bucket *b = l1->b[s];
+		for (uint32_t r = 0; r < b->n; r++) {
+			float d = metric_dist(k, l1->o.metric, qn,
+					      b->vecs + (size_t)r * dim, dim);
+			drift_topk_push(&top, (drift_hit){b->ids[r], d});
+		}
+		probed++;
+		scanned += b->n;
+	}
+	pthread_rwlock_unlock(&l1->lock);
+
+	size_t n = drift_topk_sort(&top);
+	memcpy(out, heap, n * sizeof(drift_hit));
+	*n_out = n;
+	if (stats != NULL) {
+		stats->probed = probed;
+		stats->scanned = scanned;
+	}
+	rv = 0;
+out:
+	drift_free(qn);
+	drift_free(heap);
+	drift_free(pr);
+	return rv;
+}
+
+/* ---- Point reads and statistics ---------------------------------------- */
+
+int drift_l1_get(drift_l1 *l1, uint64_t id, float *out, uint64_t *version)
+{
+	pthread_rwlock_rdlock(&l1->lock);
+	drift_kv_loc loc;
+	int rv = drift_kv_get(&l1->kv, id, &loc);
+	if (rv == 0) {
+		const l1_bucket *b = l1->b[loc.bucket];
+		memcpy(out, b->vecs + (size_t)loc.row * l1->dim,
+		       l1->dim * sizeof(float));
+		if (version != NULL)
+			*version = b->versions[loc.row];
+	}
+	pthread_rwlock_unlock(&l1->lock);
+	return rv;
+}
+
+int drift_l1_locate(drift_l1 *l1, uint64_t id, uint32_t *bucket)
+{
+	pthread_rwlock_rdlock(&l1->lock);
+	drift_kv_loc loc;
+	int rv = drift_kv_get(&l1->kv, id, &loc);
+	if (rv == 0)
+		*bucket = loc.bucket;
+	pthread_rwlock_unlock(&l1->lock);
+	return rv;
+}
+
+void drift_l1_stats_get(drift_l1 *l1, drift_l1_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_rwlock_rdlock(&l1->lock);
+	st->vectors = l1->count;
+	st->buckets = l1->live;
+	st->min_size = UINT32_MAX;
+	double drift = 0;
+	for (uint32_t s = 0; s < l1->nslots; s++) {
+		const l1_bucket *b = l1->b[s];
+		if (b == NULL)
+			continue;
+		if (b->n < st->min_size)
+			st->min_size = b->n;
+		if (b->n > st->max_size)
+			st->max_size = b->n;
+		double d2 = 0;
+		for (uint32_t j = 0; j < l1->dim; j++) {
+			double m = b->sum[j] / b->n - b->centroid[j];
+			d2 += m * m;
+		}
+		drift += b->rms > 0 ? sqrt(d2) / b->rms : 0;
+	}
+	if (st->buckets == 0)
+		st->min_size = 0;
+	else
+		st->mean_drift = drift / st->buckets;
+	pthread_rwlock_unlock(&l1->lock);
+}

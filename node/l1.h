@@ -1,0 +1,128 @@
+/*
+ * The L1 index of a shard: clustered buckets that stay good while the data
+ * moves.
+ *
+ * Vectors live in buckets around a centroid (an IVF index). A bucket is
+ * immutable once published: every change (rows added or removed, a split, a
+ * merge, a re-centre) builds a new version and swaps it in, so a reader
+ * never sees a half-changed bucket. Each bucket keeps the running sum and
+ * count of its members, so its mean, and its drift from the centroid, are
+ * O(1) to read. drift_kv maps every id to its bucket and row.
+ *
+ * Search probes buckets in order of centroid distance, either a fixed number
+ * (a probe budget) or as many as a recall target needs: the index is
+ * calibrated on its own data (see l1_calib.c) and stops probing where the
+ * measured chance that a further bucket holds a true neighbour falls below
+ * what the target allows. A target of 1.0 is exact: it prunes only buckets
+ * that provably cannot hold a better vector (triangle inequality with each
+ * bucket's radius).
+ *
+ * Maintenance (drift_l1_maintain, bounded steps) keeps buckets between their
+ * size bounds and near their members' mean: split by 2-means with neighbour
+ * stealing, scatter merge of undersized buckets by urgency, re-centring when
+ * drift passes a threshold. The rules and constants are documented at the
+ * top of l1_maint.c.
+ *
+ * Threads: one writer (build, apply, delete, maintain) at a time; any number
+ * of concurrent searches and gets.
+ */
+#ifndef DRIFT_NODE_L1_H
+#define DRIFT_NODE_L1_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/hit.h"
+
+enum drift_metric {
+	DRIFT_METRIC_L2 = 0, /* squared Euclidean distance */
+	DRIFT_METRIC_IP,     /* negated inner product */
+	DRIFT_METRIC_COSINE, /* 1 - cosine similarity; vectors normalised */
+};
+
+typedef struct drift_l1_opts {
+	uint32_t dim;
+	enum drift_metric metric;
+	uint32_t bucket_target; /* members per bucket aimed at; 0: 512 */
+	uint32_t bucket_max;    /* split above; 0: 3 * target */
+	uint32_t bucket_min;    /* merge below; 0: target / 4 */
+	float drift_ratio;      /* re-centre when drift > ratio * rms radius;
+				 * 0: 0.2 */
+	uint32_t steal_neighbors; /* buckets examined by stealing; 0: 8 */
+	float default_recall;     /* when a search gives neither; 0: 0.95 */
+	uint64_t seed;
+} drift_l1_opts;
+
+typedef struct drift_l1 drift_l1;
+
+int drift_l1_new(const drift_l1_opts *opts, drift_l1 **out, drift_err *err);
+void drift_l1_free(drift_l1 *l1);
+
+/* Builds the index from scratch by k-means over n vectors (the index must be
+ * empty): the bulk load and the first flush. ids must be distinct. */
+int drift_l1_build(drift_l1 *l1, const uint64_t *ids, const float *vecs,
+		   size_t n, uint64_t version, drift_err *err);
+
+/* Upserts n vectors: each goes to the bucket of its nearest centroid; an id
+ * already present is replaced (removed from its old bucket). Deletes the ids
+ * in del (absent ones are ignored; *deleted gets how many existed, when not
+ * NULL). All in one step: readers see all of it or none. An empty index
+ * gets its first bucket from the vectors. */
+int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
+		   size_t n, const uint64_t *del, size_t ndel,
+		   uint64_t version, size_t *deleted, drift_err *err);
+
+typedef struct drift_l1_search_opts {
+	uint32_t k;
+	uint32_t nprobe;     /* > 0: probe exactly this many buckets */
+	float recall_target; /* > 0 (and nprobe 0): probe for this recall */
+	bool exhaustive;     /* scan everything (ground truth, tests) */
+} drift_l1_search_opts;
+
+typedef struct drift_l1_search_stats {
+	uint32_t probed;  /* buckets scanned */
+	uint64_t scanned; /* vectors compared */
+} drift_l1_search_stats;
+
+/* The k nearest live vectors to q (dim floats), best first, into out (room
+ * for k); *n_out gets how many (fewer when the index holds fewer). stats
+ * may be NULL. 0, DRIFT_EINVAL (k of 0, or both nprobe and recall_target),
+ * DRIFT_ENOMEM. */
+int drift_l1_search(drift_l1 *l1, const float *q,
+		    const drift_l1_search_opts *so, drift_hit *out,
+		    size_t *n_out, drift_l1_search_stats *stats);
+
+/* Copies the stored vector of id (normalised for COSINE) into out: 0 or
+ * DRIFT_ENOENT. *version gets its version when not NULL. */
+int drift_l1_get(drift_l1 *l1, uint64_t id, float *out, uint64_t *version);
+
+typedef struct drift_l1_maint_stats {
+	uint32_t splits, merges, recenters;
+	uint64_t moved; /* vectors that changed bucket */
+} drift_l1_maint_stats;
+
+/* Runs at most max_actions maintenance actions (split, merge, re-centre),
+ * most urgent first; *done (may be NULL) counts what ran. Returns 0 with
+ * nothing done when every bucket is within its bounds. */
+int drift_l1_maintain(drift_l1 *l1, unsigned max_actions,
+		      drift_l1_maint_stats *done, drift_err *err);
+
+/* Re-measures the recall calibration on a sample of the index's own vectors
+ * (done by build and by maintenance; callable directly). */
+int drift_l1_calibrate(drift_l1 *l1, drift_err *err);
+
+typedef struct drift_l1_stats {
+	uint64_t vectors;
+	uint32_t buckets;
+	uint32_t min_size, max_size;
+	double mean_drift; /* mean |mean - centroid| / rms radius */
+} drift_l1_stats;
+
+void drift_l1_stats_get(drift_l1 *l1, drift_l1_stats *st);
+
+/* The bucket slot holding id, or DRIFT_ENOENT (tests, diagnostics). */
+int drift_l1_locate(drift_l1 *l1, uint64_t id, uint32_t *bucket);
+
+#endif /* DRIFT_NODE_L1_H */

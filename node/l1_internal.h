@@ -1,0 +1,90 @@
+/*
+ * Internals shared by l1.c (structure, apply, search), l1_maint.c
+ * (maintenance) and l1_calib.c (recall calibration). Not for other modules.
+ */
+#ifndef DRIFT_NODE_L1_INTERNAL_H
+#define DRIFT_NODE_L1_INTERNAL_H
+
+#include <pthread.h>
+
+#include "common/rand.h"
+#include "node/kv.h"
+#include "node/l1.h"
+
+/* One immutable version of a bucket. Columns are row-aligned: row r is
+ * ids[r], versions[r] and vecs[r * dim ...]. */
+typedef struct l1_bucket {
+	uint32_t n;
+	float *centroid;    /* dim */
+	double *sum;        /* dim: running sum of the members */
+	float radius;       /* max distance of a member to the centroid */
+	float rms;          /* root mean square of those distances */
+	uint64_t *ids;      /* n */
+	uint64_t *versions; /* n */
+	float *vecs;        /* n * dim, 64-byte aligned */
+} l1_bucket;
+
+/* The recall calibration: sorted "gaps" of the buckets holding true
+ * neighbours of sample queries (l1_calib.c explains). */
+typedef struct l1_calib {
+	float *gaps10, *gaps100; /* sorted; for k <= 10 and for larger k */
+	size_t n10, n100;
+	float scale; /* mean rms radius of the buckets at calibration */
+} l1_calib;
+
+struct drift_l1 {
+	drift_l1_opts o;
+	uint32_t dim;
+	l1_bucket **b;  /* per slot; NULL for a free slot */
+	float *cent;    /* per slot centroid, cap * dim; free: FLT_MAX */
+	float *radius;  /* per slot */
+	uint32_t nslots; /* slots in use or freed: 0..nslots-1 */
+	uint32_t cap;
+	uint32_t live; /* non-NULL slots */
+	uint32_t *free_slots; /* stack of freed slots, room for cap */
+	uint32_t nfree;
+	uint64_t count;
+	drift_kv kv;
+	l1_calib calib;
+	uint64_t changed_since_calib;
+	drift_rand rng;
+	pthread_rwlock_t lock; /* readers: whole search; writer: publish */
+};
+
+/* A change of one slot, prepared without the lock and published with it. */
+typedef struct l1_change {
+	uint32_t slot;
+	l1_bucket *nb; /* new version, or NULL to free the slot */
+	l1_bucket *old;
+} l1_change;
+
+/* A new bucket of n rows around centroid (copied); rows are filled by the
+ * caller, then l1_bucket_finish computes sum, radius and rms. */
+int l1_bucket_alloc(uint32_t dim, uint32_t n, const float *centroid,
+		    l1_bucket **out);
+void l1_bucket_finish(l1_bucket *b, uint32_t dim);
+void l1_bucket_free(l1_bucket *b);
+
+/* Makes room for slots up to want (exclusive) in the slot arrays. */
+int l1_reserve_slots(drift_l1 *l1, uint32_t want);
+
+/* A free slot (reusing freed ones first) for a bucket about to be
+ * published; the slot arrays have room for it. */
+int l1_take_slot(drift_l1 *l1, uint32_t *slot);
+
+/* Publishes changes atomically for readers: swaps the versions, updates
+ * drift_kv for every row of the new versions (its room must be reserved)
+ * and removes the ids in del from it; then frees the old versions. Cannot
+ * fail. */
+void l1_publish(drift_l1 *l1, l1_change *ch, size_t n, const uint64_t *del,
+		size_t ndel);
+
+/* Gap threshold of a recall target for k results, from the calibration. */
+float l1_calib_tau(const drift_l1 *l1, float target, uint32_t k);
+
+/* The nearest live slot to v by squared L2 (skipping exclude, or UINT32_MAX
+ * for none). */
+uint32_t l1_nearest_slot(const drift_l1 *l1, const float *v,
+			 uint32_t exclude, float *dist);
+
+#endif /* DRIFT_NODE_L1_INTERNAL_H */

@@ -1,0 +1,735 @@
+/* Tests of the L1 index (node/l1*.c): exactness against brute force, the
+ * quality floors, each maintenance step on crafted cases, drift_kv
+ * consistency under random churn, and recall under a drifting stream of
+ * real data. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/rand.h"
+#include "common/topk.h"
+#include "common/vec.h"
+#include "node/l1.h"
+#include "drift_test.h"
+
+/* ---- Fixture ---------------------------------------------------------- */
+
+static drift_l1 *l1;
+
+static void teardown(void)
+{
+	drift_failalloc_arm(0, 0);
+	drift_l1_free(l1);
+	l1 = NULL;
+}
+
+TestSuite(l1, .fini = teardown);
+
+/* ---- Helpers ---------------------------------------------------------- */
+
+static void make_index(uint32_t dim, enum drift_metric m, uint32_t target)
+{
+	drift_l1_opts o = {.dim = dim, .metric = m, .bucket_target = target,
+			   .seed = 1};
+	drift_err err;
+	cr_assert_eq(drift_l1_new(&o, &l1, &err), 0, "%s", err.msg);
+}
+
+/* n points in `blobs` Gaussian blobs of spread 1 around centres of spread
+ * 10 (seeded). */
+static float *blob_data(size_t n, uint32_t dim, unsigned blobs, uint64_t seed)
+{
+	drift_rand r;
+	drift_rand_seed(&r, seed);
+	float *c = malloc(blobs * dim * sizeof(float));
+	for (size_t i = 0; i < (size_t)blobs * dim; i++)
+		c[i] = (float)(drift_rand_normal(&r) * 10);
+	float *x = malloc(n * dim * sizeof(float));
+	for (size_t i = 0; i < n; i++) {
+		unsigned b = (unsigned)drift_rand_below(&r, blobs);
+		for (uint32_t j = 0; j < dim; j++)
+			x[i * dim + j] =
+				c[b * dim + j] + (float)drift_rand_normal(&r);
+	}
+	free(c);
+	return x;
+}
+
+static float dist(enum drift_metric m, const float *a, const float *b,
+		  uint32_t dim)
+{
+	const drift_vec_kernels *k = drift_vec();
+	if (m == DRIFT_METRIC_L2)
+		return k->l2sq(a, b, dim);
+	if (m == DRIFT_METRIC_IP)
+		return -k->dot(a, b, dim);
+	float na = sqrtf(k->dot(a, a, dim)), nb = sqrtf(k->dot(b, b, dim));
+	return 1.0f - k->dot(a, b, dim) / (na * nb);
+}
+
+/* Exact top-k of q among the n rows (ids[i] = i unless ids given). */
+static size_t brute(enum drift_metric m, const float *x, const uint64_t *ids,
+		    const bool *live, size_t n, uint32_t dim, const float *q,
+		    uint32_t k, drift_hit *out)
+{
+	drift_topk t;
+	drift_topk_init(&t, out, k);
+	for (size_t i = 0; i < n; i++)
+		if (live == NULL || live[i])
+			drift_topk_push(&t,
+					(drift_hit){ids ? ids[i] : i,
+						    dist(m, q, x + i * dim,
+							 dim)});
+	return drift_topk_sort(&t);
+}
+
+static double recall_of(const drift_hit *got, size_t ng, const drift_hit *want,
+			size_t nw)
+{
+	size_t hit = 0;
+	for (size_t i = 0; i < nw; i++)
+		for (size_t j = 0; j < ng; j++)
+			if (got[j].id == want[i].id) {
+				hit++;
+				break;
+			}
+	return nw ? (double)hit / nw : 1.0;
+}
+
+static uint64_t *seq_ids(size_t n, uint64_t first)
+{
+	uint64_t *ids = malloc(n * sizeof(uint64_t));
+	for (size_t i = 0; i < n; i++)
+		ids[i] = first + i;
+	return ids;
+}
+
+/* Mean recall@10 of queries q (nq rows) with search options so, against
+ * brute force over the n rows of x. */
+static double mean_recall(const float *x, size_t n, const float *q, size_t nq,
+			  uint32_t dim, drift_l1_search_opts so,
+			  double *mean_probed)
+{
+	drift_hit got[10], want[10];
+	double sum = 0, probed = 0;
+	for (size_t i = 0; i < nq; i++) {
+		size_t ng, nw;
+		drift_l1_search_stats st;
+		cr_assert_eq(drift_l1_search(l1, q + i * dim, &so, got, &ng,
+					     &st),
+			     0);
+		nw = brute(DRIFT_METRIC_L2, x, NULL, NULL, n, dim, q + i * dim,
+			   10, want);
+		sum += recall_of(got, ng, want, nw);
+		probed += st.probed;
+	}
+	if (mean_probed != NULL)
+		*mean_probed = probed / nq;
+	return sum / nq;
+}
+
+/* Every id the model holds is found with its vector; nothing else is. */
+static void assert_consistent(const float *model, const bool *live, size_t n,
+			      uint32_t dim)
+{
+	float *v = malloc(dim * sizeof(float));
+	size_t count = 0;
+	for (size_t i = 0; i < n; i++) {
+		int rv = drift_l1_get(l1, i, v, NULL);
+		if (live[i]) {
+			count++;
+			cr_assert_eq(rv, 0, "id %zu lost", i);
+			cr_assert_eq(memcmp(v, model + i * dim,
+					    dim * sizeof(float)),
+				     0, "id %zu has a wrong vector", i);
+		} else {
+			cr_assert_eq(rv, DRIFT_ENOENT, "id %zu is back", i);
+		}
+	}
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.vectors, count);
+	free(v);
+}
+
+/* ---- Cases: search ---------------------------------------------------- */
+
+DRIFT_TEST(l1, exact_searches_match_brute_force_for_every_metric)
+{
+	enum { N = 3000, DIM = 24, NQ = 20 };
+	enum drift_metric metrics[] = {DRIFT_METRIC_L2, DRIFT_METRIC_IP,
+				       DRIFT_METRIC_COSINE};
+	float *x = blob_data(N, DIM, 20, 5);
+	float *q = blob_data(NQ, DIM, 20, 6);
+	uint64_t *ids = seq_ids(N, 0);
+	for (int mi = 0; mi < 3; mi++) {
+		make_index(DIM, metrics[mi], 64);
+		drift_err err;
+		cr_assert_eq(drift_l1_build(l1, ids, x, N, 1, &err), 0, "%s",
+			     err.msg);
+		for (int qi = 0; qi < NQ; qi++) {
+			drift_hit want[10], got[10];
+			size_t nw = brute(metrics[mi], x, NULL, NULL, N, DIM,
+					  q + qi * DIM, 10, want);
+			const drift_l1_search_opts modes[] = {
+				{.k = 10, .exhaustive = true},
+				{.k = 10, .recall_target = 1.0f},
+			};
+			for (int m = 0; m < 2; m++) {
+				size_t ng;
+				drift_l1_search_stats st;
+				cr_assert_eq(drift_l1_search(l1, q + qi * DIM,
+							     &modes[m], got,
+							     &ng, &st),
+					     0);
+				cr_assert_eq(ng, nw);
+				for (size_t i = 0; i < ng; i++) {
+					cr_assert_eq(got[i].id, want[i].id,
+						     "metric %d mode %d q %d "
+						     "rank %zu",
+						     mi, m, qi, i);
+					cr_assert_float_eq(got[i].distance,
+							   want[i].distance,
+							   1e-3f);
+				}
+			}
+		}
+		drift_l1_free(l1);
+		l1 = NULL;
+	}
+	free(x);
+	free(q);
+	free(ids);
+}
+
+DRIFT_TEST(l1, search_arguments)
+{
+	make_index(4, DRIFT_METRIC_COSINE, 8);
+	float v[4] = {0};
+	drift_hit out[4];
+	size_t n = 99;
+	drift_l1_search_opts so = {.k = 3};
+	cr_assert_eq(drift_l1_search(l1, v, &so, out, &n, NULL), DRIFT_EINVAL,
+		     "a zero query has no cosine");
+	v[0] = 1;
+	cr_assert_eq(drift_l1_search(l1, v, &so, out, &n, NULL), 0);
+	cr_assert_eq(n, 0, "empty index");
+	so.k = 0;
+	cr_assert_eq(drift_l1_search(l1, v, &so, out, &n, NULL), DRIFT_EINVAL);
+	so = (drift_l1_search_opts){.k = 1, .nprobe = 2, .recall_target = 0.5f};
+	cr_assert_eq(drift_l1_search(l1, v, &so, out, &n, NULL), DRIFT_EINVAL);
+	uint64_t id = 7;
+	float zero[4] = {0};
+	drift_err err;
+	cr_assert_eq(drift_l1_apply(l1, &id, zero, 1, NULL, 0, 1, NULL, &err),
+		     DRIFT_EINVAL);
+	cr_assert_not_null(strstr(err.msg, "zero norm"));
+	float w[4] = {3, 4, 0, 0};
+	cr_assert_eq(drift_l1_apply(l1, &id, w, 1, NULL, 0, 1, NULL, &err), 0);
+	float got[4];
+	cr_assert_eq(drift_l1_get(l1, 7, got, NULL), 0);
+	cr_assert_float_eq(got[0], 0.6f, 1e-6f, "COSINE stores normalised");
+}
+
+DRIFT_TEST(l1, recall_floor_on_clustered_data_at_a_fixed_budget)
+{
+	enum { N = 20000, DIM = 32, NQ = 100 };
+	float *x = blob_data(N, DIM, 100, 7);
+	float *q = blob_data(NQ, DIM, 100, 8);
+	uint64_t *ids = seq_ids(N, 0);
+	make_index(DIM, DRIFT_METRIC_L2, 256);
+	cr_assert_eq(drift_l1_build(l1, ids, x, N, 1, NULL), 0);
+	double probed;
+	double r = mean_recall(x, N, q, NQ, DIM,
+			       (drift_l1_search_opts){.k = 10, .nprobe = 8},
+			       &probed);
+	cr_log_info("clustered: recall@10 %.3f with nprobe 8", r);
+	cr_assert_geq(r, 0.90);
+	free(x);
+	free(q);
+	free(ids);
+}
+
+/* The recall target holds on real data (Fashion-MNIST: 20,000 training
+ * images as the base, 200 test images as queries) without probing
+ * everything. */
+DRIFT_TEST(l1, recall_target_holds_on_fashion_mnist)
+{
+	enum { DIM = DRIFT_TEST_FMNIST_DIM };
+	size_t n, nq;
+	float *x = drift_test_fmnist("train", 20000, &n);
+	float *q = drift_test_fmnist("t10k", 200, &nq);
+	uint64_t *ids = seq_ids(n, 0);
+	make_index(DIM, DRIFT_METRIC_L2, 256);
+	cr_assert_eq(drift_l1_build(l1, ids, x, n, 1, NULL), 0);
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	const float targets[] = {0.9f, 0.95f, 0.99f};
+	for (int t = 0; t < 3; t++) {
+		double probed;
+		double r = mean_recall(
+			x, n, q, nq, DIM,
+			(drift_l1_search_opts){.k = 10,
+					       .recall_target = targets[t]},
+			&probed);
+		cr_log_info("fashion-mnist: target %.2f -> recall@10 %.4f, "
+			    "%.1f of %u buckets probed",
+			    targets[t], r, probed, st.buckets);
+		cr_assert_geq(r, targets[t], "target %.2f gave %.4f",
+			      targets[t], r);
+		cr_assert_lt(probed, st.buckets * 0.8, "not exhaustive");
+	}
+	free(x);
+	free(q);
+	free(ids);
+}
+
+/* ---- Cases: apply ----------------------------------------------------- */
+
+DRIFT_TEST(l1, upserts_move_and_deletes_hide)
+{
+	enum { N = 2000, DIM = 8 };
+	float *x = blob_data(N, DIM, 10, 9);
+	uint64_t *ids = seq_ids(N, 0);
+	make_index(DIM, DRIFT_METRIC_L2, 64);
+	cr_assert_eq(drift_l1_build(l1, ids, x, N, 1, NULL), 0);
+
+	/* Move id 5 onto id 1000's spot; delete 1000 and a few unknowns. */
+	uint64_t mv = 5;
+	uint64_t del[] = {1000, 1000, 999999, UINT64_MAX};
+	size_t deleted;
+	drift_err err;
+	cr_assert_eq(drift_l1_apply(l1, &mv, x + 1000 * DIM, 1, del, 4, 2,
+				    &deleted, &err),
+		     0, "%s", err.msg);
+	cr_assert_eq(deleted, 1);
+	float v[DIM];
+	uint64_t version;
+	cr_assert_eq(drift_l1_get(l1, 5, v, &version), 0);
+	cr_assert_eq(memcmp(v, x + 1000 * DIM, sizeof(v)), 0);
+	cr_assert_eq(version, 2);
+	cr_assert_eq(drift_l1_get(l1, 1000, v, NULL), DRIFT_ENOENT);
+	drift_hit out[5];
+	size_t n;
+	drift_l1_search_opts so = {.k = 5, .exhaustive = true};
+	cr_assert_eq(drift_l1_search(l1, x + 1000 * DIM, &so, out, &n, NULL),
+		     0);
+	cr_assert_eq(out[0].id, 5);
+	cr_assert_float_eq(out[0].distance, 0.0f, 0);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_neq(out[i].id, 1000);
+
+	/* Upserted and deleted in one batch: refused, nothing changes. */
+	uint64_t both = 7;
+	cr_assert_eq(drift_l1_apply(l1, &both, x, 1, &both, 1, 3, NULL, &err),
+		     DRIFT_EINVAL);
+	cr_assert_eq(drift_l1_get(l1, 7, v, &version), 0);
+	cr_assert_eq(version, 1);
+
+	/* Ids 0 and 2^64-1 are ids like any other. */
+	uint64_t edge[2] = {0, UINT64_MAX};
+	cr_assert_eq(drift_l1_apply(l1, edge, x, 2, NULL, 0, 4, NULL, &err),
+		     0);
+	cr_assert_eq(drift_l1_get(l1, UINT64_MAX, v, NULL), 0);
+	free(x);
+	free(ids);
+}
+
+DRIFT_TEST(l1, failed_apply_changes_nothing)
+{
+	enum { N = 500, DIM = 8 };
+	float *x = blob_data(N, DIM, 5, 10);
+	uint64_t *ids = seq_ids(N, 0);
+	make_index(DIM, DRIFT_METRIC_L2, 32);
+	cr_assert_eq(drift_l1_build(l1, ids, x, N, 1, NULL), 0);
+	float *y = blob_data(50, DIM, 5, 11);
+	uint64_t *nid = seq_ids(50, 480); /* 20 replace, 30 new */
+	uint64_t del[] = {3, 4};
+	bool live[530];
+	for (size_t n = 1;; n++) {
+		drift_failalloc_arm((long)n, 0);
+		int rv = drift_l1_apply(l1, nid, y, 50, del, 2, 2, NULL, NULL);
+		int fired = drift_failalloc_fired();
+		drift_failalloc_arm(0, 0);
+		if (!fired) {
+			cr_assert_eq(rv, 0);
+			break;
+		}
+		cr_assert_eq(rv, DRIFT_ENOMEM);
+		for (size_t i = 0; i < 530; i++)
+			live[i] = i < N;
+		assert_consistent(x, live, 530, DIM);
+	}
+	float *model = malloc(530 * DIM * sizeof(float));
+	memcpy(model, x, N * DIM * sizeof(float));
+	memcpy(model + 480 * DIM, y, 50 * DIM * sizeof(float));
+	for (size_t i = 0; i < 530; i++)
+		live[i] = i != 3 && i != 4;
+	assert_consistent(model, live, 530, DIM);
+	free(model);
+	free(x);
+	free(y);
+	free(ids);
+	free(nid);
+}
+
+/* ---- Cases: maintenance ----------------------------------------------- */
+
+DRIFT_TEST(l1, split_separates_two_clusters)
+{
+	enum { DIM = 4, PER = 40 };
+	/* One bucket holding two far-apart clusters, over the size bound. */
+	drift_l1_opts o = {.dim = DIM, .bucket_target = 40, .bucket_max = 60,
+			   .bucket_min = 5, .seed = 2};
+	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	static float x[2 * PER * DIM];
+	drift_rand r;
+	drift_rand_seed(&r, 4);
+	for (int i = 0; i < 2 * PER; i++)
+		for (int j = 0; j < DIM; j++)
+			x[i * DIM + j] = (i < PER ? -50.0f : 50.0f) +
+					 (float)drift_rand_normal(&r);
+	uint64_t *ids = seq_ids(2 * PER, 0);
+	/* target 40 over 80 points would build two buckets: build from one
+	 * cluster, then add the other so that it lands in the same bucket. */
+	cr_assert_eq(drift_l1_build(l1, ids, x, PER, 1, NULL), 0);
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.buckets, 1);
+	cr_assert_eq(drift_l1_apply(l1, ids + PER, x + PER * DIM, PER, NULL, 0,
+				    2, NULL, NULL),
+		     0);
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.max_size, 2 * PER);
+
+	drift_l1_maint_stats ms;
+	cr_assert_eq(drift_l1_maintain(l1, 1, &ms, NULL), 0);
+	cr_assert_eq(ms.splits, 1);
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.buckets, 2);
+	uint32_t b0, bi;
+	cr_assert_eq(drift_l1_locate(l1, 0, &b0), 0);
+	for (uint64_t i = 0; i < 2 * PER; i++) {
+		cr_assert_eq(drift_l1_locate(l1, i, &bi), 0);
+		cr_assert_eq(bi == b0, i < PER, "id %llu on the wrong side",
+			     (unsigned long long)i);
+	}
+	cr_assert_eq(ms.moved, PER, "one cluster moved to the new bucket");
+	free(ids);
+}
+
+/* After a split, a neighbour's members that are now closer to a new
+ * centroid move there (neighbour stealing); the others stay. */
+DRIFT_TEST(l1, split_steals_from_neighbours)
+{
+	enum { DIM = 2 };
+	drift_l1_opts o = {.dim = DIM, .bucket_target = 40, .bucket_max = 60,
+			   .bucket_min = 2, .seed = 2};
+	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	/* Bucket A around x = 0 and bucket B around x = 30 (built first). */
+	float base[80 * DIM];
+	uint64_t ids[80];
+	for (int i = 0; i < 80; i++) {
+		ids[i] = (uint64_t)i;
+		base[i * DIM] = i < 40 ? (float)(i % 5) * 0.1f
+				       : 30.0f + (float)(i % 5) * 0.1f;
+		base[i * DIM + 1] = (float)(i % 7) * 0.1f;
+	}
+	cr_assert_eq(drift_l1_build(l1, ids, base, 80, 1, NULL), 0);
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.buckets, 2);
+	uint32_t a, b;
+	drift_l1_locate(l1, 0, &a);
+	drift_l1_locate(l1, 40, &b);
+	cr_assert_neq(a, b);
+	/* 40 points at x = 13 join A (nearer 0 than 30); A now holds two
+	 * groups and splits into x ~ 0 and x ~ 13. Then B's members at
+	 * x = 20 (added to B: nearer 30 than 0) are nearer 13: stolen. */
+	float more[50 * DIM];
+	uint64_t mids[50];
+	for (int i = 0; i < 50; i++) {
+		mids[i] = 100 + (uint64_t)i;
+		more[i * DIM] = i < 40 ? 13.0f + (float)(i % 3) * 0.1f : 20.5f;
+		more[i * DIM + 1] = 0;
+	}
+	cr_assert_eq(drift_l1_apply(l1, mids, more, 50, NULL, 0, 2, NULL,
+				    NULL),
+		     0);
+	uint32_t loc;
+	drift_l1_locate(l1, 145, &loc);
+	cr_assert_eq(loc, b, "x = 20.5 starts in B");
+	drift_l1_maint_stats ms;
+	cr_assert_eq(drift_l1_maintain(l1, 1, &ms, NULL), 0);
+	cr_assert_eq(ms.splits, 1);
+	uint32_t c13, c0;
+	drift_l1_locate(l1, 100, &c13);
+	drift_l1_locate(l1, 0, &c0);
+	cr_assert_neq(c13, c0);
+	for (uint64_t i = 140; i < 150; i++) {
+		drift_l1_locate(l1, i, &loc);
+		cr_assert_eq(loc, c13, "id %llu stolen by the new bucket",
+			     (unsigned long long)i);
+	}
+	for (uint64_t i = 40; i < 80; i++) {
+		drift_l1_locate(l1, i, &loc);
+		cr_assert_eq(loc, b, "B's own members stay");
+	}
+}
+
+DRIFT_TEST(l1, merge_scatters_an_undersized_bucket)
+{
+	enum { DIM = 2 };
+	drift_l1_opts o = {.dim = DIM, .bucket_target = 20, .bucket_max = 100,
+			   .bucket_min = 10, .seed = 3};
+	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	/* Three groups at x = 0, 10, 20 of 20 points each. */
+	float x[60 * DIM];
+	uint64_t ids[60];
+	for (int i = 0; i < 60; i++) {
+		ids[i] = (uint64_t)i;
+		x[i * DIM] = (float)(i / 20) * 10.0f + (float)(i % 4) * 0.1f;
+		x[i * DIM + 1] = (float)(i % 5) * 0.1f;
+	}
+	cr_assert_eq(drift_l1_build(l1, ids, x, 60, 1, NULL), 0);
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.buckets, 3);
+	/* Delete most of the middle group: 5 members left, under min. */
+	uint64_t del[15];
+	for (int i = 0; i < 15; i++)
+		del[i] = 20 + (uint64_t)i;
+	cr_assert_eq(drift_l1_apply(l1, NULL, NULL, 0, del, 15, 2, NULL, NULL),
+		     0);
+	uint32_t left, right, mid;
+	drift_l1_locate(l1, 0, &left);
+	drift_l1_locate(l1, 40, &right);
+	drift_l1_locate(l1, 35, &mid);
+	drift_l1_maint_stats ms;
+	cr_assert_eq(drift_l1_maintain(l1, 1, &ms, NULL), 0);
+	cr_assert_eq(ms.merges, 1);
+	cr_assert_eq(ms.moved, 5);
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.buckets, 2);
+	cr_assert_eq(st.vectors, 45);
+	uint32_t loc;
+	for (uint64_t i = 35; i < 40; i++) {
+		cr_assert_eq(drift_l1_locate(l1, i, &loc), 0);
+		cr_assert(loc == left || loc == right);
+		cr_assert_neq(loc, mid);
+	}
+}
+
+DRIFT_TEST(l1, recenter_follows_the_members)
+{
+	enum { DIM = 3, N = 30 };
+	drift_l1_opts o = {.dim = DIM, .bucket_target = 30, .bucket_max = 100,
+			   .bucket_min = 2, .seed = 4};
+	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	float x[N * DIM];
+	uint64_t ids[N];
+	drift_rand r;
+	drift_rand_seed(&r, 8);
+	for (int i = 0; i < N; i++) {
+		ids[i] = (uint64_t)i;
+		for (int j = 0; j < DIM; j++)
+			x[i * DIM + j] = (float)drift_rand_normal(&r);
+	}
+	cr_assert_eq(drift_l1_build(l1, ids, x, N, 1, NULL), 0);
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	cr_assert_lt(st.mean_drift, 0.01);
+	/* Every member moves by +3 on the first axis: the bucket drifts. */
+	for (int i = 0; i < N; i++)
+		x[i * DIM] += 3.0f;
+	cr_assert_eq(drift_l1_apply(l1, ids, x, N, NULL, 0, 2, NULL, NULL), 0);
+	drift_l1_stats_get(l1, &st);
+	cr_assert_gt(st.mean_drift, 0.5);
+	drift_l1_maint_stats ms;
+	cr_assert_eq(drift_l1_maintain(l1, 4, &ms, NULL), 0);
+	cr_assert_geq(ms.recenters, 1);
+	drift_l1_stats_get(l1, &st);
+	cr_assert_lt(st.mean_drift, 0.01, "centroid is the mean again");
+}
+
+/* Random upserts, deletes and maintenance against a model: drift_kv and
+ * the buckets always agree with it, and sizes end within bounds. */
+DRIFT_TEST(l1, random_churn_keeps_the_id_index_consistent)
+{
+	enum { SPACE = 3000, DIM = 6, ROUNDS = 40 };
+	drift_l1_opts o = {.dim = DIM, .bucket_target = 32, .seed = 5};
+	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	static float model[SPACE * DIM];
+	static bool live[SPACE];
+	memset(live, 0, sizeof(live));
+	drift_rand r;
+	drift_rand_seed(&r, 6);
+	uint64_t ids[200], del[50];
+	float vecs[200 * DIM];
+	for (int round = 0; round < ROUNDS; round++) {
+		size_t n = 1 + drift_rand_below(&r, 200), nd = 0;
+		/* Distinct ids per batch; deletes disjoint from upserts. */
+		for (size_t i = 0; i < n; i++) {
+			ids[i] = drift_rand_below(&r, SPACE);
+			for (size_t j = 0; j < i; j++)
+				if (ids[j] == ids[i])
+					ids[i] = SPACE; /* skipped below */
+		}
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++)
+			if (ids[i] < SPACE)
+				ids[m++] = ids[i];
+		n = m;
+		for (size_t i = 0; i < n; i++) {
+			/* Drift: the mean moves with the rounds. */
+			for (int j = 0; j < DIM; j++)
+				vecs[i * DIM + j] =
+					(float)(drift_rand_normal(&r) +
+						0.2 * round);
+		}
+		size_t want_del = drift_rand_below(&r, 50);
+		for (size_t t = 0; t < want_del; t++) {
+			uint64_t d = drift_rand_below(&r, SPACE);
+			bool clash = false;
+			for (size_t i = 0; i < n && !clash; i++)
+				clash = ids[i] == d;
+			if (!clash)
+				del[nd++] = d;
+		}
+		size_t deleted;
+		drift_err err;
+		cr_assert_eq(drift_l1_apply(l1, ids, vecs, n, del, nd,
+					    (uint64_t)round, &deleted, &err),
+			     0, "%s", err.msg);
+		size_t expect_del = 0;
+		for (size_t t = 0; t < nd; t++) {
+			bool seen = false;
+			for (size_t u = 0; u < t && !seen; u++)
+				seen = del[u] == del[t];
+			if (!seen && live[del[t]]) {
+				live[del[t]] = false;
+				expect_del++;
+			}
+		}
+		cr_assert_eq(deleted, expect_del);
+		for (size_t i = 0; i < n; i++) {
+			memcpy(model + ids[i] * DIM, vecs + i * DIM,
+			       DIM * sizeof(float));
+			live[ids[i]] = true;
+		}
+		cr_assert_eq(drift_l1_maintain(l1, 3, NULL, &err), 0, "%s",
+			     err.msg);
+		assert_consistent(model, live, SPACE, DIM);
+	}
+	drift_l1_maint_stats ms;
+	cr_assert_eq(drift_l1_maintain(l1, 1000, &ms, NULL), 0);
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	cr_log_info("churn: %u buckets, sizes %u..%u", st.buckets, st.min_size,
+		    st.max_size);
+	cr_assert_leq(st.max_size, 3 * 32, "no bucket over the split bound");
+	cr_assert_geq(st.min_size, 32 / 4, "no bucket under the merge bound");
+	assert_consistent(model, live, SPACE, DIM);
+}
+
+/* ---- Cases: drift ----------------------------------------------------- */
+
+/* Reads Fashion-MNIST labels (IDX 0x801) through gzip. */
+static unsigned char *fmnist_labels(const char *set, size_t n)
+{
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd),
+		 "gzip -dc /usr/share/datasets/fashion-mnist/"
+		 "%s-labels-idx1-ubyte.gz",
+		 set);
+	FILE *p = popen(cmd, "r");
+	cr_assert_not_null(p);
+	unsigned char head[8];
+	cr_assert_eq(fread(head, 1, 8, p), 8);
+	unsigned char *l = malloc(n);
+	cr_assert_eq(fread(l, 1, n, p), n);
+	pclose(p);
+	return l;
+}
+
+/* Fashion-MNIST inserted class by class (the distribution moves with every
+ * class): with maintenance, recall@10 at a fixed probe budget on queries of
+ * the classes seen so far stays within 2 points of its first value and
+ * buckets stay within bounds; without it, buckets grow without bound (a
+ * static IVF: every search scans ever more). */
+DRIFT_TEST(l1, recall_stays_flat_under_drift_with_maintenance)
+{
+	enum { DIM = DRIFT_TEST_FMNIST_DIM, PER_CLASS = 600, NQ = 30 };
+	size_t n, nq;
+	float *all = drift_test_fmnist("train", 12000, &n);
+	float *qall = drift_test_fmnist("t10k", 2000, &nq);
+	unsigned char *lab = fmnist_labels("train", n);
+	unsigned char *qlab = fmnist_labels("t10k", nq);
+	/* Order the stream by class. */
+	float *x = malloc(10 * PER_CLASS * DIM * sizeof(float));
+	float *q = malloc(10 * NQ * DIM * sizeof(float));
+	size_t per[10] = {0}, qper[10] = {0};
+	for (size_t i = 0; i < n; i++)
+		if (per[lab[i]] < PER_CLASS)
+			memcpy(x + (lab[i] * PER_CLASS + per[lab[i]]++) * DIM,
+			       all + i * DIM, DIM * sizeof(float));
+	for (size_t i = 0; i < nq; i++)
+		if (qper[qlab[i]] < NQ)
+			memcpy(q + (qlab[i] * NQ + qper[qlab[i]]++) * DIM,
+			       qall + i * DIM, DIM * sizeof(float));
+	for (int c = 0; c < 10; c++)
+		cr_assert(per[c] == PER_CLASS && qper[c] == NQ);
+	uint64_t *ids = seq_ids(10 * PER_CLASS, 0);
+
+	double first = -1;
+	uint32_t maxsize_off = 0;
+	for (int maint = 1; maint >= 0; maint--) {
+		drift_l1_opts o = {.dim = DIM, .bucket_target = 64, .seed = 7};
+		cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+		for (int c = 0; c < 10; c++) {
+			cr_assert_eq(drift_l1_apply(l1, ids + c * PER_CLASS,
+						    x + c * PER_CLASS * DIM,
+						    PER_CLASS, NULL, 0, 1,
+						    NULL, NULL),
+				     0);
+			if (maint)
+				cr_assert_eq(drift_l1_maintain(l1, 1000, NULL,
+							       NULL),
+					     0);
+			size_t seen = (size_t)(c + 1) * PER_CLASS;
+			double r = mean_recall(
+				x, seen, q, (size_t)(c + 1) * NQ, DIM,
+				(drift_l1_search_opts){.k = 10, .nprobe = 6},
+				NULL);
+			drift_l1_stats st;
+			drift_l1_stats_get(l1, &st);
+			cr_log_info("drift maint=%d step %d: recall %.3f, %u "
+				    "buckets, sizes %u..%u",
+				    maint, c, r, st.buckets, st.min_size,
+				    st.max_size);
+			if (maint) {
+				if (first < 0)
+					first = r;
+				cr_assert_geq(r, first - 0.02,
+					      "step %d: %.3f vs first %.3f",
+					      c, r, first);
+				cr_assert_leq(st.max_size, 3 * 64);
+			} else {
+				maxsize_off = st.max_size;
+			}
+		}
+		drift_l1_free(l1);
+		l1 = NULL;
+	}
+	cr_assert_gt(maxsize_off, 3 * 3 * 64,
+		     "without maintenance buckets grow unbounded");
+	free(all);
+	free(qall);
+	free(lab);
+	free(qlab);
+	free(x);
+	free(q);
+	free(ids);
+}
