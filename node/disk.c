@@ -74,7 +74,8 @@ static bool advance(drift_disk_req *req, long n)
 	return req->transferred == req->len;
 }
 
-/* ---- Thread pool ---------------------------------------------------------- */
+/* ---- Thread pool ----------------------------------------------------------
+ */
 
 static void *worker_main(void *arg)
 {
@@ -186,8 +187,9 @@ static int uring_start(drift_disk *d, unsigned depth, drift_err *err)
 	rv = pthread_create(&d->reaper, NULL, reaper_main, d);
 	if (rv != 0) {
 		io_uring_queue_exit(&d->ring);
-		return drift_err_errno(err, rv, "starting disk completion "
-						"thread");
+		return drift_err_errno(err, rv,
+				       "starting disk completion "
+				       "thread");
 	}
 	return 0;
 }

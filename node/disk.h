@@ -56,9 +56,9 @@ struct drift_disk_req {
 	size_t len;
 	uint64_t off;
 	drift_disk_cb done; /* may be NULL */
-	void *data;         /* the caller's */
+	void *data;	    /* the caller's */
 	/* Out: valid when done runs (or drift_disk_run returns). */
-	int result;         /* 0 or a DRIFT_E* code */
+	int result;	    /* 0 or a DRIFT_E* code */
 	size_t transferred; /* bytes read or written */
 	/* Private to the disk manager. */
 	struct drift_disk_req *next;

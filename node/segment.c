@@ -153,8 +153,7 @@ int drift_segw_create(drift_fs *fs, const char *path, uint64_t segment_id,
 	drift_store_le32(header + 8, DRIFT_SEGMENT_VERSION);
 	drift_store_le32(header + 12, PAGE);
 	drift_store_le64(header + 16, segment_id);
-	drift_store_le64(header + 24,
-			 drift_clock_wall(drift_clock_system()));
+	drift_store_le64(header + 24, drift_clock_wall(drift_clock_system()));
 	drift_store_le64(header + 56, drift_checksum64(header, 56));
 	rv = drift_fs_write_all(fs, fd, header, PAGE, w->tmp, err);
 	if (rv != 0)
@@ -229,8 +228,8 @@ int drift_segw_add_section(drift_segment_writer *w, uint32_t kind,
 				     "segment %s: section of %zu bytes is too "
 				     "large",
 				     w->tmp, len);
-	section *s = drift_realloc(w->sections,
-				   (w->nsections + 1) * sizeof(*s));
+	section *s =
+		drift_realloc(w->sections, (w->nsections + 1) * sizeof(*s));
 	if (s == NULL)
 		return drift_err_set(err, DRIFT_ENOMEM, "segment %s", w->tmp);
 	w->sections = s;
@@ -426,30 +425,31 @@ static int check_trailer(drift_segment_reader *r, const uint8_t *t,
 			 uint64_t *fsum, uint64_t *nblocks, drift_err *err)
 {
 	if (memcmp(t, TRAILER_MAGIC, 8) != 0)
-		return corrupt(r, err, "bad trailer magic: the file is "
-				       "incomplete or damaged");
+		return corrupt(r, err,
+			       "bad trailer magic: the file is "
+			       "incomplete or damaged");
 	if (drift_load_le64(t + 56) != drift_checksum64(t, 56))
 		return corrupt(r, err, "trailer checksum mismatch");
 	if (drift_load_le32(t + 8) != DRIFT_SEGMENT_VERSION ||
 	    drift_load_le32(t + 12) != 0)
 		return corrupt(r, err, "trailer version or flags disagree");
 	if (drift_load_le64(t + 16) != r->id)
-		return corrupt(r, err, "trailer segment id disagrees with the "
-				       "header");
+		return corrupt(r, err,
+			       "trailer segment id disagrees with the "
+			       "header");
 	*foff = drift_load_le64(t + 24);
 	*flen = drift_load_le64(t + 32);
 	*fsum = drift_load_le64(t + 40);
 	*nblocks = drift_load_le64(t + 48);
 	if (*foff < PAGE || *foff % PAGE != 0 ||
 	    *flen > DRIFT_SEGMENT_MAX_FOOTER || *flen < FOOTER_FIXED ||
-	    *foff > size - TRAILER_SIZE ||
-	    *flen > size - TRAILER_SIZE - *foff)
+	    *foff > size - TRAILER_SIZE || *flen > size - TRAILER_SIZE - *foff)
 		return corrupt(r, err, "footer place out of bounds");
 	return 0;
 }
 
-static int parse_footer(drift_segment_reader *r, uint64_t foff,
-			uint64_t flen, uint64_t nblocks, drift_err *err)
+static int parse_footer(drift_segment_reader *r, uint64_t foff, uint64_t flen,
+			uint64_t nblocks, drift_err *err)
 {
 	const uint8_t *f = r->footer;
 	if (memcmp(f, FOOTER_MAGIC, 8) != 0)
@@ -478,11 +478,12 @@ static int parse_footer(drift_segment_reader *r, uint64_t foff,
 		b->length = drift_load_le64(p + 32);
 		b->checksum = drift_load_le64(p + 40);
 		if (b->offset % PAGE != 0 || b->offset < next ||
-		    b->length > DRIFT_SEGMENT_MAX_BLOCK ||
-		    b->offset > foff || b->length > foff - b->offset)
-			return corrupt(r, err,
-				       "block %llu out of bounds or overlapping",
-				       (unsigned long long)i);
+		    b->length > DRIFT_SEGMENT_MAX_BLOCK || b->offset > foff ||
+		    b->length > foff - b->offset)
+			return corrupt(
+				r, err,
+				"block %llu out of bounds or overlapping",
+				(unsigned long long)i);
 		next = b->offset + drift_align_up(b->length, PAGE);
 		if (next > foff)
 			return corrupt(r, err, "block %llu overlaps the footer",
@@ -553,8 +554,8 @@ int drift_segr_open(drift_fs *fs, const char *path, drift_segment_reader **out,
 					  size - TRAILER_SIZE, path, err);
 	uint64_t foff = 0, flen = 0, fsum = 0, nblocks = 0;
 	if (rv == 0)
-		rv = check_trailer(r, tail, size, &foff, &flen, &fsum,
-				   &nblocks, err);
+		rv = check_trailer(r, tail, size, &foff, &flen, &fsum, &nblocks,
+				   err);
 	if (rv != 0)
 		goto fail;
 	r->footer = drift_malloc((size_t)flen);

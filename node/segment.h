@@ -39,10 +39,10 @@
 
 /* What a block is, as its writer describes it. */
 typedef struct drift_block_desc {
-	uint32_t kind;  /* the user's block type */
+	uint32_t kind;	/* the user's block type */
 	uint32_t flags; /* e.g. the codec of the payload */
-	uint64_t key;   /* e.g. the bucket id */
-	uint64_t aux;   /* e.g. a row count or version */
+	uint64_t key;	/* e.g. the bucket id */
+	uint64_t aux;	/* e.g. a row count or version */
 } drift_block_desc;
 
 /* A block as the footer records it. */

@@ -112,9 +112,9 @@ static void exercise(enum drift_disk_backend b)
 	int fd;
 	bool direct;
 	drift_err err;
-	cr_assert_eq(drift_disk_open_file(path, O_RDWR, 0, true, &fd, &direct,
-					  &err),
-		     0, "%s", err.msg);
+	cr_assert_eq(
+		drift_disk_open_file(path, O_RDWR, 0, true, &fd, &direct, &err),
+		0, "%s", err.msg);
 	random_reads(d, fd);
 
 	/* Write two pages, read them back. */
@@ -205,9 +205,9 @@ DRIFT_TEST(disk, close_waits_for_requests_in_flight)
 		drift_disk_close(d);
 		cr_assert_eq(atomic_load(&callbacks), BATCH);
 		for (int i = 0; i < BATCH; i++)
-			cr_assert_eq(memcmp(reqs[i].buf, content + i * PAGE,
-					    PAGE),
-				     0);
+			cr_assert_eq(
+				memcmp(reqs[i].buf, content + i * PAGE, PAGE),
+				0);
 		free(bufs);
 		close(fd);
 	}

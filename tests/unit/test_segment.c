@@ -160,8 +160,8 @@ DRIFT_TEST(segment, round_trip)
 	drift_free(data);
 
 	drift_segment_reader *r;
-	cr_assert_eq(drift_segr_open(drift_fs_posix(), path, &r, &err), 0,
-		     "%s", err.msg);
+	cr_assert_eq(drift_segr_open(drift_fs_posix(), path, &r, &err), 0, "%s",
+		     err.msg);
 	cr_assert_eq(drift_segr_id(r), 77);
 	static uint8_t buf[10000];
 	for (uint32_t b = 0; b < NBLOCKS; b++) {
@@ -197,8 +197,8 @@ DRIFT_TEST(segment, empty_segment)
 	cr_assert_eq(drift_segw_create(&ff.fs, path, 5, &w, &err), 0);
 	cr_assert_eq(drift_segw_finish(w, &err), 0, "%s", err.msg);
 	drift_segment_reader *r;
-	cr_assert_eq(drift_segr_open(drift_fs_posix(), path, &r, &err), 0,
-		     "%s", err.msg);
+	cr_assert_eq(drift_segr_open(drift_fs_posix(), path, &r, &err), 0, "%s",
+		     err.msg);
 	cr_assert_eq(drift_segr_block_count(r), 0);
 	drift_segr_close(r);
 }
@@ -225,9 +225,8 @@ DRIFT_TEST(segment, every_flipped_byte_is_caught_or_harmless)
 		if (check_reads(&rv))
 			opened++;
 		else {
-			cr_assert_eq(rv, DRIFT_ECORRUPT,
-				     "offset %zu: got %s", off,
-				     drift_errname(rv));
+			cr_assert_eq(rv, DRIFT_ECORRUPT, "offset %zu: got %s",
+				     off, drift_errname(rv));
 			caught++;
 		}
 	}
@@ -322,10 +321,8 @@ DRIFT_TEST(segment, sync_and_rename_failures_leave_nothing)
 		enum drift_fs_op op;
 		long nth;
 	} faults[] = {
-		{DRIFT_FS_FDATASYNC, 1},
-		{DRIFT_FS_FSYNC, 1},
-		{DRIFT_FS_RENAME, 1},
-		{DRIFT_FS_OPEN, 1},
+		{DRIFT_FS_FDATASYNC, 1}, {DRIFT_FS_FSYNC, 1},
+		{DRIFT_FS_RENAME, 1},	 {DRIFT_FS_OPEN, 1},
 		{DRIFT_FS_CLOSE, 1},
 	};
 	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++) {
