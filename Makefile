@@ -83,7 +83,8 @@ bench-quick: deps-bench build
 	@tests/bench/run.sh --quick
 
 format: deps
-	@git ls-files '*.c' '*.h' '*.cpp' | xargs clang-format -i
+	@git ls-files --cached --others --exclude-standard '*.c' '*.h' '*.cpp' \
+	  | xargs -r clang-format -i
 
 clean:
 	rm -rf build build-asan build-fuzz

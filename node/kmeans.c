@@ -160,8 +160,8 @@ int drift_kmeans(const float *x, size_t n, uint32_t dim, uint32_t k,
 	}
 	if (assign != NULL)
 		for (size_t i = 0; i < n; i++)
-			assign[i] = drift_nearest(x + i * dim, cent, k, dim,
-						  NULL);
+			assign[i] =
+				drift_nearest(x + i * dim, cent, k, dim, NULL);
 	memcpy(centroids, cent, (size_t)k * dim * sizeof(float));
 	rv = 0;
 out:

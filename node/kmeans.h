@@ -20,7 +20,7 @@
 #include "common/err.h"
 
 typedef struct drift_kmeans_opts {
-	unsigned iters;               /* Lloyd iterations; 0: 10 */
+	unsigned iters;		      /* Lloyd iterations; 0: 10 */
 	unsigned sample_per_centroid; /* 0: 64 */
 	uint64_t seed;
 } drift_kmeans_opts;

@@ -24,7 +24,7 @@
 
 typedef struct drift_kv_loc {
 	uint32_t bucket;  /* bucket slot */
-	uint32_t row;     /* row in the bucket's columns */
+	uint32_t row;	  /* row in the bucket's columns */
 	uint64_t version; /* sequence number of the write that put it there */
 } drift_kv_loc;
 

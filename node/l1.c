@@ -31,8 +31,8 @@ int l1_bucket_alloc(uint32_t dim, uint32_t n, const float *centroid,
 	if (b == NULL)
 		return DRIFT_ENOMEM;
 	b->n = n;
-	b->centroid = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
-					  dim * sizeof(float));
+	b->centroid =
+		drift_aligned_alloc(DRIFT_ALIGN_CACHE, dim * sizeof(float));
 	b->sum = drift_calloc(dim, sizeof(double));
 	b->ids = drift_mallocarray(n, sizeof(uint64_t));
 	b->versions = drift_mallocarray(n, sizeof(uint64_t));
@@ -90,9 +90,8 @@ int l1_reserve_slots(drift_l1 *l1, uint32_t want)
 	/* Readers index these arrays under the read lock; growing them needs
 	 * the write lock. */
 	l1_bucket **b = drift_calloc(cap, sizeof(*b));
-	float *cent = drift_aligned_alloc(DRIFT_ALIGN_CACHE, (size_t)cap *
-								     l1->dim *
-								     sizeof(float));
+	float *cent = drift_aligned_alloc(
+		DRIFT_ALIGN_CACHE, (size_t)cap * l1->dim * sizeof(float));
 	float *radius = drift_calloc(cap, sizeof(float));
 	uint32_t *fs = drift_calloc(cap, sizeof(uint32_t));
 	if (!b || !cent || !radius || !fs) {
@@ -107,7 +106,8 @@ int l1_reserve_slots(drift_l1 *l1, uint32_t want)
 	pthread_rwlock_wrlock(&l1->lock);
 	if (l1->cap > 0) {
 		memcpy(b, l1->b, l1->cap * sizeof(*b));
-		memcpy(cent, l1->cent, (size_t)l1->cap * l1->dim * sizeof(float));
+		memcpy(cent, l1->cent,
+		       (size_t)l1->cap * l1->dim * sizeof(float));
 		memcpy(radius, l1->radius, l1->cap * sizeof(float));
 		memcpy(fs, l1->free_slots, l1->nfree * sizeof(uint32_t));
 	}
@@ -266,8 +266,8 @@ static float *prepare_vectors(const drift_l1 *l1, const float *vecs, size_t n,
 			      size_t *zero)
 {
 	uint32_t dim = l1->dim;
-	float *out = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
-					 n * dim * sizeof(float));
+	float *out =
+		drift_aligned_alloc(DRIFT_ALIGN_CACHE, n * dim * sizeof(float));
 	if (out == NULL)
 		return NULL;
 	memcpy(out, vecs, n * dim * sizeof(float));
@@ -295,8 +295,8 @@ static int build_buckets(drift_l1 *l1, const uint64_t *ids, const float *x,
 			 size_t n, uint64_t version, drift_err *err)
 {
 	uint32_t dim = l1->dim;
-	uint32_t k = (uint32_t)((n + l1->o.bucket_target - 1) /
-				l1->o.bucket_target);
+	uint32_t k =
+		(uint32_t)((n + l1->o.bucket_target - 1) / l1->o.bucket_target);
 	if (k == 0)
 		k = 1;
 	int rv = DRIFT_ENOMEM;
@@ -398,12 +398,12 @@ static int slot_row_cmp(const void *a, const void *b)
 
 /* Everything apply allocates, freed in one place. */
 typedef struct apply_work {
-	float *x;           /* prepared upsert vectors */
-	drift_kv batch;     /* id -> last index among upserts */
-	uint32_t *target;   /* per upsert: slot, or UINT32_MAX if superseded */
-	slot_row *rem;      /* rows leaving their bucket */
-	slot_row *add;      /* (slot, upsert index) joining */
-	uint32_t *touched;  /* per slot: change index + 1, or 0 */
+	float *x;	   /* prepared upsert vectors */
+	drift_kv batch;	   /* id -> last index among upserts */
+	uint32_t *target;  /* per upsert: slot, or UINT32_MAX if superseded */
+	slot_row *rem;	   /* rows leaving their bucket */
+	slot_row *add;	   /* (slot, upsert index) joining */
+	uint32_t *touched; /* per slot: change index + 1, or 0 */
 	l1_change *ch;
 	size_t nrem, nadd, nch;
 	uint64_t *kept_ids; /* for a first build */
@@ -446,8 +446,8 @@ static int rebuild_slot(drift_l1 *l1, apply_work *w, uint32_t s, size_t *ri,
 		return 0;
 	}
 	l1_bucket *b;
-	int rv = l1_bucket_alloc(dim, (uint32_t)n,
-				 l1->cent + (size_t)s * dim, &b);
+	int rv = l1_bucket_alloc(dim, (uint32_t)n, l1->cent + (size_t)s * dim,
+				 &b);
 	if (rv != 0)
 		return rv;
 	size_t o = 0, rr = r0;
@@ -475,8 +475,8 @@ static int rebuild_slot(drift_l1 *l1, apply_work *w, uint32_t s, size_t *ri,
 }
 
 int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
-		   size_t n, const uint64_t *del, size_t ndel,
-		   uint64_t version, size_t *deleted, drift_err *err)
+		   size_t n, const uint64_t *del, size_t ndel, uint64_t version,
+		   size_t *deleted, drift_err *err)
 {
 	uint32_t dim = l1->dim;
 	apply_work w = {0};
@@ -531,8 +531,8 @@ int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
 			       dim * sizeof(float));
 			m++;
 		}
-		rv = m > 0 ? build_buckets(l1, w.kept_ids, w.kept_x, m,
-					   version, err)
+		rv = m > 0 ? build_buckets(l1, w.kept_ids, w.kept_x, m, version,
+					   err)
 			   : 0;
 		if (rv == 0 && m > 0)
 			rv = drift_l1_calibrate(l1, err);
@@ -551,8 +551,8 @@ int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
 		drift_kv_get(&w.batch, ids[i], &loc);
 		if (loc.version != i)
 			continue; /* a later upsert of the id wins */
-		uint32_t s = l1_nearest_slot(l1, w.x + i * dim, UINT32_MAX,
-					     NULL);
+		uint32_t s =
+			l1_nearest_slot(l1, w.x + i * dim, UINT32_MAX, NULL);
 		w.add[w.nadd++] = (slot_row){s, (uint32_t)i};
 		if (drift_kv_get(&l1->kv, ids[i], &loc) == 0)
 			w.rem[w.nrem++] = (slot_row){loc.bucket, loc.row};
@@ -622,9 +622,8 @@ static int probe_cmp(const void *a, const void *b)
 	return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
-static inline float metric_dist(const drift_vec_kernels *k,
-				enum drift_metric m, const float *q,
-				const float *v, uint32_t dim)
+static inline float metric_dist(const drift_vec_kernels *k, enum drift_metric m,
+				const float *q, const float *v, uint32_t dim)
 {
 	switch (m) {
 	case DRIFT_METRIC_IP:
@@ -637,8 +636,7 @@ static inline float metric_dist(const drift_vec_kernels *k,
 }
 
 /* The smallest distance any member of slot s could have (exact mode). */
-static float lower_bound(const drift_l1 *l1, float key, uint32_t s,
-			 float qnorm)
+static float lower_bound(const drift_l1 *l1, float key, uint32_t s, float qnorm)
 {
 	float r = l1->radius[s];
 	switch (l1->o.metric) {

@@ -45,13 +45,13 @@ enum drift_metric {
 typedef struct drift_l1_opts {
 	uint32_t dim;
 	enum drift_metric metric;
-	uint32_t bucket_target; /* members per bucket aimed at; 0: 512 */
-	uint32_t bucket_max;    /* split above; 0: 3 * target */
-	uint32_t bucket_min;    /* merge below; 0: target / 4 */
-	float drift_ratio;      /* re-centre when drift > ratio * rms radius;
-				 * 0: 0.2 */
+	uint32_t bucket_target;	  /* members per bucket aimed at; 0: 512 */
+	uint32_t bucket_max;	  /* split above; 0: 3 * target */
+	uint32_t bucket_min;	  /* merge below; 0: target / 4 */
+	float drift_ratio;	  /* re-centre when drift > ratio * rms radius;
+				   * 0: 0.2 */
 	uint32_t steal_neighbors; /* buckets examined by stealing; 0: 8 */
-	float default_recall;     /* when a search gives neither; 0: 0.95 */
+	float default_recall;	  /* when a search gives neither; 0: 0.95 */
 	uint64_t seed;
 } drift_l1_opts;
 
@@ -71,8 +71,8 @@ int drift_l1_build(drift_l1 *l1, const uint64_t *ids, const float *vecs,
  * NULL). All in one step: readers see all of it or none. An empty index
  * gets its first bucket from the vectors. */
 int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
-		   size_t n, const uint64_t *del, size_t ndel,
-		   uint64_t version, size_t *deleted, drift_err *err);
+		   size_t n, const uint64_t *del, size_t ndel, uint64_t version,
+		   size_t *deleted, drift_err *err);
 
 typedef struct drift_l1_search_opts {
 	uint32_t k;

@@ -49,8 +49,8 @@ static int float_cmp(const void *a, const void *b)
 
 float l1_calib_tau(const drift_l1 *l1, float target, uint32_t k)
 {
-	const float *g = k <= CALIB_SMALL_K ? l1->calib.gaps10
-					    : l1->calib.gaps100;
+	const float *g =
+		k <= CALIB_SMALL_K ? l1->calib.gaps10 : l1->calib.gaps100;
 	size_t n = k <= CALIB_SMALL_K ? l1->calib.n10 : l1->calib.n100;
 	if (g == NULL || n == 0)
 		return FLT_MAX; /* uncalibrated: probe everything */
@@ -101,10 +101,11 @@ static const float *nth_vector(const drift_l1 *l1, uint64_t r, uint64_t *id)
 int drift_l1_calibrate(drift_l1 *l1, drift_err *err)
 {
 	uint32_t dim = l1->dim;
-	size_t nq = l1->count < CALIB_QUERIES ? (size_t)l1->count
-					      : CALIB_QUERIES;
+	size_t nq =
+		l1->count < CALIB_QUERIES ? (size_t)l1->count : CALIB_QUERIES;
 	int rv = DRIFT_ENOMEM;
-	float *gaps10 = drift_mallocarray(nq * CALIB_SMALL_K + 1, sizeof(float));
+	float *gaps10 =
+		drift_mallocarray(nq * CALIB_SMALL_K + 1, sizeof(float));
 	float *gaps100 = drift_mallocarray(nq * CALIB_K + 1, sizeof(float));
 	float *keys = drift_mallocarray(l1->nslots + 1, sizeof(float));
 	drift_hit *hits = drift_mallocarray(CALIB_K + 1, sizeof(drift_hit));

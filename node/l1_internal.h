@@ -16,12 +16,12 @@
 typedef struct l1_bucket {
 	uint32_t n;
 	float *centroid;    /* dim */
-	double *sum;        /* dim: running sum of the members */
-	float radius;       /* max distance of a member to the centroid */
-	float rms;          /* root mean square of those distances */
-	uint64_t *ids;      /* n */
+	double *sum;	    /* dim: running sum of the members */
+	float radius;	    /* max distance of a member to the centroid */
+	float rms;	    /* root mean square of those distances */
+	uint64_t *ids;	    /* n */
 	uint64_t *versions; /* n */
-	float *vecs;        /* n * dim, 64-byte aligned */
+	float *vecs;	    /* n * dim, 64-byte aligned */
 } l1_bucket;
 
 /* The recall calibration: sorted "gaps" of the buckets holding true
@@ -35,12 +35,12 @@ typedef struct l1_calib {
 struct drift_l1 {
 	drift_l1_opts o;
 	uint32_t dim;
-	l1_bucket **b;  /* per slot; NULL for a free slot */
-	float *cent;    /* per slot centroid, cap * dim; free: FLT_MAX */
-	float *radius;  /* per slot */
+	l1_bucket **b;	 /* per slot; NULL for a free slot */
+	float *cent;	 /* per slot centroid, cap * dim; free: FLT_MAX */
+	float *radius;	 /* per slot */
 	uint32_t nslots; /* slots in use or freed: 0..nslots-1 */
 	uint32_t cap;
-	uint32_t live; /* non-NULL slots */
+	uint32_t live;	      /* non-NULL slots */
 	uint32_t *free_slots; /* stack of freed slots, room for cap */
 	uint32_t nfree;
 	uint64_t count;
@@ -84,7 +84,7 @@ float l1_calib_tau(const drift_l1 *l1, float target, uint32_t k);
 
 /* The nearest live slot to v by squared L2 (skipping exclude, or UINT32_MAX
  * for none). */
-uint32_t l1_nearest_slot(const drift_l1 *l1, const float *v,
-			 uint32_t exclude, float *dist);
+uint32_t l1_nearest_slot(const drift_l1 *l1, const float *v, uint32_t exclude,
+			 float *dist);
 
 #endif /* DRIFT_NODE_L1_INTERNAL_H */

@@ -44,10 +44,10 @@
 /* A destination of a redistribution: a slot and its (new) centroid. */
 typedef struct dest {
 	uint32_t slot;
-	bool is_new;      /* slot taken for this action */
-	bool keeps_rows;  /* not a source: its own rows stay */
+	bool is_new;	 /* slot taken for this action */
+	bool keeps_rows; /* not a source: its own rows stay */
 	const float *centroid;
-	uint32_t n;       /* rows assigned so far */
+	uint32_t n; /* rows assigned so far */
 } dest;
 
 /* Up to m live slots nearest to v (excluding skip), nearest first. */
@@ -94,8 +94,8 @@ static uint32_t nearest_dest(const dest *d, size_t nd, const float *v,
 /* Moves every row of the source slots to its nearest destination and
  * publishes the result. Destinations that are not sources keep their own
  * rows. A source that is not a destination is freed. */
-static int redistribute(drift_l1 *l1, const uint32_t *src, size_t nsrc,
-			dest *d, size_t nd, uint64_t *moved)
+static int redistribute(drift_l1 *l1, const uint32_t *src, size_t nsrc, dest *d,
+			size_t nd, uint64_t *moved)
 {
 	uint32_t dim = l1->dim;
 	size_t total = 0;
@@ -110,8 +110,8 @@ static int redistribute(drift_l1 *l1, const uint32_t *src, size_t nsrc,
 	for (size_t i = 0; i < nsrc; i++) {
 		const l1_bucket *b = l1->b[src[i]];
 		for (uint32_t r = 0; r < b->n; r++, t++) {
-			to[t] = nearest_dest(d, nd,
-					     b->vecs + (size_t)r * dim, dim);
+			to[t] = nearest_dest(d, nd, b->vecs + (size_t)r * dim,
+					     dim);
 			d[to[t]].n++;
 		}
 	}
@@ -195,10 +195,9 @@ static int split(drift_l1 *l1, uint32_t s, drift_l1_maint_stats *st)
 		return rv;
 	}
 	uint32_t nb[16];
-	size_t nn = nearest_slots(l1, b->centroid, s, nb,
-				  l1->o.steal_neighbors < 16
-					  ? l1->o.steal_neighbors
-					  : 16);
+	size_t nn = nearest_slots(
+		l1, b->centroid, s, nb,
+		l1->o.steal_neighbors < 16 ? l1->o.steal_neighbors : 16);
 	dest d[18];
 	uint32_t src[17];
 	size_t nd = 0, ns = 0;
@@ -223,8 +222,8 @@ static int merge(drift_l1 *l1, uint32_t s, drift_l1_maint_stats *st)
 {
 	uint32_t dim = l1->dim;
 	uint32_t nb[MERGE_NEIGHBORS];
-	size_t nn = nearest_slots(l1, l1->b[s]->centroid, s, nb,
-				  MERGE_NEIGHBORS);
+	size_t nn =
+		nearest_slots(l1, l1->b[s]->centroid, s, nb, MERGE_NEIGHBORS);
 	if (nn == 0)
 		return 0; /* the last bucket stays */
 	dest d[MERGE_NEIGHBORS];
@@ -248,10 +247,9 @@ static int recenter(drift_l1 *l1, uint32_t s, drift_l1_maint_stats *st)
 	for (uint32_t j = 0; j < dim; j++)
 		mean[j] = (float)(b->sum[j] / b->n);
 	uint32_t nb[16];
-	size_t nn = nearest_slots(l1, mean, s, nb,
-				  l1->o.steal_neighbors < 16
-					  ? l1->o.steal_neighbors
-					  : 16);
+	size_t nn = nearest_slots(
+		l1, mean, s, nb,
+		l1->o.steal_neighbors < 16 ? l1->o.steal_neighbors : 16);
 	dest d[17];
 	size_t nd = 0;
 	d[nd++] = (dest){.slot = s, .centroid = mean};

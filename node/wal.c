@@ -85,7 +85,7 @@ struct drift_wal {
 
 	uint64_t next_seq;
 	uint64_t last_seq;
-	uint64_t replayed; /* last sequence number seen by recovery */
+	uint64_t replayed;  /* last sequence number seen by recovery */
 	drift_abuf pending; /* encoded records not yet written */
 	uint64_t pending_last;
 	ticket *waiters; /* tickets of the pending group */
@@ -122,8 +122,7 @@ static void encode_header(uint8_t *h, uint64_t first)
 static uint64_t record_checksum(const uint8_t *hdr, const void *payload,
 				size_t len)
 {
-	return drift_checksum64_seeded(payload, len,
-				       drift_checksum64(hdr, 16));
+	return drift_checksum64_seeded(payload, len, drift_checksum64(hdr, 16));
 }
 
 static size_t record_size(size_t len)
@@ -158,8 +157,7 @@ static int list_files(drift_wal *w, drift_err *err)
 			continue;
 		if (w->nfiles == cap) {
 			cap = cap ? 2 * cap : 8;
-			wal_file *f = drift_realloc(w->files,
-						    cap * sizeof(*f));
+			wal_file *f = drift_realloc(w->files, cap * sizeof(*f));
 			if (f == NULL) {
 				rv = drift_err_set(err, DRIFT_ENOMEM, "WAL");
 				break;
@@ -208,9 +206,8 @@ static bool all_zero(const uint8_t *p, size_t n)
 }
 
 /* Replays one file; cuts a torn tail when it is the newest. */
-static int replay_file(drift_wal *w, wal_file *f, bool newest,
-		       uint64_t after, drift_wal_replay_fn fn, void *ctx,
-		       drift_err *err)
+static int replay_file(drift_wal *w, wal_file *f, bool newest, uint64_t after,
+		       drift_wal_replay_fn fn, void *ctx, drift_err *err)
 {
 	uint8_t *data;
 	size_t len;
@@ -250,21 +247,23 @@ static int replay_file(drift_wal *w, wal_file *f, bool newest,
 			ok = l > 0 && type != 0 && l <= DRIFT_WAL_MAX_RECORD &&
 			     record_size(l) <= len - o && seq > prev &&
 			     record_checksum(data + o, data + o + REC_HEADER,
-					     l) == drift_load_le64(data + o + 16);
+					     l) ==
+				     drift_load_le64(data + o + 16);
 		}
 		if (!ok) {
-			bool zero_hdr = all_zero(data + o, len - o < REC_HEADER
-								   ? len - o
-								   : REC_HEADER);
+			bool zero_hdr = all_zero(
+				data + o,
+				len - o < REC_HEADER ? len - o : REC_HEADER);
 			if (!newest ||
 			    (!zero_hdr &&
 			     valid_record_after(data, len, o + 8, prev))) {
 				drift_free(data);
-				return drift_err_set(err, DRIFT_ECORRUPT,
-						     "WAL file %s: bad record at "
-						     "offset %zu, with valid "
-						     "records after it",
-						     f->path, o);
+				return drift_err_set(
+					err, DRIFT_ECORRUPT,
+					"WAL file %s: bad record at "
+					"offset %zu, with valid "
+					"records after it",
+					f->path, o);
 			}
 			DRIFT_WARN("WAL %s: torn tail at offset %zu (%zu "
 				   "bytes) cut off",
@@ -291,9 +290,9 @@ static int replay_file(drift_wal *w, wal_file *f, bool newest,
 			rv = fn(ctx, seq, type, data + o + REC_HEADER, l);
 			if (rv != 0) {
 				drift_free(data);
-				return drift_err_wrap(err, rv,
-						      "replaying %s record %" PRIu64,
-						      f->path, seq);
+				return drift_err_wrap(
+					err, rv, "replaying %s record %" PRIu64,
+					f->path, seq);
 			}
 		}
 		prev = seq;
@@ -312,8 +311,8 @@ static int replay_file(drift_wal *w, wal_file *f, bool newest,
 static int start_file(drift_wal *w, uint64_t first, drift_err *err)
 {
 	char *path = file_path(w->dir, first);
-	wal_file *f = drift_realloc(w->files,
-				    (w->nfiles + 1) * sizeof(wal_file));
+	wal_file *f =
+		drift_realloc(w->files, (w->nfiles + 1) * sizeof(wal_file));
 	if (path == NULL || f == NULL) {
 		drift_free(path);
 		if (f != NULL)
@@ -322,7 +321,7 @@ static int start_file(drift_wal *w, uint64_t first, drift_err *err)
 	}
 	w->files = f;
 	int fd = w->fs->open(w->fs, path,
-			    O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+			     O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
 	if (fd < 0) {
 		int rv = drift_err_errno(err, -fd, "creating %s", path);
 		drift_free(path);
@@ -423,8 +422,8 @@ int drift_wal_append(drift_wal *w, uint32_t type, const void *payload,
 {
 	if (type == 0 || len == 0 || len > DRIFT_WAL_MAX_RECORD)
 		return drift_err_set(err, DRIFT_EINVAL,
-				     "WAL record of type %u and %zu bytes", type,
-				     len);
+				     "WAL record of type %u and %zu bytes",
+				     type, len);
 	pthread_mutex_lock(&w->lock);
 	if (w->poisoned != 0) {
 		pthread_mutex_unlock(&w->lock);
@@ -542,8 +541,8 @@ int drift_wal_open(const drift_wal_opts *opts, uint64_t after_seq,
 		goto fail;
 	w->last_seq = after_seq;
 	for (size_t i = 0; i < w->nfiles; i++) {
-		rv = replay_file(w, &w->files[i], i + 1 == w->nfiles,
-				 after_seq, replay, ctx, err);
+		rv = replay_file(w, &w->files[i], i + 1 == w->nfiles, after_seq,
+				 replay, ctx, err);
 		if (rv == 1) { /* an empty newest file: remove it */
 			w->fs->unlink(w->fs, w->files[i].path);
 			drift_free(w->files[i].path);
@@ -610,7 +609,8 @@ int drift_wal_retire(drift_wal *w, uint64_t upto, drift_err *err)
 		wal_file *f = &w->files[i];
 		bool current = i + 1 == w->nfiles;
 		/* A file is done when the next one starts after upto. */
-		uint64_t end = current ? UINT64_MAX : w->files[i + 1].first_seq - 1;
+		uint64_t end =
+			current ? UINT64_MAX : w->files[i + 1].first_seq - 1;
 		if (!current && end <= upto && rv == 0) {
 			int u = w->fs->unlink(w->fs, f->path);
 			if (u < 0 && u != -ENOENT) {

@@ -50,8 +50,8 @@ enum drift_wal_sync {
 #define DRIFT_WAL_MAX_RECORD (UINT32_C(256) << 20)
 
 typedef struct drift_wal_opts {
-	drift_fs *fs;               /* NULL: drift_fs_posix() */
-	const char *dir;            /* the shard's WAL directory (exists) */
+	drift_fs *fs;	 /* NULL: drift_fs_posix() */
+	const char *dir; /* the shard's WAL directory (exists) */
 	enum drift_wal_sync sync;
 	uint64_t batch_interval_ns; /* BATCH: 0 means 10 ms */
 } drift_wal_opts;

@@ -27,7 +27,7 @@ fuzz_results="$fuzz/fuzz-results.txt"
 
 echo "== clang-format check"
 style_results="$release/style-results.txt"
-if (cd "$here/.." && git ls-files '*.c' '*.h' '*.cpp' | xargs -r clang-format --dry-run -Werror); then
+if (cd "$here/.." && git ls-files --cached --others --exclude-standard '*.c' '*.h' '*.cpp' | xargs -r clang-format --dry-run -Werror); then
   echo "PASS clang-format" >"$style_results"
 else
   echo "FAIL clang-format (run make format)" >"$style_results"

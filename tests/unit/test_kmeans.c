@@ -19,7 +19,8 @@ static void blobs(float *x, float *centres)
 	drift_rand_seed(&r, 21);
 	for (int c = 0; c < K; c++)
 		for (int j = 0; j < DIM; j++)
-			centres[c * DIM + j] = (float)(drift_rand_normal(&r) * 100);
+			centres[c * DIM + j] =
+				(float)(drift_rand_normal(&r) * 100);
 	for (int i = 0; i < K * PER; i++)
 		for (int j = 0; j < DIM; j++)
 			x[i * DIM + j] = centres[(i % K) * DIM + j] +
@@ -52,8 +53,7 @@ DRIFT_TEST(kmeans, separates_blobs)
 
 DRIFT_TEST(kmeans, deterministic_for_a_seed)
 {
-	static float x[K * PER * DIM], centres[K * DIM], a[K * DIM],
-		b[K * DIM];
+	static float x[K * PER * DIM], centres[K * DIM], a[K * DIM], b[K * DIM];
 	blobs(x, centres);
 	drift_kmeans_opts o = {.seed = 9, .iters = 3};
 	cr_assert_eq(drift_kmeans(x, K * PER, DIM, K, &o, a, NULL, NULL), 0);

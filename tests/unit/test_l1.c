@@ -31,8 +31,8 @@ TestSuite(l1, .fini = teardown);
 
 static void make_index(uint32_t dim, enum drift_metric m, uint32_t target)
 {
-	drift_l1_opts o = {.dim = dim, .metric = m, .bucket_target = target,
-			   .seed = 1};
+	drift_l1_opts o = {
+		.dim = dim, .metric = m, .bucket_target = target, .seed = 1};
 	drift_err err;
 	cr_assert_eq(drift_l1_new(&o, &l1, &err), 0, "%s", err.msg);
 }
@@ -78,10 +78,9 @@ static size_t brute(enum drift_metric m, const float *x, const uint64_t *ids,
 	drift_topk_init(&t, out, k);
 	for (size_t i = 0; i < n; i++)
 		if (live == NULL || live[i])
-			drift_topk_push(&t,
-					(drift_hit){ids ? ids[i] : i,
-						    dist(m, q, x + i * dim,
-							 dim)});
+			drift_topk_push(
+				&t, (drift_hit){ids ? ids[i] : i,
+						dist(m, q, x + i * dim, dim)});
 	return drift_topk_sort(&t);
 }
 
@@ -117,9 +116,9 @@ static double mean_recall(const float *x, size_t n, const float *q, size_t nq,
 	for (size_t i = 0; i < nq; i++) {
 		size_t ng, nw;
 		drift_l1_search_stats st;
-		cr_assert_eq(drift_l1_search(l1, q + i * dim, &so, got, &ng,
-					     &st),
-			     0);
+		cr_assert_eq(
+			drift_l1_search(l1, q + i * dim, &so, got, &ng, &st),
+			0);
 		nw = brute(DRIFT_METRIC_L2, x, NULL, NULL, n, dim, q + i * dim,
 			   10, want);
 		sum += recall_of(got, ng, want, nw);
@@ -141,9 +140,9 @@ static void assert_consistent(const float *model, const bool *live, size_t n,
 		if (live[i]) {
 			count++;
 			cr_assert_eq(rv, 0, "id %zu lost", i);
-			cr_assert_eq(memcmp(v, model + i * dim,
-					    dim * sizeof(float)),
-				     0, "id %zu has a wrong vector", i);
+			cr_assert_eq(
+				memcmp(v, model + i * dim, dim * sizeof(float)),
+				0, "id %zu has a wrong vector", i);
 		} else {
 			cr_assert_eq(rv, DRIFT_ENOENT, "id %zu is back", i);
 		}
@@ -330,8 +329,7 @@ DRIFT_TEST(l1, upserts_move_and_deletes_hide)
 
 	/* Ids 0 and 2^64-1 are ids like any other. */
 	uint64_t edge[2] = {0, UINT64_MAX};
-	cr_assert_eq(drift_l1_apply(l1, edge, x, 2, NULL, 0, 4, NULL, &err),
-		     0);
+	cr_assert_eq(drift_l1_apply(l1, edge, x, 2, NULL, 0, 4, NULL, &err), 0);
 	cr_assert_eq(drift_l1_get(l1, UINT64_MAX, v, NULL), 0);
 	free(x);
 	free(ids);
@@ -381,8 +379,11 @@ DRIFT_TEST(l1, split_separates_two_clusters)
 {
 	enum { DIM = 4, PER = 40 };
 	/* One bucket holding two far-apart clusters, over the size bound. */
-	drift_l1_opts o = {.dim = DIM, .bucket_target = 40, .bucket_max = 60,
-			   .bucket_min = 5, .seed = 2};
+	drift_l1_opts o = {.dim = DIM,
+			   .bucket_target = 40,
+			   .bucket_max = 60,
+			   .bucket_min = 5,
+			   .seed = 2};
 	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
 	static float x[2 * PER * DIM];
 	drift_rand r;
@@ -425,8 +426,11 @@ DRIFT_TEST(l1, split_separates_two_clusters)
 DRIFT_TEST(l1, split_steals_from_neighbours)
 {
 	enum { DIM = 2 };
-	drift_l1_opts o = {.dim = DIM, .bucket_target = 40, .bucket_max = 60,
-			   .bucket_min = 2, .seed = 2};
+	drift_l1_opts o = {.dim = DIM,
+			   .bucket_target = 40,
+			   .bucket_max = 60,
+			   .bucket_min = 2,
+			   .seed = 2};
 	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
 	/* Bucket A around x = 0 and bucket B around x = 30 (built first). */
 	float base[80 * DIM];
@@ -455,8 +459,7 @@ DRIFT_TEST(l1, split_steals_from_neighbours)
 		more[i * DIM] = i < 40 ? 13.0f + (float)(i % 3) * 0.1f : 20.5f;
 		more[i * DIM + 1] = 0;
 	}
-	cr_assert_eq(drift_l1_apply(l1, mids, more, 50, NULL, 0, 2, NULL,
-				    NULL),
+	cr_assert_eq(drift_l1_apply(l1, mids, more, 50, NULL, 0, 2, NULL, NULL),
 		     0);
 	uint32_t loc;
 	drift_l1_locate(l1, 145, &loc);
@@ -482,8 +485,11 @@ DRIFT_TEST(l1, split_steals_from_neighbours)
 DRIFT_TEST(l1, merge_scatters_an_undersized_bucket)
 {
 	enum { DIM = 2 };
-	drift_l1_opts o = {.dim = DIM, .bucket_target = 20, .bucket_max = 100,
-			   .bucket_min = 10, .seed = 3};
+	drift_l1_opts o = {.dim = DIM,
+			   .bucket_target = 20,
+			   .bucket_max = 100,
+			   .bucket_min = 10,
+			   .seed = 3};
 	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
 	/* Three groups at x = 0, 10, 20 of 20 points each. */
 	float x[60 * DIM];
@@ -525,8 +531,11 @@ DRIFT_TEST(l1, merge_scatters_an_undersized_bucket)
 DRIFT_TEST(l1, recenter_follows_the_members)
 {
 	enum { DIM = 3, N = 30 };
-	drift_l1_opts o = {.dim = DIM, .bucket_target = 30, .bucket_max = 100,
-			   .bucket_min = 2, .seed = 4};
+	drift_l1_opts o = {.dim = DIM,
+			   .bucket_target = 30,
+			   .bucket_max = 100,
+			   .bucket_min = 2,
+			   .seed = 4};
 	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
 	float x[N * DIM];
 	uint64_t ids[N];
@@ -691,13 +700,13 @@ DRIFT_TEST(l1, recall_stays_flat_under_drift_with_maintenance)
 		for (int c = 0; c < 10; c++) {
 			cr_assert_eq(drift_l1_apply(l1, ids + c * PER_CLASS,
 						    x + c * PER_CLASS * DIM,
-						    PER_CLASS, NULL, 0, 1,
-						    NULL, NULL),
+						    PER_CLASS, NULL, 0, 1, NULL,
+						    NULL),
 				     0);
 			if (maint)
-				cr_assert_eq(drift_l1_maintain(l1, 1000, NULL,
-							       NULL),
-					     0);
+				cr_assert_eq(
+					drift_l1_maintain(l1, 1000, NULL, NULL),
+					0);
 			size_t seen = (size_t)(c + 1) * PER_CLASS;
 			double r = mean_recall(
 				x, seen, q, (size_t)(c + 1) * NQ, DIM,
@@ -713,8 +722,8 @@ DRIFT_TEST(l1, recall_stays_flat_under_drift_with_maintenance)
 				if (first < 0)
 					first = r;
 				cr_assert_geq(r, first - 0.02,
-					      "step %d: %.3f vs first %.3f",
-					      c, r, first);
+					      "step %d: %.3f vs first %.3f", c,
+					      r, first);
 				cr_assert_leq(st.max_size, 3 * 64);
 			} else {
 				maxsize_off = st.max_size;

@@ -101,7 +101,8 @@ static void only_file(char *path, size_t cap, int which)
 			snprintf(names[n++], 64, "%.60s", e->d_name);
 	closedir(d);
 	cr_assert_gt(n, which);
-	qsort(names, (size_t)n, 64, (int (*)(const void *, const void *))strcmp);
+	qsort(names, (size_t)n, 64,
+	      (int (*)(const void *, const void *))strcmp);
 	snprintf(path, cap, "%s/%s", dir, names[which]);
 }
 
@@ -326,7 +327,9 @@ DRIFT_TEST(wal, batch_and_none_policies_keep_written_records)
 		drift_err err;
 		drift_fault_fs_init(&ff, drift_fs_posix());
 		/* A long batch window: the syncer stays out of the way. */
-		drift_wal_opts lo = {.fs = &ff.fs, .dir = dir, .sync = pol[p],
+		drift_wal_opts lo = {.fs = &ff.fs,
+				     .dir = dir,
+				     .sync = pol[p],
 				     .batch_interval_ns = 60 * DRIFT_NS_PER_S};
 		cr_assert_eq(drift_wal_open(&lo, 0, NULL, NULL, &w, &err), 0);
 		for (int i = 0; i < 50; i++)
@@ -344,8 +347,8 @@ DRIFT_TEST(wal, batch_and_none_policies_keep_written_records)
 		seen *s = calloc(1, sizeof(*s));
 		drift_wal_opts o = {.dir = dir, .sync = pol[p]};
 		drift_wal *other;
-		cr_assert_eq(drift_wal_open(&o, 0, collect, s, &other, &err),
-			     0, "%s", err.msg);
+		cr_assert_eq(drift_wal_open(&o, 0, collect, s, &other, &err), 0,
+			     "%s", err.msg);
 		cr_assert_eq(s->n, 51);
 		drift_wal_close(other);
 		drift_wal_close(live);
@@ -356,7 +359,9 @@ DRIFT_TEST(wal, batch_and_none_policies_keep_written_records)
 DRIFT_TEST(wal, batch_syncs_within_its_window)
 {
 	drift_err err;
-	drift_wal_opts o = {.fs = &ff.fs, .dir = dir, .sync = DRIFT_WAL_BATCH,
+	drift_wal_opts o = {.fs = &ff.fs,
+			    .dir = dir,
+			    .sync = DRIFT_WAL_BATCH,
 			    .batch_interval_ns = 2 * DRIFT_NS_PER_MS};
 	cr_assert_eq(drift_wal_open(&o, 0, NULL, NULL, &w, &err), 0);
 	cr_assert_eq(append_nth(0, &err), 0);
@@ -364,8 +369,9 @@ DRIFT_TEST(wal, batch_syncs_within_its_window)
 		struct timespec ts = {0, 2 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
-	cr_assert_geq(drift_wal_syncs(w), 1, "synced by the background "
-					     "thread");
+	cr_assert_geq(drift_wal_syncs(w), 1,
+		      "synced by the background "
+		      "thread");
 }
 
 DRIFT_TEST(wal, rotate_and_retire)
