@@ -1,0 +1,394 @@
+/*
+ * drift-bench: Drift's system driver for the benchmark harness
+ * (tests/bench/README.md describes the protocol).
+ *
+ *   drift-bench static BASE.fvecs QUERY.fvecs GT.ivecs [--threads N]
+ *               [--bucket N] [--load-only]
+ *   drift-bench drift BASE.fvecs STEPS.tsv QUERY.fvecs --budget NPROBE
+ *               [--no-maintenance] [--bucket N]
+ *
+ * static: builds the L1 index in-process (k-means bulk build), then sweeps
+ * probe budgets and recall targets, printing one JSON line per point with
+ * QPS and recall@10 for one thread and for --threads threads.
+ * drift: inserts the base rows in order in the steps of STEPS.tsv (lines
+ * "end_row <TAB> gt.ivecs <TAB> queries.idx"), maintaining buckets after
+ * each step unless told not to, and prints recall@10 and p50/p99 latency at
+ * a fixed probe budget after each step.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/vecfile.h"
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/simd.h"
+#include "node/l1.h"
+
+typedef struct matrix {
+	float *v;
+	size_t rows;
+	uint32_t dim;
+} matrix;
+
+static void die(const char *what, const drift_err *err, int rv)
+{
+	fprintf(stderr, "drift-bench: %s: %s\n", what, drift_err_msg(err, rv));
+	exit(1);
+}
+
+static matrix load_f(const char *path)
+{
+	drift_vecfile *f;
+	drift_err err;
+	int rv = drift_vecfile_open(path, &f, &err);
+	if (rv != 0)
+		die("open", &err, rv);
+	matrix m = {.rows = drift_vecfile_rows(f), .dim = drift_vecfile_dim(f)};
+	m.v = malloc(m.rows * m.dim * sizeof(float) + 1);
+	size_t n;
+	rv = drift_vecfile_read(f, m.v, m.rows, &n, &err);
+	if (rv != 0 || n != m.rows)
+		die("read", &err, rv);
+	drift_vecfile_close(f);
+	return m;
+}
+
+static int32_t *load_i(const char *path, size_t *rows, uint32_t *dim)
+{
+	drift_vecfile *f;
+	drift_err err;
+	int rv = drift_vecfile_open(path, &f, &err);
+	if (rv != 0)
+		die("open", &err, rv);
+	*rows = drift_vecfile_rows(f);
+	*dim = drift_vecfile_dim(f);
+	int32_t *v = malloc(*rows * *dim * sizeof(int32_t) + 1);
+	size_t n;
+	rv = drift_vecfile_read_i32(f, v, *rows, &n, &err);
+	if (rv != 0)
+		die("read", &err, rv);
+	drift_vecfile_close(f);
+	return v;
+}
+
+/* ---- Searching ---------------------------------------------------------- */
+
+typedef struct job {
+	drift_l1 *l1;
+	const matrix *q;
+	size_t from, to;
+	drift_l1_search_opts so;
+	drift_hit *out; /* q->rows * 10 */
+	double *lat;	/* per query, seconds */
+	uint64_t probed;
+} job;
+
+static void *run_job(void *arg)
+{
+	job *j = arg;
+	for (size_t i = j->from; i < j->to; i++) {
+		size_t n;
+		drift_l1_search_stats st;
+		uint64_t t0 = drift_now_ns();
+		drift_l1_search(j->l1, j->q->v + i * j->q->dim, &j->so,
+				j->out + i * 10, &n, &st);
+		j->lat[i] = (double)(drift_now_ns() - t0) / 1e9;
+		for (size_t k = n; k < 10; k++)
+			j->out[i * 10 + k].id = UINT64_MAX;
+		j->probed += st.probed;
+	}
+	return NULL;
+}
+
+/* Runs all queries with `threads` threads; returns wall seconds. */
+static double run_queries(drift_l1 *l1, const matrix *q,
+			  drift_l1_search_opts so, int threads, drift_hit *out,
+			  double *lat, double *mean_probed)
+{
+	job jobs[64];
+	pthread_t t[64];
+	uint64_t t0 = drift_now_ns();
+	for (int i = 0; i < threads; i++) {
+		jobs[i] = (job){l1,
+				q,
+				q->rows * (size_t)i / (size_t)threads,
+				q->rows * (size_t)(i + 1) / (size_t)threads,
+				so,
+				out,
+				lat,
+				0};
+		pthread_create(&t[i], NULL, run_job, &jobs[i]);
+	}
+	uint64_t probed = 0;
+	for (int i = 0; i < threads; i++) {
+		pthread_join(t[i], NULL);
+		probed += jobs[i].probed;
+	}
+	if (mean_probed != NULL)
+		*mean_probed = (double)probed / (double)q->rows;
+	return (double)(drift_now_ns() - t0) / 1e9;
+}
+
+static double recall10(const drift_hit *out, const int32_t *gt, uint32_t gtdim,
+		       size_t nq, const size_t *which)
+{
+	double sum = 0;
+	for (size_t i = 0; i < nq; i++) {
+		size_t qi = which != NULL ? which[i] : i;
+		int hit = 0;
+		for (int a = 0; a < 10; a++)
+			for (int b = 0; b < 10; b++)
+				if (out[qi * 10 + b].id ==
+				    (uint64_t)gt[i * gtdim + (size_t)a]) {
+					hit++;
+					break;
+				}
+		sum += hit / 10.0;
+	}
+	return nq ? sum / (double)nq : 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double percentile(double *v, size_t n, double p)
+{
+	qsort(v, n, sizeof(double), cmp_double);
+	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+	return v[i];
+}
+
+static drift_l1 *build(const matrix *base, uint32_t bucket, double *secs)
+{
+	drift_l1_opts o = {
+		.dim = base->dim, .bucket_target = bucket, .seed = 42};
+	drift_l1 *l1;
+	drift_err err;
+	int rv = drift_l1_new(&o, &l1, &err);
+	if (rv != 0)
+		die("index", &err, rv);
+	uint64_t *ids = malloc(base->rows * sizeof(uint64_t));
+	for (size_t i = 0; i < base->rows; i++)
+		ids[i] = i;
+	uint64_t t0 = drift_now_ns();
+	rv = drift_l1_build(l1, ids, base->v, base->rows, 1, &err);
+	if (rv != 0)
+		die("build", &err, rv);
+	*secs = (double)(drift_now_ns() - t0) / 1e9;
+	free(ids);
+	return l1;
+}
+
+typedef struct sweep_point {
+	const char *param;
+	double value;
+	drift_l1_search_opts so;
+} sweep_point;
+
+static int cmd_static(int argc, char **argv)
+{
+	if (argc < 5)
+		return 2;
+	int threads = 2;
+	uint32_t bucket = 0;
+	int load_only = 0;
+	for (int i = 5; i < argc; i++) {
+		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+			threads = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--bucket") == 0 && i + 1 < argc)
+			bucket = (uint32_t)atoi(argv[++i]);
+		else if (strcmp(argv[i], "--load-only") == 0)
+			load_only = 1;
+	}
+	if (threads < 1 || threads > 64)
+		threads = 2;
+	matrix base = load_f(argv[2]), q = load_f(argv[3]);
+	size_t gtn;
+	uint32_t gtd;
+	int32_t *gt = load_i(argv[4], &gtn, &gtd);
+	if (load_only)
+		return 0;
+	double bsecs;
+	drift_l1 *l1 = build(&base, bucket, &bsecs);
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	printf("{\"event\": \"build\", \"system\": \"drift\", \"n\": %zu, "
+	       "\"build_s\": %.3f, \"buckets\": %u, \"simd\": \"%s\"}\n",
+	       base.rows, bsecs, st.buckets,
+	       drift_simd_name(drift_simd_level()));
+	fflush(stdout);
+	drift_hit *out = malloc(q.rows * 10 * sizeof(drift_hit));
+	double *lat = malloc(q.rows * sizeof(double));
+	sweep_point points[32];
+	int np = 0;
+	const uint32_t probes[] = {1, 2, 4, 8, 16, 32, 64};
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+		points[np++] = (sweep_point){
+			"nprobe", probes[i], {.k = 10, .nprobe = probes[i]}};
+	const float targets[] = {0.8f, 0.9f, 0.95f, 0.98f, 0.99f, 0.995f};
+	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
+		points[np++] =
+			(sweep_point){"recall_target",
+				      targets[i],
+				      {.k = 10, .recall_target = targets[i]}};
+	const int tcounts[2] = {1, threads};
+	for (int p = 0; p < np; p++) {
+		for (int ti = 0; ti < (threads > 1 ? 2 : 1); ti++) {
+			double probed;
+			double secs =
+				run_queries(l1, &q, points[p].so, tcounts[ti],
+					    out, lat, &probed);
+			double r = recall10(out, gt, gtd, q.rows, NULL);
+			printf("{\"event\": \"search\", \"system\": \"drift\", "
+			       "\"param\": \"%s\", \"value\": %g, "
+			       "\"threads\": %d, \"qps\": %.1f, "
+			       "\"recall10\": %.4f, \"probed\": %.1f, "
+			       "\"p50_ms\": %.3f, \"p99_ms\": %.3f}\n",
+			       points[p].param, points[p].value, tcounts[ti],
+			       (double)q.rows / secs, r, probed,
+			       1e3 * percentile(lat, q.rows, 0.5),
+			       1e3 * percentile(lat, q.rows, 0.99));
+			fflush(stdout);
+		}
+	}
+	drift_l1_free(l1);
+	free(out);
+	free(lat);
+	free(base.v);
+	free(q.v);
+	free(gt);
+	return 0;
+}
+
+static int cmd_drift(int argc, char **argv)
+{
+	if (argc < 5)
+		return 2;
+	uint32_t budget = 8, bucket = 0;
+	int maint = 1;
+	for (int i = 5; i < argc; i++) {
+		if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc)
+			budget = (uint32_t)atoi(argv[++i]);
+		else if (strcmp(argv[i], "--bucket") == 0 && i + 1 < argc)
+			bucket = (uint32_t)atoi(argv[++i]);
+		else if (strcmp(argv[i], "--no-maintenance") == 0)
+			maint = 0;
+	}
+	matrix base = load_f(argv[2]), q = load_f(argv[4]);
+	FILE *steps = fopen(argv[3], "r");
+	if (steps == NULL) {
+		perror(argv[3]);
+		return 1;
+	}
+	drift_l1_opts o = {
+		.dim = base.dim, .bucket_target = bucket, .seed = 42};
+	drift_l1 *l1;
+	drift_err err;
+	int rv = drift_l1_new(&o, &l1, &err);
+	if (rv != 0)
+		die("index", &err, rv);
+	uint64_t *ids = malloc(base.rows * sizeof(uint64_t));
+	for (size_t i = 0; i < base.rows; i++)
+		ids[i] = i;
+	drift_hit *out = malloc(q.rows * 10 * sizeof(drift_hit));
+	double *lat = malloc(q.rows * sizeof(double));
+	char line[8192], gtpath[4096], idxpath[4096];
+	size_t done = 0;
+	int step = 0;
+	while (fgets(line, sizeof(line), steps) != NULL) {
+		size_t end;
+		if (sscanf(line, "%zu\t%4095s\t%4095s", &end, gtpath,
+			   idxpath) != 3)
+			continue;
+		uint64_t t0 = drift_now_ns();
+		/* Insert in batches of 10,000, as a flush would. */
+		for (size_t at = done; at < end; at += 10000) {
+			size_t n = end - at < 10000 ? end - at : 10000;
+			rv = drift_l1_apply(l1, ids + at,
+					    base.v + at * base.dim, n, NULL, 0,
+					    1, NULL, &err);
+			if (rv != 0)
+				die("apply", &err, rv);
+		}
+		double ins = (double)(drift_now_ns() - t0) / 1e9;
+		drift_l1_maint_stats ms = {0};
+		t0 = drift_now_ns();
+		if (maint) {
+			rv = drift_l1_maintain(l1, 1u << 30, &ms, &err);
+			if (rv != 0)
+				die("maintain", &err, rv);
+		}
+		double msecs = (double)(drift_now_ns() - t0) / 1e9;
+		done = end;
+		/* The step's queries and their ground truth. */
+		size_t gn;
+		uint32_t gd;
+		int32_t *gt = load_i(gtpath, &gn, &gd);
+		FILE *fi = fopen(idxpath, "r");
+		size_t *which = malloc(gn * sizeof(size_t) + 1), nw = 0;
+		while (fi != NULL && nw < gn &&
+		       fscanf(fi, "%zu", &which[nw]) == 1)
+			nw++;
+		if (fi != NULL)
+			fclose(fi);
+		matrix sub = {.v = malloc(nw * base.dim * sizeof(float) + 1),
+			      .rows = nw,
+			      .dim = base.dim};
+		for (size_t i = 0; i < nw; i++)
+			memcpy(sub.v + i * base.dim, q.v + which[i] * base.dim,
+			       base.dim * sizeof(float));
+		drift_l1_search_opts so = {.k = 10, .nprobe = budget};
+		double probed;
+		run_queries(l1, &sub, so, 1, out, lat, &probed);
+		double r = recall10(out, gt, gd, nw, NULL);
+		drift_l1_stats st;
+		drift_l1_stats_get(l1, &st);
+		printf("{\"event\": \"drift\", \"system\": \"drift-%s\", "
+		       "\"step\": %d, \"rows\": %zu, \"recall10\": %.4f, "
+		       "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"buckets\": %u, "
+		       "\"max_bucket\": %u, \"insert_s\": %.2f, "
+		       "\"maintain_s\": %.2f, \"splits\": %u, \"merges\": %u, "
+		       "\"recenters\": %u}\n",
+		       maint ? "maint" : "nomaint", step, done, r,
+		       1e3 * percentile(lat, nw, 0.5),
+		       1e3 * percentile(lat, nw, 0.99), st.buckets, st.max_size,
+		       ins, msecs, ms.splits, ms.merges, ms.recenters);
+		fflush(stdout);
+		free(gt);
+		free(which);
+		free(sub.v);
+		step++;
+	}
+	fclose(steps);
+	drift_l1_free(l1);
+	free(ids);
+	free(out);
+	free(lat);
+	free(base.v);
+	free(q.v);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	drift_log_set_level(DRIFT_LOG_WARN);
+	int rv = 2;
+	if (argc >= 2 && strcmp(argv[1], "static") == 0)
+		rv = cmd_static(argc, argv);
+	else if (argc >= 2 && strcmp(argv[1], "drift") == 0)
+		rv = cmd_drift(argc, argv);
+	if (rv == 2)
+		fprintf(stderr,
+			"usage: drift-bench static BASE QUERY GT [--threads N] "
+			"[--bucket N] [--load-only]\n"
+			"       drift-bench drift BASE STEPS.tsv QUERY "
+			"[--budget N] [--bucket N] [--no-maintenance]\n");
+	return rv;
+}
