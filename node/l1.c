@@ -19,6 +19,7 @@
 #include "common/alloc.h"
 #include "common/topk.h"
 #include "common/vec.h"
+#include "node/codec/sq8.h"
 #include "node/kmeans.h"
 #include "node/l1_internal.h"
 
@@ -38,7 +39,11 @@ int l1_bucket_alloc(uint32_t dim, uint32_t n, const float *centroid,
 	b->versions = drift_mallocarray(n, sizeof(uint64_t));
 	b->vecs = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
 				      (size_t)n * dim * sizeof(float));
-	if (!b->centroid || !b->sum || !b->ids || !b->versions || !b->vecs) {
+	b->codes = drift_aligned_alloc(DRIFT_ALIGN_CACHE, (size_t)n * dim);
+	b->qmin = drift_mallocarray(dim, sizeof(float));
+	b->qscale = drift_mallocarray(dim, sizeof(float));
+	if (!b->centroid || !b->sum || !b->ids || !b->versions || !b->vecs ||
+	    !b->codes || !b->qmin || !b->qscale) {
 		l1_bucket_free(b);
 		return DRIFT_ENOMEM;
 	}
@@ -64,6 +69,10 @@ void l1_bucket_finish(l1_bucket *b, uint32_t dim)
 	}
 	b->radius = sqrtf(maxd);
 	b->rms = b->n > 0 ? (float)sqrt(sq / b->n) : 0.0f;
+	/* Vectors are finite (checked at the door), so training succeeds. */
+	int rv = drift_sq8_train(b->vecs, b->n, dim, b->qmin, b->qscale);
+	(void)rv;
+	drift_sq8_encode(b->qmin, b->qscale, dim, b->vecs, b->n, b->codes);
 }
 
 void l1_bucket_free(l1_bucket *b)
@@ -75,6 +84,9 @@ void l1_bucket_free(l1_bucket *b)
 	drift_free(b->ids);
 	drift_free(b->versions);
 	drift_free(b->vecs);
+	drift_free(b->codes);
+	drift_free(b->qmin);
+	drift_free(b->qscale);
 	drift_free(b);
 }
 
@@ -261,9 +273,10 @@ void drift_l1_free(drift_l1 *l1)
 /* ---- Input -------------------------------------------------------------- */
 
 /* A copy of the input vectors, normalised for COSINE. NULL on ENOMEM or,
- * for a zero vector under COSINE, with *zero set. */
+ * with *zero set to the row, for a NaN or infinite component (*nonfinite)
+ * or a zero vector under COSINE. */
 static float *prepare_vectors(const drift_l1 *l1, const float *vecs, size_t n,
-			      size_t *zero)
+			      size_t *zero, bool *nonfinite)
 {
 	uint32_t dim = l1->dim;
 	float *out =
@@ -271,6 +284,14 @@ static float *prepare_vectors(const drift_l1 *l1, const float *vecs, size_t n,
 	if (out == NULL)
 		return NULL;
 	memcpy(out, vecs, n * dim * sizeof(float));
+	for (size_t i = 0; i < n * dim; i++) {
+		if (!isfinite(out[i])) {
+			*zero = i / dim;
+			*nonfinite = true;
+			drift_free(out);
+			return NULL;
+		}
+	}
 	if (l1->o.metric != DRIFT_METRIC_COSINE)
 		return out;
 	const drift_vec_kernels *k = drift_vec();
@@ -286,6 +307,23 @@ static float *prepare_vectors(const drift_l1 *l1, const float *vecs, size_t n,
 			v[j] /= norm;
 	}
 	return out;
+}
+
+/* The error of a prepare_vectors failure. */
+static int bad_input(drift_err *err, size_t row, bool nonfinite,
+		     const char *what)
+{
+	if (row == SIZE_MAX)
+		return drift_err_set(err, DRIFT_ENOMEM, "%s", what);
+	if (nonfinite)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "vector %zu has a NaN or infinite "
+				     "component",
+				     row);
+	return drift_err_set(err, DRIFT_EINVAL,
+			     "vector %zu has no direction (zero norm) under "
+			     "COSINE",
+			     row);
 }
 
 /* ---- Build -------------------------------------------------------------- */
@@ -367,14 +405,10 @@ int drift_l1_build(drift_l1 *l1, const uint64_t *ids, const float *vecs,
 	if (n == 0)
 		return 0;
 	size_t zero = SIZE_MAX;
-	float *x = prepare_vectors(l1, vecs, n, &zero);
+	bool nonfinite = false;
+	float *x = prepare_vectors(l1, vecs, n, &zero, &nonfinite);
 	if (x == NULL)
-		return zero != SIZE_MAX
-			       ? drift_err_set(err, DRIFT_EINVAL,
-					       "vector %zu has no direction "
-					       "(zero norm) under COSINE",
-					       zero)
-			       : drift_err_set(err, DRIFT_ENOMEM, "L1 build");
+		return bad_input(err, zero, nonfinite, "L1 build");
 	int rv = build_buckets(l1, ids, x, n, version, err);
 	drift_free(x);
 	if (rv == 0)
@@ -485,16 +519,10 @@ int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
 	size_t zero = SIZE_MAX, ndeleted = 0;
 
 	if (n > 0) {
-		w.x = prepare_vectors(l1, vecs, n, &zero);
+		bool nonfinite = false;
+		w.x = prepare_vectors(l1, vecs, n, &zero, &nonfinite);
 		if (w.x == NULL) {
-			rv = zero != SIZE_MAX
-				     ? drift_err_set(err, DRIFT_EINVAL,
-						     "vector %zu has no "
-						     "direction (zero norm) "
-						     "under COSINE",
-						     zero)
-				     : drift_err_set(err, DRIFT_ENOMEM,
-						     "L1 apply");
+			rv = bad_input(err, zero, nonfinite, "L1 apply");
 			goto out;
 		}
 	}
@@ -660,11 +688,17 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	    so->recall_target > 1 || so->recall_target < 0)
 		return DRIFT_EINVAL;
 	const drift_vec_kernels *k = drift_vec();
+	/* Rerank depth: enough SQ8 candidates that quantization error
+	 * rarely pushes a true neighbour out (measured: tests/unit/test_l1.c
+	 * recall floors, docs/benchmarks.md). */
+	size_t rerank = (size_t)so->k * 4 < 40 ? 40 : (size_t)so->k * 4;
 	float *qn = drift_aligned_alloc(DRIFT_ALIGN_CACHE, dim * sizeof(float));
+	float *tq = drift_mallocarray(dim, sizeof(float));
 	drift_hit *heap = drift_mallocarray(so->k, sizeof(drift_hit));
+	drift_hit *cbuf = drift_mallocarray(rerank, sizeof(drift_hit));
 	probe *pr = NULL;
 	int rv = DRIFT_ENOMEM;
-	if (qn == NULL || heap == NULL)
+	if (qn == NULL || tq == NULL || heap == NULL || cbuf == NULL)
 		goto out;
 	memcpy(qn, q, dim * sizeof(float));
 	float qnorm = sqrtf(k->dot(qn, qn, dim));
@@ -724,20 +758,70 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	drift_topk_init(&top, heap, so->k);
 	uint32_t probed = 0;
 	uint64_t scanned = 0;
-	for (size_t i = 0; i < limit; i++) {
-		uint32_t s = pr[i].slot;
-		if (exact && !so->exhaustive &&
-		    lower_bound(l1, pr[i].key, s, qnorm) >
-			    drift_topk_bound(&top))
-			continue;
-		const l1_bucket *b = l1->b[s];
-		for (uint32_t r = 0; r < b->n; r++) {
+	if (exact) {
+		/* Full precision, pruning only what provably cannot hold a
+		 * better vector: the answer is the true top-k. */
+		for (size_t i = 0; i < limit; i++) {
+			uint32_t s = pr[i].slot;
+			if (!so->exhaustive &&
+			    lower_bound(l1, pr[i].key, s, qnorm) >
+				    drift_topk_bound(&top))
+				continue;
+			const l1_bucket *b = l1->b[s];
+			for (uint32_t r = 0; r < b->n; r++) {
+				float d = metric_dist(k, l1->o.metric, qn,
+						      b->vecs + (size_t)r * dim,
+						      dim);
+				drift_topk_push(&top,
+						(drift_hit){b->ids[r], d});
+			}
+			probed++;
+			scanned += b->n;
+		}
+	} else {
+		/* SQ8 asymmetric distances pick rerank candidates, which
+		 * are then ranked by their exact distance. The candidate's
+		 * id field holds its place: slot << 32 | row. */
+		const drift_sq8_kernels *sk = drift_sq8();
+		drift_topk cand;
+		drift_topk_init(&cand, cbuf, rerank);
+		float dists[256];
+		for (size_t i = 0; i < limit; i++) {
+			uint32_t s = pr[i].slot;
+			const l1_bucket *b = l1->b[s];
+			float bias = 0;
+			if (l1->o.metric == DRIFT_METRIC_L2)
+				drift_sq8_prepare_l2(b->qmin, dim, qn, tq);
+			else
+				bias = drift_sq8_prepare_ip(b->qmin, b->qscale,
+							    dim, qn, tq) +
+				       (l1->o.metric == DRIFT_METRIC_COSINE
+						? 1.0f
+						: 0.0f);
+			for (uint32_t r0 = 0; r0 < b->n; r0 += 256) {
+				uint32_t m = b->n - r0 < 256 ? b->n - r0 : 256;
+				const uint8_t *c = b->codes + (size_t)r0 * dim;
+				if (l1->o.metric == DRIFT_METRIC_L2)
+					sk->l2(tq, b->qscale, c, m, dim, dists);
+				else
+					sk->ip(tq, c, m, dim, dists);
+				for (uint32_t r = 0; r < m; r++)
+					drift_topk_push(
+						&cand,
+						(drift_hit){(uint64_t)s << 32 |
+								    (r0 + r),
+							    dists[r] + bias});
+			}
+			probed++;
+			scanned += b->n;
+		}
+		for (size_t c = 0; c < cand.n; c++) {
+			const l1_bucket *b = l1->b[cand.h[c].id >> 32];
+			uint32_t r = (uint32_t)cand.h[c].id;
 			float d = metric_dist(k, l1->o.metric, qn,
 					      b->vecs + (size_t)r * dim, dim);
 			drift_topk_push(&top, (drift_hit){b->ids[r], d});
 		}
-		probed++;
-		scanned += b->n;
 	}
 	pthread_rwlock_unlock(&l1->lock);
 
@@ -751,7 +835,9 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	rv = 0;
 out:
 	drift_free(qn);
+	drift_free(tq);
 	drift_free(heap);
+	drift_free(cbuf);
 	drift_free(pr);
 	return rv;
 }

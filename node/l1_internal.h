@@ -22,6 +22,9 @@ typedef struct l1_bucket {
 	uint64_t *ids;	    /* n */
 	uint64_t *versions; /* n */
 	float *vecs;	    /* n * dim, 64-byte aligned */
+	uint8_t *codes;	    /* n * dim SQ8 codes (node/codec/sq8.h) */
+	float *qmin;	    /* dim: SQ8 range of each dimension */
+	float *qscale;	    /* dim */
 } l1_bucket;
 
 /* The recall calibration: sorted "gaps" of the buckets holding true

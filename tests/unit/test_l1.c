@@ -225,6 +225,12 @@ DRIFT_TEST(l1, search_arguments)
 	cr_assert_eq(drift_l1_apply(l1, &id, zero, 1, NULL, 0, 1, NULL, &err),
 		     DRIFT_EINVAL);
 	cr_assert_not_null(strstr(err.msg, "zero norm"));
+	float nan4[4] = {1, NAN, 0, 0};
+	cr_assert_eq(drift_l1_apply(l1, &id, nan4, 1, NULL, 0, 1, NULL, &err),
+		     DRIFT_EINVAL);
+	cr_assert_not_null(strstr(err.msg, "NaN or infinite"), "%s", err.msg);
+	nan4[1] = INFINITY;
+	cr_assert_eq(drift_l1_build(l1, &id, nan4, 1, 1, &err), DRIFT_EINVAL);
 	float w[4] = {3, 4, 0, 0};
 	cr_assert_eq(drift_l1_apply(l1, &id, w, 1, NULL, 0, 1, NULL, &err), 0);
 	float got[4];
