@@ -146,6 +146,24 @@ def scenario_drift(results, budget=8):
     return rows
 
 
+def scenario_kernels(results):
+    """SQ8 ADC scan GB/s of codes per core per SIMD level, next to the
+    core's memory read bandwidth measured in the same run."""
+    exe = os.path.join(ROOT, "build", "tests", "bench", "scan-bench")
+    rows = []
+    for dim in (128, 784):
+        recs, _, _ = run_system([exe, str(dim), "512"])
+        bw = next(r["gb_per_s"] for r in recs if r["event"] == "membw")
+        for r in recs:
+            if r["event"] == "scan":
+                rows.append({"dim": dim, "level": r["level"],
+                             "scan_gb_per_s": r["gb_per_s"],
+                             "vectors_per_s": r["vectors_per_s"],
+                             "memory_read_gb_per_s": bw})
+    results["kernels"] = rows
+    return rows
+
+
 # ---- Reporting ------------------------------------------------------------
 
 def fmt(v, digits=0):
@@ -242,7 +260,7 @@ def machine():
     return info
 
 
-def report(results, static_rows, drift_rows, argv):
+def report(results, static_rows, drift_rows, kernel_rows, argv):
     os.makedirs(OUT, exist_ok=True)
     img_dir = os.path.join(DOCS, "benchmarks")
     os.makedirs(img_dir, exist_ok=True)
@@ -276,6 +294,16 @@ def report(results, static_rows, drift_rows, argv):
             plot_static(results, ds, os.path.join(OUT, png))
             shutil.copy(os.path.join(OUT, png), os.path.join(img_dir, png))
             lines += [f"![{ds}](benchmarks/{png})", ""]
+    if kernel_rows:
+        cols = ["dim", "level", "scan_gb_per_s", "vectors_per_s",
+                "memory_read_gb_per_s"]
+        md, tsv = table(kernel_rows, cols, {"scan_gb_per_s": 2,
+                                            "memory_read_gb_per_s": 2})
+        open(os.path.join(OUT, "kernels.md"), "w").write(md + "\n")
+        open(os.path.join(OUT, "kernels.tsv"), "w").write(tsv)
+        lines += ["## SQ8 ADC scan, one core", "",
+                  "GB/s of codes scanned (512 MiB of codes, best of three), "
+                  "next to the same core's memory read bandwidth.", "", md, ""]
     if drift_rows:
         cols = ["system", "step", "rows", "recall10", "p50_ms", "p99_ms", "buckets",
                 "max_bucket"]
@@ -296,7 +324,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true",
                     help="Fashion-MNIST only, static scenario: minutes")
-    ap.add_argument("--only", default="static,drift")
+    ap.add_argument("--only", default="static,drift,kernels")
     ap.add_argument("--dataset", default=None)
     a = ap.parse_args()
     scen = set(a.only.split(","))
@@ -304,7 +332,9 @@ def main():
     results = {}
     static_rows = scenario_static(names, results) if "static" in scen else []
     drift_rows = scenario_drift(results) if "drift" in scen and not a.quick else []
-    report(results, static_rows, drift_rows, ["tests/bench/run.py"] + sys.argv[1:])
+    kernel_rows = scenario_kernels(results) if "kernels" in scen else []
+    report(results, static_rows, drift_rows, kernel_rows,
+           ["tests/bench/run.py"] + sys.argv[1:])
 
 
 if __name__ == "__main__":
