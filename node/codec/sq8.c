@@ -1,35 +1,62 @@
 #include "node/codec/sq8.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdbool.h>
+#include <string.h>
 
 #include "common/err.h"
 #include "common/simd.h"
 
+static bool all_finite(const float *x, size_t count)
+{
+	/* One pass without early exit: it vectorises. */
+	bool ok = true;
+	for (size_t i = 0; i < count; i++)
+		ok &= isfinite(x[i]) != 0;
+	return ok;
+}
+
 int drift_sq8_train(const float *x, size_t n, uint32_t dim, float *min,
 		    float *scale)
 {
-	for (size_t i = 0; i < n * dim; i++)
-		if (!isfinite(x[i]))
-			return DRIFT_EINVAL;
-	for (uint32_t j = 0; j < dim; j++) {
-		float lo = n ? x[j] : 0, hi = lo;
-		for (size_t r = 1; r < n; r++) {
-			float v = x[r * dim + j];
-			lo = v < lo ? v : lo;
-			hi = v > hi ? v : hi;
+	if (!all_finite(x, n * dim))
+		return DRIFT_EINVAL;
+	if (n == 0) {
+		for (uint32_t j = 0; j < dim; j++)
+			min[j] = scale[j] = 0;
+		return 0;
+	}
+	/* Row by row, with scale holding the running maximum until the end:
+	 * the rows are read in memory order. */
+	memcpy(min, x, dim * sizeof(float));
+	memcpy(scale, x, dim * sizeof(float));
+	for (size_t r = 1; r < n; r++) {
+		const float *row = x + r * dim;
+		for (uint32_t j = 0; j < dim; j++) {
+			min[j] = row[j] < min[j] ? row[j] : min[j];
+			scale[j] = row[j] > scale[j] ? row[j] : scale[j];
 		}
-		min[j] = lo;
+	}
+	for (uint32_t j = 0; j < dim; j++) {
 		/* The float difference may overflow for huge opposite
 		 * values: computed in double. */
-		double range = (double)hi - (double)lo;
+		double range = (double)scale[j] - (double)min[j];
+		/* A range beyond FLT_MAX (values of both signs near it) is
+		 * capped so that min + 255 scale stays finite: such a
+		 * dimension clamps its top, the decoded vector stays finite. */
+		if (range > (double)FLT_MAX)
+			range = (double)FLT_MAX * (255.0 / 256.0);
 		scale[j] = (float)(range / 255.0);
 	}
 	return 0;
 }
 
-void drift_sq8_encode(const float *min, const float *scale, uint32_t dim,
-		      const float *x, size_t n, uint8_t *codes)
+int drift_sq8_encode(const float *min, const float *scale, uint32_t dim,
+		     const float *x, size_t n, uint8_t *codes)
 {
+	if (!all_finite(x, n * dim))
+		return DRIFT_EINVAL;
 	for (size_t r = 0; r < n; r++) {
 		for (uint32_t j = 0; j < dim; j++) {
 			float c = scale[j] > 0
@@ -39,6 +66,7 @@ void drift_sq8_encode(const float *min, const float *scale, uint32_t dim,
 			codes[r * dim + j] = (uint8_t)lrintf(c);
 		}
 	}
+	return 0;
 }
 
 void drift_sq8_decode(const float *min, const float *scale, uint32_t dim,

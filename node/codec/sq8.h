@@ -5,7 +5,8 @@
  *
  * A value x of dimension i is stored as the byte c = round((x - min_i) /
  * scale_i), scale_i = (max_i - min_i) / 255, and read back as min_i + scale_i
- * c. A dimension where every value is the same has scale 0 and code 0. The
+ * c. A dimension where every value is the same has scale 0 and code 0; a
+ * range wider than FLT_MAX is capped so that decoded values stay finite. The
  * query stays in float ("asymmetric"): for L2 the scan computes
  * sum_i (t_i - scale_i c_i)^2 with t = q - min; for inner product
  * bias - sum_i w_i c_i with w = q * scale and bias = -sum_i q_i min_i. Both
@@ -29,9 +30,10 @@ int drift_sq8_train(const float *x, size_t n, uint32_t dim, float *min,
 		    float *scale);
 
 /* Encodes n rows into codes (n * dim bytes, row-major). Values outside the
- * trained range are clamped. */
-void drift_sq8_encode(const float *min, const float *scale, uint32_t dim,
-		      const float *x, size_t n, uint8_t *codes);
+ * trained range are clamped. 0, or DRIFT_EINVAL when a value is NaN or
+ * infinite (codes are then not written). */
+int drift_sq8_encode(const float *min, const float *scale, uint32_t dim,
+		     const float *x, size_t n, uint8_t *codes);
 
 /* Decodes n rows of codes into out (n * dim floats). */
 void drift_sq8_decode(const float *min, const float *scale, uint32_t dim,

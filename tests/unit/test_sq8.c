@@ -1,6 +1,7 @@
 /* Tests of node/codec/sq8: quantization error bounds on real data, edge
  * values, and every ADC kernel level against the decoded-vector distance
  * for every dimension from 1 to 1024. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,4 +165,69 @@ DRIFT_TEST(sq8, kernels_never_read_past_the_codes)
 		}
 	}
 	munmap(map, (size_t)page * 2);
+}
+
+/* Rows of special floats: the decoded value stays within half a step of
+ * the input (plus the float rounding of the step itself), constant and
+ * denormal dimensions divide by nothing, and NaN or Inf is refused by
+ * train and encode alike, with nothing written. */
+DRIFT_TEST(sq8, adversarial_rows)
+{
+	enum { DIM = 6, N = 1025 };
+	float *x = malloc(N * DIM * sizeof(float));
+	float *back = malloc(N * DIM * sizeof(float));
+	uint8_t *codes = malloc(N * DIM);
+	float min[DIM], scale[DIM];
+	drift_rand r;
+	drift_rand_seed(&r, 9);
+	static const size_t sizes[] = {1, 2, 1023, 1024, 1025};
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		size_t n = sizes[s];
+		for (size_t i = 0; i < n; i++) {
+			float *row = x + i * DIM;
+			row[0] = -0.0f;				/* all -0.0 */
+			row[1] = i % 2 ? 0.0f : -0.0f;		/* +/- zero */
+			row[2] = (float)(i % 7) * FLT_TRUE_MIN; /* denormal */
+			row[3] = 42.0f;				/* all equal */
+			row[4] = (float)drift_rand_normal(&r) * 1e30f;
+			row[5] = i % 3 ? FLT_MAX : -FLT_MAX;
+		}
+		cr_assert_eq(drift_sq8_train(x, n, DIM, min, scale), 0);
+		cr_assert_eq(drift_sq8_encode(min, scale, DIM, x, n, codes), 0);
+		drift_sq8_decode(min, scale, DIM, codes, n, back);
+		for (size_t i = 0; i < n * DIM; i++) {
+			size_t j = i % DIM;
+			cr_assert(isfinite(back[i]), "value %zu", i);
+			double err = fabs((double)back[i] - (double)x[i]);
+			double bound = 0.5 * scale[j] * (1 + 1e-5) +
+				       1e-6 * fabs((double)x[i]) +
+				       8 * (double)FLT_TRUE_MIN;
+			/* Dimension 5 spans more than FLT_MAX: capped. */
+			if (j != 5)
+				cr_assert_leq(err, bound,
+					      "n %zu dim %zu: %g -> %g", n, j,
+					      (double)x[i], (double)back[i]);
+		}
+		cr_assert_float_eq(scale[0], 0.0f, 0);
+		cr_assert_float_eq(scale[3], 0.0f, 0);
+	}
+	/* NaN and Inf: refused, nothing written. */
+	float bad[DIM] = {1, 2, 3, 4, 5, NAN};
+	memset(codes, 0x77, DIM);
+	float m2[DIM] = {9}, s2[DIM] = {9};
+	for (int k = 0; k < 3; k++) {
+		bad[5] = k == 0 ? NAN : k == 1 ? INFINITY : -INFINITY;
+		cr_assert_eq(drift_sq8_encode(min, scale, DIM, bad, 1, codes),
+			     DRIFT_EINVAL);
+		cr_assert_eq(drift_sq8_train(bad, 1, DIM, m2, s2),
+			     DRIFT_EINVAL);
+		cr_assert_eq(codes[0], 0x77);
+		cr_assert_float_eq(m2[0], 9.0f, 0);
+	}
+	/* Empty input: min and scale 0, nothing to encode. */
+	cr_assert_eq(drift_sq8_train(x, 0, DIM, min, scale), 0);
+	cr_assert_eq(drift_sq8_encode(min, scale, DIM, x, 0, codes), 0);
+	free(x);
+	free(back);
+	free(codes);
 }

@@ -66,7 +66,7 @@ DRIFT_TEST(vec, every_level_matches_reference_for_all_lengths)
 	     level++) {
 		const drift_vec_kernels *k = drift_vec_for(level);
 		if (k == NULL) {
-			cr_log_warn("level %s not supported by this CPU: "
+			cr_log_info("level %s not supported by this CPU: "
 				    "not tested here",
 				    drift_simd_name(level));
 			continue;
