@@ -773,6 +773,15 @@ static void on_keepalive(uv_timer_t *t)
 		conn_close(conn, "keepalive timeout");
 		return;
 	}
+	/* Pings only while calls are open: that is when a dead peer holds
+	 * handlers and buffers (and some clients, Python grpcio among them,
+	 * read nothing while they have no call, so they would miss pings).
+	 * Idle connections are watched by TCP keepalive. */
+	if (conn->calls == NULL) {
+		uv_timer_start(t, on_keepalive,
+			       conn->srv->o.keepalive_ns / 1000000, 0);
+		return;
+	}
 	if (nghttp2_submit_ping(conn->io.session, NGHTTP2_FLAG_NONE, NULL) ==
 	    0) {
 		conn->ping_out = true;
@@ -869,6 +878,7 @@ static void on_connection(uv_stream_t *listener, int status)
 		conn_close(conn, "session setup failed");
 		return;
 	}
+	uv_tcp_keepalive(&conn->io.tcp, 1, 60);
 	uv_timer_start(&conn->ka, on_keepalive, s->o.keepalive_ns / 1000000, 0);
 	drift_h2io_flush(&conn->io);
 }

@@ -27,6 +27,10 @@
  * RST_STREAM from the client or a lost connection cancels the call: its
  * blocking calls return DRIFT_ECANCELED.
  *
+ * Keepalive: while a connection has calls open, the server pings it every
+ * keepalive_ns and drops it when an ack does not come within
+ * keepalive_timeout_ns; idle connections are left to TCP keepalive (60 s).
+ *
  * Every server serves grpc.health.v1.Health (Check, Watch); service ""
  * is SERVING from drift_grpc_server_start until shutdown begins.
  *

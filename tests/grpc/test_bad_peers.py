@@ -202,7 +202,33 @@ def main():
             c.close()
         settles("300 connections")
 
-    for name, fn in [("garbage", garbage), ("half_frame", half_frame),
+    def keepalive():
+        ka = Server([os.environ["DRIFT_ECHO_SERVER"], "--listen",
+                     "127.0.0.1:0", "--keepalive-ms", "300",
+                     "--keepalive-timeout-ms", "300"])
+        s = socket.create_connection(("127.0.0.1", ka.port), timeout=5)
+        # A call stays open (a slow stream) while the peer ignores pings.
+        slow = E(repeat=1, sleep_ms=20000).SerializeToString()
+        s.sendall(PREFACE + frame(SETTINGS, 0, 0) +
+                  request(1, "/drift.test.Echo/ServerStream", slow))
+        t0 = time.time()
+        fr = read_frames(s, time.time() + 5)
+        took = time.time() - t0
+        s.close()
+        tap.check(any(f[0] == PING and not f[1] & ACK for f in fr) and
+                  read_frames.eof and took < 3,
+                  "keepalive: a peer that never answers pings is "
+                  "dropped after %.2f s" % took)
+        kch = grpc.insecure_channel(ka.addr)
+        kstub = echo_pb2_grpc.EchoStub(kch)
+        got = list(kstub.ServerStream(E(repeat=3, sleep_ms=600), timeout=20))
+        tap.check(len(got) == 3,
+                  "keepalive: a 1.8 s call of a client that answers pings "
+                  "completes")
+        kch.close()
+        tap.check(ka.stop() == 0, "keepalive server: clean shutdown")
+
+    for name, fn in [("garbage", garbage), ("keepalive", keepalive), ("half_frame", half_frame),
                      ("never_reads", never_reads),
                      ("many_streams", many_streams),
                      ("many_connections", many_connections)]:

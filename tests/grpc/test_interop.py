@@ -5,6 +5,7 @@ and oversized messages, error statuses with messages, malformed protobuf,
 unknown methods, compression, health, 10,000 calls on one channel, and a
 clean shutdown (exit status 0: under ASan nothing leaked)."""
 import os
+import signal
 import threading
 import time
 
@@ -246,7 +247,26 @@ def main():
             pass
     t = threading.Thread(target=watch_rest)
     t.start()
+    # A call in flight when shutdown begins still completes (grace period);
+    # a connection opened afterwards is refused.
+    slow = stub.Unary.future(E(payload=b"late", sleep_ms=1500), timeout=30)
     time.sleep(0.2)
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    ch2 = grpc.insecure_channel(srv.addr)
+    try:
+        echo_pb2_grpc.EchoStub(ch2).Unary(E(), timeout=5)
+        refused = False
+    except grpc.RpcError as e:
+        refused = e.code() == grpc.StatusCode.UNAVAILABLE
+    ch2.close()
+    try:
+        late = slow.result().payload == b"late"
+    except grpc.RpcError as e:
+        late = False
+        print("# in-flight call failed: %s %s" % (e.code(), e.details()))
+    tap.check(late, "a call in flight at shutdown completes")
+    tap.check(refused, "new connections are refused during shutdown")
     rc = srv.stop()
     t.join(10)
     S = health_pb2.HealthCheckResponse
