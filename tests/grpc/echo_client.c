@@ -5,6 +5,9 @@
  *   echo-client --addr HOST:PORT --suite
  *       runs every client check and prints TAP ("ok N - what"); exit 0
  *       when all pass (tests/grpc/test_client_interop.py runs it);
+ *   echo-client --addr HOST:PORT --probe SECONDS
+ *       a unary call every 50 ms; prints changes between success and
+ *       failure and a JSON summary (the reconnection test);
  *   echo-client --addr HOST:PORT --bench SECONDS [--inflight N]
  *       unary echo calls with N in flight for SECONDS; prints one JSON
  *       line with requests/s (the benchmark).
@@ -360,6 +363,47 @@ static int suite(const char *addr)
 	return n_fail == 0 ? 0 : 1;
 }
 
+/* ---- Reconnection probe ---- */
+
+/* Unary calls every 50 ms for `seconds`; prints each change between
+ * success and failure, then a JSON summary: how many calls succeeded after
+ * the first failure (a restarted server must be found again). */
+static int probe(const char *addr, double seconds)
+{
+	drift_grpc_client *cl;
+	drift_grpc_client_opts o = {.backoff_min_ns = 50 * MS,
+				    .backoff_max_ns = 400 * MS};
+	if (drift_grpc_client_new(addr, &o, &cl, NULL) != 0)
+		return 1;
+	uint64_t until = drift_now_ns() + (uint64_t)(seconds * 1e9);
+	int last = -1;
+	unsigned ok_before = 0, failed = 0, ok_after = 0;
+	while (drift_now_ns() < until) {
+		drift_grpc_msg *m = NULL;
+		drift_grpc_status st;
+		int rv = drift_grpc_client_unary(cl, "/drift.test.Echo/Unary",
+						 "", 0, SEC, &m, &st);
+		drift_grpc_msg_free(m);
+		int ok = rv == 0;
+		if (ok != last)
+			printf("# %s %s\n", ok ? "ok" : "fail",
+			       ok ? "" : st.msg);
+		last = ok;
+		if (!ok)
+			failed++;
+		else if (failed == 0)
+			ok_before++;
+		else
+			ok_after++;
+		struct timespec ts = {0, 50 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	printf("{\"ok_before\": %u, \"failed\": %u, \"ok_after\": %u}\n",
+	       ok_before, failed, ok_after);
+	drift_grpc_client_free(cl);
+	return 0;
+}
+
 /* ---- Benchmark ---- */
 
 struct bench {
@@ -416,7 +460,7 @@ static int bench(const char *addr, double seconds, unsigned inflight)
 int main(int argc, char **argv)
 {
 	const char *addr = NULL;
-	double secs = 0;
+	double secs = 0, probe_s = 0;
 	unsigned inflight = 32;
 	bool run_suite = false;
 	for (int i = 1; i < argc; i++) {
@@ -424,6 +468,8 @@ int main(int argc, char **argv)
 			addr = argv[++i];
 		else if (strcmp(argv[i], "--suite") == 0)
 			run_suite = true;
+		else if (strcmp(argv[i], "--probe") == 0 && i + 1 < argc)
+			probe_s = atof(argv[++i]);
 		else if (strcmp(argv[i], "--bench") == 0 && i + 1 < argc)
 			secs = atof(argv[++i]);
 		else if (strcmp(argv[i], "--inflight") == 0 && i + 1 < argc)
@@ -431,9 +477,12 @@ int main(int argc, char **argv)
 		else
 			addr = NULL, i = argc;
 	}
+	if (addr != NULL && probe_s > 0)
+		return probe(addr, probe_s);
 	if (addr == NULL || (!run_suite && secs <= 0)) {
 		fprintf(stderr, "usage: echo-client --addr HOST:PORT "
-				"(--suite | --bench SECONDS [--inflight N])\n");
+				"(--suite | --probe SECONDS | --bench SECONDS "
+				"[--inflight N])\n");
 		return 2;
 	}
 	return run_suite ? suite(addr) : bench(addr, secs, inflight);
