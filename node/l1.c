@@ -106,11 +106,13 @@ int l1_reserve_slots(drift_l1 *l1, uint32_t want)
 		DRIFT_ALIGN_CACHE, (size_t)cap * l1->dim * sizeof(float));
 	float *radius = drift_calloc(cap, sizeof(float));
 	uint32_t *fs = drift_calloc(cap, sizeof(uint32_t));
-	if (!b || !cent || !radius || !fs) {
+	uint8_t *dirty = drift_calloc(cap, 1);
+	if (!b || !cent || !radius || !fs || !dirty) {
 		drift_free(b);
 		drift_free(cent);
 		drift_free(radius);
 		drift_free(fs);
+		drift_free(dirty);
 		return DRIFT_ENOMEM;
 	}
 	for (size_t i = 0; i < (size_t)cap * l1->dim; i++)
@@ -122,7 +124,10 @@ int l1_reserve_slots(drift_l1 *l1, uint32_t want)
 		       (size_t)l1->cap * l1->dim * sizeof(float));
 		memcpy(radius, l1->radius, l1->cap * sizeof(float));
 		memcpy(fs, l1->free_slots, l1->nfree * sizeof(uint32_t));
+		memcpy(dirty, l1->dirty, l1->cap);
 	}
+	drift_free(l1->dirty);
+	l1->dirty = dirty;
 	drift_free(l1->b);
 	drift_free(l1->cent);
 	drift_free(l1->radius);
@@ -178,6 +183,10 @@ void l1_publish(drift_l1 *l1, l1_change *ch, size_t n, const uint64_t *del,
 		uint32_t s = ch[i].slot;
 		ch[i].old = l1->b[s];
 		l1->b[s] = ch[i].nb;
+		if (!l1->dirty[s]) {
+			l1->dirty[s] = 1;
+			l1->ndirty++;
+		}
 		if (ch[i].old != NULL) {
 			l1->count -= ch[i].old->n;
 			l1->live--;
@@ -263,6 +272,7 @@ void drift_l1_free(drift_l1 *l1)
 	drift_free(l1->cent);
 	drift_free(l1->radius);
 	drift_free(l1->free_slots);
+	drift_free(l1->dirty);
 	drift_free(l1->calib.gaps10);
 	drift_free(l1->calib.gaps100);
 	drift_kv_free(&l1->kv);

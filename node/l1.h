@@ -125,4 +125,43 @@ void drift_l1_stats_get(drift_l1 *l1, drift_l1_stats *st);
 /* The bucket slot holding id, or DRIFT_ENOENT (tests, diagnostics). */
 int drift_l1_locate(drift_l1 *l1, uint64_t id, uint32_t *bucket);
 
+/* ---- Persistence (l1_persist.c) ----------------------------------------
+ *
+ * The index is written bucket by bucket: every publish marks its slots
+ * dirty; a flush encodes the dirty slots' buckets as segment blocks (one
+ * block per bucket, layout at the top of l1_persist.c: ids FastLanes-delta
+ * coded in ascending order, versions, the full vectors ALP-coded) and the
+ * shard's manifest records where each slot's newest block is. Opening
+ * loads every listed block back into its slot. */
+
+/* Segment block kind of an encoded bucket. */
+#define DRIFT_BLOCK_BUCKET 1
+
+/* Called for each dirty slot: block/len is the encoded bucket, or NULL/0
+ * when the slot is now empty. A non-zero return stops and is returned. */
+typedef int (*drift_l1_block_fn)(void *ctx, uint32_t slot, const void *block,
+				 size_t len);
+
+/* Encodes every dirty slot (ascending) for fn; the dirty set is kept until
+ * drift_l1_clear_dirty, so a failed flush can be retried. Writer thread. */
+int drift_l1_encode_dirty(drift_l1 *l1, drift_l1_block_fn fn, void *ctx,
+			  drift_err *err);
+
+/* Dirty slots now (stats). */
+uint32_t drift_l1_dirty_count(drift_l1 *l1);
+
+/* Forgets the dirty set: what it named is durable now. */
+void drift_l1_clear_dirty(drift_l1 *l1);
+
+/* Installs an encoded bucket into slot of an index being opened (before
+ * any apply). 0, DRIFT_ECORRUPT (the bytes do not decode into a bucket of
+ * this index's dimension: the message says what), DRIFT_EINVAL (slot
+ * already filled), DRIFT_ENOMEM. */
+int drift_l1_load_block(drift_l1 *l1, uint32_t slot, const void *block,
+			size_t len, drift_err *err);
+
+/* Ends loading: empty slots below the highest loaded one become free, the
+ * dirty set is cleared, the recall calibration is measured. */
+int drift_l1_load_finish(drift_l1 *l1, drift_err *err);
+
 #endif /* DRIFT_NODE_L1_H */

@@ -46,6 +46,8 @@ struct drift_l1 {
 	uint32_t live;	      /* non-NULL slots */
 	uint32_t *free_slots; /* stack of freed slots, room for cap */
 	uint32_t nfree;
+	uint8_t *dirty; /* per slot: changed since drift_l1_clear_dirty */
+	uint32_t ndirty;
 	uint64_t count;
 	drift_kv kv;
 	l1_calib calib;
