@@ -206,7 +206,7 @@ def scenario_disk(results, quick):
     os.makedirs(folder, exist_ok=True)
     mib, seconds, qds = (1024, 3, "1,32") if quick else (4096, 10, "1,4,32")
     recs, _, _ = run_system([exe, "-m", str(mib), "-s", str(seconds), "-q", qds,
-                             os.path.join(folder, "read4k.bin")])
+                             os.path.join(folder, f"read4k-{mib}m.bin")])
     rows = [r for r in recs if r["event"] == "disk"]
     for r in rows:
         if "o_direct" in r:
