@@ -1,20 +1,24 @@
 #!/usr/bin/python3
 """The benchmark harness: Drift and its peers on real data, in one run.
 
-    tests/bench/run.py [--quick] [--only static,drift] [--dataset fmnist,sift]
+    tests/bench/run.py [--quick] [--only static,drift,kernels,codecs,disk]
+                       [--dataset fmnist,sift]
 
 Every system runs as its own process speaking one protocol (README.md):
 JSON lines on stdout. The harness measures each process's peak resident
 memory (wait4's ru_maxrss), subtracts a run that only loads the data, and
 reports bytes per vector. It writes tables (markdown and TSV) and plots
 under build/bench/ and regenerates docs/benchmarks.md with the machine,
-the command and the results. Nothing in the report is typed by hand.
+the command and the results. A run of some scenarios keeps the sections of
+the others from the previous docs/benchmarks.md, each section saying which
+command measured it and when. Nothing in the report is typed by hand.
 """
 import argparse
 import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -164,6 +168,54 @@ def scenario_kernels(results):
     return rows
 
 
+def build_exe(*parts):
+    exe = os.path.join(ROOT, "build", "tests", "bench", *parts)
+    if not os.path.exists(exe):
+        raise RuntimeError(f"{exe} missing: make build first")
+    return exe
+
+
+def scenario_codecs(names, results):
+    """Per codec and data set: encode/decode GB/s of raw bytes, compression
+    ratio, and the bit-exact check codec-bench makes of every lossless
+    round trip (it exits non-zero, failing the run, on any difference)."""
+    exe = build_exe("codec", "codec-bench")
+    rows, details, blooms = [], [], []
+    for ds in names:
+        getattr(datasets, ds)()  # the cached set, built when missing
+        recs, _, _ = run_system([exe, str(10**7), ds])
+        shape = next(r for r in recs if r["event"] == "dataset")
+        for r in recs:
+            if r["event"] == "codec":
+                rows.append({**r, "rows": shape["rows"], "dim": shape["dim"],
+                             "check": "bit-exact" if r["bit_exact"] else
+                             f"lossy, max error {r['max_err_steps']:.2f} step"})
+            elif r["event"] == "alp_detail":
+                details.append(r)
+            elif r["event"] == "bloom":
+                blooms.append(r)
+    results["codecs"] = {"codecs": rows, "alp": details, "bloom": blooms}
+    return results["codecs"]
+
+
+def scenario_disk(results, quick):
+    """Random 4 KiB reads on one file through the disk manager, io_uring
+    and the thread-pool backend, closed loop at a few queue depths."""
+    exe = build_exe("disk-bench")
+    folder = os.path.join(datasets.cache_dir(), "disk")
+    os.makedirs(folder, exist_ok=True)
+    mib, seconds, qds = (1024, 3, "1,32") if quick else (4096, 10, "1,4,32")
+    recs, _, _ = run_system([exe, "-m", str(mib), "-s", str(seconds), "-q", qds,
+                             os.path.join(folder, f"read4k-{mib}m.bin")])
+    rows = [r for r in recs if r["event"] == "disk"]
+    for r in rows:
+        if "o_direct" in r:
+            r["o_direct"] = "yes" if r["o_direct"] else "no"
+            r["file_gib"] = r["file_bytes"] / 2**30
+    results["disk"] = rows
+    return rows
+
+
 # ---- Reporting ------------------------------------------------------------
 
 def fmt(v, digits=0):
@@ -260,81 +312,232 @@ def machine():
     return info
 
 
-def report(results, static_rows, drift_rows, kernel_rows, argv):
+# Sections of docs/benchmarks.md in order: (scenario, title). Titles of
+# earlier reports map to their scenario so that their sections are kept.
+SECTIONS = [
+    ("static", "Static: QPS at recall@10, build rate, memory"),
+    ("kernels", "SQ8 ADC scan, one core"),
+    ("codecs", "Codecs: speed, compression, bit-exact round trips"),
+    ("disk", "Disk: random 4 KiB reads, io_uring vs thread pool"),
+    ("drift", "Drift: SIFT inserted in source order, fixed probe budget"),
+]
+MARKER = re.compile(r"^<!-- scenario: (\w+) -->$")
+
+
+def previous_sections(path):
+    """The sections of an earlier report: {scenario: lines}, each with a
+    provenance line (sections of reports that predate them get the one of
+    their report's header)."""
+    if not os.path.exists(path):
+        return {}
+    text = open(path).read().split("\n")
+    head, chunks = [], []
+    for line in text:
+        if line.startswith("## "):
+            chunks.append([line])
+        elif chunks:
+            chunks[-1].append(line)
+        else:
+            head.append(line)
+    meta = {}
+    for line in head:
+        m = re.match(r"^- (command|date|machine): (.*)$", line)
+        if m:
+            meta[m.group(1)] = m.group(2)
+    by_title = {title: key for key, title in SECTIONS}
+    out = {}
+    for i, chunk in enumerate(chunks):
+        key = next((MARKER.match(l).group(1) for l in chunk if MARKER.match(l)),
+                   None) or by_title.get(chunk[0][3:].strip(), f"unknown-{i}")
+        while chunk and chunk[-1] == "":
+            chunk.pop()
+        if not any(l.startswith("_Measured ") for l in chunk):
+            chunk[1:1] = ["", f"<!-- scenario: {key} -->",
+                          provenance(meta.get("command", "?").strip("`"),
+                                     meta.get("date", "?"),
+                                     meta.get("machine", "?"))]
+        out[key] = chunk
+    return out
+
+
+def provenance(cmd, date, mach):
+    return f"_Measured {date} by `{cmd}`; {mach}._"
+
+
+def section(key, body, cmd, date, mach):
+    title = dict(SECTIONS)[key]
+    return [f"## {title}", "", f"<!-- scenario: {key} -->",
+            provenance(cmd, date, mach), ""] + body
+
+
+def write_table(name, rows, cols, digits):
+    md, tsv = table(rows, cols, digits)
+    open(os.path.join(OUT, f"{name}.md"), "w").write(md + "\n")
+    open(os.path.join(OUT, f"{name}.tsv"), "w").write(tsv)
+    return md
+
+
+def body_static(results, static_rows, img_dir):
+    cols = ["dataset", "system", "threads"] + [f"qps@{x:.2f}" for x in TARGETS] + \
+           ["build_s", "ingest_vps", "bytes_per_vector"]
+    md = write_table("static", static_rows, cols, {"build_s": 1})
+    lines = ["QPS is the best measured point reaching the recall (n/a: no "
+             "point reached it). Memory is peak resident bytes of the "
+             "process minus a run that only loads the data, per vector.", "",
+             md, ""]
+    for ds in sorted({r["dataset"] for r in static_rows}):
+        png = f"recall_qps_{ds}.png"
+        plot_static(results, ds, os.path.join(OUT, png))
+        shutil.copy(os.path.join(OUT, png), os.path.join(img_dir, png))
+        lines += [f"![{ds}](benchmarks/{png})", ""]
+    return lines
+
+
+def body_kernels(kernel_rows):
+    cols = ["dim", "level", "scan_gb_per_s", "vectors_per_s",
+            "memory_read_gb_per_s"]
+    md = write_table("kernels", kernel_rows, cols,
+                     {"scan_gb_per_s": 2, "memory_read_gb_per_s": 2})
+    return ["GB/s of codes scanned (512 MiB of codes, best of three), "
+            "next to the same core's memory read bandwidth.", "", md, ""]
+
+
+def body_codecs(codecs):
+    cols = ["dataset", "rows", "dim", "codec", "column", "ratio",
+            "encode_gb_per_s", "decode_gb_per_s", "check"]
+    md = write_table("codecs", codecs["codecs"], cols,
+                     {"ratio": 2, "encode_gb_per_s": 2, "decode_gb_per_s": 2})
+    acols = ["dataset", "vectors_alp", "vectors_rd", "vectors_stored",
+             "exceptions", "row_fetch_us"]
+    amd = write_table("codecs_alp", codecs["alp"], acols, {"row_fetch_us": 2})
+    bcols = ["dataset", "n", "bytes", "k", "target_fp", "measured_fp",
+             "adds_per_s", "probes_per_s"]
+    bmd = write_table("codecs_bloom", codecs["bloom"], bcols,
+                      {"target_fp": 3, "measured_fp": 4})
+    return ["`tests/bench/codec/codec_bench.c`, one core, best of 3 runs. "
+            "GB/s of raw bytes (float32 for ALP and SQ8, the integers' width "
+            "for FastLanes); ratio is raw bytes over encoded bytes (ALP and "
+            "SQ8 against raw float32). Vector columns are the whole base set; "
+            "id and offset columns have one value per base row (synthetic: "
+            "sorted ids with gaps 1..8, a constant stride, random 48-bit "
+            "ids). Every lossless round trip was compared bit for bit with "
+            "its input after the timed runs (the run fails on a difference).",
+            "", md, "",
+            "ALP vectors (of 1024 values) per scheme, exceptions, and the "
+            "time to decode one random row (`drift_alp_decode_range`):", "",
+            amd, "", "Bloom filter of the sorted ids at a 1% target "
+            "(1,000,000 absent probes):", "", bmd, ""]
+
+
+def body_disk(disk_rows):
+    ok = [r for r in disk_rows if "iops" in r]
+    cols = ["backend", "qd", "threads", "o_direct", "file_gib", "iops",
+            "mib_per_s", "mean_us", "p50_us", "p99_us", "p999_us",
+            "cpu_us_per_read"]
+    md = write_table("disk", ok, cols,
+                     {"file_gib": 1, "mib_per_s": 1, "mean_us": 1, "p50_us": 1,
+                      "p99_us": 1, "p999_us": 1, "cpu_us_per_read": 2})
+    lines = ["`tests/bench/disk_bench.c`: uniformly random 4 KiB reads of one "
+             "file through `node/disk.h`, closed loop with `qd` reads in "
+             "flight, latency from submission to the completion callback, "
+             "every read checked against the block it asked for. `threads`: "
+             "the pool's threads (io_uring: its one completion thread). "
+             "`o_direct`: whether the file system allowed O_DIRECT (without "
+             "it, reads may come from the page cache). cpu_us_per_read: user "
+             "+ system CPU time of the process per read.", "", md, ""]
+    for r in disk_rows:
+        if "unavailable" in r:
+            lines += [f"- {r['backend']} unavailable: {r['unavailable']}"]
+    return lines
+
+
+def body_drift(drift_rows, img_dir):
+    cols = ["system", "step", "rows", "recall10", "p50_ms", "p99_ms", "buckets",
+            "max_bucket"]
+    md = write_table("drift", drift_rows, cols,
+                     {"recall10": 4, "p50_ms": 3, "p99_ms": 3})
+    plot_drift(drift_rows, os.path.join(OUT, "drift.png"))
+    shutil.copy(os.path.join(OUT, "drift.png"), os.path.join(img_dir, "drift.png"))
+    return [md, "", "![drift](benchmarks/drift.png)", ""]
+
+
+def report(results, measured, argv):
+    """measured: {scenario: rows} of the scenarios this run measured."""
     os.makedirs(OUT, exist_ok=True)
     img_dir = os.path.join(DOCS, "benchmarks")
     os.makedirs(img_dir, exist_ok=True)
+    doc = os.path.join(DOCS, "benchmarks.md")
+    old = previous_sections(doc)
     m = machine()
+    cmd = " ".join(argv)
+    date = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}"
+    mach = (f"{m.get('cpu', '?')}, {m.get('cores')} cores, "
+            f"{m.get('memory_gib', '?')} GiB, SIMD {m.get('simd', '?')}, "
+            f"Linux {m.get('kernel')}")
     lines = ["# Benchmarks", "",
-             "Generated by `tests/bench/run.py`; do not edit by hand.", "",
-             f"- command: `{' '.join(argv)}`",
-             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-             f"- machine: {m.get('cpu', '?')}, {m.get('cores')} cores, "
-             f"{m.get('memory_gib', '?')} GiB, SIMD {m.get('simd', '?')}, "
-             f"Linux {m.get('kernel')}",
+             "Generated by `tests/bench/run.py`; do not edit by hand. Each "
+             "section says when and by which command it was measured: a run "
+             "of some scenarios (`--only`) keeps the other sections of the "
+             "previous report as they were.", "",
+             f"- command: `{cmd}`",
+             f"- date: {date}",
+             f"- machine: {mach}",
              f"- FAISS (python3-faiss) compile options: {m.get('faiss', 'n/a')}",
              "- hnswlib: libhnswlib-dev headers, g++ -O3 -march=native, M=16, "
              "efConstruction=200",
              "- Drift: the engine in-process (tests/bench/drift_bench.c): L1 "
              "index only (bulk k-means build, full-precision scan; SQ8 ADC "
              "scan, L0 and the server are not in these numbers yet)", ""]
-    if static_rows:
-        cols = ["dataset", "system", "threads"] + [f"qps@{x:.2f}" for x in TARGETS] + \
-               ["build_s", "ingest_vps", "bytes_per_vector"]
-        md, tsv = table(static_rows, cols, {"build_s": 1})
-        open(os.path.join(OUT, "static.md"), "w").write(md + "\n")
-        open(os.path.join(OUT, "static.tsv"), "w").write(tsv)
-        lines += ["## Static: QPS at recall@10, build rate, memory", "",
-                  "QPS is the best measured point reaching the recall (n/a: no "
-                  "point reached it). Memory is peak resident bytes of the "
-                  "process minus a run that only loads the data, per vector.", "",
-                  md, ""]
-        for ds in sorted({r["dataset"] for r in static_rows}):
-            png = f"recall_qps_{ds}.png"
-            plot_static(results, ds, os.path.join(OUT, png))
-            shutil.copy(os.path.join(OUT, png), os.path.join(img_dir, png))
-            lines += [f"![{ds}](benchmarks/{png})", ""]
-    if kernel_rows:
-        cols = ["dim", "level", "scan_gb_per_s", "vectors_per_s",
-                "memory_read_gb_per_s"]
-        md, tsv = table(kernel_rows, cols, {"scan_gb_per_s": 2,
-                                            "memory_read_gb_per_s": 2})
-        open(os.path.join(OUT, "kernels.md"), "w").write(md + "\n")
-        open(os.path.join(OUT, "kernels.tsv"), "w").write(tsv)
-        lines += ["## SQ8 ADC scan, one core", "",
-                  "GB/s of codes scanned (512 MiB of codes, best of three), "
-                  "next to the same core's memory read bandwidth.", "", md, ""]
-    if drift_rows:
-        cols = ["system", "step", "rows", "recall10", "p50_ms", "p99_ms", "buckets",
-                "max_bucket"]
-        md, tsv = table(drift_rows, cols, {"recall10": 4, "p50_ms": 3, "p99_ms": 3})
-        open(os.path.join(OUT, "drift.md"), "w").write(md + "\n")
-        open(os.path.join(OUT, "drift.tsv"), "w").write(tsv)
-        plot_drift(drift_rows, os.path.join(OUT, "drift.png"))
-        shutil.copy(os.path.join(OUT, "drift.png"), os.path.join(img_dir, "drift.png"))
-        lines += ["## Drift: SIFT inserted in source order, fixed probe budget", "",
-                  md, "", "![drift](benchmarks/drift.png)", ""]
-    with open(os.path.join(OUT, "results.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    open(os.path.join(DOCS, "benchmarks.md"), "w").write("\n".join(lines))
+    bodies = {
+        "static": lambda rows: body_static(results, rows, img_dir),
+        "kernels": body_kernels,
+        "codecs": body_codecs,
+        "disk": body_disk,
+        "drift": lambda rows: body_drift(rows, img_dir),
+    }
+    for key, _ in SECTIONS:
+        if measured.get(key):
+            lines += section(key, bodies[key](measured[key]), cmd, date, mach)
+        elif key in old:
+            lines += old.pop(key) + [""]
+            log(f"{key}: not measured by this run, kept from {doc}")
+    for key in sorted(k for k in old if k.startswith("unknown-")):
+        lines += old[key] + [""]
+    path = os.path.join(OUT, "results.json")
+    merged = json.load(open(path)) if os.path.exists(path) else {}
+    merged.update(results)
+    with open(path, "w") as f:
+        json.dump(merged, f, indent=1)
+    open(doc, "w").write("\n".join(lines))
     print("\n".join(lines))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true",
-                    help="Fashion-MNIST only, static scenario: minutes")
-    ap.add_argument("--only", default="static,drift,kernels")
+                    help="Fashion-MNIST only, no drift scenario, shorter "
+                    "disk points: minutes")
+    ap.add_argument("--only", default="static,drift,kernels,codecs,disk")
     ap.add_argument("--dataset", default=None)
     a = ap.parse_args()
     scen = set(a.only.split(","))
+    unknown = scen - {key for key, _ in SECTIONS}
+    if unknown:
+        ap.error(f"unknown scenario {', '.join(sorted(unknown))}")
     names = (a.dataset or ("fmnist" if a.quick else "fmnist,sift")).split(",")
     results = {}
-    static_rows = scenario_static(names, results) if "static" in scen else []
-    drift_rows = scenario_drift(results) if "drift" in scen and not a.quick else []
-    kernel_rows = scenario_kernels(results) if "kernels" in scen else []
-    report(results, static_rows, drift_rows, kernel_rows,
-           ["tests/bench/run.py"] + sys.argv[1:])
+    measured = {}
+    if "static" in scen:
+        measured["static"] = scenario_static(names, results)
+    if "kernels" in scen:
+        measured["kernels"] = scenario_kernels(results)
+    if "codecs" in scen:
+        measured["codecs"] = scenario_codecs(names, results)
+    if "disk" in scen:
+        measured["disk"] = scenario_disk(results, a.quick)
+    if "drift" in scen and not a.quick:
+        measured["drift"] = scenario_drift(results)
+    report(results, measured, ["tests/bench/run.py"] + sys.argv[1:])
 
 
 if __name__ == "__main__":

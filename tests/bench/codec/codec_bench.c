@@ -5,17 +5,29 @@
  * encode and decode GB/s of float32 bytes), FastLanes on the integer
  * columns a bucket of that many rows has (sorted ids and byte offsets with
  * delta, random 48-bit ids plain: GB/s of raw integer bytes and ratio),
+ * FastLanes also packs the data set's own values as u32 when every one of
+ * them is an integer in 0..2^32-1 (pixels, SIFT bins),
  * and the bloom filter (adds and probes per second, measured false-positive
  * rate at a 1% target). One JSON line per measurement on stdout.
  *
- *   codec-bench [MAX_ROWS]
+ *   codec-bench [MAX_ROWS [SET...]]      SET: fmnist, sift (default both)
  *
  * Data: Fashion-MNIST from the benchmark cache
  * (${DRIFT_BENCH_DATA:-/var/tmp/drift-bench}/fmnist/base.fvecs) or else
  * the Debian package dataset-fashion-mnist; SIFT descriptors from
- * .../sift/base.fvecs when the cache has them (skipped otherwise). At most
- * MAX_ROWS rows of each (default 200000). Times are the best of 3 runs.
+ * .../sift/base.fvecs when the cache has them (skipped with a message when
+ * not named on the command line, an error when named). At most MAX_ROWS
+ * rows of each (default 200000). Times are the best of 3 runs.
+ *
+ * Every lossless round trip (ALP whole and one-row range decodes,
+ * FastLanes) is compared bit for bit with its input after the timed runs;
+ * a difference prints what differs and exits 1, so a figure is never
+ * reported for a wrong result. The "codec" lines carry "bit_exact": true
+ * for those, false for SQ8 (lossy), whose largest error in quantization
+ * steps is "max_err_steps" (at most 0.5 plus float rounding).
  */
+#include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +65,11 @@ static int read_fvecs(const char *path, size_t max_rows, dataset *d)
 		fclose(f);
 		return -1;
 	}
+	/* Rows in the file, so that a small file gets a small buffer. */
+	size_t row_bytes = 4 + (size_t)dim * 4;
+	if (fseek(f, 0, SEEK_END) == 0 && ftell(f) > 0 &&
+	    (size_t)ftell(f) / row_bytes < max_rows)
+		max_rows = (size_t)ftell(f) / row_bytes;
 	rewind(f);
 	float *x = malloc(max_rows * (size_t)dim * sizeof(float));
 	size_t n = 0;
@@ -103,16 +120,40 @@ static int read_fmnist_package(size_t max_rows, dataset *d)
 	return 0;
 }
 
+/* bit_exact: 1 checked lossless, 0 lossy (max_err_steps then given). */
 static void emit(const char *set, const char *codec, const char *column,
-		 size_t raw, size_t enc, double enc_s, double dec_s)
+		 size_t raw, size_t enc, double enc_s, double dec_s,
+		 int bit_exact, double max_err_steps)
 {
 	printf("{\"event\": \"codec\", \"dataset\": \"%s\", \"codec\": "
 	       "\"%s\", \"column\": \"%s\", \"raw_bytes\": %zu, "
 	       "\"encoded_bytes\": %zu, \"ratio\": %.3f, "
-	       "\"encode_gb_per_s\": %.3f, \"decode_gb_per_s\": %.3f}\n",
+	       "\"encode_gb_per_s\": %.3f, \"decode_gb_per_s\": %.3f, "
+	       "\"bit_exact\": %s",
 	       set, codec, column, raw, enc, (double)raw / (double)enc,
-	       (double)raw / enc_s / 1e9, (double)raw / dec_s / 1e9);
+	       (double)raw / enc_s / 1e9, (double)raw / dec_s / 1e9,
+	       bit_exact ? "true" : "false");
+	if (!bit_exact)
+		printf(", \"max_err_steps\": %.4f", max_err_steps);
+	printf("}\n");
 	fflush(stdout);
+}
+
+/* Exits 1 naming the first value whose bits differ. */
+static void check_bits(const char *what, const char *set, const void *a,
+		       const void *b, size_t n, size_t width)
+{
+	if (memcmp(a, b, n * width) == 0)
+		return;
+	size_t i = 0;
+	while (memcmp((const uint8_t *)a + i * width,
+		      (const uint8_t *)b + i * width, width) == 0)
+		i++;
+	fprintf(stderr,
+		"codec-bench: %s on %s is not bit-exact: value %zu of %zu "
+		"differs\n",
+		what, set, i, n);
+	exit(1);
 }
 
 static void bench_alp(const dataset *d)
@@ -135,13 +176,11 @@ static void bench_alp(const dataset *d)
 		s = since(t0);
 		dec = s < dec ? s : dec;
 	}
-	if (memcmp(back, d->x, n * sizeof(float)) != 0) {
-		fprintf(stderr, "ALP round trip differs\n");
-		exit(1);
-	}
-	emit(d->name, "alp", "vectors", n * 4, len, enc, dec);
+	check_bits("ALP", d->name, back, d->x, n, sizeof(float));
+	emit(d->name, "alp", "vectors", n * 4, len, enc, dec, 1, 0);
 	drift_alp_stats st;
-	drift_alp_stats_of(buf, len, &st);
+	if (drift_alp_stats_of(buf, len, &st) != 0)
+		exit(1);
 	/* Re-rank access: one random row at a time. */
 	drift_rand r;
 	drift_rand_seed(&r, 1);
@@ -149,9 +188,13 @@ static void bench_alp(const dataset *d)
 	uint64_t t0 = drift_now_ns();
 	for (int i = 0; i < FETCHES; i++) {
 		uint64_t row = drift_rand_below(&r, d->rows);
-		drift_alp_decode_range(buf, len, row * d->dim, d->dim, back);
+		if (drift_alp_decode_range(buf, len, row * d->dim, d->dim,
+					   back + row * d->dim) != 0)
+			exit(1);
 	}
 	double s = since(t0);
+	/* The fetched rows landed in place over the whole decode. */
+	check_bits("ALP range decode", d->name, back, d->x, n, sizeof(float));
 	printf("{\"event\": \"alp_detail\", \"dataset\": \"%s\", "
 	       "\"vectors_alp\": %llu, \"vectors_rd\": %llu, "
 	       "\"vectors_stored\": %llu, \"exceptions\": %llu, "
@@ -176,7 +219,8 @@ static void bench_sq8(const dataset *d)
 		uint64_t t0 = drift_now_ns();
 		if (drift_sq8_train(d->x, n, d->dim, min, scale) != 0)
 			exit(1);
-		drift_sq8_encode(min, scale, d->dim, d->x, n, codes);
+		if (drift_sq8_encode(min, scale, d->dim, d->x, n, codes) != 0)
+			exit(1);
 		double s = since(t0);
 		enc = s < enc ? s : enc;
 		t0 = drift_now_ns();
@@ -184,8 +228,16 @@ static void bench_sq8(const dataset *d)
 		s = since(t0);
 		dec = s < dec ? s : dec;
 	}
+	double worst = 0;
+	for (size_t i = 0; i < n * dim; i++) {
+		float sc = scale[i % dim];
+		double e = fabs((double)back[i] - (double)d->x[i]);
+		/* A constant dimension (scale 0) decodes exactly. */
+		if (sc > 0 && e / sc > worst)
+			worst = e / sc;
+	}
 	emit(d->name, "sq8", "vectors (lossy)", n * dim * 4, n * dim + 8 * dim,
-	     enc, dec);
+	     enc, dec, 0, worst);
 	free(min);
 	free(scale);
 	free(codes);
@@ -213,14 +265,53 @@ static void bench_fastlanes(const char *set, const char *column,
 		s = since(t0);
 		dec = s < dec ? s : dec;
 	}
-	if (memcmp(back, v, n * 8) != 0) {
-		fprintf(stderr, "FastLanes round trip differs\n");
-		exit(1);
-	}
+	check_bits("FastLanes", set, back, v, n, 8);
 	emit(set, delta ? "fastlanes+delta" : "fastlanes", column, n * 8, len,
-	     enc, dec);
+	     enc, dec, 1, 0);
 	free(buf);
 	free(back);
+}
+
+/* The data set's values as u32, when they all are integers (Fashion-MNIST
+ * pixels, SIFT bins): FastLanes on real data. */
+static void bench_values32(const dataset *d)
+{
+	size_t n = d->rows * d->dim;
+	for (size_t i = 0; i < n; i++)
+		if (!(d->x[i] >= 0 && d->x[i] <= 4294967295.0f &&
+		      d->x[i] == floorf(d->x[i]))) {
+			fprintf(stderr,
+				"codec-bench: %s has non-integer values; "
+				"FastLanes u32 of the values skipped\n",
+				d->name);
+			return;
+		}
+	uint32_t *v = malloc(n * 4), *back = malloc(n * 4);
+	size_t cap = drift_fastlanes_bound(n, 32, false), len = 0;
+	uint8_t *buf = malloc(cap);
+	if (v == NULL || back == NULL || buf == NULL)
+		exit(1);
+	for (size_t i = 0; i < n; i++)
+		v[i] = (uint32_t)d->x[i];
+	double enc = 1e30, dec = 1e30;
+	for (int run = 0; run < RUNS; run++) {
+		uint64_t t0 = drift_now_ns();
+		if (drift_fastlanes_encode32(v, n, false, buf, cap, &len) != 0)
+			exit(1);
+		double s = since(t0);
+		enc = s < enc ? s : enc;
+		t0 = drift_now_ns();
+		if (drift_fastlanes_decode32(buf, len, back, n) != 0)
+			exit(1);
+		s = since(t0);
+		dec = s < dec ? s : dec;
+	}
+	check_bits("FastLanes u32", d->name, back, v, n, 4);
+	emit(d->name, "fastlanes", "vector values (u32)", n * 4, len, enc, dec,
+	     1, 0);
+	free(v);
+	free(back);
+	free(buf);
 }
 
 static void bench_columns(const dataset *d)
@@ -273,6 +364,20 @@ static void bench_columns(const dataset *d)
 int main(int argc, char **argv)
 {
 	size_t max_rows = argc > 1 ? (size_t)atol(argv[1]) : 200000;
+	bool want_fmnist = argc <= 2, want_sift = argc <= 2;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "fmnist") == 0) {
+			want_fmnist = true;
+		} else if (strcmp(argv[i], "sift") == 0) {
+			want_sift = true;
+		} else {
+			fprintf(stderr, "usage: codec-bench [MAX_ROWS [fmnist] "
+					"[sift]]\n");
+			return 2;
+		}
+	}
+	if (max_rows == 0)
+		max_rows = 200000;
 	const char *base = getenv("DRIFT_BENCH_DATA");
 	if (base == NULL || base[0] == '\0')
 		base = "/var/tmp/drift-bench";
@@ -280,23 +385,41 @@ int main(int argc, char **argv)
 	dataset sets[2];
 	int nsets = 0;
 
+	/* A set named on the command line must be there. */
+	bool named = argc > 2;
 	snprintf(path, sizeof(path), "%s/fmnist/base.fvecs", base);
-	if (read_fvecs(path, max_rows, &sets[nsets]) == 0 ||
-	    read_fmnist_package(max_rows, &sets[nsets]) == 0)
-		sets[nsets++].name = "fmnist";
-	else
-		fprintf(stderr, "codec-bench: no Fashion-MNIST (make deps)\n");
+	if (want_fmnist) {
+		if (read_fvecs(path, max_rows, &sets[nsets]) == 0 ||
+		    read_fmnist_package(max_rows, &sets[nsets]) == 0) {
+			sets[nsets++].name = "fmnist";
+		} else {
+			fprintf(stderr,
+				"codec-bench: no Fashion-MNIST (make deps)\n");
+			if (named)
+				return 1;
+		}
+	}
 	snprintf(path, sizeof(path), "%s/sift/base.fvecs", base);
-	if (read_fvecs(path, max_rows, &sets[nsets]) == 0)
-		sets[nsets++].name = "sift";
-	else
-		fprintf(stderr, "codec-bench: %s absent, SIFT skipped\n", path);
+	if (want_sift) {
+		if (read_fvecs(path, max_rows, &sets[nsets]) == 0) {
+			sets[nsets++].name = "sift";
+		} else {
+			fprintf(stderr,
+				"codec-bench: %s absent, SIFT skipped\n", path);
+			if (named)
+				return 1;
+		}
+	}
 
 	for (int i = 0; i < nsets; i++) {
 		fprintf(stderr, "codec-bench: %s, %zu x %u\n", sets[i].name,
 			sets[i].rows, sets[i].dim);
+		printf("{\"event\": \"dataset\", \"dataset\": \"%s\", "
+		       "\"rows\": %zu, \"dim\": %u}\n",
+		       sets[i].name, sets[i].rows, sets[i].dim);
 		bench_alp(&sets[i]);
 		bench_sq8(&sets[i]);
+		bench_values32(&sets[i]);
 		bench_columns(&sets[i]);
 		free(sets[i].x);
 	}
