@@ -29,6 +29,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "grpc"))
 from grpctest import Server  # noqa: E402
 
 BUILD = os.path.join(ROOT, "build", "tests", "grpc")
+NOTE = ("Both servers and the load generator share the machine's cores, as "
+        "they would on one host.")
 
 
 def echo_request_body():

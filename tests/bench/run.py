@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The benchmark harness: Drift and its peers on real data, in one run.
 
-    tests/bench/run.py [--quick] [--only static,drift,kernels,codecs,disk]
+    tests/bench/run.py [--quick] [--only static,drift,kernels,codecs,disk,grpc]
                        [--dataset fmnist,sift]
 
 Every system runs as its own process speaking one protocol (README.md):
@@ -319,6 +319,7 @@ SECTIONS = [
     ("kernels", "SQ8 ADC scan, one core"),
     ("codecs", "Codecs: speed, compression, bit-exact round trips"),
     ("disk", "Disk: random 4 KiB reads, io_uring vs thread pool"),
+    ("grpc", "gRPC layer: unary echo requests/s next to a grpcio server"),
     ("drift", "Drift: SIFT inserted in source order, fixed probe budget"),
 ]
 MARKER = re.compile(r"^<!-- scenario: (\w+) -->$")
@@ -451,6 +452,20 @@ def body_disk(disk_rows):
     return lines
 
 
+def body_grpc(rows):
+    import grpc_bench
+    md = write_table("grpc", rows, ["server", "load", "requests_per_s",
+                                    "succeeded", "failed"], {})
+    return ["`tests/bench/grpc_bench.py`: unary `drift.test.Echo/Unary` with "
+            "a 16-byte payload, against `echo-server` (the gRPC layer of "
+            "`common/grpc/`: one loop thread plus its worker pool) and "
+            "against `tests/grpc/peer.py` (stock Python grpcio, 16 worker "
+            "threads), on the same machine in the same run. Loads: h2load "
+            "(HTTP/2 responses; it does not read grpc-status) and the "
+            "layer's own client (counts only calls with status OK). "
+            + grpc_bench.NOTE, "", md, ""]
+
+
 def body_drift(drift_rows, img_dir):
     cols = ["system", "step", "rows", "recall10", "p50_ms", "p99_ms", "buckets",
             "max_bucket"]
@@ -493,6 +508,7 @@ def report(results, measured, argv):
         "kernels": body_kernels,
         "codecs": body_codecs,
         "disk": body_disk,
+        "grpc": body_grpc,
         "drift": lambda rows: body_drift(rows, img_dir),
     }
     for key, _ in SECTIONS:
@@ -517,7 +533,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="Fashion-MNIST only, no drift scenario, shorter "
                     "disk points: minutes")
-    ap.add_argument("--only", default="static,drift,kernels,codecs,disk")
+    ap.add_argument("--only", default="static,drift,kernels,codecs,disk,grpc")
     ap.add_argument("--dataset", default=None)
     a = ap.parse_args()
     scen = set(a.only.split(","))
@@ -535,6 +551,11 @@ def main():
         measured["codecs"] = scenario_codecs(names, results)
     if "disk" in scen:
         measured["disk"] = scenario_disk(results, a.quick)
+    if "grpc" in scen:
+        import grpc_bench
+        rows = grpc_bench.scenario_grpc(5 if a.quick else 15, log)
+        results["grpc"] = rows
+        measured["grpc"] = rows
     if "drift" in scen and not a.quick:
         measured["drift"] = scenario_drift(results)
     report(results, measured, ["tests/bench/run.py"] + sys.argv[1:])
