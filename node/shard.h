@@ -1,0 +1,125 @@
+/*
+ * A shard: the whole L0/L1 engine for one slice of a collection.
+ *
+ *   write   validate -> one WAL record (OP_UPSERT or OP_DELETE batch;
+ *           group commit, the collection's sync policy) -> the active
+ *           memtable (HNSW, node/hnsw.h) -> acknowledged
+ *   read    under an epoch guard (common/epoch.h): the active memtable,
+ *           the immutable one being flushed (if any) and L1 (node/l1.h);
+ *           an id's newest state wins: L0 over L1, the active memtable over
+ *           the immutable one; tombstones hide older copies
+ *   flush   (the Janitor, or drift_shard_flush) rotates the memtable and
+ *           the WAL file atomically, applies the old memtable's newest
+ *           entries to L1, writes the buckets that changed into a new
+ *           segment, switches the manifest (node/manifest.h) to name it
+ *           and the WAL position it covers, then deletes the WAL files and
+ *           segments no longer needed and retires the old memtable once
+ *           readers have left
+ *   open    manifest -> segments -> L1 buckets -> replay the WAL after the
+ *           covered position -> ready
+ *
+ * Files under the shard's directory: MANIFEST, wal/ (node/wal.h),
+ * seg/<id>.drift (node/segment.h). Segment files the manifest does not
+ * name, and stray temporary files, are deleted on open.
+ *
+ * Threads. Writes (upsert, delete) from any number of threads; they share
+ * a lock that the rotation takes alone for a moment (pointer swaps), and
+ * wait only when L0 is over budget (a full active memtable while the
+ * previous one is still being flushed): back-pressure. Reads (search, get,
+ * stats) from any number of threads, without locks on L0 (L1 takes its
+ * read lock for the duration of a bucket scan). The Janitor thread, when
+ * enabled, is the only writer of L1: it flushes full memtables, runs
+ * bounded maintenance steps, and persists what maintenance changed.
+ */
+#ifndef DRIFT_NODE_SHARD_H
+#define DRIFT_NODE_SHARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/fs.h"
+#include "common/hit.h"
+#include "node/l1.h"
+#include "node/wal.h"
+
+typedef struct drift_shard drift_shard;
+
+typedef struct drift_shard_opts {
+	drift_fs *fs;	 /* NULL: drift_fs_posix() */
+	const char *dir; /* created when missing */
+	uint32_t dim;
+	enum drift_metric metric;
+	enum drift_wal_sync sync;
+	uint32_t memtable_rows;	    /* rotate at this many rows; 0: 65536 */
+	uint32_t bucket_target;	    /* L1 members per bucket; 0: 512 */
+	float default_recall;	    /* searches that give no knob; 0: 0.95 */
+	uint32_t maint_per_tick;    /* Janitor maintenance actions; 0: 4 */
+	uint64_t janitor_period_ns; /* 0: 50 ms */
+	bool janitor;		    /* run the background Janitor thread */
+	uint64_t seed;
+} drift_shard_opts;
+
+/* Opens (hydrates) or creates the shard in opts->dir. A shard created with
+ * another dimension or metric is DRIFT_EINVAL; a damaged manifest, segment
+ * or WAL is DRIFT_ECORRUPT with the file named in err. */
+int drift_shard_open(const drift_shard_opts *opts, drift_shard **out,
+		     drift_err *err);
+
+/* Stops the Janitor, syncs the WAL and frees everything (nothing is lost:
+ * what L0 holds is in the WAL). NULL is ignored. */
+void drift_shard_close(drift_shard *s);
+
+/* Largest batch of one upsert or delete: what fits one memtable. */
+uint32_t drift_shard_max_batch(const drift_shard *s);
+
+/* Upserts n vectors (n * dim floats) under ids, all or nothing: a NaN or
+ * infinite component, a zero vector under COSINE, or n above the maximum
+ * batch is DRIFT_EINVAL / DRIFT_ELIMIT naming the row and nothing is
+ * written. Returns once the batch is as durable as the sync policy says.
+ * Later entries of an id in the batch win. */
+int drift_shard_upsert(drift_shard *s, const uint64_t *ids, const float *vecs,
+		       size_t n, drift_err *err);
+
+/* Deletes ids; *deleted (may be NULL) gets how many of them existed. */
+int drift_shard_delete(drift_shard *s, const uint64_t *ids, size_t n,
+		       size_t *deleted, drift_err *err);
+
+/* The stored vector of id (normalised for COSINE) into out (dim floats):
+ * 0 or DRIFT_ENOENT. */
+int drift_shard_get(drift_shard *s, uint64_t id, float *out);
+
+typedef struct drift_shard_search_opts {
+	uint32_t k;
+	uint32_t nprobe;     /* L1 probe budget; 0: by recall target */
+	float recall_target; /* 0: the default; 1: exact */
+	uint32_t ef;	     /* L0 search list; 0: max(64, 2k) */
+} drift_shard_search_opts;
+
+/* The k best live vectors to q, best first (exact distances), into out
+ * (room for k); *n_out how many. 0, DRIFT_EINVAL, DRIFT_ENOMEM. */
+int drift_shard_search(drift_shard *s, const float *q,
+		       const drift_shard_search_opts *so, drift_hit *out,
+		       size_t *n_out);
+
+/* Makes everything acknowledged so far durable in L1 (rotate, flush,
+ * manifest). With the Janitor running, this waits for its flush. */
+int drift_shard_flush(drift_shard *s, drift_err *err);
+
+typedef struct drift_shard_stats {
+	uint64_t live;	  /* live vectors (deletes subtracted) */
+	uint32_t l0_rows; /* rows in memtables (active + immutable) */
+	uint32_t l0_tombstones;
+	uint64_t l1_vectors;
+	uint32_t l1_buckets;
+	uint32_t segments;
+	uint64_t wal_bytes;
+	uint64_t wal_seq;     /* last sequence number written */
+	uint64_t flushed_seq; /* covered by L1 (the manifest) */
+	uint64_t flushes, splits, merges, recenters;
+} drift_shard_stats;
+
+void drift_shard_stats_get(drift_shard *s, drift_shard_stats *st);
+
+#endif /* DRIFT_NODE_SHARD_H */

@@ -1,0 +1,500 @@
+/* Tests of node/shard: writes through memtable rotations and flushes into
+ * L1 stay readable (get, search) with their newest value; deletes stay
+ * deleted; reopening gives identical answers; a child process killed with
+ * SIGKILL in the middle of acknowledged writes loses none of them; bad
+ * input changes nothing; searches running during writes, flushes and
+ * maintenance always get well-formed answers without deleted ids. */
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/rand.h"
+#include "node/shard.h"
+#include "drift_test.h"
+
+/* ---- Fixture ---- */
+
+#define DIM DRIFT_TEST_FMNIST_DIM
+#define N 4000
+
+static float *data;
+
+static void setup(void)
+{
+	size_t n;
+	data = drift_test_fmnist("train", N + 200, &n);
+	cr_assert_eq(n, N + 200);
+}
+
+static void teardown(void)
+{
+	free(data);
+}
+
+TestSuite(shard, .init = setup, .fini = teardown);
+
+/* ---- Helpers ---- */
+
+static drift_shard *open_shard(const char *dir, bool janitor,
+			       enum drift_wal_sync sync)
+{
+	drift_shard_opts o = {.dir = dir,
+			      .dim = DIM,
+			      .metric = DRIFT_METRIC_L2,
+			      .sync = sync,
+			      .memtable_rows = 700,
+			      .bucket_target = 100,
+			      .janitor = janitor,
+			      .janitor_period_ns = 5000000,
+			      .seed = 1};
+	drift_shard *s;
+	drift_err err;
+	drift_err_clear(&err);
+	int rv = drift_shard_open(&o, &s, &err);
+	cr_assert_eq(rv, 0, "open: %s", err.msg);
+	return s;
+}
+
+static const float *row(size_t i)
+{
+	return data + (i % (N + 200)) * DIM;
+}
+
+static float l2(const float *a, const float *b)
+{
+	double d = 0;
+	for (int j = 0; j < DIM; j++)
+		d += ((double)a[j] - b[j]) * ((double)a[j] - b[j]);
+	return (float)d;
+}
+
+/* Upserts ids [lo, hi) with rows (id + shift). */
+static void upsert_range(drift_shard *s, size_t lo, size_t hi, size_t shift)
+{
+	enum { B = 250 };
+	uint64_t ids[B];
+	static float vecs[B * DIM];
+	for (size_t i = lo; i < hi;) {
+		size_t n = 0;
+		for (; n < B && i < hi; n++, i++) {
+			ids[n] = i;
+			memcpy(vecs + n * DIM, row(i + shift),
+			       DIM * sizeof(float));
+		}
+		drift_err err;
+		cr_assert_eq(drift_shard_upsert(s, ids, vecs, n, &err), 0, "%s",
+			     err.msg);
+	}
+}
+
+/* The state the tests expect: per id, deleted or which row it holds. */
+struct model {
+	int8_t deleted[N];
+	size_t shift[N];
+};
+
+static void check_model(drift_shard *s, const struct model *m, size_t n)
+{
+	static float v[DIM];
+	for (size_t i = 0; i < n; i++) {
+		int rv = drift_shard_get(s, i, v);
+		if (m->deleted[i]) {
+			cr_assert_eq(rv, DRIFT_ENOENT, "id %zu is deleted", i);
+		} else {
+			cr_assert_eq(rv, 0, "id %zu", i);
+			cr_assert_eq(memcmp(v, row(i + m->shift[i]), sizeof(v)),
+				     0, "id %zu has its newest vector", i);
+		}
+	}
+	/* Exact searches agree with a brute force over the model. */
+	drift_shard_search_opts so = {.k = 10, .recall_target = 1.0f};
+	for (int q = 0; q < 10; q++) {
+		const float *qv = data + (size_t)(N + 100 + q) * DIM;
+		drift_hit h[10];
+		size_t nh;
+		cr_assert_eq(drift_shard_search(s, qv, &so, h, &nh), 0);
+		float best[10];
+		size_t nb = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (m->deleted[i])
+				continue;
+			float d = l2(qv, row(i + m->shift[i]));
+			size_t p = nb < 10 ? nb++ : 10;
+			while (p > 0 && best[p - 1] > d) {
+				if (p < 10)
+					best[p] = best[p - 1];
+				p--;
+			}
+			if (p < 10)
+				best[p] = d;
+		}
+		cr_assert_eq(nh, nb);
+		for (size_t i = 0; i < nh; i++) {
+			cr_assert(!m->deleted[h[i].id], "deleted id returned");
+			float want = best[i];
+			cr_assert(fabsf(h[i].distance - want) <=
+					  1e-3f * (want + 1),
+				  "query %d rank %zu: %g vs %g", q, i,
+				  (double)h[i].distance, (double)want);
+		}
+	}
+	drift_shard_stats st;
+	drift_shard_stats_get(s, &st);
+	size_t live = 0;
+	for (size_t i = 0; i < n; i++)
+		live += !m->deleted[i];
+	cr_assert_eq(st.live, live, "live count %llu vs %zu",
+		     (unsigned long long)st.live, live);
+}
+
+/* ---- Cases ---- */
+
+DRIFT_TEST(shard, writes_flushes_and_reopen)
+{
+	char dir[256];
+	drift_test_tmpdir(dir, sizeof(dir));
+	static struct model m;
+	memset(&m, 0, sizeof(m));
+	drift_shard *s = open_shard(dir, false, DRIFT_WAL_NONE);
+	/* 3,000 ids through several rotations (700 rows each). */
+	upsert_range(s, 0, 3000, 0);
+	/* Updates of 500 of them, deletes of 300 others. */
+	upsert_range(s, 1000, 1500, 7);
+	for (size_t i = 1000; i < 1500; i++)
+		m.shift[i] = 7;
+	uint64_t del[300];
+	for (size_t i = 0; i < 300; i++) {
+		del[i] = 2000 + 3 * i;
+		m.deleted[del[i]] = 1;
+	}
+	size_t deleted;
+	drift_err err;
+	cr_assert_eq(drift_shard_delete(s, del, 300, &deleted, &err), 0);
+	cr_assert_eq(deleted, 300);
+	/* Unknown ids are not an error and do not count. */
+	uint64_t unknown[2] = {999999, 2000};
+	cr_assert_eq(drift_shard_delete(s, unknown, 2, &deleted, &err), 0);
+	cr_assert_eq(deleted, 0);
+	check_model(s, &m, 3000);
+	drift_shard_stats st;
+	drift_shard_stats_get(s, &st);
+	cr_assert_gt(st.flushes, 2, "rotations flushed into L1");
+	cr_assert_gt(st.l1_vectors, 1000);
+
+	/* Close with data still in L0 (only in the WAL): reopen replays. */
+	drift_shard_close(s);
+	s = open_shard(dir, false, DRIFT_WAL_NONE);
+	check_model(s, &m, 3000);
+	/* Flush everything, reopen: all from L1 now, WAL retired. */
+	cr_assert_eq(drift_shard_flush(s, &err), 0, "%s", err.msg);
+	drift_shard_stats_get(s, &st);
+	cr_assert_eq(st.l0_rows, 0);
+	cr_assert_eq(st.flushed_seq, st.wal_seq);
+	drift_shard_close(s);
+	s = open_shard(dir, false, DRIFT_WAL_NONE);
+	check_model(s, &m, 3000);
+	drift_shard_close(s);
+	drift_test_rmtree(dir);
+}
+
+DRIFT_TEST(shard, bad_input_changes_nothing)
+{
+	char dir[256];
+	drift_test_tmpdir(dir, sizeof(dir));
+	drift_shard *s = open_shard(dir, false, DRIFT_WAL_ALWAYS);
+	upsert_range(s, 0, 100, 0);
+	static float v[2 * DIM];
+	memcpy(v, row(5), DIM * sizeof(float));
+	memcpy(v + DIM, row(6), DIM * sizeof(float));
+	v[DIM + 17] = NAN;
+	uint64_t ids[2] = {5000, 5001};
+	drift_err err;
+	cr_assert_eq(drift_shard_upsert(s, ids, v, 2, &err), DRIFT_EINVAL);
+	cr_assert(strstr(err.msg, "vector 1") != NULL, "%s", err.msg);
+	v[DIM + 17] = INFINITY;
+	cr_assert_eq(drift_shard_upsert(s, ids, v, 2, &err), DRIFT_EINVAL);
+	float tmp[DIM];
+	cr_assert_eq(drift_shard_get(s, 5000, tmp), DRIFT_ENOENT,
+		     "all or nothing");
+	float *big = drift_calloc((size_t)701 * DIM, sizeof(float));
+	uint64_t *bids = drift_calloc(701, 8);
+	cr_assert_eq(drift_shard_upsert(s, bids, big, 701, &err), DRIFT_ELIMIT);
+	drift_free(big);
+	drift_free(bids);
+	drift_shard_stats st;
+	drift_shard_stats_get(s, &st);
+	cr_assert_eq(st.live, 100);
+	drift_shard_close(s);
+	/* Another dimension: refused, naming what the shard holds. */
+	drift_shard_opts o = {.dir = dir, .dim = 8};
+	cr_assert_eq(drift_shard_open(&o, &s, &err), DRIFT_EINVAL);
+	cr_assert(strstr(err.msg, "dim=784") != NULL, "%s", err.msg);
+	/* A damaged manifest is reported with its path. */
+	s = open_shard(dir, false, DRIFT_WAL_ALWAYS);
+	cr_assert_eq(drift_shard_flush(s, &err), 0);
+	drift_shard_close(s);
+	char path[300];
+	snprintf(path, sizeof(path), "%s/MANIFEST", dir);
+	FILE *f = fopen(path, "r+b");
+	fseek(f, 40, SEEK_SET);
+	fputc(0x42, f);
+	fclose(f);
+	drift_shard_opts o2 = {
+		.dir = dir, .dim = DIM, .memtable_rows = 700, .seed = 1};
+	cr_assert_eq(drift_shard_open(&o2, &s, &err), DRIFT_ECORRUPT);
+	cr_assert(strstr(err.msg, "MANIFEST") != NULL, "%s", err.msg);
+	drift_test_rmtree(dir);
+}
+
+struct pending {
+	bool del;
+	size_t n;
+	uint64_t ids[50];
+	uint64_t shift;
+};
+
+static void apply_pending(struct model *m, int8_t *known,
+			  const struct pending *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		m->deleted[p->ids[i]] = p->del;
+		m->shift[p->ids[i]] = p->shift;
+		known[p->ids[i]] = 1;
+	}
+}
+
+/* Whether id is in the given state in s. */
+static bool holds(drift_shard *s, uint64_t id, bool deleted, size_t shift)
+{
+	static float v[DIM];
+	int rv = drift_shard_get(s, id, v);
+	if (deleted)
+		return rv == DRIFT_ENOENT;
+	return rv == 0 && memcmp(v, row(id + shift), sizeof(v)) == 0;
+}
+
+/* A child writes with the ALWAYS policy and reports each acknowledged
+ * batch on a pipe; it is killed at a random moment (flushes happen every
+ * few batches); after each kill every acknowledged write is there with its
+ * newest value and every acknowledged delete stays deleted. */
+DRIFT_TEST(shard, kill9_loses_no_acknowledged_write)
+{
+	char dir[256];
+	drift_test_tmpdir(dir, sizeof(dir));
+	static struct model m;
+	memset(&m, 0, sizeof(m));
+	static int8_t known[N];
+	memset(known, 0, sizeof(known));
+	static struct pending pend;
+	pend.n = 0;
+	drift_rand r;
+	drift_rand_seed(&r, 77);
+	for (int round = 0; round < 20; round++) {
+		int fds[2];
+		cr_assert_eq(pipe(fds), 0);
+		uint64_t seed = drift_rand_next(&r);
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(fds[0]);
+			drift_shard *s =
+				open_shard(dir, true, DRIFT_WAL_ALWAYS);
+			drift_rand cr;
+			drift_rand_seed(&cr, seed);
+			for (;;) {
+				/* One op: 50 upserts or 20 deletes. */
+				uint64_t ids[50];
+				static float v[50 * DIM];
+				uint8_t msg[1 + 50 * 8 + 50 * 8];
+				bool del = drift_rand_below(&cr, 4) == 0;
+				size_t n = del ? 20 : 50;
+				size_t shift = drift_rand_below(&cr, 100);
+				for (size_t i = 0; i < n; i++) {
+					ids[i] = drift_rand_below(&cr, N);
+					memcpy(v + i * DIM, row(ids[i] + shift),
+					       DIM * sizeof(float));
+				}
+				/* The intent first, then "done" once the
+				 * write is acknowledged: the parent knows
+				 * which batch may be in flight at the kill. */
+				msg[0] = del;
+				memcpy(msg + 1, ids, n * 8);
+				uint64_t sh = shift;
+				memcpy(msg + 1 + n * 8, &sh, 8);
+				if (write(fds[1], msg, 1 + n * 8 + 8) < 0)
+					_exit(4);
+				int rv = del ? drift_shard_delete(s, ids, n,
+								  NULL, NULL)
+					     : drift_shard_upsert(s, ids, v, n,
+								  NULL);
+				if (rv != 0)
+					_exit(3);
+				uint8_t done = 'D';
+				if (write(fds[1], &done, 1) < 0)
+					_exit(4);
+			}
+		}
+		close(fds[1]);
+		/* Let it run 50..400 ms, reading what it acknowledges. */
+		uint64_t until = drift_now_ns() +
+				 (50 + drift_rand_below(&r, 350)) * 1000000ull;
+		static uint8_t buf[1 << 16];
+		size_t have = 0;
+		bool killed = false;
+		for (;;) {
+			if (!killed && drift_now_ns() >= until) {
+				kill(pid, SIGKILL);
+				killed = true;
+			}
+			ssize_t got =
+				read(fds[0], buf + have, sizeof(buf) - have);
+			if (got <= 0)
+				break;
+			have += (size_t)got;
+			/* Intents become the model once done. */
+			size_t off = 0;
+			while (off < have) {
+				if (buf[off] == 'D') {
+					cr_assert(pend.n > 0);
+					apply_pending(&m, known, &pend);
+					off++;
+					continue;
+				}
+				bool del = buf[off];
+				size_t n = del ? 20 : 50;
+				size_t len = 1 + n * 8 + 8;
+				if (have - off < len)
+					break;
+				pend.del = del;
+				pend.n = n;
+				memcpy(pend.ids, buf + off + 1, n * 8);
+				memcpy(&pend.shift, buf + off + 1 + n * 8, 8);
+				off += len;
+			}
+			memmove(buf, buf + off, have - off);
+			have -= off;
+		}
+		close(fds[0]);
+		int status;
+		waitpid(pid, &status, 0);
+		cr_assert(WIFSIGNALED(status), "round %d: child exited %d",
+			  round, WEXITSTATUS(status));
+		/* Ids never written count as deleted in the model. */
+		for (size_t i = 0; i < N; i++)
+			if (!known[i])
+				m.deleted[i] = 1;
+		drift_shard *s = open_shard(dir, false, DRIFT_WAL_ALWAYS);
+		/* The batch in flight at the kill is all there or not at all
+		 * (one WAL record). */
+		if (pend.n > 0) {
+			bool all_new = true, all_old = true;
+			for (size_t i = 0; i < pend.n; i++) {
+				uint64_t id = pend.ids[i];
+				all_new &= holds(s, id, pend.del, pend.shift);
+				all_old &= holds(s, id, m.deleted[id],
+						 m.shift[id]);
+			}
+			cr_assert(all_new || all_old,
+				  "round %d: the batch in flight is partly "
+				  "there",
+				  round);
+			if (all_new && !all_old)
+				apply_pending(&m, known, &pend);
+			pend.n = 0;
+		}
+		check_model(s, &m, N);
+		drift_shard_close(s);
+	}
+	drift_test_rmtree(dir);
+}
+
+struct race {
+	drift_shard *s;
+	atomic_bool stop;
+	atomic_ullong searches, bad;
+};
+
+/* Ids >= 3000 are written then deleted by the writer; a search must never
+ * return one whose delete was acknowledged before the search began. */
+static _Atomic uint64_t deleted_below; /* ids 3000..this-1 are deleted */
+
+static void *searcher(void *arg)
+{
+	struct race *rc = arg;
+	drift_shard_search_opts so = {.k = 10, .nprobe = 4};
+	int q = 0;
+	while (!atomic_load(&rc->stop)) {
+		uint64_t gone = atomic_load(&deleted_below);
+		const float *qv = data + (size_t)(N + (q++ % 100)) * DIM;
+		drift_hit h[10];
+		size_t nh;
+		if (drift_shard_search(rc->s, qv, &so, h, &nh) != 0) {
+			atomic_fetch_add(&rc->bad, 1);
+			continue;
+		}
+		for (size_t i = 0; i < nh; i++) {
+			bool sorted = i == 0 || !drift_hit_less(h[i], h[i - 1]);
+			bool alive = !(h[i].id >= 3000 && h[i].id < gone);
+			bool known = h[i].id < 3000 + 20000;
+			if (!sorted || !alive || !known ||
+			    !isfinite(h[i].distance))
+				atomic_fetch_add(&rc->bad, 1);
+		}
+		atomic_fetch_add(&rc->searches, 1);
+	}
+	return NULL;
+}
+
+DRIFT_TEST(shard, searches_during_writes_flushes_and_maintenance)
+{
+	char dir[256];
+	drift_test_tmpdir(dir, sizeof(dir));
+	struct race rc = {0};
+	rc.s = open_shard(dir, true, DRIFT_WAL_NONE);
+	upsert_range(rc.s, 0, 3000, 0);
+	atomic_store(&deleted_below, 3000);
+	pthread_t t[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, searcher, &rc);
+	/* Write ids 3000.. in batches, deleting each batch after the next
+	 * one is written: flushes and maintenance run under the searches. */
+	uint64_t next = 3000;
+	uint64_t until = drift_now_ns() + 2000000000ull;
+	static float v[100 * DIM];
+	uint64_t ids[100], prev[100];
+	size_t nprev = 0;
+	while (drift_now_ns() < until && next + 100 < 3000 + 20000) {
+		for (int i = 0; i < 100; i++) {
+			ids[i] = next + (uint64_t)i;
+			memcpy(v + i * DIM, row(ids[i]), DIM * sizeof(float));
+		}
+		cr_assert_eq(drift_shard_upsert(rc.s, ids, v, 100, NULL), 0);
+		if (nprev > 0) {
+			cr_assert_eq(drift_shard_delete(rc.s, prev, nprev, NULL,
+							NULL),
+				     0);
+			atomic_store(&deleted_below, prev[nprev - 1] + 1);
+		}
+		memcpy(prev, ids, sizeof(ids));
+		nprev = 100;
+		next += 100;
+	}
+	atomic_store(&rc.stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	cr_assert_eq(atomic_load(&rc.bad), 0, "%llu bad results",
+		     (unsigned long long)atomic_load(&rc.bad));
+	cr_assert_gt(atomic_load(&rc.searches), 20);
+	drift_shard_stats st;
+	drift_shard_stats_get(rc.s, &st);
+	cr_assert_gt(st.flushes, 2);
+	drift_shard_close(rc.s);
+	drift_test_rmtree(dir);
+}
