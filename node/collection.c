@@ -1,0 +1,715 @@
+/*
+ * The CollectionManager (see collection.h).
+ *
+ * collection.conf is a few "key=value" lines (name, dim, metric, shards,
+ * replication_factor, wal_sync, memtable_rows, default_recall), written
+ * atomically; an unknown key, a missing key or a bad value makes the
+ * collection broken, with the file and line in the message.
+ */
+#include "node/collection.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/fs.h"
+#include "common/hash.h"
+#include "common/log.h"
+
+#define PATHLEN 4096
+
+/* Paths are built from the data directory (at most PATHLEN - 256 bytes,
+ * checked at open) and validated names (at most 64 bytes), so they fit;
+ * gcc cannot see those bounds through the structs. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#define SHARD_SEED 0x5eedc011ec7105ull
+
+struct drift_collection {
+	drift_collection_config cfg;
+	char dir[PATHLEN];
+	drift_shard **shards;
+	char *broken; /* why it cannot serve, or NULL */
+	atomic_int refs;
+	bool dropped;
+	struct drift_collection *next;
+	drift_cm *cm;
+	uint64_t max_vectors;
+};
+
+struct drift_cm {
+	char dir[PATHLEN]; /* <data_dir>/collections */
+	drift_cm_opts o;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* a release happened */
+	drift_collection *list;
+};
+
+static const char *const metric_names[] = {"l2", "ip", "cosine", NULL};
+static const char *const sync_names[] = {"always", "batch", "none", NULL};
+
+bool drift_collection_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > DRIFT_COLLECTION_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* ---- Files ---- */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+		    struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int rmtree(const char *path)
+{
+	return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int write_conf(const char *dir, const drift_collection_config *c,
+		      drift_err *err)
+{
+	char text[1024], path[PATHLEN];
+	int n = snprintf(text, sizeof(text),
+			 "name=%s\ndim=%u\nmetric=%s\nshards=%u\n"
+			 "replication_factor=%u\nwal_sync=%s\n"
+			 "memtable_rows=%u\ndefault_recall=%.9g\n",
+			 c->name, c->dim, metric_names[c->metric], c->shards,
+			 c->replication_factor, sync_names[c->sync],
+			 c->memtable_rows, (double)c->default_recall);
+	if (snprintf(path, sizeof(path), "%s/collection.conf", dir) >=
+	    (int)sizeof(path))
+		return drift_err_set(err, DRIFT_ERANGE, "path too long");
+	return drift_fs_write_file_atomic(drift_fs_posix(), path, text,
+					  (size_t)n, err);
+}
+
+static int pick(const char *const *names, const char *v)
+{
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcmp(names[i], v) == 0)
+			return i;
+	return -1;
+}
+
+static int read_conf(const char *dir, drift_collection_config *c,
+		     drift_err *err)
+{
+	char path[PATHLEN];
+	snprintf(path, sizeof(path), "%s/collection.conf", dir);
+	uint8_t *data;
+	size_t len;
+	int rv = drift_fs_read_file(drift_fs_posix(), path, 65536, &data, &len,
+				    err);
+	if (rv != 0)
+		return rv;
+	memset(c, 0, sizeof(*c));
+	unsigned seen = 0;
+	int line = 0;
+	char *save = NULL;
+	for (char *l = strtok_r((char *)data, "\n", &save); l != NULL;
+	     l = strtok_r(NULL, "\n", &save)) {
+		line++;
+		char *eq = strchr(l, '=');
+		if (eq == NULL) {
+			rv = drift_err_set(err, DRIFT_ECORRUPT,
+					   "%s:%d: expected key=value", path,
+					   line);
+			break;
+		}
+		*eq = '\0';
+		const char *k = l, *v = eq + 1;
+		char *end = NULL;
+		unsigned long u = strtoul(v, &end, 10);
+		bool num = *v != '\0' && *end == '\0';
+		int bit = -1;
+		if (strcmp(k, "name") == 0 && drift_collection_name_ok(v)) {
+			snprintf(c->name, sizeof(c->name), "%s", v);
+			bit = 0;
+		} else if (strcmp(k, "dim") == 0 && num && u >= 1 &&
+			   u <= DRIFT_COLLECTION_MAX_DIM) {
+			c->dim = (uint32_t)u;
+			bit = 1;
+		} else if (strcmp(k, "metric") == 0 &&
+			   pick(metric_names, v) >= 0) {
+			c->metric = (enum drift_metric)pick(metric_names, v);
+			bit = 2;
+		} else if (strcmp(k, "shards") == 0 && num && u >= 1 &&
+			   u <= DRIFT_COLLECTION_MAX_SHARDS) {
+			c->shards = (uint32_t)u;
+			bit = 3;
+		} else if (strcmp(k, "replication_factor") == 0 && num &&
+			   u >= 1) {
+			c->replication_factor = (uint32_t)u;
+			bit = 4;
+		} else if (strcmp(k, "wal_sync") == 0 &&
+			   pick(sync_names, v) >= 0) {
+			c->sync = (enum drift_wal_sync)pick(sync_names, v);
+			bit = 5;
+		} else if (strcmp(k, "memtable_rows") == 0 && num && u >= 16 &&
+			   u <= (1u << 24)) {
+			c->memtable_rows = (uint32_t)u;
+			bit = 6;
+		} else if (strcmp(k, "default_recall") == 0) {
+			float f = strtof(v, &end);
+			if (*end == '\0' && f > 0 && f <= 1) {
+				c->default_recall = f;
+				bit = 7;
+			}
+		}
+		if (bit < 0) {
+			rv = drift_err_set(err, DRIFT_ECORRUPT,
+					   "%s:%d: bad setting \"%s=%s\"", path,
+					   line, k, v);
+			break;
+		}
+		seen |= 1u << bit;
+	}
+	if (rv == 0 && seen != 0xff)
+		rv = drift_err_set(err, DRIFT_ECORRUPT,
+				   "%s: settings missing (have mask %#x)", path,
+				   seen);
+	drift_free(data);
+	return rv;
+}
+
+/* ---- Collections ---- */
+
+static void close_shards(drift_collection *c)
+{
+	if (c->shards == NULL)
+		return;
+	for (uint32_t i = 0; i < c->cfg.shards; i++)
+		drift_shard_close(c->shards[i]);
+	drift_free(c->shards);
+	c->shards = NULL;
+}
+
+static void free_collection(drift_collection *c)
+{
+	close_shards(c);
+	drift_free(c->broken);
+	drift_free(c);
+}
+
+static int open_shards(drift_cm *cm, drift_collection *c, drift_err *err)
+{
+	c->shards = drift_calloc(c->cfg.shards, sizeof(*c->shards));
+	if (c->shards == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "collection %s",
+				     c->cfg.name);
+	for (uint32_t i = 0; i < c->cfg.shards; i++) {
+		char sd[PATHLEN];
+		snprintf(sd, sizeof(sd), "%s/shard-%u", c->dir, i);
+		drift_shard_opts so = {
+			.dir = sd,
+			.dim = c->cfg.dim,
+			.metric = c->cfg.metric,
+			.sync = c->cfg.sync,
+			.memtable_rows = c->cfg.memtable_rows,
+			.default_recall = c->cfg.default_recall,
+			.janitor = cm->o.janitor,
+			.seed = SHARD_SEED + i,
+		};
+		int rv = drift_shard_open(&so, &c->shards[i], err);
+		if (rv != 0) {
+			drift_err_wrap(err, rv, "collection %s", c->cfg.name);
+			close_shards(c);
+			return rv;
+		}
+	}
+	return 0;
+}
+
+static drift_collection *find(drift_cm *cm, const char *name)
+{
+	for (drift_collection *c = cm->list; c != NULL; c = c->next)
+		if (strcmp(c->cfg.name, name) == 0)
+			return c;
+	return NULL;
+}
+
+static void link_sorted(drift_cm *cm, drift_collection *c)
+{
+	drift_collection **pp = &cm->list;
+	while (*pp != NULL && strcmp((*pp)->cfg.name, c->cfg.name) < 0)
+		pp = &(*pp)->next;
+	c->next = *pp;
+	*pp = c;
+}
+
+static drift_collection *new_collection(drift_cm *cm, const char *name)
+{
+	drift_collection *c = drift_calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	snprintf(c->cfg.name, sizeof(c->cfg.name), "%s", name);
+	snprintf(c->dir, sizeof(c->dir), "%s/%s", cm->dir, name);
+	atomic_init(&c->refs, 0);
+	c->cm = cm;
+	c->max_vectors = cm->o.max_vectors;
+	return c;
+}
+
+int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
+		  drift_cm **out, drift_err *err)
+{
+	drift_cm *cm = drift_calloc(1, sizeof(*cm));
+	if (cm == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "collections");
+	if (opts != NULL)
+		cm->o = *opts;
+	if (cm->o.memtable_rows == 0)
+		cm->o.memtable_rows = 65536;
+	if (strlen(data_dir) > PATHLEN - 256) {
+		drift_free(cm);
+		return drift_err_set(err, DRIFT_EINVAL, "data dir too long");
+	}
+	snprintf(cm->dir, sizeof(cm->dir), "%s/collections", data_dir);
+	pthread_mutex_init(&cm->mu, NULL);
+	pthread_cond_init(&cm->cv, NULL);
+	int rv = drift_fs_mkdir_p(drift_fs_posix(), cm->dir, err);
+	if (rv != 0) {
+		drift_cm_close(cm);
+		return rv;
+	}
+	DIR *d = opendir(cm->dir);
+	if (d == NULL) {
+		rv = drift_err_errno(err, errno, "opening %s", cm->dir);
+		drift_cm_close(cm);
+		return rv;
+	}
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		const char *nm = de->d_name;
+		if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0)
+			continue;
+		char path[PATHLEN];
+		snprintf(path, sizeof(path), "%s/%s", cm->dir, nm);
+		if (nm[0] == '.') {
+			/* A create or drop that a crash interrupted. */
+			DRIFT_INFO("collections: removing leftover %s", path);
+			rmtree(path);
+			continue;
+		}
+		if (!drift_collection_name_ok(nm))
+			continue;
+		drift_collection *c = new_collection(cm, nm);
+		if (c == NULL)
+			continue;
+		drift_err cerr;
+		drift_err_clear(&cerr);
+		rv = read_conf(path, &c->cfg, &cerr);
+		if (rv == 0 && strcmp(c->cfg.name, nm) != 0)
+			rv = drift_err_set(&cerr, DRIFT_ECORRUPT,
+					   "%s/collection.conf names \"%s\"",
+					   path, c->cfg.name);
+		if (rv == 0)
+			rv = open_shards(cm, c, &cerr);
+		snprintf(c->cfg.name, sizeof(c->cfg.name), "%s", nm);
+		if (rv != 0) {
+			DRIFT_ERROR("collection %s cannot be opened: %s", nm,
+				    cerr.msg);
+			c->broken =
+				drift_strdup(cerr.msg[0] ? cerr.msg : "broken");
+		} else {
+			DRIFT_INFO("collection %s: opened (%u shards, dim %u)",
+				   nm, c->cfg.shards, c->cfg.dim);
+		}
+		link_sorted(cm, c);
+	}
+	closedir(d);
+	drift_fs_fsync_dir(drift_fs_posix(), cm->dir, NULL);
+	*out = cm;
+	return 0;
+}
+
+void drift_cm_close(drift_cm *cm)
+{
+	if (cm == NULL)
+		return;
+	while (cm->list != NULL) {
+		drift_collection *c = cm->list;
+		cm->list = c->next;
+		free_collection(c);
+	}
+	pthread_mutex_destroy(&cm->mu);
+	pthread_cond_destroy(&cm->cv);
+	drift_free(cm);
+}
+
+int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
+		    drift_err *err)
+{
+	drift_collection_config cfg = *in;
+	if (!drift_collection_name_ok(cfg.name))
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "collection name \"%s\" must match "
+				     "[A-Za-z0-9_-]{1,64}",
+				     cfg.name);
+	if (cfg.dim < 1 || cfg.dim > DRIFT_COLLECTION_MAX_DIM)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "dimension %u out of range 1..%u", cfg.dim,
+				     DRIFT_COLLECTION_MAX_DIM);
+	if ((unsigned)cfg.metric > DRIFT_METRIC_COSINE)
+		return drift_err_set(err, DRIFT_EINVAL, "unknown metric %d",
+				     (int)cfg.metric);
+	if ((unsigned)cfg.sync > DRIFT_WAL_NONE)
+		return drift_err_set(err, DRIFT_EINVAL, "unknown wal_sync %d",
+				     (int)cfg.sync);
+	if (cfg.shards == 0)
+		cfg.shards = 1;
+	if (cfg.shards > DRIFT_COLLECTION_MAX_SHARDS)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "shards %u out of range 1..%u", cfg.shards,
+				     DRIFT_COLLECTION_MAX_SHARDS);
+	if (cfg.replication_factor == 0)
+		cfg.replication_factor = 1;
+	if (cfg.replication_factor > 1)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "replication_factor %u needs a cluster of "
+				     "that many nodes; this node runs alone",
+				     cfg.replication_factor);
+	if (cfg.memtable_rows == 0)
+		cfg.memtable_rows = cm->o.memtable_rows;
+	if (cfg.memtable_rows < 16 || cfg.memtable_rows > (1u << 24))
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "memtable_rows %u out of range 16..%u",
+				     cfg.memtable_rows, 1u << 24);
+	if (cfg.default_recall == 0)
+		cfg.default_recall = 0.95f;
+	if (!(cfg.default_recall > 0 && cfg.default_recall <= 1))
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "default_recall %g out of range (0, 1]",
+				     (double)cfg.default_recall);
+	pthread_mutex_lock(&cm->mu);
+	int rv = 0;
+	if (find(cm, cfg.name) != NULL) {
+		rv = drift_err_set(err, DRIFT_EEXIST,
+				   "collection \"%s\" already exists",
+				   cfg.name);
+		goto out;
+	}
+	char tmp[PATHLEN];
+	snprintf(tmp, sizeof(tmp), "%s/.new-%s", cm->dir, cfg.name);
+	rmtree(tmp);
+	drift_collection *c = new_collection(cm, cfg.name);
+	if (c == NULL) {
+		rv = drift_err_set(err, DRIFT_ENOMEM, "create");
+		goto out;
+	}
+	c->cfg = cfg;
+	/* Built in the hidden directory, shards included, then renamed. */
+	snprintf(c->dir, sizeof(c->dir), "%s", tmp);
+	if ((rv = drift_fs_mkdir_p(drift_fs_posix(), tmp, err)) != 0 ||
+	    (rv = write_conf(tmp, &cfg, err)) != 0 ||
+	    (rv = open_shards(cm, c, err)) != 0) {
+		free_collection(c);
+		rmtree(tmp);
+		goto out;
+	}
+	close_shards(c);
+	snprintf(c->dir, sizeof(c->dir), "%s/%s", cm->dir, cfg.name);
+	if (rename(tmp, c->dir) != 0) {
+		rv = drift_err_errno(err, errno, "creating %s", c->dir);
+		free_collection(c);
+		rmtree(tmp);
+		goto out;
+	}
+	if ((rv = drift_fs_fsync_dir(drift_fs_posix(), cm->dir, err)) != 0 ||
+	    (rv = open_shards(cm, c, err)) != 0) {
+		free_collection(c);
+		rmtree(c->dir);
+		goto out;
+	}
+	link_sorted(cm, c);
+	DRIFT_INFO("collection %s: created (dim %u, %s, %u shards)", cfg.name,
+		   cfg.dim, metric_names[cfg.metric], cfg.shards);
+out:
+	pthread_mutex_unlock(&cm->mu);
+	return rv;
+}
+
+int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err)
+{
+	pthread_mutex_lock(&cm->mu);
+	drift_collection *c = find(cm, name);
+	if (c == NULL) {
+		pthread_mutex_unlock(&cm->mu);
+		return drift_err_set(err, DRIFT_ENOENT,
+				     "collection \"%s\" not found", name);
+	}
+	/* Unlinked: new requests no longer find it. */
+	drift_collection **pp = &cm->list;
+	while (*pp != c)
+		pp = &(*pp)->next;
+	*pp = c->next;
+	c->dropped = true;
+	char gone[PATHLEN];
+	snprintf(gone, sizeof(gone), "%s/.drop-%s", cm->dir, name);
+	rmtree(gone);
+	int rv = 0;
+	if (rename(c->dir, gone) != 0 ||
+	    drift_fs_fsync_dir(drift_fs_posix(), cm->dir, err) != 0) {
+		rv = drift_err_errno(err, errno, "dropping %s", c->dir);
+		link_sorted(cm, c);
+		c->dropped = false;
+		pthread_mutex_unlock(&cm->mu);
+		return rv;
+	}
+	while (atomic_load(&c->refs) > 0)
+		pthread_cond_wait(&cm->cv, &cm->mu);
+	pthread_mutex_unlock(&cm->mu);
+	free_collection(c);
+	rmtree(gone);
+	DRIFT_INFO("collection %s: dropped", name);
+	return 0;
+}
+
+int drift_cm_acquire(drift_cm *cm, const char *name, drift_collection **out,
+		     drift_err *err)
+{
+	pthread_mutex_lock(&cm->mu);
+	drift_collection *c = find(cm, name);
+	int rv = 0;
+	if (c == NULL)
+		rv = drift_err_set(err, DRIFT_ENOENT,
+				   "collection \"%s\" not found", name);
+	else if (c->broken != NULL)
+		rv = drift_err_set(err, DRIFT_ECORRUPT, "%s", c->broken);
+	else {
+		atomic_fetch_add(&c->refs, 1);
+		*out = c;
+	}
+	pthread_mutex_unlock(&cm->mu);
+	return rv;
+}
+
+void drift_cm_release(drift_cm *cm, drift_collection *c)
+{
+	pthread_mutex_lock(&cm->mu);
+	atomic_fetch_sub(&c->refs, 1);
+	pthread_cond_broadcast(&cm->cv);
+	pthread_mutex_unlock(&cm->mu);
+}
+
+int drift_cm_list(drift_cm *cm, char ***names, size_t *n)
+{
+	pthread_mutex_lock(&cm->mu);
+	size_t count = 0;
+	for (drift_collection *c = cm->list; c != NULL; c = c->next)
+		count++;
+	char **a = drift_calloc(count ? count : 1, sizeof(char *));
+	int rv = a == NULL ? DRIFT_ENOMEM : 0;
+	size_t i = 0;
+	for (drift_collection *c = cm->list; c != NULL && rv == 0;
+	     c = c->next, i++)
+		if ((a[i] = drift_strdup(c->cfg.name)) == NULL)
+			rv = DRIFT_ENOMEM;
+	pthread_mutex_unlock(&cm->mu);
+	if (rv != 0) {
+		for (size_t j = 0; a != NULL && j < count; j++)
+			drift_free(a[j]);
+		drift_free(a);
+		return rv;
+	}
+	*names = a;
+	*n = count;
+	return 0;
+}
+
+/* ---- Data operations ---- */
+
+const drift_collection_config *drift_collection_cfg(const drift_collection *c)
+{
+	return &c->cfg;
+}
+
+size_t drift_collection_max_batch(const drift_collection *c)
+{
+	/* A batch may land on one shard entirely. */
+	return c->cfg.memtable_rows;
+}
+
+static uint32_t shard_of(const drift_collection *c, uint64_t id)
+{
+	return (uint32_t)(drift_hash_u64(id, SHARD_SEED) % c->cfg.shards);
+}
+
+int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
+			    const float *vecs, size_t n, drift_err *err)
+{
+	uint32_t dim = c->cfg.dim, ns = c->cfg.shards;
+	if (n > drift_collection_max_batch(c))
+		return drift_err_set(err, DRIFT_ELIMIT,
+				     "batch of %zu points is over the limit of "
+				     "%zu",
+				     n, drift_collection_max_batch(c));
+	if (n == 0)
+		return 0;
+	/* Validation of every point before anything is written. */
+	bool cosine = c->cfg.metric == DRIFT_METRIC_COSINE;
+	for (size_t i = 0; i < n; i++) {
+		const float *v = vecs + i * dim;
+		double norm = 0;
+		for (uint32_t j = 0; j < dim; j++) {
+			if (!(v[j] >= -3.4028235e38f && v[j] <= 3.4028235e38f))
+				return drift_err_set(
+					err, DRIFT_EINVAL,
+					"point %zu (id %llu): component %u is "
+					"NaN or infinite",
+					i, (unsigned long long)ids[i], j);
+			norm += (double)v[j] * v[j];
+		}
+		if (cosine && norm == 0)
+			return drift_err_set(err, DRIFT_EINVAL,
+					     "point %zu (id %llu): a zero "
+					     "vector has no direction (COSINE)",
+					     i, (unsigned long long)ids[i]);
+	}
+	if (c->max_vectors > 0) {
+		uint64_t live = drift_collection_stats(c, NULL);
+		if (live + n > c->max_vectors)
+			return drift_err_set(
+				err, DRIFT_ELIMIT,
+				"collection %s would exceed its "
+				"limit of %llu vectors",
+				c->cfg.name,
+				(unsigned long long)c->max_vectors);
+	}
+	if (ns == 1)
+		return drift_shard_upsert(c->shards[0], ids, vecs, n, err);
+	uint64_t *pid = drift_mallocarray(n, 8);
+	float *pv = drift_mallocarray(n * dim, sizeof(float));
+	int rv = 0;
+	if (pid == NULL || pv == NULL) {
+		rv = drift_err_set(err, DRIFT_ENOMEM, "upsert");
+		goto out;
+	}
+	for (uint32_t s = 0; s < ns && rv == 0; s++) {
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (shard_of(c, ids[i]) != s)
+				continue;
+			pid[m] = ids[i];
+			memcpy(pv + m * dim, vecs + i * dim,
+			       dim * sizeof(float));
+			m++;
+		}
+		if (m > 0)
+			rv = drift_shard_upsert(c->shards[s], pid, pv, m, err);
+	}
+out:
+	drift_free(pid);
+	drift_free(pv);
+	return rv;
+}
+
+int drift_collection_delete(drift_collection *c, const uint64_t *ids, size_t n,
+			    size_t *deleted, drift_err *err)
+{
+	uint32_t ns = c->cfg.shards;
+	if (n > drift_collection_max_batch(c))
+		return drift_err_set(
+			err, DRIFT_ELIMIT,
+			"batch of %zu ids is over the limit of %zu", n,
+			drift_collection_max_batch(c));
+	*deleted = 0;
+	if (n == 0)
+		return 0;
+	uint64_t *part = drift_mallocarray(n, 8);
+	if (part == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "delete");
+	int rv = 0;
+	for (uint32_t s = 0; s < ns && rv == 0; s++) {
+		size_t m = 0, d = 0;
+		for (size_t i = 0; i < n; i++)
+			if (shard_of(c, ids[i]) == s)
+				part[m++] = ids[i];
+		if (m > 0)
+			rv = drift_shard_delete(c->shards[s], part, m, &d, err);
+		*deleted += d;
+	}
+	drift_free(part);
+	return rv;
+}
+
+int drift_collection_get(drift_collection *c, uint64_t id, float *out)
+{
+	return drift_shard_get(c->shards[shard_of(c, id)], id, out);
+}
+
+static int cmp_hit(const void *a, const void *b)
+{
+	drift_hit x = *(const drift_hit *)a, y = *(const drift_hit *)b;
+	return drift_hit_less(x, y) ? -1 : drift_hit_less(y, x) ? 1 : 0;
+}
+
+int drift_collection_search(drift_collection *c, const float *q,
+			    const drift_shard_search_opts *so, drift_hit *out,
+			    size_t *n_out)
+{
+	uint32_t ns = c->cfg.shards;
+	if (ns == 1)
+		return drift_shard_search(c->shards[0], q, so, out, n_out);
+	size_t k = so->k;
+	drift_hit *all = drift_mallocarray(k * ns, sizeof(drift_hit));
+	if (all == NULL)
+		return DRIFT_ENOMEM;
+	size_t na = 0;
+	int rv = 0;
+	for (uint32_t s = 0; s < ns && rv == 0; s++) {
+		size_t got = 0;
+		rv = drift_shard_search(c->shards[s], q, so, all + na, &got);
+		na += got;
+	}
+	if (rv == 0) {
+		qsort(all, na, sizeof(drift_hit), cmp_hit);
+		*n_out = na < k ? na : k;
+		memcpy(out, all, *n_out * sizeof(drift_hit));
+	}
+	drift_free(all);
+	return rv;
+}
+
+int drift_collection_flush(drift_collection *c, drift_err *err)
+{
+	for (uint32_t s = 0; s < c->cfg.shards; s++) {
+		int rv = drift_shard_flush(c->shards[s], err);
+		if (rv != 0)
+			return drift_err_wrap(err, rv, "flushing shard %u", s);
+	}
+	return 0;
+}
+
+uint64_t drift_collection_stats(drift_collection *c, drift_shard_stats *st)
+{
+	uint64_t live = 0;
+	for (uint32_t s = 0; s < c->cfg.shards; s++) {
+		drift_shard_stats one;
+		drift_shard_stats_get(c->shards[s], &one);
+		live += one.live;
+		if (st != NULL)
+			st[s] = one;
+	}
+	return live;
+}

@@ -1,0 +1,809 @@
+/*
+ * drift.v1.Drift (and a first drift.v1.Cluster) on the gRPC layer: each
+ * handler unpacks its request, validates every field before touching
+ * anything, runs it on the CollectionManager and answers with a status
+ * whose message names the problem (SPEC section 5). Limits are documented
+ * in node/service.h.
+ */
+#include "node/service.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "drift/v1/drift.pb-c.h"
+
+struct service {
+	drift_cm *cm;
+	char node_id[128];
+};
+
+static struct service svc;
+
+/* ---- Helpers ---- */
+
+/* Finishes with the status of a DRIFT_E* failure and its message. */
+static void fail_err(drift_grpc_call *c, int rv, const drift_err *err)
+{
+	drift_grpc_call_finish(c, drift_grpc_code_from_err(rv), "%s",
+			       drift_err_msg(err, rv));
+}
+
+static void *recv_req(drift_grpc_call *c, const ProtobufCMessageDescriptor *d)
+{
+	ProtobufCMessage *m = NULL;
+	int rv = drift_grpc_call_recv_pb(c, d, &m);
+	if (rv == 1)
+		return m;
+	if (rv == 0)
+		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
+				       "no request message");
+	return NULL;
+}
+
+static void reply(drift_grpc_call *c, const ProtobufCMessage *m)
+{
+	int rv = drift_grpc_call_send_pb(c, m);
+	if (rv == 0)
+		drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
+	else if (rv == DRIFT_ELIMIT)
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "response is larger than the maximum "
+				       "message size");
+}
+
+/* Acquires the named collection or finishes the call. */
+static drift_collection *acquire(drift_grpc_call *c, const char *name)
+{
+	drift_collection *col = NULL;
+	drift_err err;
+	drift_err_clear(&err);
+	if (name == NULL || name[0] == '\0') {
+		drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
+				       "collection name is empty");
+		return NULL;
+	}
+	int rv = drift_cm_acquire(svc.cm, name, &col, &err);
+	if (rv != 0) {
+		fail_err(c, rv, &err);
+		return NULL;
+	}
+	return col;
+}
+
+static Drift__V1__Metric metric_to_pb(enum drift_metric m)
+{
+	return m == DRIFT_METRIC_IP	  ? DRIFT__V1__METRIC__METRIC_IP
+	       : m == DRIFT_METRIC_COSINE ? DRIFT__V1__METRIC__METRIC_COSINE
+					  : DRIFT__V1__METRIC__METRIC_L2;
+}
+
+/* Fills info (and its shard stats, allocated: free_info) for col. */
+static int fill_info(drift_collection *col, Drift__V1__CollectionInfo *info)
+{
+	const drift_collection_config *cfg = drift_collection_cfg(col);
+	drift__v1__collection_info__init(info);
+	info->name = (char *)cfg->name;
+	info->dimension = cfg->dim;
+	info->metric = metric_to_pb(cfg->metric);
+	info->shards = cfg->shards;
+	info->replication_factor = cfg->replication_factor;
+	info->wal_sync = (Drift__V1__WalSync)cfg->sync;
+	drift_shard_stats *st = drift_mallocarray(cfg->shards, sizeof(*st));
+	Drift__V1__ShardStats *ps = drift_mallocarray(cfg->shards, sizeof(*ps));
+	Drift__V1__ShardStats **pp =
+		drift_mallocarray(cfg->shards, sizeof(*pp));
+	if (st == NULL || ps == NULL || pp == NULL) {
+		drift_free(st);
+		drift_free(ps);
+		drift_free(pp);
+		return DRIFT_ENOMEM;
+	}
+	info->vector_count = drift_collection_stats(col, st);
+	for (uint32_t i = 0; i < cfg->shards; i++) {
+		drift__v1__shard_stats__init(&ps[i]);
+		ps[i].shard = i;
+		ps[i].l0_rows = st[i].l0_rows;
+		ps[i].l0_tombstones = st[i].l0_tombstones;
+		ps[i].l1_vectors = st[i].l1_vectors;
+		ps[i].l1_buckets = st[i].l1_buckets;
+		ps[i].segments = st[i].segments;
+		ps[i].wal_bytes = st[i].wal_bytes;
+		ps[i].wal_seq = st[i].wal_seq;
+		ps[i].flushed_seq = st[i].flushed_seq;
+		ps[i].flushes = st[i].flushes;
+		ps[i].splits = st[i].splits;
+		ps[i].merges = st[i].merges;
+		ps[i].recenters = st[i].recenters;
+		ps[i].live = st[i].live;
+		pp[i] = &ps[i];
+	}
+	drift_free(st);
+	info->n_shard_stats = cfg->shards;
+	info->shard_stats = pp;
+	return 0;
+}
+
+static void free_info(Drift__V1__CollectionInfo *info)
+{
+	if (info->n_shard_stats > 0)
+		drift_free(info->shard_stats[0]);
+	drift_free(info->shard_stats);
+}
+
+/* ---- Collections ---- */
+
+static void create_collection(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__CreateCollectionRequest *req =
+		recv_req(c, &drift__v1__create_collection_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_collection_config cfg = {0};
+	drift_err err;
+	drift_err_clear(&err);
+	if (req->metric < 0 || req->metric > DRIFT__V1__METRIC__METRIC_COSINE) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
+				       "unknown metric %d", (int)req->metric);
+		goto out;
+	}
+	if (req->wal_sync < 0 ||
+	    req->wal_sync > DRIFT__V1__WAL_SYNC__WAL_SYNC_NONE) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
+				       "unknown wal_sync %d",
+				       (int)req->wal_sync);
+		goto out;
+	}
+	if (strlen(req->name) > DRIFT_COLLECTION_NAME_MAX ||
+	    !drift_collection_name_ok(req->name)) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
+				       "collection name \"%.80s\" must match "
+				       "[A-Za-z0-9_-]{1,64}",
+				       req->name);
+		goto out;
+	}
+	snprintf(cfg.name, sizeof(cfg.name), "%s", req->name);
+	cfg.dim = req->dimension;
+	cfg.metric = (enum drift_metric)req->metric;
+	cfg.shards = req->shards;
+	cfg.replication_factor = req->replication_factor;
+	cfg.sync = (enum drift_wal_sync)req->wal_sync;
+	cfg.memtable_rows = req->memtable_rows;
+	cfg.default_recall = req->default_recall;
+	int rv = drift_cm_create(svc.cm, &cfg, &err);
+	if (rv != 0) {
+		fail_err(c, rv, &err);
+		goto out;
+	}
+	drift_collection *col = acquire(c, cfg.name);
+	if (col == NULL)
+		goto out;
+	Drift__V1__CollectionInfo info;
+	Drift__V1__CreateCollectionResponse resp =
+		DRIFT__V1__CREATE_COLLECTION_RESPONSE__INIT;
+	if (fill_info(col, &info) == 0) {
+		resp.collection = &info;
+		reply(c, &resp.base);
+		free_info(&info);
+	} else {
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "out of memory");
+	}
+	drift_cm_release(svc.cm, col);
+out:
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void drop_collection(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__DropCollectionRequest *req =
+		recv_req(c, &drift__v1__drop_collection_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_err err;
+	drift_err_clear(&err);
+	int rv = drift_cm_drop(svc.cm, req->name, &err);
+	if (rv != 0) {
+		fail_err(c, rv, &err);
+	} else {
+		Drift__V1__DropCollectionResponse resp =
+			DRIFT__V1__DROP_COLLECTION_RESPONSE__INIT;
+		reply(c, &resp.base);
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void list_collections(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__ListCollectionsRequest *req =
+		recv_req(c, &drift__v1__list_collections_request__descriptor);
+	if (req == NULL)
+		return;
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+	char **names = NULL;
+	size_t n = 0;
+	if (drift_cm_list(svc.cm, &names, &n) != 0) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "out of memory");
+		return;
+	}
+	Drift__V1__CollectionInfo *infos =
+		drift_calloc(n ? n : 1, sizeof(*infos));
+	Drift__V1__CollectionInfo **pp = drift_calloc(n ? n : 1, sizeof(*pp));
+	drift_collection **held = drift_calloc(n ? n : 1, sizeof(*held));
+	for (size_t i = 0; infos && pp && held && i < n; i++) {
+		drift_err err;
+		pp[i] = &infos[i];
+		if (drift_cm_acquire(svc.cm, names[i], &held[i], &err) == 0 &&
+		    fill_info(held[i], &infos[i]) == 0)
+			continue;
+		/* Broken (or dropped meanwhile): listed by name only. */
+		drift__v1__collection_info__init(&infos[i]);
+		infos[i].name = names[i];
+	}
+	if (infos && pp && held) {
+		Drift__V1__ListCollectionsResponse resp =
+			DRIFT__V1__LIST_COLLECTIONS_RESPONSE__INIT;
+		resp.n_collections = n;
+		resp.collections = pp;
+		reply(c, &resp.base);
+	} else {
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (held != NULL && held[i] != NULL) {
+			free_info(&infos[i]);
+			drift_cm_release(svc.cm, held[i]);
+		}
+		drift_free(names[i]);
+	}
+	drift_free(names);
+	drift_free(infos);
+	drift_free(pp);
+	drift_free(held);
+}
+
+static void describe_collection(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__DescribeCollectionRequest *req = recv_req(
+		c, &drift__v1__describe_collection_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_collection *col = acquire(c, req->name);
+	if (col != NULL) {
+		Drift__V1__CollectionInfo info;
+		Drift__V1__DescribeCollectionResponse resp =
+			DRIFT__V1__DESCRIBE_COLLECTION_RESPONSE__INIT;
+		if (fill_info(col, &info) == 0) {
+			resp.collection = &info;
+			reply(c, &resp.base);
+			free_info(&info);
+		} else {
+			drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+					       "out of memory");
+		}
+		drift_cm_release(svc.cm, col);
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- Writes ---- */
+
+/* Validates and applies one UpsertRequest. 0, or the call is finished
+ * (with `prefix` before the message, for streams). */
+static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
+		      uint64_t *written, const char *prefix)
+{
+	drift_collection *col = acquire(c, req->collection);
+	if (col == NULL)
+		return -1;
+	const drift_collection_config *cfg = drift_collection_cfg(col);
+	size_t n = req->n_points;
+	int rv = 0;
+	uint64_t *ids = NULL;
+	float *vecs = NULL;
+	if (n > drift_collection_max_batch(col)) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "%sbatch of %zu points is over the "
+				       "limit of %zu",
+				       prefix, n,
+				       drift_collection_max_batch(col));
+		rv = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (req->points[i]->n_vector != cfg->dim) {
+			drift_grpc_call_finish(
+				c, DRIFT_GRPC_INVALID_ARGUMENT,
+				"%spoint %zu (id %llu): vector has %zu "
+				"components, collection %s has dimension %u",
+				prefix, i,
+				(unsigned long long)req->points[i]->id,
+				req->points[i]->n_vector, cfg->name, cfg->dim);
+			rv = -1;
+			goto out;
+		}
+	}
+	ids = drift_mallocarray(n ? n : 1, 8);
+	vecs = drift_mallocarray(n ? n * cfg->dim : 1, sizeof(float));
+	if (ids == NULL || vecs == NULL) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "%sout of memory", prefix);
+		rv = -1;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ids[i] = req->points[i]->id;
+		memcpy(vecs + i * cfg->dim, req->points[i]->vector,
+		       cfg->dim * sizeof(float));
+	}
+	drift_err err;
+	drift_err_clear(&err);
+	int r = drift_collection_upsert(col, ids, vecs, n, &err);
+	if (r != 0) {
+		drift_grpc_call_finish(c, drift_grpc_code_from_err(r), "%s%s",
+				       prefix, drift_err_msg(&err, r));
+		rv = -1;
+		goto out;
+	}
+	*written += n;
+out:
+	drift_free(ids);
+	drift_free(vecs);
+	drift_cm_release(svc.cm, col);
+	return rv;
+}
+
+static void upsert(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__UpsertRequest *req =
+		recv_req(c, &drift__v1__upsert_request__descriptor);
+	if (req == NULL)
+		return;
+	uint64_t written = 0;
+	if (upsert_one(c, req, &written, "") == 0) {
+		Drift__V1__UpsertResponse resp =
+			DRIFT__V1__UPSERT_RESPONSE__INIT;
+		resp.written = written;
+		reply(c, &resp.base);
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void upsert_stream(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	uint64_t written = 0;
+	unsigned batch = 0;
+	for (;;) {
+		ProtobufCMessage *m = NULL;
+		int rv = drift_grpc_call_recv_pb(
+			c, &drift__v1__upsert_request__descriptor, &m);
+		if (rv == 0)
+			break;
+		if (rv < 0)
+			return; /* cancelled, deadline, or answered */
+		char prefix[96];
+		snprintf(prefix, sizeof(prefix),
+			 "message %u (after %llu points written): ", batch,
+			 (unsigned long long)written);
+		int r = upsert_one(c, (Drift__V1__UpsertRequest *)m, &written,
+				   prefix);
+		protobuf_c_message_free_unpacked(m, NULL);
+		if (r != 0)
+			return;
+		batch++;
+	}
+	Drift__V1__UpsertResponse resp = DRIFT__V1__UPSERT_RESPONSE__INIT;
+	resp.written = written;
+	reply(c, &resp.base);
+}
+
+static void delete_(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__DeleteRequest *req =
+		recv_req(c, &drift__v1__delete_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_collection *col = acquire(c, req->collection);
+	if (col != NULL) {
+		drift_err err;
+		drift_err_clear(&err);
+		size_t deleted = 0;
+		int rv = drift_collection_delete(col, req->ids, req->n_ids,
+						 &deleted, &err);
+		if (rv != 0) {
+			fail_err(c, rv, &err);
+		} else {
+			Drift__V1__DeleteResponse resp =
+				DRIFT__V1__DELETE_RESPONSE__INIT;
+			resp.deleted = deleted;
+			reply(c, &resp.base);
+		}
+		drift_cm_release(svc.cm, col);
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- Reads ---- */
+
+static void get(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__GetRequest *req =
+		recv_req(c, &drift__v1__get_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_collection *col = acquire(c, req->collection);
+	if (col == NULL)
+		goto out;
+	uint32_t dim = drift_collection_cfg(col)->dim;
+	size_t n = req->n_ids;
+	if (n > DRIFT_NODE_MAX_GET) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "get of %zu ids is over the limit of %d",
+				       n, DRIFT_NODE_MAX_GET);
+		goto rel;
+	}
+	Drift__V1__Point *pts = drift_calloc(n ? n : 1, sizeof(*pts));
+	Drift__V1__Point **pp = drift_calloc(n ? n : 1, sizeof(*pp));
+	float *vecs = drift_mallocarray(n ? n * dim : 1, sizeof(float));
+	if (pts == NULL || pp == NULL || vecs == NULL) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "out of memory");
+		goto freeall;
+	}
+	size_t found = 0;
+	for (size_t i = 0; i < n; i++) {
+		float *v = vecs + found * dim;
+		if (drift_collection_get(col, req->ids[i], v) != 0)
+			continue;
+		drift__v1__point__init(&pts[found]);
+		pts[found].id = req->ids[i];
+		if (req->with_vectors) {
+			pts[found].n_vector = dim;
+			pts[found].vector = v;
+		}
+		pp[found] = &pts[found];
+		found++;
+	}
+	Drift__V1__GetResponse resp = DRIFT__V1__GET_RESPONSE__INIT;
+	resp.n_points = found;
+	resp.points = pp;
+	reply(c, &resp.base);
+freeall:
+	drift_free(pts);
+	drift_free(pp);
+	drift_free(vecs);
+rel:
+	drift_cm_release(svc.cm, col);
+out:
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* Checks one search request against col; an error message in msg. */
+static int check_search(const Drift__V1__SearchRequest *r,
+			const drift_collection_config *cfg, char *msg,
+			size_t cap)
+{
+	if (r->k < 1 || r->k > DRIFT_NODE_MAX_K) {
+		snprintf(msg, cap, "k = %u is out of range 1..%d", r->k,
+			 DRIFT_NODE_MAX_K);
+		return -1;
+	}
+	if (r->n_vector != cfg->dim) {
+		snprintf(msg, cap,
+			 "query vector has %zu components, collection %s has "
+			 "dimension %u",
+			 r->n_vector, cfg->name, cfg->dim);
+		return -1;
+	}
+	double norm = 0;
+	for (size_t j = 0; j < r->n_vector; j++) {
+		if (!isfinite(r->vector[j])) {
+			snprintf(msg, cap,
+				 "query component %zu is NaN or infinite", j);
+			return -1;
+		}
+		norm += (double)r->vector[j] * r->vector[j];
+	}
+	if (cfg->metric == DRIFT_METRIC_COSINE && norm == 0) {
+		snprintf(msg, cap, "a zero query has no direction (COSINE)");
+		return -1;
+	}
+	if (r->nprobe > 0 && r->recall_target != 0) {
+		snprintf(msg, cap, "give nprobe or recall_target, not both");
+		return -1;
+	}
+	if (r->recall_target != 0 &&
+	    !(r->recall_target > 0 && r->recall_target <= 1)) {
+		snprintf(msg, cap, "recall_target %g is out of range (0, 1]",
+			 (double)r->recall_target);
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs one validated search into resp (hits allocated: free_search). */
+static int run_search(drift_collection *col, const Drift__V1__SearchRequest *r,
+		      Drift__V1__SearchResponse *resp)
+{
+	uint32_t dim = drift_collection_cfg(col)->dim;
+	drift__v1__search_response__init(resp);
+	drift_hit *hits = drift_mallocarray(r->k, sizeof(*hits));
+	Drift__V1__Hit *ph = drift_calloc(r->k, sizeof(*ph));
+	Drift__V1__Hit **pp = drift_calloc(r->k, sizeof(*pp));
+	float *vecs = r->with_vectors ? drift_mallocarray((size_t)r->k * dim, 4)
+				      : NULL;
+	int rv = DRIFT_ENOMEM;
+	if (hits == NULL || ph == NULL || pp == NULL ||
+	    (r->with_vectors && vecs == NULL))
+		goto fail;
+	drift_shard_search_opts so = {.k = r->k,
+				      .nprobe = r->nprobe,
+				      .recall_target = r->recall_target};
+	size_t n = 0;
+	rv = drift_collection_search(col, r->vector, &so, hits, &n);
+	if (rv != 0)
+		goto fail;
+	size_t out = 0;
+	for (size_t i = 0; i < n; i++) {
+		drift__v1__hit__init(&ph[out]);
+		ph[out].id = hits[i].id;
+		ph[out].distance = hits[i].distance;
+		if (r->with_vectors) {
+			float *v = vecs + out * dim;
+			/* Deleted between search and fetch: dropped. */
+			if (drift_collection_get(col, hits[i].id, v) != 0)
+				continue;
+			ph[out].n_vector = dim;
+			ph[out].vector = v;
+		}
+		pp[out] = &ph[out];
+		out++;
+	}
+	drift_free(hits);
+	resp->n_hits = out;
+	resp->hits = pp;
+	/* ph and vecs are reached through pp[0] ... ; kept in the response
+	 * via the first hit's pointer for free_search. */
+	if (out == 0) {
+		drift_free(ph);
+		drift_free(vecs);
+		drift_free(pp);
+		resp->hits = NULL;
+	} else {
+		ph[0].vector = r->with_vectors ? vecs : NULL;
+	}
+	return 0;
+fail:
+	drift_free(hits);
+	drift_free(ph);
+	drift_free(pp);
+	drift_free(vecs);
+	return rv;
+}
+
+static void free_search(Drift__V1__SearchResponse *resp)
+{
+	if (resp->n_hits == 0)
+		return;
+	drift_free(resp->hits[0]->vector); /* the vector block (or NULL) */
+	drift_free(resp->hits[0]);	   /* the Hit array */
+	drift_free(resp->hits);
+}
+
+static void search(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__SearchRequest *req =
+		recv_req(c, &drift__v1__search_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_collection *col = acquire(c, req->collection);
+	if (col != NULL) {
+		char msg[256];
+		if (check_search(req, drift_collection_cfg(col), msg,
+				 sizeof(msg)) != 0) {
+			drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
+					       "%s", msg);
+		} else {
+			Drift__V1__SearchResponse resp;
+			int rv = run_search(col, req, &resp);
+			if (rv != 0) {
+				drift_grpc_call_finish(
+					c, drift_grpc_code_from_err(rv),
+					"search: %s", drift_strerror(rv));
+			} else {
+				reply(c, &resp.base);
+				free_search(&resp);
+			}
+		}
+		drift_cm_release(svc.cm, col);
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void search_batch(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__SearchBatchRequest *req =
+		recv_req(c, &drift__v1__search_batch_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_collection *col = acquire(c, req->collection);
+	if (col == NULL)
+		goto out;
+	size_t n = req->n_queries;
+	if (n > DRIFT_NODE_MAX_BATCH_QUERIES) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "%zu queries are over the limit of %d",
+				       n, DRIFT_NODE_MAX_BATCH_QUERIES);
+		goto rel;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *inner = req->queries[i]->collection;
+		char msg[256];
+		if (inner[0] != '\0' && strcmp(inner, req->collection) != 0) {
+			drift_grpc_call_finish(
+				c, DRIFT_GRPC_INVALID_ARGUMENT,
+				"query %zu names collection \"%.64s\", the "
+				"batch is for \"%.64s\"",
+				i, inner, req->collection);
+			goto rel;
+		}
+		if (check_search(req->queries[i], drift_collection_cfg(col),
+				 msg, sizeof(msg)) != 0) {
+			drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
+					       "query %zu: %s", i, msg);
+			goto rel;
+		}
+	}
+	Drift__V1__SearchResponse *rs = drift_calloc(n ? n : 1, sizeof(*rs));
+	Drift__V1__SearchResponse **pp = drift_calloc(n ? n : 1, sizeof(*pp));
+	size_t done = 0;
+	int rv = rs && pp ? 0 : DRIFT_ENOMEM;
+	for (; rv == 0 && done < n; done++) {
+		if (drift_grpc_call_done(c)) {
+			rv = DRIFT_ETIMEDOUT;
+			break;
+		}
+		rv = run_search(col, req->queries[done], &rs[done]);
+		if (rv != 0)
+			break;
+		pp[done] = &rs[done];
+	}
+	if (rv == 0) {
+		Drift__V1__SearchBatchResponse resp =
+			DRIFT__V1__SEARCH_BATCH_RESPONSE__INIT;
+		resp.n_results = n;
+		resp.results = pp;
+		reply(c, &resp.base);
+	} else {
+		drift_grpc_call_finish(c, drift_grpc_code_from_err(rv),
+				       "search batch stopped at query %zu: %s",
+				       done, drift_strerror(rv));
+	}
+	for (size_t i = 0; rs != NULL && i < done; i++)
+		free_search(&rs[i]);
+	drift_free(rs);
+	drift_free(pp);
+rel:
+	drift_cm_release(svc.cm, col);
+out:
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void flush(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__FlushRequest *req =
+		recv_req(c, &drift__v1__flush_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_collection *col = acquire(c, req->collection);
+	if (col != NULL) {
+		drift_err err;
+		drift_err_clear(&err);
+		int rv = drift_collection_flush(col, &err);
+		if (rv != 0) {
+			fail_err(c, rv, &err);
+		} else {
+			Drift__V1__FlushResponse resp =
+				DRIFT__V1__FLUSH_RESPONSE__INIT;
+			reply(c, &resp.base);
+		}
+		drift_cm_release(svc.cm, col);
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- Cluster ---- */
+
+static void status(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__StatusRequest *req =
+		recv_req(c, &drift__v1__status_request__descriptor);
+	if (req == NULL)
+		return;
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+	char **names = NULL;
+	size_t n = 0;
+	if (drift_cm_list(svc.cm, &names, &n) != 0) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "out of memory");
+		return;
+	}
+	Drift__V1__StatusResponse resp = DRIFT__V1__STATUS_RESPONSE__INIT;
+	resp.node_id = svc.node_id;
+	resp.version = (char *)DRIFT_NODE_VERSION;
+	resp.n_collections = n;
+	resp.collections = names;
+	reply(c, &resp.base);
+	for (size_t i = 0; i < n; i++)
+		drift_free(names[i]);
+	drift_free(names);
+}
+
+static void no_cluster(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	drift_grpc_call_finish(c, DRIFT_GRPC_UNIMPLEMENTED,
+			       "%s: this drift-node runs alone (the cluster "
+			       "metadata group is not available yet)",
+			       drift_grpc_call_path(c));
+}
+
+int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
+				const char *node_id)
+{
+	svc.cm = cm;
+	snprintf(svc.node_id, sizeof(svc.node_id), "%s", node_id);
+	static const struct {
+		const char *path;
+		enum drift_grpc_kind kind;
+		drift_grpc_handler fn;
+	} m[] = {
+		{"/drift.v1.Drift/CreateCollection", DRIFT_GRPC_UNARY,
+		 create_collection},
+		{"/drift.v1.Drift/DropCollection", DRIFT_GRPC_UNARY,
+		 drop_collection},
+		{"/drift.v1.Drift/ListCollections", DRIFT_GRPC_UNARY,
+		 list_collections},
+		{"/drift.v1.Drift/DescribeCollection", DRIFT_GRPC_UNARY,
+		 describe_collection},
+		{"/drift.v1.Drift/Upsert", DRIFT_GRPC_UNARY, upsert},
+		{"/drift.v1.Drift/UpsertStream", DRIFT_GRPC_CLIENT_STREAM,
+		 upsert_stream},
+		{"/drift.v1.Drift/Delete", DRIFT_GRPC_UNARY, delete_},
+		{"/drift.v1.Drift/Get", DRIFT_GRPC_UNARY, get},
+		{"/drift.v1.Drift/Search", DRIFT_GRPC_UNARY, search},
+		{"/drift.v1.Drift/SearchBatch", DRIFT_GRPC_UNARY, search_batch},
+		{"/drift.v1.Drift/Flush", DRIFT_GRPC_UNARY, flush},
+		{"/drift.v1.Cluster/Status", DRIFT_GRPC_UNARY, status},
+		{"/drift.v1.Cluster/AddNode", DRIFT_GRPC_UNARY, no_cluster},
+		{"/drift.v1.Cluster/RemoveNode", DRIFT_GRPC_UNARY, no_cluster},
+		{"/drift.v1.Cluster/ShardMap", DRIFT_GRPC_UNARY, no_cluster},
+		{"/drift.v1.Cluster/WatchShardMap", DRIFT_GRPC_SERVER_STREAM,
+		 no_cluster},
+		{"/drift.v1.Cluster/Rebalance", DRIFT_GRPC_UNARY, no_cluster},
+	};
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+		int rv = drift_grpc_server_add(srv, m[i].path, m[i].kind,
+					       m[i].fn, NULL);
+		if (rv != 0)
+			return rv;
+	}
+	return 0;
+}

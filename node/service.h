@@ -1,0 +1,31 @@
+/*
+ * The public API drift.v1 served by a node: drift.v1.Drift (collections,
+ * writes, reads) and drift.v1.Cluster (Status; the other methods answer
+ * UNIMPLEMENTED until the cluster exists), on a gRPC server of
+ * common/grpc.
+ *
+ * Limits (each refused with a status naming it, nothing changed):
+ *   k                      1..DRIFT_NODE_MAX_K
+ *   points per Upsert      the collection's memtable size (memtable_rows):
+ *                          RESOURCE_EXHAUSTED above it
+ *   ids per Get            DRIFT_NODE_MAX_GET
+ *   queries per SearchBatch DRIFT_NODE_MAX_BATCH_QUERIES
+ *   message size           the server's (64 MiB by default)
+ */
+#ifndef DRIFT_NODE_SERVICE_H
+#define DRIFT_NODE_SERVICE_H
+
+#include "common/grpc/server.h"
+#include "node/collection.h"
+
+#define DRIFT_NODE_VERSION "0.1.0"
+#define DRIFT_NODE_MAX_K 10000
+#define DRIFT_NODE_MAX_GET 100000
+#define DRIFT_NODE_MAX_BATCH_QUERIES 10000
+
+/* Registers every method on srv (before it starts), serving cm. node_id
+ * names the node in Status. */
+int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
+				const char *node_id);
+
+#endif /* DRIFT_NODE_SERVICE_H */
