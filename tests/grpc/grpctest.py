@@ -28,7 +28,8 @@ def stubs():
     if _gen is None:
         from grpc_tools import protoc
         out = tempfile.mkdtemp(prefix="drift-stubs-")
-        files = ["drift/test/echo.proto", "grpc/health/v1/health.proto"]
+        files = ["drift/test/echo.proto", "grpc/health/v1/health.proto",
+                 "drift/v1/drift.proto"]
         rc = protoc.main(["protoc", "-I" + PROTO, "--python_out=" + out,
                           "--grpc_python_out=" + out] + files)
         if rc != 0:
@@ -51,6 +52,13 @@ def stubs():
     return echo_pb2, echo_pb2_grpc, health_pb2, health_pb2_grpc
 
 
+def drift_stubs():
+    """Imports (drift_pb2, drift_pb2_grpc, health_pb2, health_pb2_grpc)."""
+    _, _, health_pb2, health_pb2_grpc = stubs()
+    from drift.v1 import drift_pb2, drift_pb2_grpc
+    return drift_pb2, drift_pb2_grpc, health_pb2, health_pb2_grpc
+
+
 class Server:
     def __init__(self, argv, env=None):
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE,
@@ -62,8 +70,9 @@ class Server:
             if not line:
                 break
             if line.startswith("listening on "):
-                self.port = int(line.split()[2])
-            if "ready" in line:
+                # "listening on PORT" or "listening on HOST:PORT": printed
+                # once the server accepts calls.
+                self.port = int(line.split()[2].rsplit(":", 1)[-1])
                 break
         if self.port is None:
             self.proc.kill()

@@ -1,0 +1,434 @@
+#!/usr/bin/python3
+"""Black-box tests of drift-node with stock grpcio (Debian python3-grpcio):
+every method of drift.v1, every error of SPEC section 5 with its status
+code and proof that nothing changed, restart keeps everything, collections
+never see each other's data, drop removes the files, kill -9 during a
+stream of writes loses no acknowledged point, and 8 concurrent clients
+leave a consistent state."""
+import os
+import random
+import shutil
+import signal
+import struct
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "grpc"))
+import grpc  # noqa: E402
+
+from grpctest import Server, Tap, drift_stubs  # noqa: E402
+
+pb, pbg, hpb, hpbg = drift_stubs()
+NODE = os.environ["DRIFT_NODE"]
+MiB = 1 << 20
+C = grpc.StatusCode
+
+
+def vec(i, dim, salt=0):
+    r = random.Random(i * 1000003 + salt)
+    return [r.uniform(-1, 1) for _ in range(dim)]
+
+
+class Node:
+    def __init__(self, data, extra=()):
+        self.data = data
+        self.extra = list(extra)
+        self.start()
+
+    def start(self, port=0):
+        self.srv = Server([NODE, "--data-dir", self.data, "--listen",
+                           "127.0.0.1:%d" % port, "--memtable-rows", "500",
+                           "--log-level", "warn"] + self.extra)
+        self.ch = grpc.insecure_channel(
+            self.srv.addr,
+            options=[("grpc.max_send_message_length", 200 * MiB),
+                     ("grpc.max_receive_message_length", 200 * MiB)])
+        self.s = pbg.DriftStub(self.ch)
+
+    def stop(self):
+        self.ch.close()
+        return self.srv.stop()
+
+    def kill(self):
+        self.ch.close()
+        self.srv.proc.kill()
+        self.srv.proc.wait()
+
+    def restart(self):
+        port = self.srv.port
+        self.stop()
+        self.start(port)
+
+
+def code_of(fn):
+    try:
+        fn()
+        return C.OK, ""
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+
+
+def count(n, name):
+    return n.s.DescribeCollection(
+        pb.DescribeCollectionRequest(name=name), timeout=30
+    ).collection.vector_count
+
+
+def main():
+    tap = Tap()
+    data = tempfile.mkdtemp(prefix="drift-node-test-")
+    n = Node(data)
+    D = 16
+
+    def every_method():
+        s = n.s
+        r = s.CreateCollection(pb.CreateCollectionRequest(
+            name="alpha", dimension=D, metric=pb.METRIC_L2, shards=2),
+            timeout=30)
+        tap.check(r.collection.name == "alpha" and r.collection.shards == 2,
+                  "CreateCollection")
+        pts = [pb.Point(id=i, vector=vec(i, D)) for i in range(300)]
+        r = s.Upsert(pb.UpsertRequest(collection="alpha", points=pts),
+                     timeout=30)
+        tap.check(r.written == 300, "Upsert: written 300")
+        stream = (pb.UpsertRequest(collection="alpha",
+                                   points=[pb.Point(id=i, vector=vec(i, D))
+                                           for i in range(b, b + 100)])
+                  for b in range(300, 1000, 100))
+        r = s.UpsertStream(stream, timeout=60)
+        tap.check(r.written == 700, "UpsertStream: written 700 in total")
+        g = s.Get(pb.GetRequest(collection="alpha", ids=[5, 123456, 7],
+                                with_vectors=True), timeout=30)
+        tap.check([p.id for p in g.points] == [5, 7] and
+                  all(abs(a - b) < 1e-6 for a, b in
+                      zip(g.points[0].vector, vec(5, D))),
+                  "Get: existing ids in request order, with vectors")
+        g = s.Get(pb.GetRequest(collection="alpha", ids=[5]), timeout=30)
+        tap.check(len(g.points) == 1 and len(g.points[0].vector) == 0,
+                  "Get without vectors")
+        h = s.Search(pb.SearchRequest(collection="alpha", vector=vec(42, D),
+                                      k=5, recall_target=1.0,
+                                      with_vectors=True), timeout=30)
+        tap.check(h.hits[0].id == 42 and h.hits[0].distance < 1e-6 and
+                  len(h.hits) == 5 and len(h.hits[0].vector) == D and
+                  all(h.hits[i].distance <= h.hits[i + 1].distance
+                      for i in range(4)),
+                  "Search: exact, best first, with vectors")
+        h = s.Search(pb.SearchRequest(collection="alpha", vector=vec(42, D),
+                                      k=5, nprobe=2), timeout=30)
+        tap.check(len(h.hits) == 5, "Search with a probe budget")
+        b = s.SearchBatch(pb.SearchBatchRequest(
+            collection="alpha",
+            queries=[pb.SearchRequest(vector=vec(i, D), k=3)
+                     for i in (1, 2, 3)] +
+            [pb.SearchRequest(collection="alpha", vector=vec(4, D), k=3)]),
+            timeout=30)
+        tap.check([r.hits[0].id for r in b.results] == [1, 2, 3, 4],
+                  "SearchBatch: one result per query, in order")
+        d = s.Delete(pb.DeleteRequest(collection="alpha",
+                                      ids=[1, 2, 999999]), timeout=30)
+        tap.check(d.deleted == 2, "Delete: counts ids that existed")
+        h = s.Search(pb.SearchRequest(collection="alpha", vector=vec(1, D),
+                                      k=3, recall_target=1.0), timeout=30)
+        tap.check(all(x.id not in (1, 2) for x in h.hits),
+                  "a deleted id is never found")
+        s.Flush(pb.FlushRequest(collection="alpha"), timeout=60)
+        info = s.DescribeCollection(pb.DescribeCollectionRequest(
+            name="alpha"), timeout=30).collection
+        tap.check(info.vector_count == 998 and
+                  sum(x.l1_vectors for x in info.shard_stats) == 998 and
+                  sum(x.l0_rows for x in info.shard_stats) == 0,
+                  "Flush: everything in L1; vector_count 998")
+        lst = s.ListCollections(pb.ListCollectionsRequest(), timeout=30)
+        tap.check([c.name for c in lst.collections] == ["alpha"],
+                  "ListCollections")
+        hs = hpbg.HealthStub(n.ch)
+        ok = all(hs.Check(hpb.HealthCheckRequest(service=x),
+                          timeout=10).status == 1
+                 for x in ("", "drift.v1.Drift"))
+        tap.check(ok, "health: \"\" and drift.v1.Drift SERVING")
+        st = pbg.ClusterStub(n.ch).Status(pb.StatusRequest(), timeout=10)
+        tap.check(list(st.collections) == ["alpha"], "Cluster.Status")
+        c, _ = code_of(lambda: pbg.ClusterStub(n.ch).ShardMap(
+            pb.ShardMapRequest(), timeout=10))
+        tap.check(c == C.UNIMPLEMENTED, "Cluster.ShardMap: UNIMPLEMENTED "
+                  "on a lone node")
+
+    def errors():
+        s = n.s
+        before = count(n, "alpha")
+        good = vec(0, D)
+        nan = list(good)
+        nan[3] = float("nan")
+        inf = list(good)
+        inf[5] = float("inf")
+        cases = [
+            ("wrong dimension", C.INVALID_ARGUMENT, "dimension",
+             lambda: s.Upsert(pb.UpsertRequest(collection="alpha", points=[
+                 pb.Point(id=5000, vector=good),
+                 pb.Point(id=5001, vector=good[:-1])]), timeout=10)),
+            ("NaN component", C.INVALID_ARGUMENT, "NaN",
+             lambda: s.Upsert(pb.UpsertRequest(collection="alpha", points=[
+                 pb.Point(id=5000, vector=good),
+                 pb.Point(id=5002, vector=nan)]), timeout=10)),
+            ("Inf component", C.INVALID_ARGUMENT, "infinite",
+             lambda: s.Upsert(pb.UpsertRequest(collection="alpha", points=[
+                 pb.Point(id=5003, vector=inf)]), timeout=10)),
+            ("empty vector", C.INVALID_ARGUMENT, "0 components",
+             lambda: s.Upsert(pb.UpsertRequest(collection="alpha", points=[
+                 pb.Point(id=5004)]), timeout=10)),
+            ("unknown collection", C.NOT_FOUND, "nope",
+             lambda: s.Upsert(pb.UpsertRequest(collection="nope", points=[
+                 pb.Point(id=1, vector=good)]), timeout=10)),
+            ("duplicate collection", C.ALREADY_EXISTS, "alpha",
+             lambda: s.CreateCollection(pb.CreateCollectionRequest(
+                 name="alpha", dimension=D), timeout=10)),
+            ("batch over the limit", C.RESOURCE_EXHAUSTED, "limit",
+             lambda: s.Upsert(pb.UpsertRequest(collection="alpha", points=[
+                 pb.Point(id=10000 + i, vector=good) for i in range(501)]),
+                 timeout=30)),
+            ("k = 0", C.INVALID_ARGUMENT, "k = 0",
+             lambda: s.Search(pb.SearchRequest(collection="alpha",
+                                               vector=good, k=0), timeout=10)),
+            ("k = 10001", C.INVALID_ARGUMENT, "10001",
+             lambda: s.Search(pb.SearchRequest(collection="alpha",
+                                               vector=good, k=10001),
+                              timeout=10)),
+            ("nprobe and recall_target", C.INVALID_ARGUMENT, "not both",
+             lambda: s.Search(pb.SearchRequest(
+                 collection="alpha", vector=good, k=3, nprobe=2,
+                 recall_target=0.9), timeout=10)),
+            ("recall_target 1.5", C.INVALID_ARGUMENT, "recall_target",
+             lambda: s.Search(pb.SearchRequest(
+                 collection="alpha", vector=good, k=3, recall_target=1.5),
+                 timeout=10)),
+            ("search NaN", C.INVALID_ARGUMENT, "NaN",
+             lambda: s.Search(pb.SearchRequest(collection="alpha",
+                                               vector=nan, k=3), timeout=10)),
+            ("batch names another collection", C.INVALID_ARGUMENT, "beta",
+             lambda: s.SearchBatch(pb.SearchBatchRequest(
+                 collection="alpha", queries=[pb.SearchRequest(
+                     collection="beta", vector=good, k=1)]), timeout=10)),
+            ("dimension 0", C.INVALID_ARGUMENT, "dimension",
+             lambda: s.CreateCollection(pb.CreateCollectionRequest(
+                 name="zero", dimension=0), timeout=10)),
+            ("unknown metric", C.INVALID_ARGUMENT, "metric",
+             lambda: s.CreateCollection(pb.CreateCollectionRequest(
+                 name="m", dimension=4, metric=7), timeout=10)),
+            ("drop unknown", C.NOT_FOUND, "nope",
+             lambda: s.DropCollection(pb.DropCollectionRequest(name="nope"),
+                                      timeout=10)),
+        ]
+        for bad in ("../etc", "a/b", "", "x" * 65, "sp ace", ".hidden"):
+            cases.append(("bad name %r" % bad, C.INVALID_ARGUMENT, "",
+                          lambda b=bad: s.CreateCollection(
+                              pb.CreateCollectionRequest(name=b, dimension=4),
+                              timeout=10)))
+        for what, want, text, fn in cases:
+            got, msg = code_of(fn)
+            tap.check(got == want and text in msg,
+                      "%s: %s (%s)" % (what, got, msg))
+        raw = n.ch.unary_unary("/drift.v1.Drift/Upsert",
+                               request_serializer=None,
+                               response_deserializer=None)
+        got, msg = code_of(lambda: raw(b"\x0a\xff\xff\xff\x0f", timeout=10))
+        tap.check(got == C.INVALID_ARGUMENT, "malformed protobuf: %s (%s)" %
+                  (got, msg))
+        big = pb.UpsertRequest(collection="alpha", points=[
+            pb.Point(id=20000 + i, vector=[0.5] * 40000) for i in range(450)])
+        got, msg = code_of(lambda: s.Upsert(big, timeout=60))
+        tap.check(got == C.RESOURCE_EXHAUSTED and "larger than max" in msg,
+                  "message over 64 MiB: %s (%s)" % (got, msg[:60]))
+        got, _ = code_of(lambda: s.Search(pb.SearchRequest(
+            collection="alpha", vector=good, k=3), timeout=0.000001))
+        tap.check(got == C.DEADLINE_EXCEEDED, "expired deadline: %s" % got)
+        tap.check(count(n, "alpha") == before and
+                  not n.s.Get(pb.GetRequest(collection="alpha", ids=list(
+                      range(5000, 5005))), timeout=10).points and
+                  [c.name for c in n.s.ListCollections(
+                      pb.ListCollectionsRequest(), timeout=10).collections]
+                  == ["alpha"],
+                  "nothing changed by any refused request")
+
+    def restart_and_isolation():
+        s = n.s
+        s.CreateCollection(pb.CreateCollectionRequest(
+            name="beta", dimension=D, metric=pb.METRIC_COSINE), timeout=30)
+        s.Upsert(pb.UpsertRequest(collection="beta", points=[
+            pb.Point(id=i, vector=vec(i, D, salt=9)) for i in range(200)]),
+            timeout=30)
+        q = vec(7, D)
+        before_a = [(h.id, round(h.distance, 5)) for h in s.Search(
+            pb.SearchRequest(collection="alpha", vector=q, k=10,
+                             recall_target=1.0), timeout=30).hits]
+        before_b = [(h.id, round(h.distance, 5)) for h in s.Search(
+            pb.SearchRequest(collection="beta", vector=q, k=10,
+                             recall_target=1.0), timeout=30).hits]
+        ga = s.Get(pb.GetRequest(collection="alpha", ids=[7],
+                                 with_vectors=True), timeout=10).points[0]
+        gb = s.Get(pb.GetRequest(collection="beta", ids=[7],
+                                 with_vectors=True), timeout=10).points[0]
+        tap.check(list(ga.vector) != list(gb.vector),
+                  "two collections hold different vectors under one id")
+        norm = sum(x * x for x in gb.vector)
+        tap.check(abs(norm - 1) < 1e-5, "COSINE stores the normalised "
+                  "vector")
+        rc = n.stop()
+        tap.check(rc == 0, "graceful stop: exit status %r" % rc)
+        n.start(0)
+        s = n.s
+        after_a = [(h.id, round(h.distance, 5)) for h in s.Search(
+            pb.SearchRequest(collection="alpha", vector=q, k=10,
+                             recall_target=1.0), timeout=30).hits]
+        after_b = [(h.id, round(h.distance, 5)) for h in s.Search(
+            pb.SearchRequest(collection="beta", vector=q, k=10,
+                             recall_target=1.0), timeout=30).hits]
+        tap.check(after_a == before_a and after_b == before_b and
+                  count(n, "alpha") == 998 and count(n, "beta") == 200,
+                  "restart keeps everything: same answers, same counts")
+        path = os.path.join(data, "collections", "beta")
+        tap.check(os.path.isdir(path), "beta has its directory")
+        s.DropCollection(pb.DropCollectionRequest(name="beta"), timeout=30)
+        tap.check(not os.path.exists(path) and not any(
+            x.startswith(".") for x in os.listdir(
+                os.path.join(data, "collections"))),
+            "drop removes the files")
+        got, _ = code_of(lambda: s.Search(pb.SearchRequest(
+            collection="beta", vector=q, k=1), timeout=10))
+        tap.check(got == C.NOT_FOUND, "a dropped collection is gone")
+
+    def kill9():
+        n.s.CreateCollection(pb.CreateCollectionRequest(
+            name="crash", dimension=D, wal_sync=pb.WAL_SYNC_ALWAYS),
+            timeout=30)
+        acked = {}
+        for rnd in range(3):
+            stop = threading.Event()
+            s = n.s
+
+            def writer():
+                i = rnd * 100000
+                while not stop.is_set():
+                    pts = [pb.Point(id=i + j, vector=vec(i + j, D))
+                           for j in range(50)]
+                    try:
+                        s.Upsert(pb.UpsertRequest(collection="crash",
+                                                  points=pts), timeout=10)
+                    except grpc.RpcError:
+                        return
+                    for p in pts:
+                        acked[p.id] = True
+                    i += 50
+            t = threading.Thread(target=writer)
+            t.start()
+            time.sleep(0.3 + random.random())
+            n.kill()
+            stop.set()
+            t.join()
+            n.start(0)
+            ids = sorted(acked)
+            found = 0
+            for b in range(0, len(ids), 1000):
+                g = n.s.Get(pb.GetRequest(collection="crash",
+                                          ids=ids[b:b + 1000],
+                                          with_vectors=True), timeout=60)
+                for p in g.points:
+                    if all(abs(a - c) < 1e-6
+                           for a, c in zip(p.vector, vec(p.id, D))):
+                        found += 1
+            tap.check(found == len(ids) and len(ids) > 0,
+                      "kill -9 round %d: %d of %d acknowledged points "
+                      "there" % (rnd, found, len(ids)))
+
+    def concurrency():
+        n.s.CreateCollection(pb.CreateCollectionRequest(
+            name="busy", dimension=D, shards=2), timeout=30)
+        models = [dict() for _ in range(8)]
+        errors = []
+        stop = time.time() + 5
+
+        def client(k):
+            ch = grpc.insecure_channel(n.srv.addr)
+            s = pbg.DriftStub(ch)
+            r = random.Random(k)
+            base = k * 1000000
+            try:
+                while time.time() < stop:
+                    op = r.random()
+                    if op < 0.5:
+                        ids = [base + r.randrange(2000) for _ in range(20)]
+                        salt = r.randrange(1000)
+                        s.Upsert(pb.UpsertRequest(collection="busy", points=[
+                            pb.Point(id=i, vector=vec(i, D, salt))
+                            for i in ids]), timeout=30)
+                        for i in ids:
+                            models[k][i] = (True, salt)
+                    elif op < 0.7:
+                        ids = [base + r.randrange(2000) for _ in range(10)]
+                        s.Delete(pb.DeleteRequest(collection="busy", ids=ids),
+                                 timeout=30)
+                        for i in ids:
+                            # The vector it had, to search for it later.
+                            models[k][i] = (False, models[k].get(
+                                i, (False, 0))[1])
+                    else:
+                        h = s.Search(pb.SearchRequest(
+                            collection="busy", vector=vec(r.randrange(99), D),
+                            k=10), timeout=30)
+                        if any(h.hits[i].distance > h.hits[i + 1].distance
+                               for i in range(len(h.hits) - 1)):
+                            errors.append("unsorted hits")
+            except grpc.RpcError as e:
+                errors.append("%s %s" % (e.code(), e.details()))
+            ch.close()
+        ts = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        tap.check(not errors, "8 concurrent clients: no error (%s)" %
+                  errors[:3])
+        live = {i: v[1] for m in models for i, v in m.items() if v[0]}
+        dead = {i: v[1] for m in models for i, v in m.items() if not v[0]}
+        ids = sorted(live)
+        bad = 0
+        for b in range(0, len(ids), 1000):
+            g = n.s.Get(pb.GetRequest(collection="busy", ids=ids[b:b + 1000],
+                                      with_vectors=True), timeout=60)
+            got = {p.id: p for p in g.points}
+            for i in ids[b:b + 1000]:
+                p = got.get(i)
+                if p is None or any(abs(a - c) > 1e-6 for a, c in zip(
+                        p.vector, vec(i, D, live[i]))):
+                    bad += 1
+        tap.check(bad == 0 and ids, "every live id found by Get with its "
+                  "newest vector (%d ids, %d bad)" % (len(ids), bad))
+        g = n.s.Get(pb.GetRequest(collection="busy", ids=sorted(dead)),
+                    timeout=60)
+        tap.check(not g.points, "every deleted id absent from Get (%d)" %
+                  len(dead))
+        hits = 0
+        for i in sorted(dead)[:200]:
+            h = n.s.Search(pb.SearchRequest(collection="busy",
+                                            vector=vec(i, D, dead[i]), k=10,
+                                            recall_target=1.0), timeout=30)
+            hits += sum(1 for x in h.hits if x.id == i)
+        tap.check(hits == 0, "no deleted id returned by a search for its "
+                  "own last vector")
+        tap.check(count(n, "busy") == len(ids),
+                  "vector_count matches the live ids (%d)" % len(ids))
+
+    for name, fn in [("every_method", every_method), ("errors", errors),
+                     ("restart_and_isolation", restart_and_isolation),
+                     ("kill9", kill9), ("concurrency", concurrency)]:
+        tap.run(name, fn)
+    rc = n.stop()
+    tap.check(rc == 0, "clean shutdown, exit status %r" % rc)
+    shutil.rmtree(data, ignore_errors=True)
+    tap.done()
+
+
+main()
