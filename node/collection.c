@@ -29,7 +29,9 @@
 /* Paths are built from the data directory (at most PATHLEN - 256 bytes,
  * checked at open) and validated names (at most 64 bytes), so they fit;
  * gcc cannot see those bounds through the structs. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 #define SHARD_SEED 0x5eedc011ec7105ull
 
 struct drift_collection {
