@@ -285,9 +285,24 @@ fail:
 static int apply_memtable(drift_shard *s, drift_hnsw *h, uint64_t version,
 			  drift_err *err)
 {
+	/* Count with the iterator itself (the flush must not depend on the
+	 * memtable's counters), then fill. */
+	size_t nl = 0, nt = 0;
+	drift_hnsw_iter it;
+	drift_hnsw_entry e;
+	drift_hnsw_iter_init(&it, h);
+	while (drift_hnsw_iter_next(&it, &e)) {
+		if (e.kind == DRIFT_HNSW_LIVE)
+			nl++;
+		else
+			nt++;
+	}
 	drift_hnsw_stats st;
 	drift_hnsw_stats_get(h, &st);
-	size_t nl = st.live, nt = st.tombstones;
+	if (st.live != nl || st.tombstones != nt)
+		DRIFT_WARN("shard %s: memtable counters say %u live, %u "
+			   "tombstones; its entries are %zu and %zu",
+			   s->dir, st.live, st.tombstones, nl, nt);
 	uint32_t dim = s->o.dim;
 	uint64_t *ids = drift_mallocarray(nl ? nl : 1, 8);
 	float *vecs = drift_mallocarray(nl ? nl * dim : 1, sizeof(float));
@@ -298,8 +313,6 @@ static int apply_memtable(drift_shard *s, drift_hnsw *h, uint64_t version,
 		goto out;
 	}
 	size_t nu = 0, nd = 0;
-	drift_hnsw_iter it;
-	drift_hnsw_entry e;
 	drift_hnsw_iter_init(&it, h);
 	while (drift_hnsw_iter_next(&it, &e)) {
 		if (e.kind == DRIFT_HNSW_LIVE && nu < nl) {

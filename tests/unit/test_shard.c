@@ -395,16 +395,26 @@ DRIFT_TEST(shard, kill9_loses_no_acknowledged_write)
 		 * (one WAL record). */
 		if (pend.n > 0) {
 			bool all_new = true, all_old = true;
+			int odd = -1; /* an id in neither state */
 			for (size_t i = 0; i < pend.n; i++) {
 				uint64_t id = pend.ids[i];
-				all_new &= holds(s, id, pend.del, pend.shift);
-				all_old &= holds(s, id, m.deleted[id],
-						 m.shift[id]);
+				bool nw = holds(s, id, pend.del, pend.shift);
+				bool ol = holds(s, id, m.deleted[id],
+						m.shift[id]);
+				all_new &= nw;
+				all_old &= ol;
+				if (!nw && !ol)
+					odd = (int)id;
 			}
 			cr_assert(all_new || all_old,
-				  "round %d: the batch in flight is partly "
-				  "there",
-				  round);
+				  "round %d: the batch in flight (%s of %zu, "
+				  "shift %llu) is partly there; id %d is in "
+				  "neither state (model: deleted %d shift "
+				  "%zu)",
+				  round, pend.del ? "delete" : "upsert", pend.n,
+				  (unsigned long long)pend.shift, odd,
+				  odd >= 0 ? m.deleted[odd] : -1,
+				  odd >= 0 ? m.shift[odd] : 0);
 			if (all_new && !all_old)
 				apply_pending(&m, known, &pend);
 			pend.n = 0;
