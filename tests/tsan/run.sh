@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The HNSW memtable under ThreadSanitizer (tests/tsan/tsan_hnsw.c):
 #
-#   tests/tsan/run.sh [OUT_DIR]      (default: build-tsan in the repo root)
+#   tests/tsan/run.sh [OUT_DIR]      (default: $TMPDIR/drift-tsan)
 #
 # Compiles the driver, node/hnsw.c and the few common/ files it needs with
 # -fsanitize=thread into OUT_DIR (its own objects: TSan cannot share objects
@@ -12,7 +12,7 @@
 # runs it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-out=${1:-$root/build-tsan}
+out=${1:-${TMPDIR:-/tmp}/drift-tsan}
 cc=${CC:-cc}
 mkdir -p "$out"
 flags=(-std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=thread -fno-omit-frame-pointer
