@@ -123,7 +123,9 @@ int drift_hnsw_lookup(const drift_hnsw *h, uint64_t id, drift_hnsw_entry *out);
  * size of the search's dynamic list (Algorithm 5): 0 means
  * DRIFT_HNSW_EF_SEARCH, and an ef below k is raised to k. Returns 0;
  * DRIFT_EINVAL for k of 0, a NaN or infinite component in q, or a zero q
- * under COSINE; DRIFT_ENOMEM. Lock-free; never blocks a writer. */
+ * under COSINE; DRIFT_ENOMEM. Takes no lock of h and never waits for a
+ * writer (its scratch, a few KiB growing with ef, comes from
+ * drift_malloc). */
 int drift_hnsw_search(const drift_hnsw *h, const float *q, uint32_t k,
 		      uint32_t ef, drift_hit *out, size_t *n_out);
 

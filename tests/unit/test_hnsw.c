@@ -187,13 +187,13 @@ static void insert_all(const float *x, size_t n, uint32_t dim)
 	}
 }
 
-/* The recall floor case of one metric: BASE_ROWS rows of the training set,
- * QUERIES queries from the test set. */
-static void recall_case(enum drift_metric m, const uint32_t *efs,
+/* The recall floor case of one metric: rows of the training set, QUERIES
+ * queries from the test set. */
+static void recall_case(enum drift_metric m, size_t rows, const uint32_t *efs,
 			const double *floors, size_t nef)
 {
 	size_t n, nq;
-	float *x = drift_test_fmnist("train", BASE_ROWS, &n);
+	float *x = drift_test_fmnist("train", rows, &n);
 	float *qs = drift_test_fmnist("t10k", QUERIES, &nq);
 	make(DIM, m, (uint32_t)n, 0);
 	insert_all(x, n, DIM);
@@ -218,27 +218,29 @@ static void recall_case(enum drift_metric m, const uint32_t *efs,
 
 /* ---- Cases: quality --------------------------------------------------- */
 
-/* Measured (release, 20,000 rows, ef_construction 100): see the report in
- * hnsw.c; floors sit below the measurement with margin. */
+/* Measured recall@10 (release, 20,000 rows, ef_construction 100): L2
+ * 0.9925 at ef 20 and 1.0 at ef 100; COSINE 0.977 and 0.998; IP (on
+ * 10,000 rows, to save time) 0.9895 at ef 100. The floors sit below with
+ * margin; the ASan build's smaller sets measure higher. */
 DRIFT_TEST(hnsw, recall_l2)
 {
 	uint32_t efs[] = {20, 100};
-	double floors[] = {0.85, 0.97};
-	recall_case(DRIFT_METRIC_L2, efs, floors, 2);
+	double floors[] = {0.97, 0.99};
+	recall_case(DRIFT_METRIC_L2, BASE_ROWS, efs, floors, 2);
 }
 
 DRIFT_TEST(hnsw, recall_cosine)
 {
 	uint32_t efs[] = {20, 100};
-	double floors[] = {0.85, 0.97};
-	recall_case(DRIFT_METRIC_COSINE, efs, floors, 2);
+	double floors[] = {0.95, 0.99};
+	recall_case(DRIFT_METRIC_COSINE, BASE_ROWS, efs, floors, 2);
 }
 
 DRIFT_TEST(hnsw, recall_ip)
 {
 	uint32_t efs[] = {100};
-	double floors[] = {0.90};
-	recall_case(DRIFT_METRIC_IP, efs, floors, 1);
+	double floors[] = {0.95};
+	recall_case(DRIFT_METRIC_IP, BASE_ROWS / 2, efs, floors, 1);
 }
 
 /* The hybrid search merges L0 and L1 hits by distance: for the same
@@ -598,6 +600,7 @@ DRIFT_TEST(hnsw, allocation_failures)
 
 #define WRITERS 3
 #define READERS 2
+#define CHURN 1000
 
 typedef struct conc {
 	const float *x, *qs;
@@ -605,8 +608,9 @@ typedef struct conc {
 	_Atomic size_t next; /* next base row to insert */
 	_Atomic int writing; /* writers still running */
 	_Atomic long searches;
-	_Atomic long bad;    /* malformed answers */
-	_Atomic long errors; /* failed calls */
+	_Atomic long bad;     /* malformed answers */
+	_Atomic long errors;  /* failed calls */
+	_Atomic long churned; /* rewrites done */
 	const char *_Atomic why;
 	uint64_t seed;
 } conc;
@@ -622,6 +626,31 @@ static void *writer(void *arg)
 			atomic_fetch_add(&c->errors, 1);
 	}
 	atomic_fetch_sub(&c->writing, 1);
+	return NULL;
+}
+
+/* Rewrites ids already in place, with their own vector (so a reader's
+ * distance check still holds): an update, or a delete then an insert,
+ * with seqnos above the writers'. A search racing it may miss the id
+ * for a moment but must never return it twice. */
+static void *churner(void *arg)
+{
+	conc *c = arg;
+	drift_rand r;
+	drift_rand_seed(&r, c->seed);
+	uint64_t seqno = 1ull << 40;
+	while (atomic_load(&c->churned) < CHURN) {
+		uint64_t id = drift_rand_below(&r, c->n);
+		drift_hnsw_entry e;
+		if (drift_hnsw_lookup(h, id, &e) != 0)
+			continue; /* not inserted yet */
+		if (drift_rand_below(&r, 2) == 0 &&
+		    drift_hnsw_delete(h, id, ++seqno) != 0)
+			atomic_fetch_add(&c->errors, 1);
+		if (drift_hnsw_insert(h, id, c->x + id * DIM, ++seqno, NULL))
+			atomic_fetch_add(&c->errors, 1);
+		atomic_fetch_add(&c->churned, 1);
+	}
 	return NULL;
 }
 
@@ -663,13 +692,15 @@ DRIFT_TEST(hnsw, concurrent_writers_and_readers)
 	c.qs = qs;
 	c.n = n;
 	c.nq = nq;
-	make(DIM, DRIFT_METRIC_L2, (uint32_t)n, 0);
+	make(DIM, DRIFT_METRIC_L2, (uint32_t)n + CHURN, 0);
 	atomic_store(&c.writing, WRITERS);
-	pthread_t w[WRITERS], rd[READERS];
+	pthread_t w[WRITERS], rd[READERS], ch;
 	for (int i = 0; i < READERS; i++)
 		cr_assert_eq(pthread_create(&rd[i], NULL, reader, &c), 0);
 	for (int i = 0; i < WRITERS; i++)
 		cr_assert_eq(pthread_create(&w[i], NULL, writer, &c), 0);
+	cr_assert_eq(pthread_create(&ch, NULL, churner, &c), 0);
+	pthread_join(ch, NULL);
 	for (int i = 0; i < WRITERS; i++)
 		pthread_join(w[i], NULL);
 	for (int i = 0; i < READERS; i++)
@@ -682,13 +713,14 @@ DRIFT_TEST(hnsw, concurrent_writers_and_readers)
 		    atomic_load(&c.searches), n);
 	drift_hnsw_stats st;
 	drift_hnsw_stats_get(h, &st);
-	cr_assert_eq(st.rows, n);
+	cr_assert_eq(st.rows, n + CHURN);
 	cr_assert_eq(st.live, n);
+	cr_assert_eq(st.tombstones, 0);
 
 	drift_hit *truth = ground_truth(DRIFT_METRIC_L2, x, n, qs, nq, 10);
 	double rec = recall(DRIFT_METRIC_L2, x, n, qs, nq, 10, 100, truth);
 	cr_log_info("hnsw concurrent: recall@10 %.4f at ef 100", rec);
-	cr_assert_geq(rec, 0.97, "recall %.4f after concurrent build", rec);
+	cr_assert_geq(rec, 0.98, "recall %.4f after concurrent build", rec);
 	free(truth);
 	free(x);
 	free(qs);
