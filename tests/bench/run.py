@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The benchmark harness: Drift and its peers on real data, in one run.
 
-    tests/bench/run.py [--quick] [--only static,drift,kernels,codecs,disk,grpc]
+    tests/bench/run.py [--quick] [--only static,drift,kernels,codecs,disk,grpc,node]
                        [--dataset fmnist,sift]
 
 Every system runs as its own process speaking one protocol (README.md):
@@ -320,6 +320,7 @@ SECTIONS = [
     ("codecs", "Codecs: speed, compression, bit-exact round trips"),
     ("disk", "Disk: random 4 KiB reads, io_uring vs thread pool"),
     ("grpc", "gRPC layer: unary echo requests/s next to a grpcio server"),
+    ("node", "drift-node through gRPC: UpsertStream per sync policy, Search"),
     ("drift", "Drift: SIFT inserted in source order, fixed probe budget"),
 ]
 MARKER = re.compile(r"^<!-- scenario: (\w+) -->$")
@@ -466,6 +467,18 @@ def body_grpc(rows):
             + grpc_bench.NOTE, "", md, ""]
 
 
+def body_node(rows):
+    md = write_table("node", rows, ["dataset", "measure", "value", "unit",
+                                    "extra"], {})
+    return ["`tests/bench/node_bench.py`: a real `drift-node` process on "
+            "127.0.0.1 and stock clients on the same machine. Ingest: "
+            "`UpsertStream` of the base set in batches of 500 (requests "
+            "serialized before the clock starts), one collection per sync "
+            "policy, then `Flush`. Search: h2load sending one query, and "
+            "grpcio with 32 calls in flight over 1,000 queries (recall@10 "
+            "against the exact ground truth).", "", md, ""]
+
+
 def body_drift(drift_rows, img_dir):
     cols = ["system", "step", "rows", "recall10", "p50_ms", "p99_ms", "buckets",
             "max_bucket"]
@@ -509,6 +522,7 @@ def report(results, measured, argv):
         "codecs": body_codecs,
         "disk": body_disk,
         "grpc": body_grpc,
+        "node": body_node,
         "drift": lambda rows: body_drift(rows, img_dir),
     }
     for key, _ in SECTIONS:
@@ -533,7 +547,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="Fashion-MNIST only, no drift scenario, shorter "
                     "disk points: minutes")
-    ap.add_argument("--only", default="static,drift,kernels,codecs,disk,grpc")
+    ap.add_argument("--only",
+                    default="static,drift,kernels,codecs,disk,grpc,node")
     ap.add_argument("--dataset", default=None)
     a = ap.parse_args()
     scen = set(a.only.split(","))
@@ -556,6 +571,12 @@ def main():
         rows = grpc_bench.scenario_grpc(5 if a.quick else 15, log)
         results["grpc"] = rows
         measured["grpc"] = rows
+    if "node" in scen:
+        import node_bench
+        rows = node_bench.scenario_node(["fmnist"] if a.quick else names,
+                                        5 if a.quick else 10, log)
+        results["node"] = rows
+        measured["node"] = rows
     if "drift" in scen and not a.quick:
         measured["drift"] = scenario_drift(results)
     report(results, measured, ["tests/bench/run.py"] + sys.argv[1:])
