@@ -137,10 +137,11 @@ int drift_l1_locate(drift_l1 *l1, uint64_t id, uint32_t *bucket);
 /* Segment block kind of an encoded bucket. */
 #define DRIFT_BLOCK_BUCKET 1
 
-/* Called for each dirty slot: block/len is the encoded bucket, or NULL/0
- * when the slot is now empty. A non-zero return stops and is returned. */
+/* Called for each dirty slot: block/len is the encoded bucket (ids, n: its
+ * ids, ascending, for the segment's bloom filter), or NULL/0 when the slot
+ * is now empty. A non-zero return stops and is returned. */
 typedef int (*drift_l1_block_fn)(void *ctx, uint32_t slot, const void *block,
-				 size_t len);
+				 size_t len, const uint64_t *ids, size_t n);
 
 /* Encodes every dirty slot (ascending) for fn; the dirty set is kept until
  * drift_l1_clear_dirty, so a failed flush can be retried. Writer thread. */

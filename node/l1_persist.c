@@ -52,7 +52,7 @@ static int cmp_row(const void *a, const void *b)
 
 /* Encodes b into a new buffer (*out, drift_free). */
 static int encode_bucket(const drift_l1 *l1, const l1_bucket *b, uint8_t **out,
-			 size_t *len)
+			 size_t *len, uint64_t **sorted)
 {
 	uint32_t dim = l1->dim, n = b->n;
 	size_t nv = (size_t)n * dim;
@@ -100,6 +100,8 @@ static int encode_bucket(const drift_l1 *l1, const l1_bucket *b, uint8_t **out,
 	p += 8 + vlen;
 	*out = buf;
 	*len = (size_t)(p - buf);
+	*sorted = ids;
+	ids = NULL;
 	buf = NULL;
 out:
 	drift_free(order);
@@ -117,20 +119,22 @@ int drift_l1_encode_dirty(drift_l1 *l1, drift_l1_block_fn fn, void *ctx,
 			continue;
 		const l1_bucket *b = l1->b[s];
 		if (b == NULL) {
-			int rv = fn(ctx, s, NULL, 0);
+			int rv = fn(ctx, s, NULL, 0, NULL, 0);
 			if (rv != 0)
 				return rv;
 			continue;
 		}
 		uint8_t *block;
 		size_t len;
-		int rv = encode_bucket(l1, b, &block, &len);
+		uint64_t *ids;
+		int rv = encode_bucket(l1, b, &block, &len, &ids);
 		if (rv != 0)
 			return drift_err_set(err, rv,
 					     "L1: encoding bucket %u: %s", s,
 					     drift_strerror(rv));
-		rv = fn(ctx, s, block, len);
+		rv = fn(ctx, s, block, len, ids, b->n);
 		drift_free(block);
+		drift_free(ids);
 		if (rv != 0)
 			return rv;
 	}

@@ -44,6 +44,7 @@
 #include "common/endian.h"
 #include "common/epoch.h"
 #include "common/log.h"
+#include "node/codec/bloom.h"
 #include "node/hnsw.h"
 #include "node/manifest.h"
 #include "node/segment.h"
@@ -127,8 +128,14 @@ static bool finite_row(const float *v, uint32_t dim, bool cosine)
 
 /* ---- Persistence (l1mu held) ---- */
 
+/* Footer section kind of the ids' bloom filter (node/codec/bloom.h). */
+#define SECTION_BLOOM 1
+#define BLOOM_FP 0.01
+
 struct persist_ctx {
 	drift_segment_writer *w;
+	uint64_t *ids; /* every id written, for the bloom filter */
+	size_t nids, capids;
 	drift_manifest_bucket *changed; /* slot -> new place; segment 0:
 					 * the slot is now empty */
 	size_t n, cap;
@@ -137,9 +144,23 @@ struct persist_ctx {
 	drift_err *err;
 };
 
-static int persist_sink(void *arg, uint32_t slot, const void *block, size_t len)
+static int persist_sink(void *arg, uint32_t slot, const void *block, size_t len,
+			const uint64_t *ids, size_t nids)
 {
 	struct persist_ctx *p = arg;
+	if (p->nids + nids > p->capids) {
+		size_t cap = p->capids ? 2 * p->capids : 1024;
+		while (cap < p->nids + nids)
+			cap *= 2;
+		uint64_t *n = drift_realloc(p->ids, cap * 8);
+		if (n == NULL)
+			return drift_err_set(p->err, DRIFT_ENOMEM, "flush");
+		p->ids = n;
+		p->capids = cap;
+	}
+	if (nids > 0)
+		memcpy(p->ids + p->nids, ids, nids * 8);
+	p->nids += nids;
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? 2 * p->cap : 64;
 		drift_manifest_bucket *c =
@@ -161,6 +182,29 @@ static int persist_sink(void *arg, uint32_t slot, const void *block, size_t len)
 	}
 	p->changed[p->n++] = b;
 	return 0;
+}
+
+/* The footer's bloom filter of every id in the segment: "id not here"
+ * costs no block read. */
+static int add_bloom(struct persist_ctx *p, drift_err *err)
+{
+	drift_bloom bl;
+	int rv = drift_bloom_new(&bl, p->nids ? p->nids : 1, BLOOM_FP);
+	if (rv != 0)
+		return drift_err_set(err, rv, "flush: bloom filter");
+	for (size_t i = 0; i < p->nids; i++)
+		drift_bloom_add(&bl, p->ids[i]);
+	size_t len = drift_bloom_size(&bl);
+	uint8_t *buf = drift_malloc(len);
+	if (buf == NULL) {
+		drift_bloom_free(&bl);
+		return drift_err_set(err, DRIFT_ENOMEM, "flush: bloom filter");
+	}
+	drift_bloom_write(&bl, buf);
+	drift_bloom_free(&bl);
+	rv = drift_segw_add_section(p->w, SECTION_BLOOM, buf, len, err);
+	drift_free(buf);
+	return rv;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -192,6 +236,9 @@ static int persist(drift_shard *s, uint64_t wal_seq, drift_err *err)
 		if (rv != 0)
 			return rv;
 		rv = drift_l1_encode_dirty(s->l1, persist_sink, &p, err);
+		if (rv == 0 && p.blocks > 0)
+			rv = add_bloom(&p, err);
+		drift_free(p.ids);
 		if (rv != 0) {
 			drift_segw_abort(p.w);
 			drift_free(p.changed);

@@ -50,8 +50,11 @@ struct where {
 	unsigned cur;
 };
 
-static int sink(void *ctx, uint32_t slot, const void *block, size_t len)
+static int sink(void *ctx, uint32_t slot, const void *block, size_t len,
+		const uint64_t *ids, size_t n)
 {
+	for (size_t i = 1; i < n; i++)
+		cr_assert_lt(ids[i - 1], ids[i], "ids ascending");
 	struct where *wh = ctx;
 	cr_assert_lt(slot, 4096);
 	if (block == NULL) {
@@ -150,9 +153,12 @@ static void assert_equal(drift_l1 *a, drift_l1 *b, const uint64_t *ids,
 	}
 }
 
-static int grab(void *ctx, uint32_t slot, const void *block, size_t len)
+static int grab(void *ctx, uint32_t slot, const void *block, size_t len,
+		const uint64_t *ids, size_t n)
 {
 	(void)slot;
+	(void)ids;
+	(void)n;
 	struct {
 		uint8_t *b;
 		size_t len;

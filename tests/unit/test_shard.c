@@ -4,6 +4,7 @@
  * SIGKILL in the middle of acknowledged writes loses none of them; bad
  * input changes nothing; searches running during writes, flushes and
  * maintenance always get well-formed answers without deleted ids. */
+#include <dirent.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +18,8 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/rand.h"
+#include "node/codec/bloom.h"
+#include "node/segment.h"
 #include "node/shard.h"
 #include "drift_test.h"
 
@@ -155,6 +158,53 @@ static void check_model(drift_shard *s, const struct model *m, size_t n)
 		     (unsigned long long)st.live, live);
 }
 
+/* Every segment carries a bloom filter of its ids: each live id is
+ * "maybe" in some segment, and ids never written are rarely "maybe". */
+static void check_blooms(const char *dir, const struct model *m, size_t n)
+{
+	char segdir[300];
+	snprintf(segdir, sizeof(segdir), "%s/seg", dir);
+	DIR *d = opendir(segdir);
+	cr_assert_not_null(d);
+	static drift_bloom blooms[64];
+	static drift_segment_reader *readers[64];
+	int nb = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL && nb < 64) {
+		if (strstr(de->d_name, ".drift") == NULL)
+			continue;
+		char path[600];
+		snprintf(path, sizeof(path), "%s/%s", segdir, de->d_name);
+		drift_err err;
+		cr_assert_eq(drift_segr_open(drift_fs_posix(), path,
+					     &readers[nb], &err),
+			     0, "%s", err.msg);
+		const void *sec;
+		size_t len;
+		cr_assert_eq(drift_segr_section(readers[nb], 1, &sec, &len), 0,
+			     "%s has a bloom filter section", de->d_name);
+		cr_assert_eq(drift_bloom_view(&blooms[nb], sec, len), 0);
+		nb++;
+	}
+	closedir(d);
+	cr_assert_gt(nb, 0);
+	for (size_t i = 0; i < n; i++) {
+		if (m->deleted[i])
+			continue;
+		bool any = false;
+		for (int b = 0; b < nb && !any; b++)
+			any = drift_bloom_maybe(&blooms[b], i);
+		cr_assert(any, "live id %zu is in no segment's bloom filter",
+			  i);
+	}
+	int fp = 0;
+	for (uint64_t i = 0; i < 10000; i++)
+		fp += drift_bloom_maybe(&blooms[0], 1000000007ull + i);
+	cr_assert_lt(fp, 300, "false positives %d in 10000", fp);
+	for (int b = 0; b < nb; b++)
+		drift_segr_close(readers[b]);
+}
+
 /* ---- Cases ---- */
 
 DRIFT_TEST(shard, writes_flushes_and_reopen)
@@ -202,6 +252,7 @@ DRIFT_TEST(shard, writes_flushes_and_reopen)
 	s = open_shard(dir, false, DRIFT_WAL_NONE);
 	check_model(s, &m, 3000);
 	drift_shard_close(s);
+	check_blooms(dir, &m, 3000);
 	drift_test_rmtree(dir);
 }
 
