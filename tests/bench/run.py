@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """The benchmark harness: Drift and its peers on real data, in one run.
 
-    tests/bench/run.py [--quick] [--only static,drift,kernels,codecs,disk,grpc,node]
+    tests/bench/run.py [--quick]
+                       [--only static,ingest,drift,kernels,codecs,disk,grpc,node]
                        [--dataset fmnist,sift]
 
 Every system runs as its own process speaking one protocol (README.md):
@@ -33,6 +34,12 @@ OUT = os.path.join(ROOT, os.environ.get("DRIFT_BENCH_OUT", "build/bench"))
 DOCS = os.path.join(ROOT, "docs")
 TARGETS = (0.90, 0.95, 0.99)
 THREADS = os.cpu_count() or 1
+INGEST_BATCH = 1000          # rows per upsert in the ingest scenario
+INGEST_QUERIES = 1000        # queries for its recall@10
+INGEST_QUICK_ROWS = 20000    # --quick: the first rows of the set ...
+INGEST_QUICK_MEMTABLE = 8192  # ... and a memtable that several flushes fill
+INGEST_MIXED_ROWS = {False: 150000, True: 20000}  # written while searching
+INGEST_RECOVER_L1_ROWS = 100000  # in L1 before the memtable is filled (full)
 
 
 def log(msg):
@@ -216,6 +223,99 @@ def scenario_disk(results, quick):
     return rows
 
 
+def prefix_set(folder, n):
+    """(base, gt) files of the first n base rows of a set, with their exact
+    top-100 for its first INGEST_QUERIES queries (written once under the
+    set's folder); the set's own files when n covers it."""
+    meta = json.load(open(os.path.join(folder, "meta.json")))
+    if n >= meta["rows"]:
+        return f"{folder}/base.fvecs", f"{folder}/gt_l2.ivecs"
+    import vecio
+    sub = os.path.join(folder, "ingest")
+    base, gt = f"{sub}/base_{n}.fvecs", f"{sub}/gt_l2_{n}.ivecs"
+    if not os.path.exists(gt):
+        os.makedirs(sub, exist_ok=True)
+        b = vecio.read_fvecs(f"{folder}/base.fvecs")[:n]
+        q = vecio.read_fvecs(f"{folder}/query.fvecs")[:INGEST_QUERIES]
+        vecio.write_fvecs(base + ".tmp", b)
+        vecio.write_ivecs(gt + ".tmp", datasets.ground_truth(b, q))
+        os.replace(base + ".tmp", base)
+        os.replace(gt + ".tmp", gt)
+    return base, gt
+
+
+def shard_data_dir(name):
+    """A fresh directory for one shard under the bench cache."""
+    path = os.path.join(datasets.cache_dir(), "shard-bench", name)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
+
+
+def run_shard(cmd, name):
+    """Runs shard-bench on a fresh shard directory, removed afterwards."""
+    path = shard_data_dir(name)
+    try:
+        recs, _, _ = run_system(cmd + ["--dir", path])
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+    return recs
+
+
+def scenario_ingest(names, results, quick):
+    """The shard engine's write path (tests/bench/shard_bench.c): ingest
+    rate per sync policy next to hnswlib's build rate measured in the same
+    run; searches while one writer ingests at half the batch rate;
+    drift_shard_open after kill -9 with a full memtable."""
+    exe = os.path.join(OUT, "shard-bench")
+    os.makedirs(OUT, exist_ok=True)
+    shutil.copy2(build_exe("shard-bench"), exe)
+    threads = str(THREADS)
+    batch = str(INGEST_BATCH)
+    out = {"ingest": [], "mixed": [], "recover": []}
+    for ds in names:
+        folder = getattr(datasets, ds)()
+        query = f"{folder}/query.fvecs"
+        rows, mem = ((INGEST_QUICK_ROWS, INGEST_QUICK_MEMTABLE) if quick
+                     else (1 << 62, None))
+        base, gt = prefix_set(folder, rows)
+        mbase, mgt = prefix_set(folder, INGEST_MIXED_ROWS[quick])
+        common = ["--threads", threads, "--batch", batch,
+                  "--queries", str(INGEST_QUERIES)]
+        if mem:
+            common += ["--memtable", str(mem)]
+        recs, _, _ = run_system([hnswlib_binary(), base, query, gt,
+                                 "--threads", threads, "--build-only"])
+        hb = next(r for r in recs if r["event"] == "build")
+        peer = hb["n"] / hb["build_s"]
+        out["ingest"].append({"dataset": ds, "system": "hnswlib", "sync": "-",
+                              "threads": hb["threads"], "batch": None,
+                              "n": hb["n"], "build_s": hb["build_s"],
+                              "vectors_per_s": peer, "x_hnswlib": 1.0})
+        rate = {}
+        for sync in ("always", "batch"):
+            recs = run_shard([exe, "ingest", base, query, gt, "--sync", sync]
+                             + common, f"{ds}-ingest-{sync}")
+            r = next(r for r in recs if r["event"] == "ingest")
+            rate[sync] = r["vectors_per_s"]
+            out["ingest"].append({"dataset": ds, **r,
+                                  "x_hnswlib": r["vectors_per_s"] / peer})
+        recs = run_shard([exe, "mixed", mbase, query, mgt, "--sync", "batch",
+                          "--rate", f"{rate['batch'] / 2:.1f}",
+                          "--idle-seconds", "3" if quick else "10"] + common,
+                         f"{ds}-mixed")
+        out["mixed"] += [{"dataset": ds, **r} for r in recs
+                         if r["event"] == "mixed"]
+        rec = [exe, "recover", base, "--sync", "batch", "--threads", threads,
+               "--batch", batch] + (["--memtable", str(mem)] if mem else
+                                    ["--l1-rows", str(INGEST_RECOVER_L1_ROWS)])
+        recs = run_shard(rec, f"{ds}-recover")
+        out["recover"] += [{"dataset": ds, **r} for r in recs
+                           if r["event"] == "recover"]
+    results["ingest"] = out
+    return out
+
+
 # ---- Reporting ------------------------------------------------------------
 
 def fmt(v, digits=0):
@@ -316,6 +416,8 @@ def machine():
 # earlier reports map to their scenario so that their sections are kept.
 SECTIONS = [
     ("static", "Static: QPS at recall@10, build rate, memory"),
+    ("ingest", "Ingest: the shard's write path, searches while ingesting, "
+     "recovery"),
     ("kernels", "SQ8 ADC scan, one core"),
     ("codecs", "Codecs: speed, compression, bit-exact round trips"),
     ("disk", "Disk: random 4 KiB reads, io_uring vs thread pool"),
@@ -393,6 +495,69 @@ def body_static(results, static_rows, img_dir):
         shutil.copy(os.path.join(OUT, png), os.path.join(img_dir, png))
         lines += [f"![{ds}](benchmarks/{png})", ""]
     return lines
+
+
+def body_ingest(res):
+    cols = ["dataset", "system", "sync", "threads", "batch", "n", "build_s",
+            "vectors_per_s", "x_hnswlib", "batch_p50_ms", "batch_p99_ms",
+            "flushes", "cpu_s", "recall10"]
+    md = write_table("ingest", res["ingest"], cols,
+                     {"build_s": 1, "x_hnswlib": 2, "batch_p50_ms": 1,
+                      "batch_p99_ms": 1, "cpu_s": 1, "recall10": 4})
+    mcols = ["dataset", "n", "target_vps", "write_vps", "search_threads",
+             "searches", "qps", "p50_ms", "p99_ms", "recall10", "idle_qps",
+             "idle_p99_ms"]
+    mmd = write_table("ingest_mixed", res["mixed"], mcols,
+                      {"p50_ms": 2, "p99_ms": 2, "recall10": 4,
+                       "idle_p99_ms": 2})
+    rcols = ["dataset", "sync", "l1_vectors", "rows_replayed", "wal_mib",
+             "open_cold_s", "open_warm_s", "replay_rows_per_s"]
+    for r in res["recover"]:
+        r["wal_mib"] = r["wal_bytes"] / 2**20
+    rmd = write_table("ingest_recover", res["recover"], rcols,
+                      {"wal_mib": 1, "open_cold_s": 2, "open_warm_s": 2})
+    verdict = []
+    for ds in sorted({r["dataset"] for r in res["ingest"]}):
+        b = next((r for r in res["ingest"] if r["dataset"] == ds
+                  and r["sync"] == "batch"), None)
+        if b:
+            verdict.append(f"- {ds}: `batch` ingests at {b['x_hnswlib']:.2f}x "
+                           f"hnswlib's build rate: the 3x bar is "
+                           f"{'met' if b['x_hnswlib'] >= 3 else 'not met'}.")
+    return ["`tests/bench/shard_bench.c`: the shard engine in-process "
+            "(`node/shard.h`: WAL, HNSW memtable, flush into L1, Janitor on, "
+            "L2). build_s runs from the first upsert until "
+            "`drift_shard_flush` has made every row durable in L1; the run "
+            "then checks that every row is live and in L1 and that the "
+            "manifest covers the whole WAL, and measures recall@10 of "
+            f"{INGEST_QUERIES} queries (k=10, default recall target). "
+            f"Writers: one thread per core, batches of {INGEST_BATCH} rows "
+            "in base order (ids are row numbers); batch_p50/p99_ms: "
+            "latency of one upsert call. hnswlib (M=16, efConstruction=200) "
+            "is built in the same run on the same rows with as many "
+            "threads (`hnswlib_bench --build-only`); x_hnswlib is the ratio "
+            "of rates. On a 2-core machine shared with other builds the "
+            "figures vary by tens of percent from run to run.", "", md, "",
+            *verdict, "",
+            "Searches while ingesting: one writer thread upserts the first "
+            "n rows of the set into a new shard at half the `batch` rate "
+            "measured above (batches on a fixed "
+            "schedule; write_vps is the rate it achieved) while one search "
+            "thread per core runs the queries in a loop (k=10, default "
+            "recall target and ef); QPS and latency over that window. "
+            "recall10: the same queries on the final state, against the "
+            "exact ground truth of those n rows; idle_*: the same "
+            "searches on that state with no writer.", "", mmd, "",
+            "Recovery: a child process flushes l1_vectors rows into L1 "
+            "(with the writers above), then fills the memtable exactly "
+            "(no rotation, no "
+            "flush; `batch` sync), reports the rows acknowledged and is "
+            "killed with SIGKILL. The shard's files are then synced and "
+            "dropped from the page cache and `drift_shard_open` (manifest, "
+            "segments, WAL replay into a new memtable) is timed: cold; "
+            "every acknowledged row is checked to be there and the replayed "
+            "ones to read back as written; open_warm_s is a second open of "
+            "the same files from the page cache.", "", rmd, ""]
 
 
 def body_kernels(kernel_rows):
@@ -518,6 +683,7 @@ def report(results, measured, argv):
              "scan, L0 and the server are not in these numbers yet)", ""]
     bodies = {
         "static": lambda rows: body_static(results, rows, img_dir),
+        "ingest": body_ingest,
         "kernels": body_kernels,
         "codecs": body_codecs,
         "disk": body_disk,
@@ -548,7 +714,7 @@ def main():
                     help="Fashion-MNIST only, no drift scenario, shorter "
                     "disk points: minutes")
     ap.add_argument("--only",
-                    default="static,drift,kernels,codecs,disk,grpc,node")
+                    default="static,ingest,drift,kernels,codecs,disk,grpc,node")
     ap.add_argument("--dataset", default=None)
     a = ap.parse_args()
     scen = set(a.only.split(","))
@@ -560,6 +726,8 @@ def main():
     measured = {}
     if "static" in scen:
         measured["static"] = scenario_static(names, results)
+    if "ingest" in scen:
+        measured["ingest"] = scenario_ingest(names, results, a.quick)
     if "kernels" in scen:
         measured["kernels"] = scenario_kernels(results)
     if "codecs" in scen:

@@ -3,9 +3,11 @@
 // header-only libhnswlib-dev, so it is not handicapped.
 //
 //   hnswlib_bench BASE.fvecs QUERY.fvecs GT.ivecs [--threads N] [--load-only]
+//                 [--build-only]
 //
 // Builds HNSW (M=16, efConstruction=200, L2) with N threads, then for each
-// ef of the sweep measures recall@10 and QPS with one thread and with N.
+// ef of the sweep measures recall@10 and QPS with one thread and with N
+// (--build-only: stops after the build, for the ingest scenario).
 // Prints one JSON line per measurement.
 #include <hnswlib/hnswlib.h>
 
@@ -77,17 +79,19 @@ int main(int argc, char **argv)
 	if (argc < 4) {
 		fprintf(stderr,
 			"usage: %s BASE QUERY GT [--threads N] "
-			"[--load-only]\n",
+			"[--load-only] [--build-only]\n",
 			argv[0]);
 		return 2;
 	}
 	int threads = std::max(1u, std::thread::hardware_concurrency());
-	bool load_only = false;
+	bool load_only = false, build_only = false;
 	for (int i = 4; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			threads = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--load-only"))
 			load_only = true;
+		else if (!strcmp(argv[i], "--build-only"))
+			build_only = true;
 	}
 	size_t n, nq, ng;
 	int dim, qdim, gdim;
@@ -109,6 +113,8 @@ int main(int argc, char **argv)
 	       "\"build_s\": %.3f, \"threads\": %d}\n",
 	       n, build, threads);
 	fflush(stdout);
+	if (build_only)
+		return 0;
 
 	std::vector<size_t> res(nq * 10);
 	const int efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
