@@ -12,8 +12,10 @@
  *   s->wlock  writers share it around "WAL append + memtable insert";
  *             the rotation takes it alone to swap memtables and WAL files,
  *             so no write is ever split across a rotation
- *   s->l1mu   the single writer of L1: flush, maintenance, persistence
- *             (taken without s->mu held; it may take s->mu inside)
+ *   s->l1mu   the single writer of L1: flush, maintenance, persistence;
+ *             never taken with s->mu or s->wlock held (the rotation does
+ *             not wait for maintenance), and it releases before taking
+ *             s->mu
  *
  * Memtable pointers (act, imm) are read under an epoch guard; the rotation
  * stores imm before act and readers load act before imm, so a reader that
@@ -70,10 +72,12 @@ struct drift_shard {
 	pthread_rwlock_t wlock;
 	pthread_mutex_t l1mu;
 
+	/* The last WAL record in imm: stored by the rotation before imm (so a
+	 * flush that loads imm sees it), constant while imm is set. */
+	_Atomic uint64_t imm_last_seq;
 	/* Under l1mu. */
-	uint64_t imm_last_seq; /* the last WAL record in imm */
-	bool imm_applied;      /* imm's entries are in L1 (not yet durable) */
-	drift_manifest man;    /* the durable manifest */
+	bool imm_applied;   /* imm's entries are in L1 (not yet durable) */
+	drift_manifest man; /* the durable manifest */
 	uint64_t last_persist_ns;
 
 	/* Under mu. */
@@ -396,21 +400,24 @@ static int flush_imm(drift_shard *s, drift_err *err)
 	int rv = 0;
 	if (imm == NULL)
 		goto out;
+	/* Read once: a rotation may start a new imm as soon as this one is
+	 * cleared below. */
+	uint64_t last = atomic_load(&s->imm_last_seq);
 	if (!s->imm_applied) {
-		rv = apply_memtable(s, imm, s->imm_last_seq, err);
+		rv = apply_memtable(s, imm, last, err);
 		if (rv != 0)
 			goto out;
 		s->imm_applied = true;
 	}
-	rv = persist(s, s->imm_last_seq, err);
+	rv = persist(s, last, err);
 	if (rv != 0)
 		goto out;
-	atomic_store(&s->imm, NULL);
 	s->imm_applied = false;
+	atomic_store(&s->imm, NULL);
 	drift_epoch_retire(s->epoch, imm, free_memtable);
 	drift_epoch_reclaim(s->epoch);
 	drift_err werr;
-	if (drift_wal_retire(s->wal, s->imm_last_seq, &werr) != 0)
+	if (drift_wal_retire(s->wal, last, &werr) != 0)
 		DRIFT_WARN("shard %s: retiring WAL files: %s", s->dir,
 			   werr.msg);
 	atomic_fetch_add(&s->flushes, 1);
@@ -454,10 +461,9 @@ static int rotate(drift_shard *s, unsigned need, bool force, drift_err *err)
 		drift_hnsw_free(fresh);
 		goto out;
 	}
-	pthread_mutex_lock(&s->l1mu);
-	s->imm_last_seq = first - 1;
-	s->imm_applied = false;
-	pthread_mutex_unlock(&s->l1mu);
+	/* No l1mu here: the rotation must not wait for the Janitor's
+	 * maintenance (writers would stall behind it). */
+	atomic_store(&s->imm_last_seq, first - 1);
 	atomic_store(&s->imm, act);
 	atomic_store(&s->act, fresh);
 	atomic_store(&s->reserved, 0);
