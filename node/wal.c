@@ -588,7 +588,12 @@ int drift_wal_rotate(drift_wal *w, uint64_t *first, drift_err *err)
 		else
 			w->durable_seq = w->written_seq;
 	}
-	if (rv == 0) {
+	/* A current file that holds no record already starts at next_seq:
+	 * a new one would have its very name (start_file truncates it, and
+	 * a later retire would unlink the file being written). It stays. */
+	bool empty = w->nfiles > 0 &&
+		     w->files[w->nfiles - 1].first_seq == w->next_seq;
+	if (rv == 0 && !empty) {
 		int old = w->fd;
 		rv = start_file(w, w->next_seq, err);
 		if (rv == 0)

@@ -404,6 +404,40 @@ DRIFT_TEST(wal, rotate_and_retire)
 	free(s);
 }
 
+/* A rotation while the current file holds no record (right after open, or
+ * twice in a row) must not start a second file of the same name: that
+ * truncated the file being written, and a retire then unlinked it, so
+ * acknowledged records vanished (found by the shard's kill -9 test). */
+DRIFT_TEST(wal, rotate_of_an_empty_file_keeps_its_records)
+{
+	drift_err err;
+	cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 0, NULL, &err), 0);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(append_nth(i, &err), 0);
+	drift_wal_close(w);
+	w = NULL;
+	/* Reopen: appends go to a new, empty file; rotate it at once. */
+	cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 0, NULL, &err), 0);
+	uint64_t first;
+	cr_assert_eq(drift_wal_rotate(w, &first, &err), 0);
+	cr_assert_eq(first, 6);
+	cr_assert_eq(drift_wal_rotate(w, &first, &err), 0, "twice");
+	cr_assert_eq(first, 6);
+	for (int i = 5; i < 12; i++)
+		cr_assert_eq(append_nth(i, &err), 0);
+	/* Everything up to 5 is durable elsewhere. */
+	cr_assert_eq(drift_wal_retire(w, 5, &err), 0);
+	drift_wal_close(w);
+	w = NULL;
+	seen *s = calloc(1, sizeof(*s));
+	cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 5, s, &err), 0, "%s",
+		     err.msg);
+	cr_assert_eq(s->n, 7, "records 6..12 survive (%zu replayed)", s->n);
+	for (size_t k = 0; k < s->n; k++)
+		cr_assert_eq(s->seq[k], 6 + k);
+	free(s);
+}
+
 DRIFT_TEST(wal, failed_allocations_are_clean)
 {
 	drift_err err;
