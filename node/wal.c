@@ -552,6 +552,17 @@ int drift_wal_open(const drift_wal_opts *opts, uint64_t after_seq,
 		if (rv != 0)
 			goto fail;
 	}
+	/* A newest file with a header and no record (the previous open's, or
+	 * a rotation's, untouched since) would get the very name of the file
+	 * started below: two entries for one path, and a later retire of the
+	 * older entry would unlink the file being written. Nothing in it was
+	 * acknowledged: it goes. */
+	if (w->nfiles > 0 && w->files[w->nfiles - 1].last_seq == 0) {
+		wal_file *f = &w->files[w->nfiles - 1];
+		w->fs->unlink(w->fs, f->path);
+		drift_free(f->path);
+		w->nfiles--;
+	}
 	if (w->replayed > w->last_seq)
 		w->last_seq = w->replayed;
 	w->next_seq = w->last_seq + 1;

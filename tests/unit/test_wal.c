@@ -435,6 +435,26 @@ DRIFT_TEST(wal, rotate_of_an_empty_file_keeps_its_records)
 	cr_assert_eq(s->n, 7, "records 6..12 survive (%zu replayed)", s->n);
 	for (size_t k = 0; k < s->n; k++)
 		cr_assert_eq(s->seq[k], 6 + k);
+	/* Open, close without a record, open again: the second open must
+	 * not take the first one's empty file as a separate older file. */
+	drift_wal_close(w);
+	w = NULL;
+	cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 5, NULL, &err), 0);
+	drift_wal_close(w);
+	w = NULL;
+	cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 5, NULL, &err), 0);
+	for (int i = 12; i < 15; i++)
+		cr_assert_eq(append_nth(i, &err), 0);
+	cr_assert_eq(drift_wal_retire(w, 12, &err), 0);
+	drift_wal_close(w);
+	w = NULL;
+	memset(s, 0, sizeof(*s));
+	cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 12, s, &err), 0, "%s",
+		     err.msg);
+	cr_assert_eq(s->n, 3,
+		     "records 13..15 survive a retire after an "
+		     "empty open (%zu replayed)",
+		     s->n);
 	free(s);
 }
 
