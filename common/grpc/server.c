@@ -334,7 +334,14 @@ static void run_handler(void *arg)
 {
 	drift_grpc_call *c = arg;
 	drift_grpc_server *s = c->srv;
-	c->m->fn(c, c->m->ctx);
+	/* A deadline that passed while the call waited for a worker: the
+	 * handler does not start (the loop's timer may not have fired yet). */
+	if (c->deadline != UINT64_MAX && drift_now_ns() >= c->deadline)
+		drift_grpc_call_finish(c, DRIFT_GRPC_DEADLINE_EXCEEDED,
+				       "deadline exceeded before the handler "
+				       "started");
+	else
+		c->m->fn(c, c->m->ctx);
 	pthread_mutex_lock(&c->st.mu);
 	bool fin = c->finished;
 	pthread_mutex_unlock(&c->st.mu);
