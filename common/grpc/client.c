@@ -238,15 +238,6 @@ static ssize_t read_out(nghttp2_session *session, int32_t id, uint8_t *buf,
 	return (ssize_t)n;
 }
 
-static void make_nv(nghttp2_nv *nv, const char *name, const char *value)
-{
-	nv->name = (uint8_t *)name;
-	nv->namelen = strlen(name);
-	nv->value = (uint8_t *)value;
-	nv->valuelen = strlen(value);
-	nv->flags = NGHTTP2_NV_FLAG_NONE;
-}
-
 static void on_deadline(uv_timer_t *t)
 {
 	drift_grpc_ccall *c = t->data;
@@ -280,22 +271,22 @@ static void submit(drift_grpc_ccall *c, struct cconn *conn)
 	nghttp2_nv nv[8 + 64];
 	size_t n = 0;
 	char tmo[16];
-	make_nv(&nv[n++], ":method", "POST");
-	make_nv(&nv[n++], ":scheme", "http");
-	make_nv(&nv[n++], ":path", c->path);
-	make_nv(&nv[n++], ":authority", cl->addr);
-	make_nv(&nv[n++], "content-type", "application/grpc");
-	make_nv(&nv[n++], "te", "trailers");
-	make_nv(&nv[n++], "user-agent", "drift-grpc/0.1");
+	drift_h2_nv(&nv[n++], ":method", "POST");
+	drift_h2_nv(&nv[n++], ":scheme", "http");
+	drift_h2_nv(&nv[n++], ":path", c->path);
+	drift_h2_nv(&nv[n++], ":authority", cl->addr);
+	drift_h2_nv(&nv[n++], "content-type", "application/grpc");
+	drift_h2_nv(&nv[n++], "te", "trailers");
+	drift_h2_nv(&nv[n++], "user-agent", "drift-grpc/0.1");
 	if (c->deadline != UINT64_MAX) {
 		uint64_t now = drift_now_ns();
 		uint64_t left = c->deadline > now ? c->deadline - now : 1;
 		drift_grpc_timeout_format(left, tmo);
-		make_nv(&nv[n++], "grpc-timeout", tmo);
+		drift_h2_nv(&nv[n++], "grpc-timeout", tmo);
 	}
 	for (size_t i = 0; i + 1 < extra && n < sizeof(nv) / sizeof(nv[0]);
 	     i += 2)
-		make_nv(&nv[n++], c->hdrs[i], c->hdrs[i + 1]);
+		drift_h2_nv(&nv[n++], c->hdrs[i], c->hdrs[i + 1]);
 	nghttp2_data_provider dp = {.source.ptr = c, .read_callback = read_out};
 	int32_t id =
 		nghttp2_submit_request(conn->io.session, NULL, nv, n, &dp, c);
@@ -409,12 +400,6 @@ static void on_connect_timeout(uv_timer_t *t)
 
 /* ---- nghttp2 callbacks (loop) ---- */
 
-static bool is(const uint8_t *a, size_t alen, const char *b)
-{
-	size_t blen = strlen(b);
-	return alen == blen && memcmp(a, b, blen) == 0;
-}
-
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
 		     const uint8_t *name, size_t namelen, const uint8_t *value,
 		     size_t valuelen, uint8_t flags, void *user)
@@ -427,20 +412,20 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
 		session, frame->hd.stream_id);
 	if (c == NULL)
 		return 0;
-	if (is(name, namelen, ":status")) {
+	if (drift_h2_is(name, namelen, ":status")) {
 		char b[8];
 		size_t l = valuelen < 7 ? valuelen : 7;
 		memcpy(b, value, l);
 		b[l] = '\0';
 		c->http_status = atoi(b);
-	} else if (is(name, namelen, "grpc-status")) {
+	} else if (drift_h2_is(name, namelen, "grpc-status")) {
 		char b[12];
 		size_t l = valuelen < 11 ? valuelen : 11;
 		memcpy(b, value, l);
 		b[l] = '\0';
 		c->got_status = true;
 		c->wire_code = atoi(b);
-	} else if (is(name, namelen, "grpc-message")) {
+	} else if (drift_h2_is(name, namelen, "grpc-message")) {
 		drift_grpc_pct_decode((const char *)value, valuelen,
 				      c->wire_msg, sizeof(c->wire_msg));
 	}

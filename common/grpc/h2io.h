@@ -18,6 +18,7 @@
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -48,6 +49,24 @@ int drift_h2io_start(drift_h2io *io);
 void drift_h2io_flush(drift_h2io *io);
 /* Closes now (pending output is dropped); idempotent. */
 void drift_h2io_close(drift_h2io *io, const char *reason);
+
+/* An nghttp2 header from NUL-terminated strings (copied by nghttp2). */
+static inline void drift_h2_nv(nghttp2_nv *nv, const char *name,
+			       const char *value)
+{
+	nv->name = (uint8_t *)name;
+	nv->namelen = strlen(name);
+	nv->value = (uint8_t *)value;
+	nv->valuelen = strlen(value);
+	nv->flags = NGHTTP2_NV_FLAG_NONE;
+}
+
+/* Whether the header bytes a[0..alen) equal the string b. */
+static inline bool drift_h2_is(const uint8_t *a, size_t alen, const char *b)
+{
+	size_t blen = strlen(b);
+	return alen == blen && memcmp(a, b, blen) == 0;
+}
 
 /* Resolves "host:port" or "[v6]:port" (getaddrinfo: names allowed) into
  * ss. 0 or DRIFT_EINVAL with a message naming the address. */

@@ -154,15 +154,6 @@ static void call_destroy(drift_grpc_stream *st)
 	drift_free(c);
 }
 
-static void make_nv(nghttp2_nv *nv, const char *name, const char *value)
-{
-	nv->name = (uint8_t *)name;
-	nv->namelen = strlen(name);
-	nv->value = (uint8_t *)value;
-	nv->valuelen = strlen(value);
-	nv->flags = NGHTTP2_NV_FLAG_NONE;
-}
-
 /* grpc-status and grpc-message, appended to nv from index n. code and msg
  * are read under the stream's mutex. */
 struct status_nv {
@@ -180,9 +171,9 @@ static size_t add_status(drift_grpc_call *c, nghttp2_nv *nv, size_t n,
 		drift_grpc_pct_encode(c->msg, strlen(c->msg), buf->msg,
 				      sizeof(buf->msg));
 	pthread_mutex_unlock(&c->st.mu);
-	make_nv(&nv[n++], "grpc-status", buf->code);
+	drift_h2_nv(&nv[n++], "grpc-status", buf->code);
 	if (buf->msg[0] != '\0')
-		make_nv(&nv[n++], "grpc-message", buf->msg);
+		drift_h2_nv(&nv[n++], "grpc-message", buf->msg);
 	return n;
 }
 
@@ -219,8 +210,8 @@ static void submit_trailers_only(drift_grpc_call *c)
 {
 	nghttp2_nv nv[4];
 	struct status_nv sb;
-	make_nv(&nv[0], ":status", "200");
-	make_nv(&nv[1], "content-type", "application/grpc");
+	drift_h2_nv(&nv[0], ":status", "200");
+	drift_h2_nv(&nv[1], "content-type", "application/grpc");
 	size_t n = add_status(c, nv, 2, &sb);
 	nghttp2_submit_response(c->conn->io.session, c->id, nv, n, NULL);
 	c->headers_sent = c->trailers_sent = true;
@@ -229,8 +220,8 @@ static void submit_trailers_only(drift_grpc_call *c)
 static void submit_headers(drift_grpc_call *c)
 {
 	nghttp2_nv nv[2];
-	make_nv(&nv[0], ":status", "200");
-	make_nv(&nv[1], "content-type", "application/grpc");
+	drift_h2_nv(&nv[0], ":status", "200");
+	drift_h2_nv(&nv[1], "content-type", "application/grpc");
 	nghttp2_data_provider dp = {.source.ptr = c, .read_callback = read_out};
 	nghttp2_submit_response(c->conn->io.session, c->id, nv, 2, &dp);
 	c->headers_sent = true;
@@ -240,7 +231,7 @@ static void submit_headers(drift_grpc_call *c)
 static void http_error(drift_grpc_call *c, const char *status)
 {
 	nghttp2_nv nv[1];
-	make_nv(&nv[0], ":status", status);
+	drift_h2_nv(&nv[0], ":status", status);
 	nghttp2_submit_response(c->conn->io.session, c->id, nv, 1, NULL);
 	c->headers_sent = c->trailers_sent = c->rejected = true;
 	atomic_fetch_add(&c->srv->calls_refused, 1);
@@ -530,12 +521,6 @@ static int on_begin_headers(nghttp2_session *session,
 	return 0;
 }
 
-static bool is(const uint8_t *a, size_t alen, const char *b)
-{
-	size_t blen = strlen(b);
-	return alen == blen && memcmp(a, b, blen) == 0;
-}
-
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
 		     const uint8_t *name, size_t namelen, const uint8_t *value,
 		     size_t valuelen, uint8_t flags, void *user)
@@ -547,28 +532,28 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
 	if (c == NULL || frame->hd.type != NGHTTP2_HEADERS ||
 	    frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	if (is(name, namelen, ":method")) {
-		c->post = is(value, valuelen, "POST");
-	} else if (is(name, namelen, ":path")) {
+	if (drift_h2_is(name, namelen, ":method")) {
+		c->post = drift_h2_is(value, valuelen, "POST");
+	} else if (drift_h2_is(name, namelen, ":path")) {
 		drift_free(c->path);
 		c->path = drift_strndup((const char *)value, valuelen);
 		if (c->path == NULL)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	} else if (is(name, namelen, "content-type")) {
+	} else if (drift_h2_is(name, namelen, "content-type")) {
 		const char *g = "application/grpc";
 		size_t gl = strlen(g);
 		c->ct_ok = valuelen >= gl && memcmp(value, g, gl) == 0 &&
 			   (valuelen == gl || value[gl] == '+' ||
 			    value[gl] == ';');
-	} else if (is(name, namelen, "te")) {
-		c->te_bad = !is(value, valuelen, "trailers");
-	} else if (is(name, namelen, "grpc-timeout")) {
+	} else if (drift_h2_is(name, namelen, "te")) {
+		c->te_bad = !drift_h2_is(value, valuelen, "trailers");
+	} else if (drift_h2_is(name, namelen, "grpc-timeout")) {
 		c->has_timeout = true;
 		c->timeout_bad =
 			drift_grpc_timeout_parse((const char *)value, valuelen,
 						 &c->timeout_ns) != 0;
-	} else if (is(name, namelen, "grpc-encoding")) {
-		c->encoding_bad = !is(value, valuelen, "identity");
+	} else if (drift_h2_is(name, namelen, "grpc-encoding")) {
+		c->encoding_bad = !drift_h2_is(value, valuelen, "identity");
 	} else if (namelen > 0 && name[0] != ':') {
 		/* Metadata for the handler, within a budget. */
 		if (c->hdr_bytes + namelen + valuelen > HEADER_BYTES_MAX)
