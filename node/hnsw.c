@@ -10,15 +10,14 @@
  *   vecs     capacity * stride floats (stride = dim rounded up to 16, so
  *            every row starts on a cache line)
  *   ids, seqnos, level, state   one value per row
- *   l0       layer-0 neighbour lists, capacity * (1 + 2M) uint32
- *   up       the lists of layers >= 1, (1 + M) uint32 each; row r's list of
- *            layer l is up[up_off[r] + l - 1]
- *   map      the id map, open addressing (see below)
- * A list is [count, entry 0, ..., entry max-1]. The node levels are drawn
- * at creation for every row to come (level = floor(-ln(u) * mL), mL =
- * 1 / ln(M), the paper's choice, from the seeded generator, capped at
- * MAX_LEVEL), so the upper arena has exactly the size the rows need and row
- * r's level depends only on the seed and r.
+ *   l0       layer-0 neighbour lists, capacity * (1 + 3M) uint32 (room0 = 2M +
+ * M) up       the lists of layers >= 1, (1 + M + M/2) uint32 each; row r's list
+ * of layer l is up[up_off[r] + l - 1] map      the id map, open addressing (see
+ * below) A list is [count, entry 0, ..., entry max-1]. The node levels are
+ * drawn at creation for every row to come (level = floor(-ln(u) * mL), mL = 1 /
+ * ln(M), the paper's choice, from the seeded generator, capped at MAX_LEVEL),
+ * so the upper arena has exactly the size the rows need and row r's level
+ * depends only on the seed and r.
  *
  * Rows and states. A row is taken by a compare-and-swap on nrows, filled
  * (vector, id, seqno), linked into the graph (Algorithm 1, in two phases:
@@ -59,7 +58,8 @@
  * the new row's LIVE (release), and a search keeps one row per id (the
  * highest seqno) in case it read the old LIVE before the new one.
  *
- * Parameters. M = 16 (2M = 32 on layer 0), the paper's and hnswlib's usual
+ * Parameters. M = 16 (2M = 32 on layer 0; lists have room for half as many
+ * again, see connect), the paper's and hnswlib's usual
  * value. ef_construction defaults to 100, not hnswlib's 200. Measured with
  * hnsw-bench on Fashion-MNIST (784-d, 20,000 rows, 500 queries), recall@10
  * at search ef 10 / 20 / 40 / 100:
@@ -113,6 +113,7 @@ typedef struct map_slot {
 struct drift_hnsw {
 	uint32_t dim, stride, capacity, max_tombstones;
 	uint32_t m, m0, efc;
+	uint32_t room0, roomu; /* list capacity: the degree plus slack */
 	enum drift_metric metric;
 
 	float *vecs;
@@ -148,11 +149,18 @@ static inline const float *vec_of(const drift_hnsw *h, uint32_t r)
 static inline _Atomic uint32_t *list_of(const drift_hnsw *h, uint32_t r, int lc)
 {
 	if (lc == 0)
-		return h->l0 + (size_t)r * (1 + h->m0);
-	return h->up + ((size_t)h->up_off[r] + (size_t)lc - 1) * (1 + h->m);
+		return h->l0 + (size_t)r * (1 + h->room0);
+	return h->up + ((size_t)h->up_off[r] + (size_t)lc - 1) * (1 + h->roomu);
 }
 
+/* The most entries a list of layer lc holds. */
 static inline uint32_t list_max(const drift_hnsw *h, int lc)
+{
+	return lc == 0 ? h->room0 : h->roomu;
+}
+
+/* The degree a full list is pruned back to. */
+static inline uint32_t list_degree(const drift_hnsw *h, int lc)
 {
 	return lc == 0 ? h->m0 : h->m;
 }
@@ -371,8 +379,8 @@ static int scratch_init(scratch *s, const drift_hnsw *h, uint32_t ef)
 	s->res.a = drift_mallocarray(s->res.cap, sizeof(nd));
 	s->res.max = true;
 	s->w = drift_mallocarray(ef, sizeof(nd));
-	s->sel = drift_mallocarray((size_t)h->m0 + 1, sizeof(nd));
-	s->tmp = drift_mallocarray((size_t)h->m0 + 1, sizeof(nd));
+	s->sel = drift_mallocarray((size_t)h->room0 + 1, sizeof(nd));
+	s->tmp = drift_mallocarray((size_t)h->room0 + 1, sizeof(nd));
 	s->plan = drift_mallocarray((size_t)(MAX_LEVEL + 1) * h->m,
 				    sizeof(uint32_t));
 	if (s->seen.a == NULL || s->cand.a == NULL || s->res.a == NULL ||
@@ -456,7 +464,7 @@ static void descend(const drift_hnsw *h, const drift_vec_kernels *k,
 static int search_layer(const drift_hnsw *h, const drift_vec_kernels *k,
 			const float *q, scratch *s, int lc, bool live_only)
 {
-	uint32_t batch[2 * DRIFT_HNSW_MAX_M];
+	uint32_t batch[3 * DRIFT_HNSW_MAX_M];
 	while (s->cand.n > 0) {
 		nd c = heap_pop(&s->cand);
 		if (s->res.n >= s->ef && c.d > s->res.a[0].d)
@@ -668,9 +676,18 @@ static void list_write(_Atomic uint32_t *l, const nd *e, size_t n)
 	atomic_store_explicit(&l[0], (uint32_t)n, memory_order_release);
 }
 
-/* Adds the new row r to e's list on layer lc; a full list is shrunk by
- * select_neighbors over its entries and r (Algorithm 1, "shrink connections").
- * cand has room for 2M + 1. */
+/* Adds the new row r to e's list on layer lc. A list has room for its
+ * degree (M, or 2M on layer 0) plus half as much slack; only a list with
+ * no room left is shrunk, by select_neighbors over its entries and r, back
+ * to the degree (Algorithm 1, "shrink connections"). Shrinking at every
+ * link past the degree, as the paper's loop reads, re-runs the heuristic
+ * (a quadratic number of distances) on almost every link of a full node;
+ * with the slack it runs once per M links there, and lists average a few
+ * more entries for searches to read. Measured with shard-bench ingest
+ * (SIFT, 150,000 rows, 2 writers, ef_construction 40, a loaded machine):
+ * 21.1 and 14.5 s of CPU against 23.3 and 19.3 without slack, recall@10
+ * unchanged (0.994).
+ * cand has room for list_max + 1. */
 static void connect(drift_hnsw *h, const drift_vec_kernels *k, uint32_t e,
 		    uint32_t r, int lc, nd *cand)
 {
@@ -692,7 +709,8 @@ static void connect(drift_hnsw *h, const drift_vec_kernels *k, uint32_t e,
 		qsort(cand, n + 1, sizeof(nd), nd_cmp);
 		/* In place: select_neighbors only reads entries before the
 		 * one it writes. */
-		size_t ns = select_neighbors(h, k, cand, n + 1, max, cand);
+		size_t ns = select_neighbors(h, k, cand, n + 1,
+					     list_degree(h, lc), cand);
 		list_write(l, cand, ns);
 	}
 	pthread_mutex_unlock(lock_of(h, e));
@@ -1101,6 +1119,8 @@ int drift_hnsw_new(const drift_hnsw_opts *opts, drift_hnsw **out,
 		opts->max_tombstones ? opts->max_tombstones : opts->capacity;
 	h->m = opts->m ? opts->m : DRIFT_HNSW_M;
 	h->m0 = 2 * h->m;
+	h->room0 = h->m0 + h->m0 / 2;
+	h->roomu = h->m + h->m / 2;
 	h->efc = opts->ef_construction ? opts->ef_construction
 				       : DRIFT_HNSW_EF_CONSTRUCTION;
 	h->metric = opts->metric;
@@ -1122,7 +1142,7 @@ int drift_hnsw_new(const drift_hnsw_opts *opts, drift_hnsw **out,
 		goto fail;
 
 	size_t vbytes = cap * h->stride * sizeof(float);
-	size_t l0n = cap * (1 + h->m0), upn = n_up * (1 + h->m);
+	size_t l0n = cap * (1 + h->room0), upn = n_up * (1 + h->roomu);
 	h->vecs = drift_aligned_alloc(DRIFT_ALIGN_CACHE, vbytes);
 	h->ids = drift_mallocarray(cap, sizeof(uint64_t));
 	h->seqnos = drift_mallocarray(cap, sizeof(uint64_t));

@@ -141,16 +141,28 @@ int l1_reserve_slots(drift_l1 *l1, uint32_t want)
 	return 0;
 }
 
+int l1_kv_reserve(drift_l1 *l1, size_t want)
+{
+	/* Readers probe the id index under the read lock, and a rehash frees
+	 * the table they probe: growing it needs the write lock. */
+	pthread_rwlock_wrlock(&l1->lock);
+	int rv = drift_kv_reserve(&l1->kv, want);
+	pthread_rwlock_unlock(&l1->lock);
+	return rv;
+}
+
 int l1_take_slot(drift_l1 *l1, uint32_t *slot)
 {
-	if (l1->nfree > 0) {
-		*slot = l1->free_slots[--l1->nfree];
-		return 0;
-	}
-	int rv = l1_reserve_slots(l1, l1->nslots + 1);
+	int rv = l1->nfree > 0 ? 0 : l1_reserve_slots(l1, l1->nslots + 1);
 	if (rv != 0)
 		return rv;
-	*slot = l1->nslots++;
+	/* Readers loop over nslots under the read lock. */
+	pthread_rwlock_wrlock(&l1->lock);
+	if (l1->nfree > 0)
+		*slot = l1->free_slots[--l1->nfree];
+	else
+		*slot = l1->nslots++;
+	pthread_rwlock_unlock(&l1->lock);
 	return 0;
 }
 
@@ -360,7 +372,7 @@ static int build_buckets(drift_l1 *l1, const uint64_t *ids, const float *x,
 		goto out;
 	for (size_t i = 0; i < n; i++)
 		size[assign[i]]++;
-	rv = drift_kv_reserve(&l1->kv, drift_kv_len(&l1->kv) + n);
+	rv = l1_kv_reserve(l1, drift_kv_len(&l1->kv) + n);
 	if (rv == 0)
 		rv = l1_reserve_slots(l1, l1->nslots + k);
 	if (rv != 0)
@@ -616,7 +628,7 @@ int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
 	/* One change per touched slot, in slot order. */
 	size_t maxch = w.nrem + w.nadd;
 	w.ch = drift_calloc(maxch ? maxch : 1, sizeof(l1_change));
-	if (w.ch == NULL || drift_kv_reserve(&l1->kv, l1->kv.len + nnew) != 0)
+	if (w.ch == NULL || l1_kv_reserve(l1, l1->kv.len + nnew) != 0)
 		goto nomem;
 	size_t ri = 0, ai = 0;
 	while (ri < w.nrem || ai < w.nadd) {

@@ -72,6 +72,8 @@ void l1_bucket_free(l1_bucket *b);
 
 /* Makes room for slots up to want (exclusive) in the slot arrays. */
 int l1_reserve_slots(drift_l1 *l1, uint32_t want);
+/* Makes room for want entries in the id index (under the write lock). */
+int l1_kv_reserve(drift_l1 *l1, size_t want);
 
 /* A free slot (reusing freed ones first) for a bucket about to be
  * published; the slot arrays have room for it. */

@@ -255,7 +255,7 @@ int drift_l1_load_block(drift_l1 *l1, uint32_t slot, const void *block,
 		}
 	l1_bucket_finish(b, dim);
 	if ((rv = l1_reserve_slots(l1, slot + 1)) != 0 ||
-	    (rv = drift_kv_reserve(&l1->kv, drift_kv_len(&l1->kv) + n)) != 0) {
+	    (rv = l1_kv_reserve(l1, drift_kv_len(&l1->kv) + n)) != 0) {
 		drift_err_set(err, rv, "L1 bucket %u", slot);
 		goto fail;
 	}

@@ -109,6 +109,7 @@ static int new_memtable(drift_shard *s, drift_hnsw **out, drift_err *err)
 	drift_hnsw_opts ho = {.dim = s->o.dim,
 			      .metric = s->o.metric,
 			      .capacity = s->o.memtable_rows,
+			      .ef_construction = s->o.memtable_ef_construction,
 			      .max_tombstones = s->o.memtable_rows,
 			      .seed = s->o.seed ^ ++s->mem_seed};
 	return drift_hnsw_new(&ho, out, err);
@@ -742,6 +743,8 @@ int drift_shard_open(const drift_shard_opts *opts, drift_shard **out,
 	s->o = *opts;
 	if (s->o.memtable_rows == 0)
 		s->o.memtable_rows = 65536;
+	if (s->o.memtable_ef_construction == 0)
+		s->o.memtable_ef_construction = DRIFT_SHARD_MEMTABLE_EFC;
 	if (s->o.maint_per_tick == 0)
 		s->o.maint_per_tick = 4;
 	if (s->o.janitor_period_ns == 0)

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# The HNSW memtable under ThreadSanitizer (tests/tsan/tsan_hnsw.c):
+# A concurrency driver under ThreadSanitizer, as a plain executable:
 #
-#   tests/tsan/run.sh [OUT_DIR]      (default: $TMPDIR/drift-tsan)
+#   tests/tsan/run.sh hnsw|shard [OUT_DIR]   (default: $TMPDIR/drift-tsan)
 #
-# Compiles the driver, node/hnsw.c and the few common/ files it needs with
-# -fsanitize=thread into OUT_DIR (its own objects: TSan cannot share objects
-# with the ASan build, and every file whose memory the threads share must be
-# instrumented, the SIMD kernels included), then runs it. Exit status 0 only
-# when the driver's checks hold and TSan reported no race. meson registers it
-# as the test hnsw-tsan of the release build (node/meson.build), so make test
-# runs it.
+#   hnsw   the HNSW memtable alone (tests/tsan/tsan_hnsw.c)
+#   shard  the whole shard engine: WAL, memtables, rotation, flush, L1 and
+#          its maintenance, the Janitor, epochs (tests/tsan/tsan_shard.c)
+#
+# Compiles the driver and the sources it needs with -fsanitize=thread into
+# OUT_DIR (its own objects: TSan cannot share objects with the ASan build,
+# and every file whose memory the threads share must be instrumented, the
+# SIMD kernels included), then runs it. Exit status 0 only when the
+# driver's checks hold and TSan reported no race. meson registers both as
+# tests of the release build's suite tsan (node/meson.build), so make test
+# runs them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-out=${1:-${TMPDIR:-/tmp}/drift-tsan}
+driver=${1:?usage: run.sh hnsw|shard [OUT_DIR]}
+out=${2:-${TMPDIR:-/tmp}/drift-tsan}/$driver
 cc=${CC:-cc}
 mkdir -p "$out"
 flags=(-std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=thread -fno-omit-frame-pointer
@@ -26,13 +31,35 @@ build() { # source, extra flags...
   "$cc" "${flags[@]}" "$@" -c "$root/$src" -o "$obj"
   objs+=("$obj")
 }
-for f in common/alloc.c common/clock.c common/err.c common/hash.c common/log.c \
-  common/rand.c common/simd.c common/topk.c common/vec.c node/hnsw.c \
-  tests/tsan/tsan_hnsw.c; do
+common=(common/alloc.c common/clock.c common/err.c common/hash.c common/log.c
+  common/rand.c common/simd.c common/topk.c common/vec.c)
+libs=(-lxxhash -lm -pthread)
+case $driver in
+hnsw)
+  srcs=("${common[@]}" node/hnsw.c tests/tsan/tsan_hnsw.c)
+  ;;
+shard)
+  srcs=("${common[@]}" common/abuf.c common/epoch.c common/fs.c
+    node/codec/alp.c node/codec/bloom.c node/codec/fastlanes.c
+    node/codec/sq8.c node/disk.c node/hnsw.c node/kmeans.c node/kv.c
+    node/l1.c node/l1_calib.c node/l1_maint.c node/l1_persist.c
+    node/manifest.c node/segment.c node/shard.c node/wal.c
+    tests/tsan/tsan_shard.c)
+  build node/codec/sq8_avx2.c -mavx2 -mfma
+  build node/codec/sq8_avx512.c -mavx512f -mavx512bw -mavx512dq -mavx512vl \
+    -mfma
+  libs+=(-luring)
+  ;;
+*)
+  echo "run.sh: unknown driver $driver (hnsw or shard)" >&2
+  exit 2
+  ;;
+esac
+for f in "${srcs[@]}"; do
   build "$f"
 done
 build common/vec_avx2.c -mavx2 -mfma
 build common/vec_avx512.c -mavx512f -mavx512bw -mavx512dq -mavx512vl -mfma
-"$cc" -fsanitize=thread "${objs[@]}" -o "$out/tsan-hnsw" -lxxhash -lm -pthread
+"$cc" -fsanitize=thread "${objs[@]}" -o "$out/tsan-$driver" "${libs[@]}"
 TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1} \
-  exec "$out/tsan-hnsw"
+  exec "$out/tsan-$driver"
