@@ -136,6 +136,8 @@ struct drift_hnsw {
 	uint32_t tomb_new; /* ids added by deletes; under map_lock */
 	_Atomic uint32_t live, tombs, nids;
 
+	struct scratch_pool *pool; /* of searches and inserts */
+
 	uint64_t bytes;
 };
 
@@ -287,109 +289,90 @@ static nd heap_pop(heap *hp)
 	return top;
 }
 
-/* The visited set: open addressing over row + 1 (0 is empty), grown at
- * half full. Its size follows the search, not the capacity. */
+/* The visited set: a mark per row of the memtable, equal to tag when the
+ * row was visited; clearing is a new tag (the marks are zeroed once every
+ * 65,535 clears). A hash set sized by the search, re-made for every call,
+ * cost an allocation, a few rehashes and a memset of its table on each
+ * layer of each insert; the marks cost 2 bytes per row per scratch, and
+ * scratches are kept for reuse (scratch_get). */
 typedef struct vset {
-	uint32_t *a;
-	size_t mask, n;
+	uint16_t *mark;
+	uint16_t tag;
+	uint32_t cap;
 } vset;
 
-static inline size_t vset_hash(uint32_t r, size_t mask)
+/* 1 when r was added, 0 when it was there. */
+static inline int vset_add(vset *s, uint32_t r)
 {
-	return ((size_t)r * 0x9E3779B97F4A7C15ull >> 20) & mask;
-}
-
-static int vset_grow(vset *s)
-{
-	size_t cap = (s->mask + 1) * 2;
-	uint32_t *a = drift_calloc(cap, sizeof(uint32_t));
-	if (a == NULL)
-		return DRIFT_ENOMEM;
-	for (size_t i = 0; i <= s->mask; i++) {
-		if (s->a[i] == 0)
-			continue;
-		size_t j = vset_hash(s->a[i], cap - 1);
-		while (a[j] != 0)
-			j = (j + 1) & (cap - 1);
-		a[j] = s->a[i];
-	}
-	drift_free(s->a);
-	s->a = a;
-	s->mask = cap - 1;
-	return 0;
-}
-
-/* 1 when r was added, 0 when it was there, or DRIFT_ENOMEM. */
-static int vset_add(vset *s, uint32_t r)
-{
-	uint32_t v = r + 1;
-	size_t i = vset_hash(v, s->mask);
-	while (s->a[i] != 0) {
-		if (s->a[i] == v)
-			return 0;
-		i = (i + 1) & s->mask;
-	}
-	s->a[i] = v;
-	if (++s->n * 2 > s->mask + 1) {
-		int rv = vset_grow(s);
-		if (rv != 0)
-			return rv;
-	}
+	if (s->mark[r] == s->tag)
+		return 0;
+	s->mark[r] = s->tag;
 	return 1;
 }
 
 static void vset_clear(vset *s)
 {
-	memset(s->a, 0, (s->mask + 1) * sizeof(uint32_t));
-	s->n = 0;
+	if (++s->tag == 0) {
+		memset(s->mark, 0, (size_t)s->cap * sizeof(uint16_t));
+		s->tag = 1;
+	}
 }
 
 typedef struct scratch {
 	vset seen;
 	heap cand;	/* candidates C of Algorithm 2, nearest first */
 	heap res;	/* the dynamic list W of Algorithm 2, farthest first */
-	nd *w;		/* W sorted, room for ef */
-	nd *sel;	/* room for 2M + 1 */
-	nd *tmp;	/* room for 2M + 1 */
+	nd *w;		/* W sorted, room for efcap */
+	nd *sel;	/* room for room0 + 1 */
+	nd *tmp;	/* room for room0 + 1 */
 	uint32_t *plan; /* an insert's neighbours, M per layer */
 	uint32_t nplan[MAX_LEVEL + 1];
-	uint32_t ef;
+	uint32_t ef, efcap;
 } scratch;
+
+/* Scratches not in use, for the next search or insert. */
+#define POOL_MAX 16
+struct scratch_pool {
+	pthread_mutex_t lock;
+	scratch *free[POOL_MAX];
+	int n;
+};
 
 static void scratch_free(scratch *s)
 {
-	drift_free(s->seen.a);
+	if (s == NULL)
+		return;
+	drift_free(s->seen.mark);
 	drift_free(s->cand.a);
 	drift_free(s->res.a);
 	drift_free(s->w);
 	drift_free(s->sel);
 	drift_free(s->tmp);
 	drift_free(s->plan);
+	drift_free(s);
 }
 
-static int scratch_init(scratch *s, const drift_hnsw *h, uint32_t ef)
+static scratch *scratch_new(const drift_hnsw *h)
 {
-	memset(s, 0, sizeof(*s));
-	s->ef = ef;
-	s->seen.mask = 2047;
-	s->seen.a = drift_calloc(s->seen.mask + 1, sizeof(uint32_t));
+	scratch *s = drift_calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->seen.cap = h->capacity;
+	s->seen.mark = drift_calloc(h->capacity, sizeof(uint16_t));
+	s->seen.tag = 1;
 	s->cand.cap = 256;
 	s->cand.a = drift_mallocarray(s->cand.cap, sizeof(nd));
-	s->res.cap = (size_t)ef + 1;
-	s->res.a = drift_mallocarray(s->res.cap, sizeof(nd));
 	s->res.max = true;
-	s->w = drift_mallocarray(ef, sizeof(nd));
 	s->sel = drift_mallocarray((size_t)h->room0 + 1, sizeof(nd));
 	s->tmp = drift_mallocarray((size_t)h->room0 + 1, sizeof(nd));
 	s->plan = drift_mallocarray((size_t)(MAX_LEVEL + 1) * h->m,
 				    sizeof(uint32_t));
-	if (s->seen.a == NULL || s->cand.a == NULL || s->res.a == NULL ||
-	    s->w == NULL || s->sel == NULL || s->tmp == NULL ||
-	    s->plan == NULL) {
+	if (s->seen.mark == NULL || s->cand.a == NULL || s->sel == NULL ||
+	    s->tmp == NULL || s->plan == NULL) {
 		scratch_free(s);
-		return DRIFT_ENOMEM;
+		return NULL;
 	}
-	return 0;
+	return s;
 }
 
 static void scratch_reset(scratch *s)
@@ -397,6 +380,49 @@ static void scratch_reset(scratch *s)
 	vset_clear(&s->seen);
 	s->cand.n = 0;
 	s->res.n = 0;
+}
+
+/* A scratch for a search list of ef, reset, from the pool or new; NULL when
+ * out of memory. Give it back with scratch_put. */
+static scratch *scratch_get(const drift_hnsw *h, uint32_t ef)
+{
+	scratch *s = NULL;
+	pthread_mutex_lock(&h->pool->lock);
+	if (h->pool->n > 0)
+		s = h->pool->free[--h->pool->n];
+	pthread_mutex_unlock(&h->pool->lock);
+	if (s == NULL && (s = scratch_new(h)) == NULL)
+		return NULL;
+	if (s->efcap < ef) {
+		nd *res =
+			drift_realloc(s->res.a, ((size_t)ef + 1) * sizeof(nd));
+		if (res != NULL)
+			s->res.a = res;
+		nd *w = res ? drift_realloc(s->w, (size_t)ef * sizeof(nd))
+			    : NULL;
+		if (w != NULL)
+			s->w = w;
+		if (res == NULL || w == NULL) {
+			scratch_free(s);
+			return NULL;
+		}
+		s->efcap = ef;
+		s->res.cap = (size_t)ef + 1;
+	}
+	s->ef = ef;
+	scratch_reset(s);
+	return s;
+}
+
+static void scratch_put(const drift_hnsw *h, scratch *s)
+{
+	pthread_mutex_lock(&h->pool->lock);
+	if (h->pool->n < POOL_MAX) {
+		h->pool->free[h->pool->n++] = s;
+		s = NULL;
+	}
+	pthread_mutex_unlock(&h->pool->lock);
+	scratch_free(s);
 }
 
 /* Offers x to W, which keeps the ef nearest. W has room for ef + 1. */
@@ -595,10 +621,10 @@ int drift_hnsw_search(const drift_hnsw *h, const float *q, uint32_t k,
 		return 0;
 	}
 
-	scratch s;
 	drift_hit *hits = NULL;
-	int rv = scratch_init(&s, h, ef);
-	if (rv != 0)
+	int rv = DRIFT_ENOMEM;
+	scratch *s = scratch_get(h, ef);
+	if (s == NULL)
 		goto out_q;
 	hits = drift_mallocarray(ef, sizeof(drift_hit));
 	if (hits == NULL) {
@@ -608,14 +634,14 @@ int drift_hnsw_search(const drift_hnsw *h, const float *q, uint32_t k,
 	uint32_t cur = EP_ROW(epv);
 	float curd = dist(h, kern, q, vec_of(h, cur));
 	descend(h, kern, q, &cur, &curd, EP_LEVEL(epv), 0);
-	rv = seed(h, &s, cur, curd, true);
+	rv = seed(h, s, cur, curd, true);
 	if (rv < 0)
 		goto out_hits;
-	rv = search_layer(h, kern, q, &s, 0, true);
+	rv = search_layer(h, kern, q, s, 0, true);
 	if (rv != 0)
 		goto out_hits;
-	size_t n = res_drain(&s), nh;
-	rv = final_hits(h, s.w, n, hits, &nh);
+	size_t n = res_drain(s), nh;
+	rv = final_hits(h, s->w, n, hits, &nh);
 	if (rv != 0)
 		goto out_hits;
 	if (nh > k)
@@ -625,7 +651,7 @@ int drift_hnsw_search(const drift_hnsw *h, const float *q, uint32_t k,
 out_hits:
 	drift_free(hits);
 out_scratch:
-	scratch_free(&s);
+	scratch_put(h, s);
 out_q:
 	drift_free(qn);
 	return rv;
@@ -897,14 +923,14 @@ int drift_hnsw_insert(drift_hnsw *h, uint64_t id, const float *vec,
 	if (drift_hnsw_lookup(h, id, &cur) == 0 && cur.seqno > seqno)
 		return DRIFT_ESTALE;
 
-	scratch s;
-	int rv = scratch_init(&s, h, h->efc);
-	if (rv != 0)
-		return rv;
+	scratch *s = scratch_get(h, h->efc);
+	if (s == NULL)
+		return DRIFT_ENOMEM;
+	int rv;
 	uint32_t r = atomic_load_explicit(&h->nrows, memory_order_relaxed);
 	do {
 		if (r >= h->capacity) {
-			scratch_free(&s);
+			scratch_put(h, s);
 			return DRIFT_ELIMIT;
 		}
 	} while (!atomic_compare_exchange_weak_explicit(&h->nrows, &r, r + 1,
@@ -920,8 +946,8 @@ int drift_hnsw_insert(drift_hnsw *h, uint64_t id, const float *vec,
 	h->ids[r] = id;
 	h->seqnos[r] = seqno;
 
-	rv = link_row(h, k, &s, r);
-	scratch_free(&s);
+	rv = link_row(h, k, s, r);
+	scratch_put(h, s);
 	if (rv != 0) {
 		atomic_store_explicit(&h->state[r], STATE_DEAD,
 				      memory_order_release);
@@ -1037,6 +1063,12 @@ static void release_arenas(drift_hnsw *h)
 	drift_free((void *)h->up);
 	drift_free(h->map);
 	drift_free(h->locks);
+	if (h->pool != NULL) {
+		for (int i = 0; i < h->pool->n; i++)
+			scratch_free(h->pool->free[i]);
+		pthread_mutex_destroy(&h->pool->lock);
+		drift_free(h->pool);
+	}
 }
 
 void drift_hnsw_free(drift_hnsw *h)
@@ -1151,9 +1183,12 @@ int drift_hnsw_new(const drift_hnsw_opts *opts, drift_hnsw **out,
 	h->up = drift_calloc(upn ? upn : 1, sizeof(*h->up));
 	h->map = drift_calloc(map_n, sizeof(map_slot));
 	h->locks = drift_mallocarray(nlocks, sizeof(pthread_mutex_t));
+	h->pool = drift_calloc(1, sizeof(*h->pool));
+	if (h->pool != NULL)
+		pthread_mutex_init(&h->pool->lock, NULL);
 	if (h->vecs == NULL || h->ids == NULL || h->seqnos == NULL ||
 	    h->state == NULL || h->l0 == NULL || h->up == NULL ||
-	    h->map == NULL || h->locks == NULL) {
+	    h->map == NULL || h->locks == NULL || h->pool == NULL) {
 		rv = drift_err_set(err, DRIFT_ENOMEM,
 				   "hnsw: arenas for %u rows of %u floats",
 				   h->capacity, h->dim);

@@ -573,6 +573,27 @@ DRIFT_TEST(hnsw, allocation_failures)
 	drift_rand r;
 	drift_rand_seed(&r, 5);
 	float v[16];
+	for (int j = 0; j < 16; j++)
+		v[j] = (float)drift_rand_normal(&r);
+	/* The first insert allocates its scratch (later ones reuse it):
+	 * each of those allocations failing fails the insert, which then
+	 * leaves no trace. */
+	drift_hnsw_entry e;
+	int allocs = 0;
+	for (long nth = 1;; nth++) {
+		drift_failalloc_arm(nth, 1);
+		int rv = drift_hnsw_insert(h, 500, v, 500, NULL);
+		int fired = drift_failalloc_fired();
+		drift_failalloc_arm(0, 0);
+		if (!fired) {
+			cr_assert_eq(rv, 0);
+			break;
+		}
+		cr_assert_eq(rv, DRIFT_ENOMEM, "insert, allocation %ld", nth);
+		cr_assert_eq(drift_hnsw_lookup(h, 500, &e), DRIFT_ENOENT);
+		allocs++;
+	}
+	cr_assert_geq(allocs, 4, "the scratch's arrays are allocations");
 	for (uint64_t i = 0; i < 100; i++) {
 		for (int j = 0; j < 16; j++)
 			v[j] = (float)drift_rand_normal(&r);
@@ -580,19 +601,22 @@ DRIFT_TEST(hnsw, allocation_failures)
 	}
 	drift_hit hit[5];
 	size_t n;
-	for (long nth = 1; nth < 4; nth++) {
-		drift_failalloc_arm(nth, 1);
-		int rv = drift_hnsw_search(h, v, 5, 10, hit, &n);
-		drift_failalloc_arm(0, 0);
-		cr_assert_eq(rv, DRIFT_ENOMEM, "search, allocation %ld", nth);
-	}
+	/* A search allocates its hits (and nothing else with a scratch to
+	 * reuse). */
 	drift_failalloc_arm(1, 1);
-	int rv = drift_hnsw_insert(h, 500, v, 500, NULL);
+	int rv = drift_hnsw_search(h, v, 5, 10, hit, &n);
+	cr_assert(drift_failalloc_fired());
 	drift_failalloc_arm(0, 0);
 	cr_assert_eq(rv, DRIFT_ENOMEM);
-	drift_hnsw_entry e;
-	cr_assert_eq(drift_hnsw_lookup(h, 500, &e), DRIFT_ENOENT);
 	cr_assert_eq(drift_hnsw_search(h, v, 5, 10, hit, &n), 0);
+	cr_assert_eq(n, 5);
+	/* A list wider than any scratch has grows one: that can fail too. */
+	drift_failalloc_arm(1, 1);
+	rv = drift_hnsw_search(h, v, 5, 4000, hit, &n);
+	cr_assert(drift_failalloc_fired());
+	drift_failalloc_arm(0, 0);
+	cr_assert_eq(rv, DRIFT_ENOMEM);
+	cr_assert_eq(drift_hnsw_search(h, v, 5, 4000, hit, &n), 0);
 	cr_assert_eq(n, 5);
 }
 
