@@ -756,7 +756,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	float target = so->recall_target;
 	if (so->nprobe == 0 && target == 0 && !so->exhaustive)
 		target = l1->o.default_recall;
-	bool exact = so->exhaustive || target >= 1.0f;
+	bool exact = so->exhaustive || so->exact || target >= 1.0f;
 	size_t limit = np;
 	if (so->nprobe > 0 && !so->exhaustive) {
 		limit = so->nprobe < np ? so->nprobe : np;

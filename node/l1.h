@@ -79,6 +79,8 @@ typedef struct drift_l1_search_opts {
 	uint32_t nprobe;     /* > 0: probe exactly this many buckets */
 	float recall_target; /* > 0 (and nprobe 0): probe for this recall */
 	bool exhaustive;     /* scan everything (ground truth, tests) */
+	bool exact; /* full precision: with nprobe, the true top-k of the
+		     * nprobe nearest buckets (recall calibration) */
 } drift_l1_search_opts;
 
 typedef struct drift_l1_search_stats {

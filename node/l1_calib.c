@@ -22,13 +22,13 @@
  * buckets nearest to it, and among all of them when a neighbour found sits
  * past half the gap of the 64th: on SIFT, 400,000 rows, that fallback never
  * ran, and calibration fell from a quarter of an ingest's CPU to under 2%),
- * and records the gap of the bucket holding each neighbour. Mean recall@k with threshold tau is then
- * the fraction of recorded (query, neighbour of rank < k) pairs with
- * gap <= tau, so the tau of a target t is that fraction's t-quantile. To
- * leave room for queries that differ from the data (held-out queries), the
- * quantile is taken at t + 0.3 (1 - t): the allowed miss rate shrinks by
- * 30%. Two tables are kept: ranks < 10 (k <= 10) and ranks < 100 (larger k).
- * Maintenance recalibrates after a tenth of the vectors changed.
+ * and records the gap of the bucket holding each neighbour. Mean recall@k with
+ * threshold tau is then the fraction of recorded (query, neighbour of rank < k)
+ * pairs with gap <= tau, so the tau of a target t is that fraction's
+ * t-quantile. To leave room for queries that differ from the data (held-out
+ * queries), the quantile is taken at t + 0.3 (1 - t): the allowed miss rate
+ * shrinks by 30%. Two tables are kept: ranks < 10 (k <= 10) and ranks < 100
+ * (larger k). Maintenance recalibrates after a tenth of the vectors changed.
  */
 #include <float.h>
 #include <math.h>
@@ -160,7 +160,7 @@ int drift_l1_calibrate(drift_l1 *l1, drift_err *err)
 		scale = 1.0;
 
 	size_t n10 = 0, n100 = 0;
-	drift_l1_search_opts so = {.k = CALIB_K + 1, .recall_target = 1.0f};
+	drift_l1_search_opts so = {.k = CALIB_K + 1, .exact = true};
 	for (size_t i = 0; i < nq; i++) {
 		uint64_t self = 0;
 		uint64_t r = drift_rand_below(&l1->rng, l1->count);

@@ -502,7 +502,12 @@ static int reserve(drift_shard *s, unsigned n, drift_hnsw **act, drift_err *err)
 
 /* ---- Janitor ---- */
 
-static void janitor_tick(drift_shard *s)
+/* One round of the Janitor: a pending flush, then up to maint_per_tick
+ * maintenance actions. Returns true when maintenance used its whole budget
+ * (more is waiting: the next round starts at once instead of after the
+ * period, so a backlog of splits after a large flush is worked off at the
+ * Janitor's full speed, and only an index in good shape waits). */
+static bool janitor_tick(drift_shard *s)
 {
 	drift_err err;
 	drift_err_clear(&err);
@@ -525,14 +530,16 @@ static void janitor_tick(drift_shard *s)
 		DRIFT_WARN("shard %s: persisting maintenance: %s", s->dir,
 			   err.msg);
 	pthread_mutex_unlock(&s->l1mu);
+	return ms.splits + ms.merges + ms.recenters >= s->o.maint_per_tick;
 }
 
 static void *janitor_main(void *arg)
 {
 	drift_shard *s = arg;
 	pthread_mutex_lock(&s->mu);
+	bool busy = false;
 	while (!s->stop) {
-		if (!s->want_flush) {
+		if (!s->want_flush && !busy) {
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
 			uint64_t ns =
@@ -545,7 +552,7 @@ static void *janitor_main(void *arg)
 			break;
 		s->want_flush = false;
 		pthread_mutex_unlock(&s->mu);
-		janitor_tick(s);
+		busy = janitor_tick(s);
 		pthread_mutex_lock(&s->mu);
 	}
 	pthread_mutex_unlock(&s->mu);

@@ -291,6 +291,40 @@ DRIFT_TEST(l1, recall_target_holds_on_fashion_mnist)
 	free(ids);
 }
 
+/* Past 2 * 64 buckets, calibration looks for each query's neighbours in its
+ * 64 nearest buckets first (l1_calib.c): that path must calibrate as well
+ * as the scan of everything. */
+DRIFT_TEST(l1, recall_target_holds_with_many_buckets)
+{
+	enum { DIM = 24, N = 30000, NQ = 200 };
+	float *x = blob_data(N + NQ, DIM, 60, 11);
+	const float *q = x + (size_t)N * DIM;
+	uint64_t *ids = seq_ids(N, 0);
+	make_index(DIM, DRIFT_METRIC_L2, 64);
+	drift_err err;
+	cr_assert_eq(drift_l1_build(l1, ids, x, N, 1, &err), 0, "%s", err.msg);
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	cr_assert_gt(st.buckets, 2 * 64);
+	const float targets[] = {0.9f, 0.95f, 0.99f};
+	for (int t = 0; t < 3; t++) {
+		double probed;
+		double r = mean_recall(
+			x, N, q, NQ, DIM,
+			(drift_l1_search_opts){.k = 10,
+					       .recall_target = targets[t]},
+			&probed);
+		cr_log_info("blobs: target %.2f -> recall@10 %.4f, %.1f of %u "
+			    "buckets probed",
+			    targets[t], r, probed, st.buckets);
+		cr_assert_geq(r, targets[t], "target %.2f gave %.4f",
+			      targets[t], r);
+		cr_assert_lt(probed, st.buckets * 0.5, "calibrated");
+	}
+	free(x);
+	free(ids);
+}
+
 /* ---- Cases: apply ----------------------------------------------------- */
 
 DRIFT_TEST(l1, upserts_move_and_deletes_hide)
