@@ -18,11 +18,36 @@
 
 static drift_l1 *l1;
 
+/* DRIFT_TEST_VSTORE=file (a second meson test) runs every case with the
+ * full vectors in a scratch file behind a 32 KiB row cache, so re-ranking,
+ * maintenance and persistence read them from disk. */
+static char store_dir[4096];
+
+static drift_l1_opts *with_store(drift_l1_opts *o)
+{
+	const char *m = getenv("DRIFT_TEST_VSTORE");
+	if (m == NULL || strcmp(m, "file") != 0)
+		return o;
+	if (store_dir[0] == 0)
+		drift_test_tmpdir(store_dir, sizeof(store_dir));
+	o->vec_dir = store_dir;
+	o->vec_cache_bytes = 32 << 10;
+	return o;
+}
+
+static void store_cleanup(void)
+{
+	if (store_dir[0] != 0)
+		drift_test_rmtree(store_dir);
+	store_dir[0] = 0;
+}
+
 static void teardown(void)
 {
 	drift_failalloc_arm(0, 0);
 	drift_l1_free(l1);
 	l1 = NULL;
+	store_cleanup();
 }
 
 TestSuite(l1, .fini = teardown);
@@ -34,7 +59,7 @@ static void make_index(uint32_t dim, enum drift_metric m, uint32_t target)
 	drift_l1_opts o = {
 		.dim = dim, .metric = m, .bucket_target = target, .seed = 1};
 	drift_err err;
-	cr_assert_eq(drift_l1_new(&o, &l1, &err), 0, "%s", err.msg);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, &err), 0, "%s", err.msg);
 }
 
 /* n points in `blobs` Gaussian blobs of spread 1 around centres of spread
@@ -390,7 +415,7 @@ DRIFT_TEST(l1, split_separates_two_clusters)
 			   .bucket_max = 60,
 			   .bucket_min = 5,
 			   .seed = 2};
-	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	static float x[2 * PER * DIM];
 	drift_rand r;
 	drift_rand_seed(&r, 4);
@@ -437,7 +462,7 @@ DRIFT_TEST(l1, split_steals_from_neighbours)
 			   .bucket_max = 60,
 			   .bucket_min = 2,
 			   .seed = 2};
-	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	/* Bucket A around x = 0 and bucket B around x = 30 (built first). */
 	float base[80 * DIM];
 	uint64_t ids[80];
@@ -496,7 +521,7 @@ DRIFT_TEST(l1, merge_scatters_an_undersized_bucket)
 			   .bucket_max = 100,
 			   .bucket_min = 10,
 			   .seed = 3};
-	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	/* Three groups at x = 0, 10, 20 of 20 points each. */
 	float x[60 * DIM];
 	uint64_t ids[60];
@@ -542,7 +567,7 @@ DRIFT_TEST(l1, recenter_follows_the_members)
 			   .bucket_max = 100,
 			   .bucket_min = 2,
 			   .seed = 4};
-	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	float x[N * DIM];
 	uint64_t ids[N];
 	drift_rand r;
@@ -575,7 +600,7 @@ DRIFT_TEST(l1, random_churn_keeps_the_id_index_consistent)
 {
 	enum { SPACE = 3000, DIM = 6, ROUNDS = 40 };
 	drift_l1_opts o = {.dim = DIM, .bucket_target = 32, .seed = 5};
-	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	static float model[SPACE * DIM];
 	static bool live[SPACE];
 	memset(live, 0, sizeof(live));
@@ -702,7 +727,7 @@ DRIFT_TEST(l1, recall_stays_flat_under_drift_with_maintenance)
 	uint32_t maxsize_off = 0;
 	for (int maint = 1; maint >= 0; maint--) {
 		drift_l1_opts o = {.dim = DIM, .bucket_target = 64, .seed = 7};
-		cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+		cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 		for (int c = 0; c < 10; c++) {
 			cr_assert_eq(drift_l1_apply(l1, ids + c * PER_CLASS,
 						    x + c * PER_CLASS * DIM,
