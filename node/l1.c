@@ -252,13 +252,19 @@ void l1_publish(drift_l1 *l1, l1_change *ch, size_t n, const uint64_t *del,
 		if (ch[i].nb != NULL) {
 			l1->count += ch[i].nb->n;
 			l1->live++;
-			memcpy(l1->cent + (size_t)s * dim, ch[i].nb->centroid,
-			       dim * sizeof(float));
+			float *c = l1->cent + (size_t)s * dim;
+			bool changed = ch[i].old == NULL ||
+				       memcmp(c, ch[i].nb->centroid,
+					      dim * sizeof(float)) != 0;
+			memcpy(c, ch[i].nb->centroid, dim * sizeof(float));
 			l1->radius[s] = ch[i].nb->radius;
+			l1_graph_note(l1, s, changed, false);
 		} else {
 			for (uint32_t j = 0; j < dim; j++)
 				l1->cent[(size_t)s * dim + j] = FLT_MAX;
 			l1->free_slots[l1->nfree++] = s;
+			if (ch[i].old != NULL)
+				l1_graph_note(l1, s, false, true);
 		}
 		/* Every row of the new version may have a new place. Room
 		 * was reserved by the caller, so puts cannot fail. */
@@ -277,6 +283,7 @@ void l1_publish(drift_l1 *l1, l1_change *ch, size_t n, const uint64_t *del,
 		l1_bucket_free(ch[i].old);
 		ch[i].old = NULL;
 	}
+	l1_graph_refresh(l1);
 }
 
 /* ---- Lifecycle ---------------------------------------------------------- */
@@ -342,6 +349,7 @@ void drift_l1_free(drift_l1 *l1)
 	drift_free(l1->dirty);
 	drift_free(l1->calib.gaps10);
 	drift_free(l1->calib.gaps100);
+	l1_graph_free(l1);
 	drift_kv_free(&l1->kv);
 	drift_vstore_close(l1->vs);
 	pthread_rwlock_destroy(&l1->lock);
@@ -759,11 +767,8 @@ out:
 
 /* Rows of a bucket read at once by an exact scan. */
 #define EXACT_BLOCK 256u
-
-typedef struct probe {
-	float key;
-	uint32_t slot;
-} probe;
+/* Buckets a recall-target search first asks the centroid graph for. */
+#define GRAPH_FIRST 64u
 
 static int probe_cmp(const void *a, const void *b)
 {
@@ -849,33 +854,65 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		goto out;
 	}
 	rv = 0;
-	size_t np = 0;
-	float kmin = FLT_MAX;
-	for (uint32_t s = 0; s < l1->nslots; s++) {
-		if (l1->b[s] == NULL)
-			continue;
-		const float *c = l1->cent + (size_t)s * dim;
-		float key = l1->o.metric == DRIFT_METRIC_L2
-				    ? sqrtf(k->l2sq(qn, c, dim))
-				    : -k->dot(qn, c, dim);
-		pr[np++] = (probe){key, s};
-		if (key < kmin)
-			kmin = key;
-	}
 	float target = so->recall_target;
 	if (so->nprobe == 0 && target == 0 && !so->exhaustive)
 		target = l1->o.default_recall;
 	bool exact = so->exhaustive || target >= 1.0f;
+	float tau = 0, scale = 1;
+	if (!exact && so->nprobe == 0) {
+		tau = l1_calib_tau(l1, target, so->k);
+		scale = l1->calib.scale > 0 ? l1->calib.scale : 1.0f;
+		if (l1->o.metric != DRIFT_METRIC_L2)
+			scale *= qnorm;
+	}
+	size_t np = 0;
+	float kmin = FLT_MAX;
+	/* Centroid order: from the centroid graph when there is one (a probe
+	 * budget asks it for that many; a recall target for GRAPH_FIRST,
+	 * then four times more while every answer is within the gap), else
+	 * a flat scan of every centroid. */
+	bool flat = true;
+	size_t want = so->nprobe > 0 ? so->nprobe : GRAPH_FIRST;
+	while (!exact && l1->cg != NULL && l1->cg_ok && want < l1->live) {
+		drift_hit *gs = drift_mallocarray(want, sizeof(drift_hit));
+		np = gs != NULL ? l1_graph_probe(l1, qn, want, gs, pr) : 0;
+		drift_free(gs);
+		if (np == 0)
+			break;
+		kmin = FLT_MAX;
+		for (size_t i = 0; i < np; i++)
+			if (pr[i].key < kmin)
+				kmin = pr[i].key;
+		size_t inside = 0;
+		for (size_t i = 0; i < np && so->nprobe == 0; i++)
+			inside += (pr[i].key - kmin) <= tau * scale;
+		if (so->nprobe > 0 || inside < np) {
+			flat = false;
+			break;
+		}
+		want *= 4;
+	}
+	if (flat) {
+		np = 0;
+		kmin = FLT_MAX;
+		for (uint32_t s = 0; s < l1->nslots; s++) {
+			if (l1->b[s] == NULL)
+				continue;
+			const float *c = l1->cent + (size_t)s * dim;
+			float key = l1->o.metric == DRIFT_METRIC_L2
+					    ? sqrtf(k->l2sq(qn, c, dim))
+					    : -k->dot(qn, c, dim);
+			pr[np++] = (probe){key, s};
+			if (key < kmin)
+				kmin = key;
+		}
+	}
 	size_t limit = np;
 	if (so->nprobe > 0 && !so->exhaustive) {
 		limit = so->nprobe < np ? so->nprobe : np;
 	} else if (!exact) {
 		/* Probe the buckets within the calibrated gap of the
 		 * nearest centroid (l1_calib.c). */
-		float tau = l1_calib_tau(l1, target, so->k);
-		float scale = l1->calib.scale > 0 ? l1->calib.scale : 1.0f;
-		if (l1->o.metric != DRIFT_METRIC_L2)
-			scale *= qnorm;
 		size_t m = 0;
 		for (size_t i = 0; i < np; i++)
 			if ((pr[i].key - kmin) <= tau * scale)
@@ -1052,5 +1089,6 @@ void drift_l1_stats_get(drift_l1 *l1, drift_l1_stats *st)
 	st->vec_cache_hits = vst.hits;
 	st->vec_cache_misses = vst.misses;
 	st->vec_disk_reads = vst.disk_reads;
+	st->centroid_graph = l1->cg != NULL && l1->cg_ok;
 	pthread_rwlock_unlock(&l1->lock);
 }

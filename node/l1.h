@@ -59,6 +59,9 @@ typedef struct drift_l1_opts {
 	 * codes stay resident. */
 	const char *vec_dir;
 	size_t vec_cache_bytes;
+	/* Centroid search by a small HNSW graph (l1_graph.c) from this many
+	 * live buckets; below it a flat scan. 0: 1024; UINT32_MAX: never. */
+	uint32_t graph_min_buckets;
 } drift_l1_opts;
 
 typedef struct drift_l1 drift_l1;
@@ -127,6 +130,7 @@ typedef struct drift_l1_stats {
 	double mean_drift;	     /* mean |mean - centroid| / rms radius */
 	uint64_t vec_resident_bytes; /* full vectors held in memory */
 	uint64_t vec_cache_hits, vec_cache_misses, vec_disk_reads;
+	bool centroid_graph; /* searches use the centroid graph now */
 } drift_l1_stats;
 
 void drift_l1_stats_get(drift_l1 *l1, drift_l1_stats *st);

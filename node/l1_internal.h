@@ -8,6 +8,8 @@
 #include <pthread.h>
 
 #include "common/rand.h"
+#include "common/hit.h"
+#include "node/hnsw.h"
 #include "node/kv.h"
 #include "node/l1.h"
 #include "node/vstore.h"
@@ -60,8 +62,18 @@ struct drift_l1 {
 	l1_calib calib;
 	uint64_t changed_since_calib;
 	drift_rand rng;
+	drift_hnsw *cg; /* centroid graph (l1_graph.c), or NULL */
+	bool cg_ok;	/* usable: every change is in it */
+	uint64_t cg_seq;
 	pthread_rwlock_t lock; /* readers: whole search; writer: publish */
 };
+
+/* A bucket to probe: its slot and the query's key (distance order) to its
+ * centroid. */
+typedef struct probe {
+	float key;
+	uint32_t slot;
+} probe;
 
 /* A change of one slot, prepared without the lock and published with it. */
 typedef struct l1_change {
@@ -110,5 +122,26 @@ float l1_calib_tau(const drift_l1 *l1, float target, uint32_t k);
  * for none). */
 uint32_t l1_nearest_slot(const drift_l1 *l1, const float *v, uint32_t exclude,
 			 float *dist);
+
+/* ---- Centroid graph (l1_graph.c) ---- */
+
+/* Live buckets from which the graph is used. */
+uint32_t l1_graph_min(const drift_l1 *l1);
+
+/* Records, under the write lock, that slot's centroid changed (changed) or
+ * that the slot was freed. */
+void l1_graph_note(drift_l1 *l1, uint32_t slot, bool changed, bool freed);
+
+/* Writer, after a publish: builds or rebuilds the graph when it is needed
+ * and missing or unusable, and drops it below the threshold. */
+void l1_graph_refresh(drift_l1 *l1);
+
+void l1_graph_free(drift_l1 *l1);
+
+/* Reader (read lock held): the about `want` nearest live buckets by the
+ * graph, with exact keys, into out (room for want; scratch too), in no
+ * particular order. 0 when the graph is not usable: scan instead. */
+size_t l1_graph_probe(const drift_l1 *l1, const float *qn, size_t want,
+		      drift_hit *scratch, probe *out);
 
 #endif /* DRIFT_NODE_L1_INTERNAL_H */

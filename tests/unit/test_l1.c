@@ -947,3 +947,97 @@ DRIFT_TEST(l1, sift_recall_stays_flat_under_source_order_drift)
 	free(q);
 	free(ids);
 }
+
+/* With many buckets the centroid graph (l1_graph.c) picks the buckets to
+ * probe. Two indexes built alike, one with the graph and one with the flat
+ * scan, hold the same buckets (the graph plays no part in building,
+ * assignment or maintenance), so any difference in their answers comes from
+ * the probe order: recall at probe budgets and at a recall target must
+ * agree within a point, also after maintenance moved centroids (graph
+ * inserts and tombstones). */
+DRIFT_TEST(l1, centroid_graph_probes_like_the_flat_scan)
+{
+	enum { DIM = 16, N = 20000, NQ = 300, TARGET = 16, MORE = 6000 };
+	float *x = blob_data(N + MORE, DIM, 300, 5);
+	float *q = blob_data(NQ, DIM, 300, 5); /* the same blobs */
+	uint64_t *ids = seq_ids(N + MORE, 0);
+	bool *live = malloc(N + MORE);
+	memset(live, 1, N + MORE);
+	drift_l1 *idx[2];
+	for (int g = 0; g < 2; g++) {
+		drift_l1_opts o = {.dim = DIM,
+				   .bucket_target = TARGET,
+				   .seed = 3,
+				   .graph_min_buckets = g ? 256 : UINT32_MAX};
+		cr_assert_eq(drift_l1_new(with_store(&o), &idx[g], NULL), 0);
+		cr_assert_eq(drift_l1_build(idx[g], ids, x, N, 1, NULL), 0);
+	}
+	const drift_l1_search_opts sos[] = {
+		{.k = 10, .nprobe = 4},
+		{.k = 10, .nprobe = 16},
+		{.k = 10, .recall_target = 0.9f},
+	};
+	for (int round = 0; round < 2; round++) {
+		size_t n = round == 0 ? N : N + MORE;
+		if (round == 1) {
+			/* New rows, then maintenance: splits and merges
+			 * change centroids under the graph. */
+			for (int g = 0; g < 2; g++) {
+				cr_assert_eq(drift_l1_apply(idx[g], ids + N,
+							    x + N * DIM, MORE,
+							    ids, 3000, 2, NULL,
+							    NULL),
+					     0);
+				drift_l1_maint_stats ms;
+				cr_assert_eq(drift_l1_maintain(idx[g], 1000,
+							       &ms, NULL),
+					     0);
+				cr_assert_gt(ms.splits + ms.merges, 0);
+			}
+			memset(live, 0, 3000); /* ids 0..2999 deleted */
+		}
+		drift_l1_stats st[2];
+		for (int g = 0; g < 2; g++)
+			drift_l1_stats_get(idx[g], &st[g]);
+		cr_assert(!st[0].centroid_graph && st[1].centroid_graph);
+		cr_assert_eq(st[0].buckets, st[1].buckets);
+		cr_assert_gt(st[1].buckets, 1000);
+		for (size_t i = 0; i < sizeof(sos) / sizeof(sos[0]); i++) {
+			double r[2], probed[2];
+			for (int g = 0; g < 2; g++) {
+				r[g] = probed[g] = 0;
+				for (size_t j = 0; j < NQ; j++) {
+					drift_hit got[10], want[10];
+					size_t ng, nw;
+					drift_l1_search_stats ss;
+					cr_assert_eq(
+						drift_l1_search(
+							idx[g], q + j * DIM,
+							&sos[i], got, &ng, &ss),
+						0);
+					nw = brute(DRIFT_METRIC_L2, x, ids,
+						   live, n, DIM, q + j * DIM,
+						   10, want);
+					r[g] += recall_of(got, ng, want, nw);
+					probed[g] += ss.probed;
+				}
+				r[g] /= NQ;
+				probed[g] /= NQ;
+			}
+			cr_log_info("round %d, search %zu: recall %.4f flat, "
+				    "%.4f graph; %.1f / %.1f probed",
+				    round, i, r[0], r[1], probed[0], probed[1]);
+			cr_assert_geq(r[1], r[0] - 0.01,
+				      "round %d, search %zu: recall %.4f by "
+				      "the graph, %.4f flat",
+				      round, i, r[1], r[0]);
+			cr_assert_leq(probed[1], probed[0] * 1.1 + 0.5);
+		}
+	}
+	drift_l1_free(idx[0]);
+	drift_l1_free(idx[1]);
+	free(x);
+	free(q);
+	free(ids);
+	free(live);
+}
