@@ -9,6 +9,18 @@
  * count of its members, so its mean, and its drift from the centroid, are
  * O(1) to read. drift_kv maps every id to its bucket and row.
  *
+ * Memory: a bucket holds ids, versions, SQ8 codes and, per member, the row
+ * of its full-precision vector in the index's vector store (node/vstore.h).
+ * Without vec_dir the store keeps those vectors in memory; with it they sit
+ * in a scratch file read through a row cache with a byte budget, so the
+ * resident cost per vector is its code (dim bytes) plus its id, version,
+ * row and drift_kv entry. Re-ranking reads its candidates' rows in
+ * one batch per search; exact search, maintenance and persistence read the
+ * rows of the buckets they touch.
+ *
+ * Centroid search: a flat scan of every centroid, or, from
+ * graph_min_buckets live buckets, a small HNSW over them (l1_graph.c).
+ *
  * Search probes buckets in order of centroid distance, either a fixed number
  * (a probe budget) or as many as a recall target needs: the index is
  * calibrated on its own data (see l1_calib.c) and stops probing where the
