@@ -6,10 +6,14 @@
  * swaps them in under the write side of l1->lock; searches hold the read
  * side for their whole run. Old versions are freed after the swap, when no
  * search can hold them. (Epoch-based reclamation, which removes the read
- * lock, comes with the L0 engine.)
+ * lock, comes with the L0 engine.) The same holds for full vectors in the
+ * vector store (node/vstore.h): rows whose vector left the index (deleted
+ * or replaced) are released only after the swap, so a reader never reads a
+ * row that is being reused. Moves between buckets keep their row.
  */
 #include "node/l1.h"
 
+#include <assert.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -25,25 +29,28 @@
 
 /* ---- Buckets ------------------------------------------------------------ */
 
-int l1_bucket_alloc(uint32_t dim, uint32_t n, const float *centroid,
-		    l1_bucket **out)
+int l1_bucket_alloc(uint32_t dim, uint32_t n, uint32_t nnew,
+		    const float *centroid, l1_bucket **out)
 {
 	l1_bucket *b = drift_calloc(1, sizeof(*b));
 	if (b == NULL)
 		return DRIFT_ENOMEM;
 	b->n = n;
+	b->nnew = nnew;
 	b->centroid =
 		drift_aligned_alloc(DRIFT_ALIGN_CACHE, dim * sizeof(float));
 	b->sum = drift_calloc(dim, sizeof(double));
 	b->ids = drift_mallocarray(n, sizeof(uint64_t));
 	b->versions = drift_mallocarray(n, sizeof(uint64_t));
-	b->vecs = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
-				      (size_t)n * dim * sizeof(float));
+	b->rows = drift_mallocarray(n, sizeof(uint32_t));
 	b->codes = drift_aligned_alloc(DRIFT_ALIGN_CACHE, (size_t)n * dim);
 	b->qmin = drift_mallocarray(dim, sizeof(float));
 	b->qscale = drift_mallocarray(dim, sizeof(float));
-	if (!b->centroid || !b->sum || !b->ids || !b->versions || !b->vecs ||
-	    !b->codes || !b->qmin || !b->qscale) {
+	if (nnew > 0)
+		b->newvecs = drift_aligned_alloc(
+			DRIFT_ALIGN_CACHE, (size_t)nnew * dim * sizeof(float));
+	if (!b->centroid || !b->sum || !b->ids || !b->versions || !b->rows ||
+	    !b->codes || !b->qmin || !b->qscale || (nnew > 0 && !b->newvecs)) {
 		l1_bucket_free(b);
 		return DRIFT_ENOMEM;
 	}
@@ -52,17 +59,51 @@ int l1_bucket_alloc(uint32_t dim, uint32_t n, const float *centroid,
 	return 0;
 }
 
-void l1_bucket_finish(l1_bucket *b, uint32_t dim)
+int l1_bucket_vectors(const drift_l1 *l1, const l1_bucket *b, uint32_t from,
+		      uint32_t n, float *out)
 {
+	return drift_vstore_read(l1->vs, b->rows + from, n, out);
+}
+
+int l1_bucket_finish(drift_l1 *l1, l1_bucket *b)
+{
+	uint32_t dim = l1->dim;
 	const drift_vec_kernels *k = drift_vec();
+	assert(b->nnew <= b->n);
+	uint32_t nold = b->n - b->nnew;
+	/* All the members' vectors, for the statistics and the codes. */
+	float *v = b->newvecs;
+	if (nold > 0) {
+		v = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
+					(size_t)b->n * dim * sizeof(float));
+		if (v == NULL)
+			return DRIFT_ENOMEM;
+		int rv = l1_bucket_vectors(l1, b, 0, nold, v);
+		if (rv != 0) {
+			drift_free(v);
+			return rv;
+		}
+		if (b->nnew > 0)
+			memcpy(v + (size_t)nold * dim, b->newvecs,
+			       (size_t)b->nnew * dim * sizeof(float));
+	}
+	if (b->nnew > 0) {
+		int rv = drift_vstore_append(l1->vs, b->newvecs, b->nnew,
+					     b->rows + nold, NULL);
+		if (rv != 0) {
+			if (v != b->newvecs)
+				drift_free(v);
+			return rv;
+		}
+	}
 	memset(b->sum, 0, dim * sizeof(double));
 	float maxd = 0;
 	double sq = 0;
 	for (uint32_t r = 0; r < b->n; r++) {
-		const float *v = b->vecs + (size_t)r * dim;
+		const float *x = v + (size_t)r * dim;
 		for (uint32_t j = 0; j < dim; j++)
-			b->sum[j] += v[j];
-		float d = k->l2sq(v, b->centroid, dim);
+			b->sum[j] += x[j];
+		float d = k->l2sq(x, b->centroid, dim);
 		sq += d;
 		if (d > maxd)
 			maxd = d;
@@ -70,9 +111,14 @@ void l1_bucket_finish(l1_bucket *b, uint32_t dim)
 	b->radius = sqrtf(maxd);
 	b->rms = b->n > 0 ? (float)sqrt(sq / b->n) : 0.0f;
 	/* Vectors are finite (checked at the door), so training succeeds. */
-	int rv = drift_sq8_train(b->vecs, b->n, dim, b->qmin, b->qscale);
+	int rv = drift_sq8_train(v, b->n, dim, b->qmin, b->qscale);
 	(void)rv;
-	drift_sq8_encode(b->qmin, b->qscale, dim, b->vecs, b->n, b->codes);
+	drift_sq8_encode(b->qmin, b->qscale, dim, v, b->n, b->codes);
+	if (v != b->newvecs)
+		drift_free(v);
+	drift_free(b->newvecs);
+	b->newvecs = NULL;
+	return 0;
 }
 
 void l1_bucket_free(l1_bucket *b)
@@ -83,11 +129,23 @@ void l1_bucket_free(l1_bucket *b)
 	drift_free(b->sum);
 	drift_free(b->ids);
 	drift_free(b->versions);
-	drift_free(b->vecs);
+	drift_free(b->rows);
+	drift_free(b->newvecs);
 	drift_free(b->codes);
 	drift_free(b->qmin);
 	drift_free(b->qscale);
 	drift_free(b);
+}
+
+void l1_bucket_discard(drift_l1 *l1, l1_bucket *b)
+{
+	if (b == NULL)
+		return;
+	/* Finished (newvecs gone): its new rows are in the store. */
+	if (b->newvecs == NULL && b->nnew > 0)
+		drift_vstore_release(l1->vs, b->rows + (b->n - b->nnew),
+				     b->nnew);
+	l1_bucket_free(b);
 }
 
 /* ---- Slots -------------------------------------------------------------- */
@@ -206,13 +264,19 @@ void l1_publish(drift_l1 *l1, l1_change *ch, size_t n, const uint64_t *del,
 		if (ch[i].nb != NULL) {
 			l1->count += ch[i].nb->n;
 			l1->live++;
-			memcpy(l1->cent + (size_t)s * dim, ch[i].nb->centroid,
-			       dim * sizeof(float));
+			float *c = l1->cent + (size_t)s * dim;
+			bool changed = ch[i].old == NULL ||
+				       memcmp(c, ch[i].nb->centroid,
+					      dim * sizeof(float)) != 0;
+			memcpy(c, ch[i].nb->centroid, dim * sizeof(float));
 			l1->radius[s] = ch[i].nb->radius;
+			l1_graph_note(l1, s, changed, false);
 		} else {
 			for (uint32_t j = 0; j < dim; j++)
 				l1->cent[(size_t)s * dim + j] = FLT_MAX;
 			l1->free_slots[l1->nfree++] = s;
+			if (ch[i].old != NULL)
+				l1_graph_note(l1, s, false, true);
 		}
 		/* Every row of the new version may have a new place. Room
 		 * was reserved by the caller, so puts cannot fail. */
@@ -231,6 +295,7 @@ void l1_publish(drift_l1 *l1, l1_change *ch, size_t n, const uint64_t *del,
 		l1_bucket_free(ch[i].old);
 		ch[i].old = NULL;
 	}
+	l1_graph_refresh(l1);
 }
 
 /* ---- Lifecycle ---------------------------------------------------------- */
@@ -266,7 +331,16 @@ int drift_l1_new(const drift_l1_opts *opts, drift_l1 **out, drift_err *err)
 	if (l1 == NULL)
 		return drift_err_set(err, DRIFT_ENOMEM, "L1 index");
 	l1->o = o;
+	l1->o.vec_dir = NULL; /* not kept: the caller's string */
 	l1->dim = o.dim;
+	drift_vstore_opts vo = {.dim = o.dim,
+				.dir = o.vec_dir,
+				.cache_bytes = o.vec_cache_bytes};
+	int rv = drift_vstore_open(&vo, &l1->vs, err);
+	if (rv != 0) {
+		drift_free(l1);
+		return drift_err_wrap(err, rv, "L1 index");
+	}
 	drift_kv_init(&l1->kv);
 	drift_rand_seed(&l1->rng, o.seed);
 	pthread_rwlock_init(&l1->lock, NULL);
@@ -287,35 +361,41 @@ void drift_l1_free(drift_l1 *l1)
 	drift_free(l1->dirty);
 	drift_free(l1->calib.gaps10);
 	drift_free(l1->calib.gaps100);
+	l1_graph_free(l1);
 	drift_kv_free(&l1->kv);
+	drift_vstore_close(l1->vs);
 	pthread_rwlock_destroy(&l1->lock);
 	drift_free(l1);
 }
 
 /* ---- Input -------------------------------------------------------------- */
 
-/* A copy of the input vectors, normalised for COSINE. NULL on ENOMEM or,
+/* The input vectors, checked, and normalised in a copy for COSINE (then
+ * *owned is that copy, for drift_free). NULL on ENOMEM or,
  * with *zero set to the row, for a NaN or infinite component (*nonfinite)
  * or a zero vector under COSINE. */
-static float *prepare_vectors(const drift_l1 *l1, const float *vecs, size_t n,
-			      size_t *zero, bool *nonfinite)
+static const float *prepare_vectors(const drift_l1 *l1, const float *vecs,
+				    size_t n, size_t *zero, bool *nonfinite,
+				    float **owned)
 {
 	uint32_t dim = l1->dim;
+	*owned = NULL;
+	for (size_t i = 0; i < n * dim; i++) {
+		if (!isfinite(vecs[i])) {
+			*zero = i / dim;
+			*nonfinite = true;
+			return NULL;
+		}
+	}
+	/* Only COSINE changes the vectors; the others are used in place
+	 * (a copy of a bulk load would double its peak memory). */
+	if (l1->o.metric != DRIFT_METRIC_COSINE)
+		return vecs;
 	float *out =
 		drift_aligned_alloc(DRIFT_ALIGN_CACHE, n * dim * sizeof(float));
 	if (out == NULL)
 		return NULL;
 	memcpy(out, vecs, n * dim * sizeof(float));
-	for (size_t i = 0; i < n * dim; i++) {
-		if (!isfinite(out[i])) {
-			*zero = i / dim;
-			*nonfinite = true;
-			drift_free(out);
-			return NULL;
-		}
-	}
-	if (l1->o.metric != DRIFT_METRIC_COSINE)
-		return out;
 	const drift_vec_kernels *k = drift_vec();
 	for (size_t i = 0; i < n; i++) {
 		float *v = out + i * dim;
@@ -328,6 +408,7 @@ static float *prepare_vectors(const drift_l1 *l1, const float *vecs, size_t n,
 		for (uint32_t j = 0; j < dim; j++)
 			v[j] /= norm;
 	}
+	*owned = out;
 	return out;
 }
 
@@ -350,7 +431,9 @@ static int bad_input(drift_err *err, size_t row, bool nonfinite,
 
 /* ---- Build -------------------------------------------------------------- */
 
-/* Buckets from k-means over the rows of x: each cluster becomes a bucket. */
+/* Buckets from k-means over the rows of x: each cluster becomes a bucket.
+ * Clusters are finished one at a time, so that only one bucket's full
+ * vectors are held besides the input. */
 static int build_buckets(drift_l1 *l1, const uint64_t *ids, const float *x,
 			 size_t n, uint64_t version, drift_err *err)
 {
@@ -362,58 +445,72 @@ static int build_buckets(drift_l1 *l1, const uint64_t *ids, const float *x,
 	int rv = DRIFT_ENOMEM;
 	float *cent = drift_mallocarray((size_t)k * dim, sizeof(float));
 	uint32_t *assign = drift_mallocarray(n, sizeof(uint32_t));
-	uint32_t *size = drift_calloc(k, sizeof(uint32_t));
+	size_t *start = drift_calloc((size_t)k + 1, sizeof(size_t));
+	uint32_t *order = drift_mallocarray(n, sizeof(uint32_t));
 	l1_change *ch = drift_calloc(k, sizeof(*ch));
-	if (!cent || !assign || !size || !ch)
+	size_t nch = 0;
+	if (!cent || !assign || !start || !order || !ch)
 		goto out;
 	drift_kmeans_opts ko = {.seed = drift_rand_next(&l1->rng)};
 	rv = drift_kmeans(x, n, dim, k, &ko, cent, assign, err);
 	if (rv != 0)
 		goto out;
+	/* Rows grouped by cluster (counting sort, stable). */
 	for (size_t i = 0; i < n; i++)
-		size[assign[i]]++;
+		start[assign[i] + 1]++;
+	for (uint32_t c = 0; c < k; c++)
+		start[c + 1] += start[c];
+	for (size_t i = 0; i < n; i++)
+		order[start[assign[i]]++] = (uint32_t)i;
+	for (uint32_t c = k; c > 0; c--)
+		start[c] = start[c - 1];
+	start[0] = 0;
 	rv = l1_kv_reserve(l1, drift_kv_len(&l1->kv) + n);
 	if (rv == 0)
 		rv = l1_reserve_slots(l1, l1->nslots + k);
 	if (rv != 0)
 		goto out;
-	size_t nch = 0;
 	for (uint32_t c = 0; c < k; c++) {
-		if (size[c] == 0)
+		uint32_t size = (uint32_t)(start[c + 1] - start[c]);
+		if (size == 0)
 			continue;
-		rv = l1_bucket_alloc(dim, size[c], cent + (size_t)c * dim,
-				     &ch[nch].nb);
+		l1_bucket *b;
+		rv = l1_bucket_alloc(dim, size, size, cent + (size_t)c * dim,
+				     &b);
 		if (rv != 0)
 			goto out;
-		ch[nch].nb->n = 0; /* filled below */
-		ch[nch].slot = c;  /* cluster index until slots are taken */
+		for (uint32_t r = 0; r < size; r++) {
+			size_t i = order[start[c] + r];
+			b->ids[r] = ids[i];
+			b->versions[r] = version;
+			memcpy(b->newvecs + (size_t)r * dim, x + i * dim,
+			       dim * sizeof(float));
+		}
+		rv = l1_bucket_finish(l1, b);
+		if (rv != 0) {
+			l1_bucket_free(b);
+			rv = drift_err_set(err, rv,
+					   "L1 build: storing vectors");
+			goto out;
+		}
+		ch[nch].nb = b;
+		l1_take_slot(l1, &ch[nch].slot); /* room reserved above */
 		nch++;
 	}
-	/* Fill rows: map cluster -> change index. */
-	uint32_t *where = size; /* reuse: cluster -> change index */
-	for (uint32_t c = 0, j = 0; c < k; c++)
-		where[c] = size[c] == 0 ? UINT32_MAX : j++;
-	for (size_t i = 0; i < n; i++) {
-		l1_bucket *b = ch[where[assign[i]]].nb;
-		uint32_t r = b->n++;
-		b->ids[r] = ids[i];
-		b->versions[r] = version;
-		memcpy(b->vecs + (size_t)r * dim, x + i * dim,
-		       dim * sizeof(float));
-	}
-	for (size_t c = 0; c < nch; c++) {
-		l1_bucket_finish(ch[c].nb, dim);
-		l1_take_slot(l1, &ch[c].slot); /* room reserved above */
-	}
 	l1_publish(l1, ch, nch, NULL, 0);
+	nch = 0;
 	rv = 0;
 out:
-	if (rv != 0 && ch != NULL)
-		for (uint32_t c = 0; c < k; c++)
-			l1_bucket_free(ch[c].nb);
+	if (rv != 0 && ch != NULL) {
+		for (size_t c = 0; c < nch; c++) {
+			l1->free_slots[l1->nfree++] = ch[c].slot;
+			l1_bucket_discard(l1, ch[c].nb);
+		}
+	}
 	drift_free(cent);
 	drift_free(assign);
-	drift_free(size);
+	drift_free(start);
+	drift_free(order);
 	drift_free(ch);
 	return rv;
 }
@@ -428,11 +525,13 @@ int drift_l1_build(drift_l1 *l1, const uint64_t *ids, const float *vecs,
 		return 0;
 	size_t zero = SIZE_MAX;
 	bool nonfinite = false;
-	float *x = prepare_vectors(l1, vecs, n, &zero, &nonfinite);
+	float *owned;
+	const float *x =
+		prepare_vectors(l1, vecs, n, &zero, &nonfinite, &owned);
 	if (x == NULL)
 		return bad_input(err, zero, nonfinite, "L1 build");
 	int rv = build_buckets(l1, ids, x, n, version, err);
-	drift_free(x);
+	drift_free(owned);
 	if (rv == 0)
 		rv = drift_l1_calibrate(l1, err);
 	return rv;
@@ -454,7 +553,9 @@ static int slot_row_cmp(const void *a, const void *b)
 
 /* Everything apply allocates, freed in one place. */
 typedef struct apply_work {
-	float *x;	   /* prepared upsert vectors */
+	const float *x;	   /* prepared upsert vectors */
+	float *x_owned;	   /* their copy, when normalised */
+	uint32_t *dead;	   /* store rows of the rows leaving (nrem) */
 	drift_kv batch;	   /* id -> last index among upserts */
 	uint32_t *target;  /* per upsert: slot, or UINT32_MAX if superseded */
 	slot_row *rem;	   /* rows leaving their bucket */
@@ -466,9 +567,10 @@ typedef struct apply_work {
 	float *kept_x;
 } apply_work;
 
-static void apply_work_free(apply_work *w)
+static void apply_work_free(drift_l1 *l1, apply_work *w)
 {
-	drift_free(w->x);
+	drift_free(w->x_owned);
+	drift_free(w->dead);
 	drift_kv_free(&w->batch);
 	drift_free(w->target);
 	drift_free(w->rem);
@@ -476,7 +578,7 @@ static void apply_work_free(apply_work *w)
 	drift_free(w->touched);
 	if (w->ch != NULL)
 		for (size_t i = 0; i < w->nch; i++)
-			l1_bucket_free(w->ch[i].nb);
+			l1_bucket_discard(l1, w->ch[i].nb);
 	drift_free(w->ch);
 	drift_free(w->kept_ids);
 	drift_free(w->kept_x);
@@ -496,14 +598,17 @@ static int rebuild_slot(drift_l1 *l1, apply_work *w, uint32_t s, size_t *ri,
 	while (*ai < w->nadd && w->add[*ai].slot == s)
 		(*ai)++;
 	size_t nold = old != NULL ? old->n : 0;
-	size_t n = nold - (*ri - r0) + (*ai - a0);
+	size_t nadd = *ai - a0;
+	size_t n = nold - (*ri - r0) + nadd;
+	for (size_t rr = r0; rr < *ri; rr++)
+		w->dead[rr] = old->rows[w->rem[rr].row];
 	if (n == 0) {
 		*out = NULL;
 		return 0;
 	}
 	l1_bucket *b;
-	int rv = l1_bucket_alloc(dim, (uint32_t)n, l1->cent + (size_t)s * dim,
-				 &b);
+	int rv = l1_bucket_alloc(dim, (uint32_t)n, (uint32_t)nadd,
+				 l1->cent + (size_t)s * dim, &b);
 	if (rv != 0)
 		return rv;
 	size_t o = 0, rr = r0;
@@ -514,18 +619,21 @@ static int rebuild_slot(drift_l1 *l1, apply_work *w, uint32_t s, size_t *ri,
 		}
 		b->ids[o] = old->ids[r];
 		b->versions[o] = old->versions[r];
-		memcpy(b->vecs + o * dim, old->vecs + (size_t)r * dim,
-		       dim * sizeof(float));
+		b->rows[o] = old->rows[r];
 		o++;
 	}
 	for (size_t a = a0; a < *ai; a++, o++) {
 		uint32_t i = w->add[a].row;
 		b->ids[o] = ids[i];
 		b->versions[o] = version;
-		memcpy(b->vecs + o * dim, w->x + (size_t)i * dim,
+		memcpy(b->newvecs + (a - a0) * dim, w->x + (size_t)i * dim,
 		       dim * sizeof(float));
 	}
-	l1_bucket_finish(b, dim);
+	rv = l1_bucket_finish(l1, b);
+	if (rv != 0) {
+		l1_bucket_free(b);
+		return rv;
+	}
 	*out = b;
 	return 0;
 }
@@ -542,7 +650,8 @@ int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
 
 	if (n > 0) {
 		bool nonfinite = false;
-		w.x = prepare_vectors(l1, vecs, n, &zero, &nonfinite);
+		w.x = prepare_vectors(l1, vecs, n, &zero, &nonfinite,
+				      &w.x_owned);
 		if (w.x == NULL) {
 			rv = bad_input(err, zero, nonfinite, "L1 apply");
 			goto out;
@@ -593,7 +702,8 @@ int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
 	w.rem = drift_mallocarray(n + ndel ? n + ndel : 1, sizeof(slot_row));
 	w.add = drift_mallocarray(n ? n : 1, sizeof(slot_row));
 	w.touched = drift_calloc(l1->nslots, sizeof(uint32_t));
-	if (!w.target || !w.rem || !w.add || !w.touched)
+	w.dead = drift_mallocarray(n + ndel ? n + ndel : 1, sizeof(uint32_t));
+	if (!w.target || !w.rem || !w.add || !w.touched || !w.dead)
 		goto nomem;
 	size_t nnew = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -638,20 +748,28 @@ int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
 		l1_change *c = &w.ch[w.nch];
 		c->slot = s;
 		rv = rebuild_slot(l1, &w, s, &ri, &ai, ids, version, &c->nb);
-		if (rv != 0)
+		if (rv == DRIFT_ENOMEM)
 			goto nomem;
+		if (rv != 0) {
+			rv = drift_err_set(err, rv,
+					   "L1 apply: reading or storing "
+					   "vectors");
+			goto out;
+		}
 		w.nch++;
 	}
 	l1_publish(l1, w.ch, w.nch, del, ndel);
 	for (size_t i = 0; i < w.nch; i++)
 		w.ch[i].nb = NULL; /* published: owned by the index */
+	/* No search can hold the rows that left now. */
+	drift_vstore_release(l1->vs, w.dead, w.nrem);
 	l1->changed_since_calib += n + ndeleted;
 	rv = 0;
 	goto out;
 nomem:
 	rv = drift_err_set(err, DRIFT_ENOMEM, "L1 apply of %zu vectors", n);
 out:
-	apply_work_free(&w);
+	apply_work_free(l1, &w);
 	if (rv == 0 && deleted != NULL)
 		*deleted = ndeleted;
 	return rv;
@@ -659,10 +777,10 @@ out:
 
 /* ---- Search ------------------------------------------------------------- */
 
-typedef struct probe {
-	float key;
-	uint32_t slot;
-} probe;
+/* Rows of a bucket read at once by an exact scan. */
+#define EXACT_BLOCK 256u
+/* Buckets a recall-target search first asks the centroid graph for. */
+#define GRAPH_FIRST 64u
 
 static int probe_cmp(const void *a, const void *b)
 {
@@ -714,13 +832,20 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	 * rarely pushes a true neighbour out (measured: tests/unit/test_l1.c
 	 * recall floors, docs/benchmarks.md). */
 	size_t rerank = (size_t)so->k * 4 < 40 ? 40 : (size_t)so->k * 4;
+	/* Full vectors come from the store, a block of rows at a time (the
+	 * re-rank candidates, or EXACT_BLOCK rows of a bucket). */
+	size_t vrows = rerank > EXACT_BLOCK ? rerank : EXACT_BLOCK;
+	float *vbuf = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
+					  vrows * dim * sizeof(float));
+	uint32_t *vrow = drift_mallocarray(rerank, sizeof(uint32_t));
 	float *qn = drift_aligned_alloc(DRIFT_ALIGN_CACHE, dim * sizeof(float));
 	float *tq = drift_mallocarray(dim, sizeof(float));
 	drift_hit *heap = drift_mallocarray(so->k, sizeof(drift_hit));
 	drift_hit *cbuf = drift_mallocarray(rerank, sizeof(drift_hit));
 	probe *pr = NULL;
 	int rv = DRIFT_ENOMEM;
-	if (qn == NULL || tq == NULL || heap == NULL || cbuf == NULL)
+	if (qn == NULL || tq == NULL || heap == NULL || cbuf == NULL ||
+	    vbuf == NULL || vrow == NULL)
 		goto out;
 	memcpy(qn, q, dim * sizeof(float));
 	float qnorm = sqrtf(k->dot(qn, qn, dim));
@@ -740,33 +865,66 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		pthread_rwlock_unlock(&l1->lock);
 		goto out;
 	}
-	size_t np = 0;
-	float kmin = FLT_MAX;
-	for (uint32_t s = 0; s < l1->nslots; s++) {
-		if (l1->b[s] == NULL)
-			continue;
-		const float *c = l1->cent + (size_t)s * dim;
-		float key = l1->o.metric == DRIFT_METRIC_L2
-				    ? sqrtf(k->l2sq(qn, c, dim))
-				    : -k->dot(qn, c, dim);
-		pr[np++] = (probe){key, s};
-		if (key < kmin)
-			kmin = key;
-	}
+	rv = 0;
 	float target = so->recall_target;
 	if (so->nprobe == 0 && target == 0 && !so->exhaustive)
 		target = l1->o.default_recall;
 	bool exact = so->exhaustive || so->exact || target >= 1.0f;
+	float tau = 0, scale = 1;
+	if (!exact && so->nprobe == 0) {
+		tau = l1_calib_tau(l1, target, so->k);
+		scale = l1->calib.scale > 0 ? l1->calib.scale : 1.0f;
+		if (l1->o.metric != DRIFT_METRIC_L2)
+			scale *= qnorm;
+	}
+	size_t np = 0;
+	float kmin = FLT_MAX;
+	/* Centroid order: from the centroid graph when there is one (a probe
+	 * budget asks it for that many; a recall target for GRAPH_FIRST,
+	 * then four times more while every answer is within the gap), else
+	 * a flat scan of every centroid. */
+	bool flat = true;
+	size_t want = so->nprobe > 0 ? so->nprobe : GRAPH_FIRST;
+	while (!exact && l1->cg != NULL && l1->cg_ok && want < l1->live) {
+		drift_hit *gs = drift_mallocarray(want, sizeof(drift_hit));
+		np = gs != NULL ? l1_graph_probe(l1, qn, want, gs, pr) : 0;
+		drift_free(gs);
+		if (np == 0)
+			break;
+		kmin = FLT_MAX;
+		for (size_t i = 0; i < np; i++)
+			if (pr[i].key < kmin)
+				kmin = pr[i].key;
+		size_t inside = 0;
+		for (size_t i = 0; i < np && so->nprobe == 0; i++)
+			inside += (pr[i].key - kmin) <= tau * scale;
+		if (so->nprobe > 0 || inside < np) {
+			flat = false;
+			break;
+		}
+		want *= 4;
+	}
+	if (flat) {
+		np = 0;
+		kmin = FLT_MAX;
+		for (uint32_t s = 0; s < l1->nslots; s++) {
+			if (l1->b[s] == NULL)
+				continue;
+			const float *c = l1->cent + (size_t)s * dim;
+			float key = l1->o.metric == DRIFT_METRIC_L2
+					    ? sqrtf(k->l2sq(qn, c, dim))
+					    : -k->dot(qn, c, dim);
+			pr[np++] = (probe){key, s};
+			if (key < kmin)
+				kmin = key;
+		}
+	}
 	size_t limit = np;
 	if (so->nprobe > 0 && !so->exhaustive) {
 		limit = so->nprobe < np ? so->nprobe : np;
 	} else if (!exact) {
 		/* Probe the buckets within the calibrated gap of the
 		 * nearest centroid (l1_calib.c). */
-		float tau = l1_calib_tau(l1, target, so->k);
-		float scale = l1->calib.scale > 0 ? l1->calib.scale : 1.0f;
-		if (l1->o.metric != DRIFT_METRIC_L2)
-			scale *= qnorm;
 		size_t m = 0;
 		for (size_t i = 0; i < np; i++)
 			if ((pr[i].key - kmin) <= tau * scale)
@@ -790,12 +948,20 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 				    drift_topk_bound(&top))
 				continue;
 			const l1_bucket *b = l1->b[s];
-			for (uint32_t r = 0; r < b->n; r++) {
-				float d = metric_dist(k, l1->o.metric, qn,
-						      b->vecs + (size_t)r * dim,
-						      dim);
-				drift_topk_push(&top,
-						(drift_hit){b->ids[r], d});
+			for (uint32_t r0 = 0; r0 < b->n && rv == 0;
+			     r0 += EXACT_BLOCK) {
+				uint32_t m = b->n - r0 < EXACT_BLOCK
+						     ? b->n - r0
+						     : EXACT_BLOCK;
+				rv = l1_bucket_vectors(l1, b, r0, m, vbuf);
+				for (uint32_t r = 0; r < m && rv == 0; r++) {
+					float d = metric_dist(
+						k, l1->o.metric, qn,
+						vbuf + (size_t)r * dim, dim);
+					drift_topk_push(
+						&top,
+						(drift_hit){b->ids[r0 + r], d});
+				}
 			}
 			probed++;
 			scanned += b->n;
@@ -837,15 +1003,23 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 			probed++;
 			scanned += b->n;
 		}
+		/* One batched read of every candidate's row. */
 		for (size_t c = 0; c < cand.n; c++) {
+			const l1_bucket *b = l1->b[cand.h[c].id >> 32];
+			vrow[c] = b->rows[(uint32_t)cand.h[c].id];
+		}
+		rv = drift_vstore_read(l1->vs, vrow, cand.n, vbuf);
+		for (size_t c = 0; c < cand.n && rv == 0; c++) {
 			const l1_bucket *b = l1->b[cand.h[c].id >> 32];
 			uint32_t r = (uint32_t)cand.h[c].id;
 			float d = metric_dist(k, l1->o.metric, qn,
-					      b->vecs + (size_t)r * dim, dim);
+					      vbuf + c * dim, dim);
 			drift_topk_push(&top, (drift_hit){b->ids[r], d});
 		}
 	}
 	pthread_rwlock_unlock(&l1->lock);
+	if (rv != 0)
+		goto out;
 
 	size_t n = drift_topk_sort(&top);
 	memcpy(out, heap, n * sizeof(drift_hit));
@@ -861,6 +1035,8 @@ out:
 	drift_free(heap);
 	drift_free(cbuf);
 	drift_free(pr);
+	drift_free(vbuf);
+	drift_free(vrow);
 	return rv;
 }
 
@@ -873,9 +1049,8 @@ int drift_l1_get(drift_l1 *l1, uint64_t id, float *out, uint64_t *version)
 	int rv = drift_kv_get(&l1->kv, id, &loc);
 	if (rv == 0) {
 		const l1_bucket *b = l1->b[loc.bucket];
-		memcpy(out, b->vecs + (size_t)loc.row * l1->dim,
-		       l1->dim * sizeof(float));
-		if (version != NULL)
+		rv = l1_bucket_vectors(l1, b, loc.row, 1, out);
+		if (version != NULL && rv == 0)
 			*version = b->versions[loc.row];
 	}
 	pthread_rwlock_unlock(&l1->lock);
@@ -920,5 +1095,12 @@ void drift_l1_stats_get(drift_l1 *l1, drift_l1_stats *st)
 		st->min_size = 0;
 	else
 		st->mean_drift = drift / st->buckets;
+	drift_vstore_stats vst;
+	drift_vstore_stats_get(l1->vs, &vst);
+	st->vec_resident_bytes = vst.resident_bytes;
+	st->vec_cache_hits = vst.hits;
+	st->vec_cache_misses = vst.misses;
+	st->vec_disk_reads = vst.disk_reads;
+	st->centroid_graph = l1->cg != NULL && l1->cg_ok;
 	pthread_rwlock_unlock(&l1->lock);
 }

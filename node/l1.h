@@ -9,6 +9,18 @@
  * count of its members, so its mean, and its drift from the centroid, are
  * O(1) to read. drift_kv maps every id to its bucket and row.
  *
+ * Memory: a bucket holds ids, versions, SQ8 codes and, per member, the row
+ * of its full-precision vector in the index's vector store (node/vstore.h).
+ * Without vec_dir the store keeps those vectors in memory; with it they sit
+ * in a scratch file read through a row cache with a byte budget, so the
+ * resident cost per vector is its code (dim bytes) plus its id, version,
+ * row and drift_kv entry. Re-ranking reads its candidates' rows in
+ * one batch per search; exact search, maintenance and persistence read the
+ * rows of the buckets they touch.
+ *
+ * Centroid search: a flat scan of every centroid, or, from
+ * graph_min_buckets live buckets, a small HNSW over them (l1_graph.c).
+ *
  * Search probes buckets in order of centroid distance, either a fixed number
  * (a probe budget) or as many as a recall target needs: the index is
  * calibrated on its own data (see l1_calib.c) and stops probing where the
@@ -53,6 +65,15 @@ typedef struct drift_l1_opts {
 	uint32_t steal_neighbors; /* buckets examined by stealing; 0: 8 */
 	float default_recall;	  /* when a search gives neither; 0: 0.95 */
 	uint64_t seed;
+	/* Full-precision vectors (node/vstore.h): NULL keeps them in memory;
+	 * a directory keeps them in a scratch file there, read through a
+	 * row cache of vec_cache_bytes, so that only ids, versions and SQ8
+	 * codes stay resident. */
+	const char *vec_dir;
+	size_t vec_cache_bytes;
+	/* Centroid search by a small HNSW graph (l1_graph.c) from this many
+	 * live buckets; below it a flat scan. 0: 1024; UINT32_MAX: never. */
+	uint32_t graph_min_buckets;
 } drift_l1_opts;
 
 typedef struct drift_l1 drift_l1;
@@ -91,13 +112,14 @@ typedef struct drift_l1_search_stats {
 /* The k nearest live vectors to q (dim floats), best first, into out (room
  * for k); *n_out gets how many (fewer when the index holds fewer). stats
  * may be NULL. 0, DRIFT_EINVAL (k of 0, or both nprobe and recall_target),
- * DRIFT_ENOMEM. */
+ * DRIFT_ENOMEM, DRIFT_EIO (reading full vectors from the store). */
 int drift_l1_search(drift_l1 *l1, const float *q,
 		    const drift_l1_search_opts *so, drift_hit *out,
 		    size_t *n_out, drift_l1_search_stats *stats);
 
 /* Copies the stored vector of id (normalised for COSINE) into out: 0 or
- * DRIFT_ENOENT. *version gets its version when not NULL. */
+ * DRIFT_ENOENT (or DRIFT_EIO from the store). *version gets its version
+ * when not NULL. */
 int drift_l1_get(drift_l1 *l1, uint64_t id, float *out, uint64_t *version);
 
 typedef struct drift_l1_maint_stats {
@@ -119,7 +141,10 @@ typedef struct drift_l1_stats {
 	uint64_t vectors;
 	uint32_t buckets;
 	uint32_t min_size, max_size;
-	double mean_drift; /* mean |mean - centroid| / rms radius */
+	double mean_drift;	     /* mean |mean - centroid| / rms radius */
+	uint64_t vec_resident_bytes; /* full vectors held in memory */
+	uint64_t vec_cache_hits, vec_cache_misses, vec_disk_reads;
+	bool centroid_graph; /* searches use the centroid graph now */
 } drift_l1_stats;
 
 void drift_l1_stats_get(drift_l1 *l1, drift_l1_stats *st);

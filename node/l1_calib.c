@@ -119,8 +119,8 @@ static float nth_gap(const drift_l1 *l1, const float *keys, float kmin,
 	return (pick[CALIB_PROBES - 1] - kmin) / qs;
 }
 
-/* Row r of the sample: the r-th vector in slot order. */
-static const float *nth_vector(const drift_l1 *l1, uint64_t r, uint64_t *id)
+/* Row r of the sample: the r-th vector in slot order, into out. */
+static int nth_vector(const drift_l1 *l1, uint64_t r, uint64_t *id, float *out)
 {
 	for (uint32_t s = 0; s < l1->nslots; s++) {
 		const l1_bucket *b = l1->b[s];
@@ -128,11 +128,11 @@ static const float *nth_vector(const drift_l1 *l1, uint64_t r, uint64_t *id)
 			continue;
 		if (r < b->n) {
 			*id = b->ids[r];
-			return b->vecs + r * l1->dim;
+			return l1_bucket_vectors(l1, b, (uint32_t)r, 1, out);
 		}
 		r -= b->n;
 	}
-	return NULL;
+	return DRIFT_EINTERNAL;
 }
 
 int drift_l1_calibrate(drift_l1 *l1, drift_err *err)
@@ -164,7 +164,9 @@ int drift_l1_calibrate(drift_l1 *l1, drift_err *err)
 	for (size_t i = 0; i < nq; i++) {
 		uint64_t self = 0;
 		uint64_t r = drift_rand_below(&l1->rng, l1->count);
-		memcpy(q, nth_vector(l1, r, &self), dim * sizeof(float));
+		rv = nth_vector(l1, r, &self, q);
+		if (rv != 0)
+			goto fail;
 		float kmin = slot_keys(l1, q, keys);
 		float qs = (float)scale;
 		if (l1->o.metric != DRIFT_METRIC_L2)

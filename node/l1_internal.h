@@ -8,11 +8,15 @@
 #include <pthread.h>
 
 #include "common/rand.h"
+#include "common/hit.h"
+#include "node/hnsw.h"
 #include "node/kv.h"
 #include "node/l1.h"
+#include "node/vstore.h"
 
 /* One immutable version of a bucket. Columns are row-aligned: row r is
- * ids[r], versions[r] and vecs[r * dim ...]. */
+ * ids[r], versions[r], codes[r * dim ...] and the full vector in row
+ * rows[r] of the index's vector store (node/vstore.h). */
 typedef struct l1_bucket {
 	uint32_t n;
 	float *centroid;    /* dim */
@@ -21,10 +25,14 @@ typedef struct l1_bucket {
 	float rms;	    /* root mean square of those distances */
 	uint64_t *ids;	    /* n */
 	uint64_t *versions; /* n */
-	float *vecs;	    /* n * dim, 64-byte aligned */
+	uint32_t *rows;	    /* n: vector store rows */
 	uint8_t *codes;	    /* n * dim SQ8 codes (node/codec/sq8.h) */
-	float *qmin;	    /* dim: SQ8 range of each dimension */
-	float *qscale;	    /* dim */
+	/* Construction: the last nnew rows are new vectors, in newvecs
+	 * (nnew * dim) until l1_bucket_finish stores them. */
+	uint32_t nnew;
+	float *newvecs;
+	float *qmin;   /* dim: SQ8 range of each dimension */
+	float *qscale; /* dim */
 } l1_bucket;
 
 /* The recall calibration: sorted "gaps" of the buckets holding true
@@ -49,12 +57,23 @@ struct drift_l1 {
 	uint8_t *dirty; /* per slot: changed since drift_l1_clear_dirty */
 	uint32_t ndirty;
 	uint64_t count;
+	drift_vstore *vs; /* the full vectors */
 	drift_kv kv;
 	l1_calib calib;
 	uint64_t changed_since_calib;
 	drift_rand rng;
+	drift_hnsw *cg; /* centroid graph (l1_graph.c), or NULL */
+	bool cg_ok;	/* usable: every change is in it */
+	uint64_t cg_seq;
 	pthread_rwlock_t lock; /* readers: whole search; writer: publish */
 };
+
+/* A bucket to probe: its slot and the query's key (distance order) to its
+ * centroid. */
+typedef struct probe {
+	float key;
+	uint32_t slot;
+} probe;
 
 /* A change of one slot, prepared without the lock and published with it. */
 typedef struct l1_change {
@@ -63,12 +82,24 @@ typedef struct l1_change {
 	l1_bucket *old;
 } l1_change;
 
-/* A new bucket of n rows around centroid (copied); rows are filled by the
- * caller, then l1_bucket_finish computes sum, radius and rms. */
-int l1_bucket_alloc(uint32_t dim, uint32_t n, const float *centroid,
-		    l1_bucket **out);
-void l1_bucket_finish(l1_bucket *b, uint32_t dim);
+/* A new bucket of n rows around centroid (copied), the last nnew of them
+ * new vectors. The caller fills ids, versions, the rows of the first
+ * n - nnew and the vectors of the others (newvecs); then l1_bucket_finish
+ * stores the new vectors, reads the others, and computes sum, radius, rms
+ * and the SQ8 codes. */
+int l1_bucket_alloc(uint32_t dim, uint32_t n, uint32_t nnew,
+		    const float *centroid, l1_bucket **out);
+/* 0, DRIFT_ENOMEM or DRIFT_EIO (the store); on failure nothing was
+ * stored. */
+int l1_bucket_finish(drift_l1 *l1, l1_bucket *b);
 void l1_bucket_free(l1_bucket *b);
+/* Frees a finished bucket that was never published, giving its new rows
+ * back to the store. */
+void l1_bucket_discard(drift_l1 *l1, l1_bucket *b);
+
+/* The full vectors of rows [from, from + n) of b into out (n * dim). */
+int l1_bucket_vectors(const drift_l1 *l1, const l1_bucket *b, uint32_t from,
+		      uint32_t n, float *out);
 
 /* Makes room for slots up to want (exclusive) in the slot arrays. */
 int l1_reserve_slots(drift_l1 *l1, uint32_t want);
@@ -93,5 +124,26 @@ float l1_calib_tau(const drift_l1 *l1, float target, uint32_t k);
  * for none). */
 uint32_t l1_nearest_slot(const drift_l1 *l1, const float *v, uint32_t exclude,
 			 float *dist);
+
+/* ---- Centroid graph (l1_graph.c) ---- */
+
+/* Live buckets from which the graph is used. */
+uint32_t l1_graph_min(const drift_l1 *l1);
+
+/* Records, under the write lock, that slot's centroid changed (changed) or
+ * that the slot was freed. */
+void l1_graph_note(drift_l1 *l1, uint32_t slot, bool changed, bool freed);
+
+/* Writer, after a publish: builds or rebuilds the graph when it is needed
+ * and missing or unusable, and drops it below the threshold. */
+void l1_graph_refresh(drift_l1 *l1);
+
+void l1_graph_free(drift_l1 *l1);
+
+/* Reader (read lock held): the about `want` nearest live buckets by the
+ * graph, with exact keys, into out (room for want; scratch too), in no
+ * particular order. 0 when the graph is not usable: scan instead. */
+size_t l1_graph_probe(const drift_l1 *l1, const float *qn, size_t want,
+		      drift_hit *scratch, probe *out);
 
 #endif /* DRIFT_NODE_L1_INTERNAL_H */

@@ -98,23 +98,32 @@ static int redistribute(drift_l1 *l1, const uint32_t *src, size_t nsrc, dest *d,
 			size_t nd, uint64_t *moved)
 {
 	uint32_t dim = l1->dim;
-	size_t total = 0;
-	for (size_t i = 0; i < nsrc; i++)
+	size_t total = 0, most = 1;
+	for (size_t i = 0; i < nsrc; i++) {
 		total += l1->b[src[i]]->n;
+		if (l1->b[src[i]]->n > most)
+			most = l1->b[src[i]]->n;
+	}
 	int rv = DRIFT_ENOMEM;
 	uint32_t *to = drift_mallocarray(total ? total : 1, sizeof(uint32_t));
 	l1_change *ch = drift_calloc(nd + nsrc, sizeof(l1_change));
-	if (to == NULL || ch == NULL)
+	float *v = drift_mallocarray(most * dim, sizeof(float));
+	if (to == NULL || ch == NULL || v == NULL)
 		goto out;
 	size_t t = 0;
 	for (size_t i = 0; i < nsrc; i++) {
 		const l1_bucket *b = l1->b[src[i]];
+		rv = l1_bucket_vectors(l1, b, 0, b->n, v);
+		if (rv != 0)
+			goto out;
 		for (uint32_t r = 0; r < b->n; r++, t++) {
-			to[t] = nearest_dest(d, nd, b->vecs + (size_t)r * dim,
-					     dim);
+			to[t] = nearest_dest(d, nd, v + (size_t)r * dim, dim);
 			d[to[t]].n++;
 		}
 	}
+	drift_free(v);
+	v = NULL;
+	rv = DRIFT_ENOMEM;
 	size_t nch = 0;
 	for (size_t i = 0; i < nd; i++) {
 		uint32_t own = d[i].keeps_rows ? l1->b[d[i].slot]->n : 0;
@@ -122,7 +131,8 @@ static int redistribute(drift_l1 *l1, const uint32_t *src, size_t nsrc, dest *d,
 		c->slot = d[i].slot;
 		if (own + d[i].n == 0)
 			continue; /* becomes free (nb NULL) */
-		rv = l1_bucket_alloc(dim, own + d[i].n, d[i].centroid, &c->nb);
+		rv = l1_bucket_alloc(dim, own + d[i].n, 0, d[i].centroid,
+				     &c->nb);
 		if (rv != 0)
 			goto out;
 		c->nb->n = 0;
@@ -131,8 +141,7 @@ static int redistribute(drift_l1 *l1, const uint32_t *src, size_t nsrc, dest *d,
 			memcpy(c->nb->ids, b->ids, own * sizeof(uint64_t));
 			memcpy(c->nb->versions, b->versions,
 			       own * sizeof(uint64_t));
-			memcpy(c->nb->vecs, b->vecs,
-			       (size_t)own * dim * sizeof(float));
+			memcpy(c->nb->rows, b->rows, own * sizeof(uint32_t));
 			c->nb->n = own;
 		}
 	}
@@ -145,8 +154,7 @@ static int redistribute(drift_l1 *l1, const uint32_t *src, size_t nsrc, dest *d,
 			uint32_t o = nb->n++;
 			nb->ids[o] = b->ids[r];
 			nb->versions[o] = b->versions[r];
-			memcpy(nb->vecs + (size_t)o * dim,
-			       b->vecs + (size_t)r * dim, dim * sizeof(float));
+			nb->rows[o] = b->rows[r];
 			if (d[to[t]].slot != src[i])
 				mv++;
 		}
@@ -160,8 +168,9 @@ static int redistribute(drift_l1 *l1, const uint32_t *src, size_t nsrc, dest *d,
 			ch[nch++] = (l1_change){.slot = src[i], .nb = NULL};
 	}
 	for (size_t i = 0; i < nch; i++)
-		if (ch[i].nb != NULL)
-			l1_bucket_finish(ch[i].nb, dim);
+		if (ch[i].nb != NULL &&
+		    (rv = l1_bucket_finish(l1, ch[i].nb)) != 0)
+			goto out;
 	l1_publish(l1, ch, nch, NULL, 0);
 	*moved += mv;
 	l1->changed_since_calib += mv;
@@ -174,6 +183,7 @@ out:
 			l1_bucket_free(ch[i].nb);
 	drift_free(ch);
 	drift_free(to);
+	drift_free(v);
 	return rv;
 }
 
@@ -182,11 +192,18 @@ static int split(drift_l1 *l1, uint32_t s, drift_l1_maint_stats *st)
 	uint32_t dim = l1->dim;
 	const l1_bucket *b = l1->b[s];
 	float *c2 = drift_mallocarray(2 * (size_t)dim, sizeof(float));
-	if (c2 == NULL)
+	float *v = drift_mallocarray((size_t)b->n * dim, sizeof(float));
+	if (c2 == NULL || v == NULL) {
+		drift_free(c2);
+		drift_free(v);
 		return DRIFT_ENOMEM;
+	}
 	drift_kmeans_opts ko = {.seed = drift_rand_next(&l1->rng),
 				.sample_per_centroid = 1u << 30};
-	int rv = drift_kmeans(b->vecs, b->n, dim, 2, &ko, c2, NULL, NULL);
+	int rv = l1_bucket_vectors(l1, b, 0, b->n, v);
+	if (rv == 0)
+		rv = drift_kmeans(v, b->n, dim, 2, &ko, c2, NULL, NULL);
+	drift_free(v);
 	uint32_t nslot;
 	if (rv == 0)
 		rv = l1_take_slot(l1, &nslot);

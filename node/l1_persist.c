@@ -70,12 +70,14 @@ static int encode_bucket(const drift_l1 *l1, const l1_bucket *b, uint8_t **out,
 	for (uint32_t r = 0; r < n; r++)
 		order[r] = (struct sort_row){b->ids[r], r};
 	qsort(order, n, sizeof(*order), cmp_row);
+	uint32_t *rows = (uint32_t *)buf; /* scratch until the header */
 	for (uint32_t r = 0; r < n; r++) {
 		ids[r] = order[r].id;
-		memcpy(vecs + (size_t)r * dim,
-		       b->vecs + (size_t)order[r].row * dim,
-		       dim * sizeof(float));
+		rows[r] = b->rows[order[r].row];
 	}
+	rv = drift_vstore_read(l1->vs, rows, n, vecs);
+	if (rv != 0)
+		goto out;
 	uint8_t *p = buf;
 	drift_store_le32(p, BLOCK_MAGIC);
 	drift_store_le32(p + 4, n);
@@ -211,7 +213,7 @@ int drift_l1_load_block(drift_l1 *l1, uint32_t slot, const void *block,
 		}
 	}
 	l1_bucket *b = NULL;
-	int rv = l1_bucket_alloc(dim, n, cent, &b);
+	int rv = l1_bucket_alloc(dim, n, n, cent, &b);
 	drift_free(cent);
 	if (rv != 0)
 		return drift_err_set(err, rv, "L1 bucket %u", slot);
@@ -244,16 +246,21 @@ int drift_l1_load_block(drift_l1 *l1, uint32_t slot, const void *block,
 	uint64_t count;
 	if (vlen != (uint64_t)(end - p) || drift_alp_count(p, vlen, &count) ||
 	    count != (uint64_t)n * dim ||
-	    drift_alp_decode(p, vlen, b->vecs, (size_t)n * dim) != 0) {
+	    drift_alp_decode(p, vlen, b->newvecs, (size_t)n * dim) != 0) {
 		rv = bad(err, slot, "vector column does not decode");
 		goto fail;
 	}
 	for (size_t i = 0; i < (size_t)n * dim; i++)
-		if (!(b->vecs[i] >= -FLT_MAX && b->vecs[i] <= FLT_MAX)) {
+		if (!(b->newvecs[i] >= -FLT_MAX && b->newvecs[i] <= FLT_MAX)) {
 			rv = bad(err, slot, "a vector is not finite");
 			goto fail;
 		}
-	l1_bucket_finish(b, dim);
+	/* Into the vector store: it is rebuilt from the blocks at each open
+	 * (node/vstore.h). */
+	if ((rv = l1_bucket_finish(l1, b)) != 0) {
+		drift_err_set(err, rv, "L1 bucket %u: storing vectors", slot);
+		goto fail;
+	}
 	if ((rv = l1_reserve_slots(l1, slot + 1)) != 0 ||
 	    (rv = l1_kv_reserve(l1, drift_kv_len(&l1->kv) + n)) != 0) {
 		drift_err_set(err, rv, "L1 bucket %u", slot);
@@ -274,7 +281,7 @@ int drift_l1_load_block(drift_l1 *l1, uint32_t slot, const void *block,
 	l1_publish(l1, &ch, 1, NULL, 0);
 	return 0;
 fail:
-	l1_bucket_free(b);
+	l1_bucket_discard(l1, b);
 	return rv;
 }
 

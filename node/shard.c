@@ -54,6 +54,8 @@
 #define OP_UPSERT 1
 #define OP_DELETE 2
 #define PATH_MAX_ 4096
+/* Row cache of L1's full vectors (re-ranking reads; node/vstore.h). */
+#define L1_VEC_CACHE_BYTES ((size_t)64 << 20)
 
 struct drift_shard {
 	drift_shard_opts o;
@@ -812,11 +814,16 @@ int drift_shard_open(const drift_shard_opts *opts, drift_shard **out,
 		goto fail;
 	}
 	atomic_store(&s->flushed_seq, s->man.wal_seq);
+	/* L1's full vectors go to a scratch file in the shard's directory
+	 * (node/vstore.h: rebuilt from the segments by load_l1), behind a row
+	 * cache of L1_VEC_CACHE_BYTES. */
 	drift_l1_opts lo = {.dim = s->o.dim,
 			    .metric = s->o.metric,
 			    .bucket_target = s->o.bucket_target,
 			    .default_recall = s->o.default_recall,
-			    .seed = s->o.seed};
+			    .seed = s->o.seed,
+			    .vec_dir = s->dir,
+			    .vec_cache_bytes = L1_VEC_CACHE_BYTES};
 	if ((rv = drift_l1_new(&lo, &s->l1, err)) != 0 ||
 	    (rv = load_l1(s, err)) != 0)
 		goto fail;

@@ -3,13 +3,17 @@
  * (tests/bench/README.md describes the protocol).
  *
  *   drift-bench static BASE.fvecs QUERY.fvecs GT.ivecs [--threads N]
- *               [--bucket N] [--load-only]
+ *               [--bucket N] [--load-only] [--vec-dir DIR | --vec-memory]
+ *               [--cache-mb N]
  *   drift-bench drift BASE.fvecs STEPS.tsv QUERY.fvecs --budget NPROBE
  *               [--no-maintenance] [--bucket N]
  *
  * static: builds the L1 index in-process (k-means bulk build), then sweeps
  * probe budgets and recall targets, printing one JSON line per point with
- * QPS and recall@10 for one thread and for --threads threads.
+ * QPS and recall@10 for one thread and for --threads threads. Full vectors
+ * live in a scratch file in --vec-dir (default $TMPDIR, else /var/tmp)
+ * behind a row cache of --cache-mb MiB (default 0), as node/vstore.h
+ * describes; --vec-memory keeps them in memory instead.
  * drift: inserts the base rows in order in the steps of STEPS.tsv (lines
  * "end_row <TAB> gt.ivecs <TAB> queries.idx"), maintaining buckets after
  * each step unless told not to, and prints recall@10 and p50/p99 latency at
@@ -165,10 +169,14 @@ static double percentile(double *v, size_t n, double p)
 	return v[i];
 }
 
-static drift_l1 *build(const matrix *base, uint32_t bucket, double *secs)
+static drift_l1 *build(const matrix *base, uint32_t bucket, const char *vec_dir,
+		       size_t cache_bytes, double *secs)
 {
-	drift_l1_opts o = {
-		.dim = base->dim, .bucket_target = bucket, .seed = 42};
+	drift_l1_opts o = {.dim = base->dim,
+			   .bucket_target = bucket,
+			   .seed = 42,
+			   .vec_dir = vec_dir,
+			   .vec_cache_bytes = cache_bytes};
 	drift_l1 *l1;
 	drift_err err;
 	int rv = drift_l1_new(&o, &l1, &err);
@@ -199,9 +207,19 @@ static int cmd_static(int argc, char **argv)
 	int threads = 2;
 	uint32_t bucket = 0;
 	int load_only = 0;
+	const char *vec_dir = getenv("TMPDIR");
+	if (vec_dir == NULL || vec_dir[0] == 0)
+		vec_dir = "/var/tmp";
+	size_t cache_mb = 0;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
 			threads = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--vec-dir") == 0 && i + 1 < argc)
+			vec_dir = argv[++i];
+		else if (strcmp(argv[i], "--vec-memory") == 0)
+			vec_dir = NULL;
+		else if (strcmp(argv[i], "--cache-mb") == 0 && i + 1 < argc)
+			cache_mb = (size_t)atol(argv[++i]);
 		else if (strcmp(argv[i], "--bucket") == 0 && i + 1 < argc)
 			bucket = (uint32_t)atoi(argv[++i]);
 		else if (strcmp(argv[i], "--load-only") == 0)
@@ -216,13 +234,16 @@ static int cmd_static(int argc, char **argv)
 	if (load_only)
 		return 0;
 	double bsecs;
-	drift_l1 *l1 = build(&base, bucket, &bsecs);
+	drift_l1 *l1 = build(&base, bucket, vec_dir, cache_mb << 20, &bsecs);
 	drift_l1_stats st;
 	drift_l1_stats_get(l1, &st);
 	printf("{\"event\": \"build\", \"system\": \"drift\", \"n\": %zu, "
-	       "\"build_s\": %.3f, \"buckets\": %u, \"simd\": \"%s\"}\n",
+	       "\"build_s\": %.3f, \"buckets\": %u, \"simd\": \"%s\", "
+	       "\"vectors\": \"%s\", \"vec_resident_mb\": %.1f}\n",
 	       base.rows, bsecs, st.buckets,
-	       drift_simd_name(drift_simd_level()));
+	       drift_simd_name(drift_simd_level()),
+	       vec_dir != NULL ? "file" : "memory",
+	       (double)st.vec_resident_bytes / (1 << 20));
 	fflush(stdout);
 	drift_hit *out = malloc(q.rows * 10 * sizeof(drift_hit));
 	double *lat = malloc(q.rows * sizeof(double));
@@ -387,7 +408,9 @@ int main(int argc, char **argv)
 	if (rv == 2)
 		fprintf(stderr,
 			"usage: drift-bench static BASE QUERY GT [--threads N] "
-			"[--bucket N] [--load-only]\n"
+			"[--bucket N] [--load-only] [--vec-dir DIR | "
+			"--vec-memory] "
+			"[--cache-mb N]\n"
 			"       drift-bench drift BASE STEPS.tsv QUERY "
 			"[--budget N] [--bucket N] [--no-maintenance]\n");
 	return rv;

@@ -18,11 +18,36 @@
 
 static drift_l1 *l1;
 
+/* DRIFT_TEST_VSTORE=file (a second meson test) runs every case with the
+ * full vectors in a scratch file behind a 32 KiB row cache, so re-ranking,
+ * maintenance and persistence read them from disk. */
+static char store_dir[4096];
+
+static drift_l1_opts *with_store(drift_l1_opts *o)
+{
+	const char *m = getenv("DRIFT_TEST_VSTORE");
+	if (m == NULL || strcmp(m, "file") != 0)
+		return o;
+	if (store_dir[0] == 0)
+		drift_test_tmpdir(store_dir, sizeof(store_dir));
+	o->vec_dir = store_dir;
+	o->vec_cache_bytes = 32 << 10;
+	return o;
+}
+
+static void store_cleanup(void)
+{
+	if (store_dir[0] != 0)
+		drift_test_rmtree(store_dir);
+	store_dir[0] = 0;
+}
+
 static void teardown(void)
 {
 	drift_failalloc_arm(0, 0);
 	drift_l1_free(l1);
 	l1 = NULL;
+	store_cleanup();
 }
 
 TestSuite(l1, .fini = teardown);
@@ -34,7 +59,7 @@ static void make_index(uint32_t dim, enum drift_metric m, uint32_t target)
 	drift_l1_opts o = {
 		.dim = dim, .metric = m, .bucket_target = target, .seed = 1};
 	drift_err err;
-	cr_assert_eq(drift_l1_new(&o, &l1, &err), 0, "%s", err.msg);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, &err), 0, "%s", err.msg);
 }
 
 /* n points in `blobs` Gaussian blobs of spread 1 around centres of spread
@@ -424,7 +449,7 @@ DRIFT_TEST(l1, split_separates_two_clusters)
 			   .bucket_max = 60,
 			   .bucket_min = 5,
 			   .seed = 2};
-	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	static float x[2 * PER * DIM];
 	drift_rand r;
 	drift_rand_seed(&r, 4);
@@ -471,7 +496,7 @@ DRIFT_TEST(l1, split_steals_from_neighbours)
 			   .bucket_max = 60,
 			   .bucket_min = 2,
 			   .seed = 2};
-	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	/* Bucket A around x = 0 and bucket B around x = 30 (built first). */
 	float base[80 * DIM];
 	uint64_t ids[80];
@@ -530,7 +555,7 @@ DRIFT_TEST(l1, merge_scatters_an_undersized_bucket)
 			   .bucket_max = 100,
 			   .bucket_min = 10,
 			   .seed = 3};
-	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	/* Three groups at x = 0, 10, 20 of 20 points each. */
 	float x[60 * DIM];
 	uint64_t ids[60];
@@ -576,7 +601,7 @@ DRIFT_TEST(l1, recenter_follows_the_members)
 			   .bucket_max = 100,
 			   .bucket_min = 2,
 			   .seed = 4};
-	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	float x[N * DIM];
 	uint64_t ids[N];
 	drift_rand r;
@@ -609,7 +634,7 @@ DRIFT_TEST(l1, random_churn_keeps_the_id_index_consistent)
 {
 	enum { SPACE = 3000, DIM = 6, ROUNDS = 40 };
 	drift_l1_opts o = {.dim = DIM, .bucket_target = 32, .seed = 5};
-	cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	static float model[SPACE * DIM];
 	static bool live[SPACE];
 	memset(live, 0, sizeof(live));
@@ -736,7 +761,7 @@ DRIFT_TEST(l1, recall_stays_flat_under_drift_with_maintenance)
 	uint32_t maxsize_off = 0;
 	for (int maint = 1; maint >= 0; maint--) {
 		drift_l1_opts o = {.dim = DIM, .bucket_target = 64, .seed = 7};
-		cr_assert_eq(drift_l1_new(&o, &l1, NULL), 0);
+		cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 		for (int c = 0; c < 10; c++) {
 			cr_assert_eq(drift_l1_apply(l1, ids + c * PER_CLASS,
 						    x + c * PER_CLASS * DIM,
@@ -781,4 +806,272 @@ DRIFT_TEST(l1, recall_stays_flat_under_drift_with_maintenance)
 	free(x);
 	free(q);
 	free(ids);
+}
+
+/* The SIFT descriptor set of the benchmarks (tests/bench/datasets.py, built
+ * from Debian wallpaper packages with OpenCV), when its cache exists: every
+ * STRIDE-th row of base.fvecs in source order (image by image, package by
+ * package: the distribution moves along the stream). NULL when absent. */
+static float *sift_stream(size_t stride, size_t *rows)
+{
+	const char *dir = getenv("DRIFT_BENCH_CACHE");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/sift/base.fvecs",
+		 dir != NULL ? dir : "/var/tmp/drift-bench");
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		return NULL;
+	size_t cap = 1 << 16, n = 0, i = 0;
+	float *x = malloc(cap * 128 * sizeof(float));
+	int32_t d;
+	float row[128];
+	while (fread(&d, 4, 1, f) == 1) {
+		cr_assert_eq(d, 128, "%s: rows of dimension %d", path, d);
+		cr_assert_eq(fread(row, sizeof(row), 1, f), 1);
+		if (i++ % stride != 0)
+			continue;
+		if (n == cap)
+			x = realloc(x, (cap *= 2) * 128 * sizeof(float));
+		memcpy(x + n++ * 128, row, sizeof(row));
+	}
+	fclose(f);
+	*rows = n;
+	return x;
+}
+
+/* Issue #7's drift test: SIFT descriptors inserted in source order (every
+ * 25th of the 1M rows: 38,000 inserted, every 20th held out as a query at
+ * its place in the stream), in ten steps; the first step is a bulk build.
+ * After each step, recall@10 of 200 held-out rows seen so far, probing 10%
+ * of the buckets (a fixed budget: with a fixed count, the probed share of a
+ * growing index shrinks, and recall falls with or without drift).
+ * With maintenance, recall stays within 3 points of its first value and
+ * buckets within bounds. Measured on this stream (bucket target 100): 0.922
+ * at the first step, a dip to 0.894 at the second (present without
+ * maintenance too: the new images are harder), then 0.91..0.97; so the
+ * issue's 2 points hold from the second step on, not at it. Without
+ * maintenance the first step's buckets stay, grow without bound, and at
+ * the last step the same budget scans 1.75x as many vectors for 4 points
+ * less recall (0.927 vs 0.969). Skipped (not passed) when the benchmark's
+ * SIFT cache is absent: building it needs python3-opencv and the wallpaper
+ * packages of tests/bench/packages.txt, which make deps does not install.
+ * About 20 s of CPU. */
+DRIFT_TEST(l1, sift_recall_stays_flat_under_source_order_drift)
+{
+	enum { DIM = 128, STRIDE = 25, QEVERY = 20, STEPS = 10, NQ = 200 };
+	enum { TARGET = 100 };
+#ifdef DRIFT_TEST_LSAN
+	cr_skip_test("a quality test: the release build runs it (CPU)");
+#endif
+	size_t n;
+	float *all = sift_stream(STRIDE, &n);
+	if (all == NULL)
+		cr_skip_test("no SIFT cache in /var/tmp/drift-bench/sift (make "
+			     "bench builds it)");
+	/* Every QEVERY-th row is held out as a query at its place in the
+	 * stream; the others are inserted. */
+	float *x = malloc(n * DIM * sizeof(float));
+	float *pool = malloc((n / QEVERY + 1) * DIM * sizeof(float));
+	size_t *qat = malloc((n / QEVERY + 1) * sizeof(size_t));
+	size_t nx = 0, npool = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (i % QEVERY == QEVERY - 1) {
+			memcpy(pool + npool * DIM, all + i * DIM,
+			       DIM * sizeof(float));
+			qat[npool++] = nx; /* rows inserted before it */
+		} else {
+			memcpy(x + nx++ * DIM, all + i * DIM,
+			       DIM * sizeof(float));
+		}
+	}
+	free(all);
+	uint64_t *ids = seq_ids(nx, 0);
+	float *q = malloc(NQ * DIM * sizeof(float));
+	double rec[2][STEPS];
+	uint64_t scanned[2][STEPS];
+	uint32_t maxsize[2] = {0, 0};
+	for (int maint = 1; maint >= 0; maint--) {
+		drift_l1_opts o = {
+			.dim = DIM, .bucket_target = TARGET, .seed = 11};
+		cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
+		size_t done = 0;
+		for (int s = 0; s < STEPS; s++) {
+			size_t end = nx * (size_t)(s + 1) / STEPS;
+			/* The first step is a bulk build for both. */
+			if (s == 0)
+				cr_assert_eq(drift_l1_build(l1, ids, x, end, 1,
+							    NULL),
+					     0);
+			for (size_t at = s == 0 ? end : done; at < end;
+			     at += 1000) {
+				size_t m = end - at < 1000 ? end - at : 1000;
+				cr_assert_eq(drift_l1_apply(
+						     l1, ids + at, x + at * DIM,
+						     m, NULL, 0, 1, NULL, NULL),
+					     0);
+				if (maint)
+					cr_assert_eq(drift_l1_maintain(l1, 1000,
+								       NULL,
+								       NULL),
+						     0);
+			}
+			done = end;
+			/* NQ held-out rows spread over the stream so far. */
+			size_t avail = 0;
+			while (avail < npool && qat[avail] <= end)
+				avail++;
+			cr_assert_geq(avail, NQ);
+			for (size_t i = 0; i < NQ; i++)
+				memcpy(q + i * DIM,
+				       pool + (i * avail / NQ) * DIM,
+				       DIM * sizeof(float));
+			double probed;
+			drift_l1_stats bst;
+			drift_l1_stats_get(l1, &bst);
+			uint32_t np = (bst.buckets + 5) / 10; /* 10%, rounded */
+			drift_l1_search_opts so = {.k = 10,
+						   .nprobe = np > 0 ? np : 1};
+			rec[maint][s] =
+				mean_recall(x, end, q, NQ, DIM, so, &probed);
+			scanned[maint][s] = 0;
+			for (size_t i = 0; i < NQ; i++) {
+				drift_hit h[10];
+				size_t nh;
+				drift_l1_search_stats st;
+				drift_l1_search(l1, q + i * DIM, &so, h, &nh,
+						&st);
+				scanned[maint][s] += st.scanned;
+			}
+			drift_l1_stats st;
+			drift_l1_stats_get(l1, &st);
+			if (st.max_size > maxsize[maint])
+				maxsize[maint] = st.max_size;
+			cr_log_info("sift drift maint=%d step %d: %zu rows, "
+				    "recall %.3f, %.0f vectors scanned per "
+				    "query, %u buckets, sizes %u..%u",
+				    maint, s, end, rec[maint][s],
+				    (double)scanned[maint][s] / NQ, st.buckets,
+				    st.min_size, st.max_size);
+		}
+		drift_l1_free(l1);
+		l1 = NULL;
+	}
+	for (int s = 0; s < STEPS; s++)
+		cr_assert_geq(rec[1][s], rec[1][0] - 0.03,
+			      "maintenance on, step %d: recall %.3f vs first "
+			      "%.3f",
+			      s, rec[1][s], rec[1][0]);
+	cr_assert_leq(maxsize[1], 3 * TARGET);
+	cr_assert_gt(maxsize[0], 3 * 3 * TARGET,
+		     "without maintenance buckets grow unbounded");
+	/* Without maintenance the same budget ends up scanning more and
+	 * finding less. */
+	cr_assert_geq(rec[1][STEPS - 1], rec[0][STEPS - 1] + 0.02,
+		      "last step: recall %.3f with maintenance, %.3f without",
+		      rec[1][STEPS - 1], rec[0][STEPS - 1]);
+	cr_assert_geq((double)scanned[0][STEPS - 1],
+		      1.5 * (double)scanned[1][STEPS - 1],
+		      "last step: %llu vectors scanned without maintenance, "
+		      "%llu with",
+		      (unsigned long long)scanned[0][STEPS - 1],
+		      (unsigned long long)scanned[1][STEPS - 1]);
+	free(x);
+	free(pool);
+	free(qat);
+	free(q);
+	free(ids);
+}
+
+/* With many buckets the centroid graph (l1_graph.c) picks the buckets to
+ * probe. Two indexes built alike, one with the graph and one with the flat
+ * scan, hold the same buckets (the graph plays no part in building,
+ * assignment or maintenance), so any difference in their answers comes from
+ * the probe order: recall at probe budgets and at a recall target must
+ * agree within a point, also after maintenance moved centroids (graph
+ * inserts and tombstones). */
+DRIFT_TEST(l1, centroid_graph_probes_like_the_flat_scan)
+{
+	enum { DIM = 16, N = 10000, NQ = 300, TARGET = 8, MORE = 3000 };
+	float *x = blob_data(N + MORE, DIM, 300, 5);
+	float *q = blob_data(NQ, DIM, 300, 5); /* the same blobs */
+	uint64_t *ids = seq_ids(N + MORE, 0);
+	bool *live = malloc(N + MORE);
+	memset(live, 1, N + MORE);
+	drift_l1 *idx[2];
+	for (int g = 0; g < 2; g++) {
+		drift_l1_opts o = {.dim = DIM,
+				   .bucket_target = TARGET,
+				   .seed = 3,
+				   .graph_min_buckets = g ? 256 : UINT32_MAX};
+		cr_assert_eq(drift_l1_new(with_store(&o), &idx[g], NULL), 0);
+		cr_assert_eq(drift_l1_build(idx[g], ids, x, N, 1, NULL), 0);
+	}
+	const drift_l1_search_opts sos[] = {
+		{.k = 10, .nprobe = 4},
+		{.k = 10, .nprobe = 16},
+		{.k = 10, .recall_target = 0.9f},
+	};
+	for (int round = 0; round < 2; round++) {
+		size_t n = round == 0 ? N : N + MORE;
+		if (round == 1) {
+			/* New rows, then maintenance: splits and merges
+			 * change centroids under the graph. */
+			for (int g = 0; g < 2; g++) {
+				cr_assert_eq(drift_l1_apply(idx[g], ids + N,
+							    x + N * DIM, MORE,
+							    ids, MORE / 2, 2,
+							    NULL, NULL),
+					     0);
+				drift_l1_maint_stats ms;
+				cr_assert_eq(drift_l1_maintain(idx[g], 1000,
+							       &ms, NULL),
+					     0);
+				cr_assert_gt(ms.splits + ms.merges, 0);
+			}
+			memset(live, 0, MORE / 2); /* deleted */
+		}
+		drift_l1_stats st[2];
+		for (int g = 0; g < 2; g++)
+			drift_l1_stats_get(idx[g], &st[g]);
+		cr_assert(!st[0].centroid_graph && st[1].centroid_graph);
+		cr_assert_eq(st[0].buckets, st[1].buckets);
+		cr_assert_gt(st[1].buckets, 1000);
+		for (size_t i = 0; i < sizeof(sos) / sizeof(sos[0]); i++) {
+			double r[2], probed[2];
+			for (int g = 0; g < 2; g++) {
+				r[g] = probed[g] = 0;
+				for (size_t j = 0; j < NQ; j++) {
+					drift_hit got[10], want[10];
+					size_t ng, nw;
+					drift_l1_search_stats ss;
+					cr_assert_eq(
+						drift_l1_search(
+							idx[g], q + j * DIM,
+							&sos[i], got, &ng, &ss),
+						0);
+					nw = brute(DRIFT_METRIC_L2, x, ids,
+						   live, n, DIM, q + j * DIM,
+						   10, want);
+					r[g] += recall_of(got, ng, want, nw);
+					probed[g] += ss.probed;
+				}
+				r[g] /= NQ;
+				probed[g] /= NQ;
+			}
+			cr_log_info("round %d, search %zu: recall %.4f flat, "
+				    "%.4f graph; %.1f / %.1f probed",
+				    round, i, r[0], r[1], probed[0], probed[1]);
+			cr_assert_geq(r[1], r[0] - 0.01,
+				      "round %d, search %zu: recall %.4f by "
+				      "the graph, %.4f flat",
+				      round, i, r[1], r[0]);
+			cr_assert_leq(probed[1], probed[0] * 1.1 + 0.5);
+		}
+	}
+	drift_l1_free(idx[0]);
+	drift_l1_free(idx[1]);
+	free(x);
+	free(q);
+	free(ids);
+	free(live);
 }

@@ -4,6 +4,7 @@
  * the touched buckets are dirty, and writing just those reproduces the
  * index; damaged blocks are refused and leave the index as it was. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -18,6 +19,30 @@
 
 static float *data;
 
+/* DRIFT_TEST_VSTORE=file (a second meson test) runs every case with the
+ * full vectors in a scratch file behind a 32 KiB row cache, so re-ranking,
+ * maintenance and persistence read them from disk. */
+static char store_dir[4096];
+
+static drift_l1_opts *with_store(drift_l1_opts *o)
+{
+	const char *m = getenv("DRIFT_TEST_VSTORE");
+	if (m == NULL || strcmp(m, "file") != 0)
+		return o;
+	if (store_dir[0] == 0)
+		drift_test_tmpdir(store_dir, sizeof(store_dir));
+	o->vec_dir = store_dir;
+	o->vec_cache_bytes = 32 << 10;
+	return o;
+}
+
+static void store_cleanup(void)
+{
+	if (store_dir[0] != 0)
+		drift_test_rmtree(store_dir);
+	store_dir[0] = 0;
+}
+
 static void setup(void)
 {
 	size_t n;
@@ -28,6 +53,7 @@ static void setup(void)
 static void teardown(void)
 {
 	free(data);
+	store_cleanup();
 }
 
 /* ---- Helpers ---- */
@@ -38,7 +64,7 @@ static drift_l1 *new_index(enum drift_metric metric)
 		.dim = DIM, .metric = metric, .bucket_target = 200, .seed = 3};
 	drift_l1 *l1;
 	drift_err err;
-	cr_assert_eq(drift_l1_new(&o, &l1, &err), 0, "%s", err.msg);
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, &err), 0, "%s", err.msg);
 	return l1;
 }
 
