@@ -804,7 +804,7 @@ static inline float metric_dist(const drift_vec_kernels *k, enum drift_metric m,
 }
 
 /* The smallest distance any member of slot s could have (exact mode). */
-static float lower_bound(const drift_l1 *l1, float key, uint32_t s, float qnorm)
+float l1_lower_bound(const drift_l1 *l1, float key, uint32_t s, float qnorm)
 {
 	float r = l1->radius[s];
 	switch (l1->o.metric) {
@@ -944,7 +944,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		for (size_t i = 0; i < limit; i++) {
 			uint32_t s = pr[i].slot;
 			if (!so->exhaustive &&
-			    lower_bound(l1, pr[i].key, s, qnorm) >
+			    l1_lower_bound(l1, pr[i].key, s, qnorm) >
 				    drift_topk_bound(&top))
 				continue;
 			const l1_bucket *b = l1->b[s];

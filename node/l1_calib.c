@@ -18,11 +18,9 @@
  *
  * Calibration measures that probability on the index's own data instead of
  * trusting constants: it takes up to 200 of its vectors as queries, finds
- * each one's exact 100 nearest other vectors (searched among the 64
- * buckets nearest to it, and among all of them when a neighbour found sits
- * past half the gap of the 64th: on SIFT, 400,000 rows, that fallback never
- * ran, and calibration fell from a quarter of an ingest's CPU to under 2%),
- * and records the gap of the bucket holding each neighbour. Mean recall@k with
+ * each one's exact 100 nearest other vectors (all queries together, in one
+ * pass over the buckets: calib_batch), and records the gap of the bucket
+ * holding each neighbour. Mean recall@k with
  * threshold tau is then the fraction of recorded (query, neighbour of rank < k)
  * pairs with gap <= tau, so the tau of a target t is that fraction's
  * t-quantile. To leave room for queries that differ from the data (held-out
@@ -36,6 +34,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/topk.h"
 #include "common/vec.h"
 #include "node/l1_internal.h"
 
@@ -43,9 +42,6 @@
 #define CALIB_K 100
 #define CALIB_SMALL_K 10
 #define MISS_SHRINK 0.3f
-/* The exact neighbours of a calibration query are searched for among the
- * CALIB_PROBES buckets nearest to it first; see drift_l1_calibrate. */
-#define CALIB_PROBES 64
 
 static int float_cmp(const void *a, const void *b)
 {
@@ -88,37 +84,6 @@ static float slot_keys(const drift_l1 *l1, const float *q, float *keys)
 	return kmin;
 }
 
-/* The largest gap of the buckets holding hits. */
-static float max_gap(const drift_l1 *l1, const drift_hit *hits, size_t nh,
-		     const float *keys, float kmin, float qs)
-{
-	float g = 0;
-	for (size_t h = 0; h < nh; h++) {
-		drift_kv_loc loc;
-		if (drift_kv_get(&l1->kv, hits[h].id, &loc) != 0)
-			continue;
-		float x = (keys[loc.bucket] - kmin) / qs;
-		if (x > g)
-			g = x;
-	}
-	return g;
-}
-
-/* The gap of the CALIB_PROBES-th nearest bucket; pick is scratch for
- * nslots floats. */
-static float nth_gap(const drift_l1 *l1, const float *keys, float kmin,
-		     float qs, float *pick)
-{
-	size_t n = 0;
-	for (uint32_t s = 0; s < l1->nslots; s++)
-		if (l1->b[s] != NULL)
-			pick[n++] = keys[s];
-	if (n < CALIB_PROBES)
-		return FLT_MAX;
-	qsort(pick, n, sizeof(float), float_cmp);
-	return (pick[CALIB_PROBES - 1] - kmin) / qs;
-}
-
 /* Row r of the sample: the r-th vector in slot order, into out. */
 static int nth_vector(const drift_l1 *l1, uint64_t r, uint64_t *id, float *out)
 {
@@ -135,20 +100,137 @@ static int nth_vector(const drift_l1 *l1, uint64_t r, uint64_t *id, float *out)
 	return DRIFT_EINTERNAL;
 }
 
+/* The calibration queries and their exact neighbours, found together:
+ * each bucket's vectors are read once for every query that cannot rule it
+ * out, rather than once per query (one pass over the index instead of 200,
+ * which made calibration most of the Janitor's work on a large index). */
+typedef struct calib_batch {
+	size_t nq;
+	float *q;	/* nq * dim */
+	uint64_t *self; /* the sampled vector's own id (left out) */
+	float *keys;	/* nq * nslots: key of each query to each slot */
+	float *kmin, *qs, *qnorm;
+	uint32_t *first; /* each query's nearest slot, scanned first */
+	drift_hit *heap; /* nq * CALIB_K */
+	drift_topk *top;
+	uint32_t *want; /* queries that must scan the current bucket */
+	float *vbuf;	/* one bucket's vectors */
+	size_t vcap;	/* rows vbuf has room for */
+} calib_batch;
+
+static void batch_free(calib_batch *cb)
+{
+	drift_free(cb->q);
+	drift_free(cb->self);
+	drift_free(cb->keys);
+	drift_free(cb->kmin);
+	drift_free(cb->qs);
+	drift_free(cb->qnorm);
+	drift_free(cb->first);
+	drift_free(cb->heap);
+	drift_free(cb->top);
+	drift_free(cb->want);
+	drift_free(cb->vbuf);
+}
+
+static float calib_dist(const drift_l1 *l1, const float *a, const float *b)
+{
+	const drift_vec_kernels *k = drift_vec();
+	switch (l1->o.metric) {
+	case DRIFT_METRIC_IP:
+		return -k->dot(a, b, l1->dim);
+	case DRIFT_METRIC_COSINE:
+		return 1.0f - k->dot(a, b, l1->dim);
+	default:
+		return k->l2sq(a, b, l1->dim);
+	}
+}
+
+/* Scans slot s for the nw queries in want. */
+static int scan_slot(const drift_l1 *l1, calib_batch *cb, uint32_t s,
+		     const uint32_t *want, size_t nw)
+{
+	const l1_bucket *b = l1->b[s];
+	uint32_t dim = l1->dim;
+	if (b->n > cb->vcap) {
+		float *v = drift_realloc(cb->vbuf,
+					 (size_t)b->n * dim * sizeof(float));
+		if (v == NULL)
+			return DRIFT_ENOMEM;
+		cb->vbuf = v;
+		cb->vcap = b->n;
+	}
+	int rv = l1_bucket_vectors(l1, b, 0, b->n, cb->vbuf);
+	if (rv != 0)
+		return rv;
+	for (size_t w = 0; w < nw; w++) {
+		size_t i = want[w];
+		const float *q = cb->q + i * dim;
+		for (uint32_t r = 0; r < b->n; r++) {
+			if (b->ids[r] == cb->self[i])
+				continue; /* leave-one-out */
+			float d = calib_dist(l1, q, cb->vbuf + (size_t)r * dim);
+			drift_topk_push(&cb->top[i], (drift_hit){b->ids[r], d});
+		}
+	}
+	return 0;
+}
+
+/* Exact top CALIB_K of every query: its nearest bucket first (a tight
+ * bound early), then every other bucket the bound cannot rule out. */
+static int batch_search(const drift_l1 *l1, calib_batch *cb)
+{
+	for (size_t i = 0; i < cb->nq; i++) {
+		uint32_t one = (uint32_t)i;
+		int rv = scan_slot(l1, cb, cb->first[i], &one, 1);
+		if (rv != 0)
+			return rv;
+	}
+	for (uint32_t s = 0; s < l1->nslots; s++) {
+		if (l1->b[s] == NULL)
+			continue;
+		size_t nw = 0;
+		for (size_t i = 0; i < cb->nq; i++) {
+			if (cb->first[i] == s)
+				continue;
+			float lb =
+				l1_lower_bound(l1, cb->keys[i * l1->nslots + s],
+					       s, cb->qnorm[i]);
+			if (lb <= drift_topk_bound(&cb->top[i]))
+				cb->want[nw++] = (uint32_t)i;
+		}
+		if (nw == 0)
+			continue;
+		int rv = scan_slot(l1, cb, s, cb->want, nw);
+		if (rv != 0)
+			return rv;
+	}
+	return 0;
+}
+
 int drift_l1_calibrate(drift_l1 *l1, drift_err *err)
 {
 	uint32_t dim = l1->dim;
 	size_t nq =
 		l1->count < CALIB_QUERIES ? (size_t)l1->count : CALIB_QUERIES;
+	size_t ns = l1->nslots ? l1->nslots : 1;
 	int rv = DRIFT_ENOMEM;
+	calib_batch cb = {.nq = nq};
 	float *gaps10 =
 		drift_mallocarray(nq * CALIB_SMALL_K + 1, sizeof(float));
 	float *gaps100 = drift_mallocarray(nq * CALIB_K + 1, sizeof(float));
-	float *keys = drift_mallocarray(l1->nslots + 1, sizeof(float));
-	float *pick = drift_mallocarray(l1->nslots + 1, sizeof(float));
-	drift_hit *hits = drift_mallocarray(CALIB_K + 1, sizeof(drift_hit));
-	float *q = drift_mallocarray(dim, sizeof(float));
-	if (!gaps10 || !gaps100 || !keys || !pick || !hits || !q)
+	cb.q = drift_mallocarray(nq * dim + 1, sizeof(float));
+	cb.self = drift_mallocarray(nq + 1, sizeof(uint64_t));
+	cb.keys = drift_mallocarray(nq * ns + 1, sizeof(float));
+	cb.kmin = drift_mallocarray(nq + 1, sizeof(float));
+	cb.qs = drift_mallocarray(nq + 1, sizeof(float));
+	cb.qnorm = drift_mallocarray(nq + 1, sizeof(float));
+	cb.first = drift_mallocarray(nq + 1, sizeof(uint32_t));
+	cb.heap = drift_mallocarray(nq * CALIB_K + 1, sizeof(drift_hit));
+	cb.top = drift_mallocarray(nq + 1, sizeof(drift_topk));
+	cb.want = drift_mallocarray(nq + 1, sizeof(uint32_t));
+	if (!gaps10 || !gaps100 || !cb.q || !cb.self || !cb.keys || !cb.kmin ||
+	    !cb.qs || !cb.qnorm || !cb.first || !cb.heap || !cb.top || !cb.want)
 		goto fail;
 
 	double scale = 0;
@@ -159,47 +241,40 @@ int drift_l1_calibrate(drift_l1 *l1, drift_err *err)
 	if (!(scale > 0))
 		scale = 1.0;
 
-	size_t n10 = 0, n100 = 0;
-	drift_l1_search_opts so = {.k = CALIB_K + 1, .exact = true};
 	for (size_t i = 0; i < nq; i++) {
-		uint64_t self = 0;
+		float *q = cb.q + i * dim, *keys = cb.keys + i * ns;
 		uint64_t r = drift_rand_below(&l1->rng, l1->count);
-		rv = nth_vector(l1, r, &self, q);
+		rv = nth_vector(l1, r, &cb.self[i], q);
 		if (rv != 0)
 			goto fail;
-		float kmin = slot_keys(l1, q, keys);
+		cb.kmin[i] = slot_keys(l1, q, keys);
+		cb.first[i] = 0;
+		for (uint32_t s = 0; s < l1->nslots; s++)
+			if (l1->b[s] != NULL && keys[s] == cb.kmin[i]) {
+				cb.first[i] = s;
+				break;
+			}
+		cb.qnorm[i] = sqrtf(drift_vec()->dot(q, q, dim));
 		float qs = (float)scale;
 		if (l1->o.metric != DRIFT_METRIC_L2)
-			qs *= sqrtf(drift_vec()->dot(q, q, dim));
-		if (!(qs > 0))
-			qs = 1.0f;
-		/* First the exact search within the CALIB_PROBES nearest
-		 * buckets (a scan of everything for each of the queries made
-		 * calibration most of the Janitor's work on a large index).
-		 * If a neighbour found lies further than half the gap of the
-		 * last bucket probed, the neighbourhood reaches far and the
-		 * search is repeated over every bucket. */
-		size_t nh;
-		so.nprobe = l1->live > 2 * CALIB_PROBES ? CALIB_PROBES : 0;
-		rv = drift_l1_search(l1, q, &so, hits, &nh, NULL);
-		if (rv != 0)
-			goto fail;
-		if (so.nprobe > 0 &&
-		    max_gap(l1, hits, nh, keys, kmin, qs) >
-			    0.5f * nth_gap(l1, keys, kmin, qs, pick)) {
-			so.nprobe = 0;
-			rv = drift_l1_search(l1, q, &so, hits, &nh, NULL);
-			if (rv != 0)
-				goto fail;
-		}
-		size_t rank = 0;
-		for (size_t h = 0; h < nh && rank < CALIB_K; h++) {
-			if (hits[h].id == self)
-				continue; /* leave-one-out */
+			qs *= cb.qnorm[i];
+		cb.qs[i] = qs > 0 ? qs : 1.0f;
+		drift_topk_init(&cb.top[i], cb.heap + i * CALIB_K, CALIB_K);
+	}
+	rv = batch_search(l1, &cb);
+	if (rv != 0)
+		goto fail;
+
+	size_t n10 = 0, n100 = 0;
+	for (size_t i = 0; i < nq; i++) {
+		size_t nh = drift_topk_sort(&cb.top[i]);
+		const drift_hit *hits = cb.heap + i * CALIB_K;
+		const float *keys = cb.keys + i * ns;
+		for (size_t h = 0, rank = 0; h < nh; h++) {
 			drift_kv_loc loc;
 			if (drift_kv_get(&l1->kv, hits[h].id, &loc) != 0)
 				continue;
-			float gap = (keys[loc.bucket] - kmin) / qs;
+			float gap = (keys[loc.bucket] - cb.kmin[i]) / cb.qs[i];
 			if (rank < CALIB_SMALL_K)
 				gaps10[n10++] = gap;
 			gaps100[n100++] = gap;
@@ -216,17 +291,11 @@ int drift_l1_calibrate(drift_l1 *l1, drift_err *err)
 	pthread_rwlock_unlock(&l1->lock);
 	drift_free(old10);
 	drift_free(old100);
-	drift_free(keys);
-	drift_free(pick);
-	drift_free(hits);
-	drift_free(q);
+	batch_free(&cb);
 	return 0;
 fail:
 	drift_free(gaps10);
 	drift_free(gaps100);
-	drift_free(keys);
-	drift_free(pick);
-	drift_free(hits);
-	drift_free(q);
+	batch_free(&cb);
 	return drift_err_set(err, rv, "L1 recall calibration");
 }

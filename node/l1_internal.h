@@ -103,6 +103,11 @@ int l1_bucket_vectors(const drift_l1 *l1, const l1_bucket *b, uint32_t from,
 
 /* Makes room for slots up to want (exclusive) in the slot arrays. */
 int l1_reserve_slots(drift_l1 *l1, uint32_t want);
+/* The least distance a member of slot s can have from a query whose metric
+ * key to its centroid is key (qnorm: the query's norm, for IP): buckets
+ * whose bound is above the k-th best so far cannot improve an exact top-k. */
+float l1_lower_bound(const drift_l1 *l1, float key, uint32_t s, float qnorm);
+
 /* Makes room for want entries in the id index (under the write lock). */
 int l1_kv_reserve(drift_l1 *l1, size_t want);
 
