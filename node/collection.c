@@ -17,9 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "common/fs.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -33,12 +35,16 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 #define SHARD_SEED 0x5eedc011ec7105ull
+#define RETRY_NS 1000000000ull
 
 struct drift_collection {
 	drift_collection_config cfg;
 	char dir[PATHLEN];
 	drift_shard **shards;
-	char *broken; /* why it cannot serve, or NULL */
+	char *broken;	   /* why it cannot serve, or NULL */
+	int broken_rv;	   /* its code: DRIFT_ECORRUPT, or DRIFT_ENOSPC */
+	uint64_t retry_ns; /* DRIFT_ENOSPC: when the open is tried again */
+	uint64_t avail_at; /* DRIFT_ENOSPC: bytes free when it failed */
 	atomic_int refs;
 	bool dropped;
 	struct drift_collection *next;
@@ -72,6 +78,16 @@ bool drift_collection_name_ok(const char *name)
 }
 
 /* ---- Files ---- */
+
+/* Bytes an unprivileged writer may still add to the filesystem of path
+ * (UINT64_MAX when statvfs fails: no figure). */
+static uint64_t avail_bytes(const char *path)
+{
+	struct statvfs sv;
+	if (statvfs(path, &sv) != 0)
+		return UINT64_MAX;
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag,
 		    struct FTW *ftw)
@@ -325,6 +341,7 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 			rv = drift_err_set(&cerr, DRIFT_ECORRUPT,
 					   "%s/collection.conf names \"%s\"",
 					   path, c->cfg.name);
+		bool conf_ok = rv == 0;
 		if (rv == 0)
 			rv = open_shards(cm, c, &cerr);
 		snprintf(c->cfg.name, sizeof(c->cfg.name), "%s", nm);
@@ -333,6 +350,13 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 				    cerr.msg);
 			c->broken =
 				drift_strdup(cerr.msg[0] ? cerr.msg : "broken");
+			/* A full disk (a shard's new WAL file) is no damage:
+			 * the open is tried again once space is freed. */
+			c->broken_rv = conf_ok && rv == DRIFT_ENOSPC
+					       ? DRIFT_ENOSPC
+					       : DRIFT_ECORRUPT;
+			c->retry_ns = drift_now_ns() + RETRY_NS;
+			c->avail_at = avail_bytes(c->dir);
 		} else {
 			DRIFT_INFO("collection %s: opened (%u shards, dim %u)",
 				   nm, c->cfg.shards, c->cfg.dim);
@@ -487,15 +511,54 @@ int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err)
 	return 0;
 }
 
+/* A collection that a full disk kept from opening (a shard starts a new
+ * WAL file when it opens) is opened again by the next request for it once
+ * the filesystem has more room than when it failed, or RETRY_NS later.
+ * Under cm->mu: other collections' requests wait for that open. */
+static void retry_open(drift_cm *cm, drift_collection *c)
+{
+	if (c->broken_rv != DRIFT_ENOSPC)
+		return;
+	uint64_t avail = avail_bytes(c->dir);
+	if (drift_now_ns() < c->retry_ns && avail <= c->avail_at)
+		return;
+	drift_err e;
+	drift_err_clear(&e);
+	if (open_shards(cm, c, &e) == 0) {
+		DRIFT_INFO("collection %s: opened (space was freed)",
+			   c->cfg.name);
+		drift_free(c->broken);
+		c->broken = NULL;
+		c->broken_rv = 0;
+		return;
+	}
+	char *m = drift_strdup(e.msg[0] ? e.msg : "cannot be opened");
+	if (m != NULL) {
+		drift_free(c->broken);
+		c->broken = m;
+	}
+	if (e.code != DRIFT_ENOSPC)
+		c->broken_rv = DRIFT_ECORRUPT;
+	c->retry_ns = drift_now_ns() + RETRY_NS;
+	c->avail_at = avail_bytes(c->dir);
+}
+
 int drift_cm_acquire(drift_cm *cm, const char *name, drift_collection **out,
 		     drift_err *err)
 {
 	pthread_mutex_lock(&cm->mu);
 	drift_collection *c = find(cm, name);
 	int rv = 0;
+	if (c != NULL && c->broken != NULL)
+		retry_open(cm, c);
 	if (c == NULL)
 		rv = drift_err_set(err, DRIFT_ENOENT,
 				   "collection \"%s\" not found", name);
+	else if (c->broken != NULL && c->broken_rv == DRIFT_ENOSPC)
+		rv = drift_err_set(err, DRIFT_ENOSPC,
+				   "collection %s cannot be opened until space "
+				   "is freed (no restart needed): %s",
+				   name, c->broken);
 	else if (c->broken != NULL)
 		rv = drift_err_set(err, DRIFT_ECORRUPT, "%s", c->broken);
 	else {
@@ -557,6 +620,32 @@ static uint32_t shard_of(const drift_collection *c, uint64_t id)
 	return (uint32_t)(drift_hash_u64(id, SHARD_SEED) % c->cfg.shards);
 }
 
+/* A batch over several shards is written shard by shard; each part is all
+ * or nothing (its WAL record), but a full disk met by a later part would
+ * leave the earlier parts applied. So such a batch first checks that the
+ * filesystem has room for every part (payload plus a record header of 24
+ * bytes and padding to 8, per shard) and is refused, nothing written, when
+ * it has not. What this cannot close: space taken by another writer (or
+ * process) between the check and the writes; the batch is then reported
+ * failed with its earlier parts applied, and retrying it is safe (upserts
+ * and deletes are idempotent). */
+static int check_room(const drift_collection *c, size_t payload, drift_err *err)
+{
+	uint32_t ns = c->cfg.shards;
+	if (ns <= 1)
+		return 0;
+	uint64_t need = payload + (uint64_t)ns * (24 + 8 + 8);
+	uint64_t avail = avail_bytes(c->dir);
+	if (avail >= need) /* UINT64_MAX, no figure: the writes say */
+		return 0;
+	return drift_err_set(err, DRIFT_ENOSPC,
+			     "collection %s: %llu bytes free on the "
+			     "filesystem of %s, the batch needs %llu for the "
+			     "WAL records of its shards; nothing was written",
+			     c->cfg.name, (unsigned long long)avail, c->dir,
+			     (unsigned long long)need);
+}
+
 int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 			    const float *vecs, size_t n, drift_err *err)
 {
@@ -600,9 +689,11 @@ int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 	}
 	if (ns == 1)
 		return drift_shard_upsert(c->shards[0], ids, vecs, n, err);
+	int rv = check_room(c, n * (8 + 4 * (size_t)dim) + ns * 8, err);
+	if (rv != 0)
+		return rv;
 	uint64_t *pid = drift_mallocarray(n, 8);
 	float *pv = drift_mallocarray(n * dim, sizeof(float));
-	int rv = 0;
 	if (pid == NULL || pv == NULL) {
 		rv = drift_err_set(err, DRIFT_ENOMEM, "upsert");
 		goto out;
@@ -638,10 +729,12 @@ int drift_collection_delete(drift_collection *c, const uint64_t *ids, size_t n,
 	*deleted = 0;
 	if (n == 0)
 		return 0;
+	int rv = check_room(c, n * 8 + ns * 4, err);
+	if (rv != 0)
+		return rv;
 	uint64_t *part = drift_mallocarray(n, 8);
 	if (part == NULL)
 		return drift_err_set(err, DRIFT_ENOMEM, "delete");
-	int rv = 0;
 	for (uint32_t s = 0; s < ns && rv == 0; s++) {
 		size_t m = 0, d = 0;
 		for (size_t i = 0; i < n; i++)

@@ -19,6 +19,10 @@
  * A collection whose files cannot be opened is kept as "broken" with the
  * reason: its requests fail (drift_cm_acquire returns DRIFT_ECORRUPT and
  * the message names the file) while the other collections keep serving.
+ * One that a full disk kept from opening (a shard starts a new WAL file)
+ * is not damaged: its requests fail with DRIFT_ENOSPC, and it is opened by
+ * the first request after space was freed (or a second after the last
+ * try), without a restart.
  *
  * Threads: every function is thread-safe. A collection acquired stays
  * usable until released, even if it is dropped meanwhile (drop waits for
@@ -98,9 +102,12 @@ size_t drift_collection_max_batch(const drift_collection *c);
 
 /* Upserts n points: ids and n * dim floats. Everything is validated before
  * anything is written (DRIFT_EINVAL naming the point; DRIFT_ELIMIT over
- * the batch or vector limit). Each shard's part is all or nothing; an I/O
- * failure of one shard may leave other shards' parts written (an upsert is
- * idempotent: retrying the batch is safe). */
+ * the batch, vector or memory limit). Each shard's part is all or nothing;
+ * a batch over several shards is refused with DRIFT_ENOSPC, nothing
+ * written, when the filesystem lacks room for all its parts. An I/O
+ * failure of one shard after that check (another writer took the space, a
+ * failing disk) may leave other shards' parts written (an upsert is
+ * idempotent: retrying the batch is safe). The same holds for delete. */
 int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 			    const float *vecs, size_t n, drift_err *err);
 int drift_collection_delete(drift_collection *c, const uint64_t *ids, size_t n,

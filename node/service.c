@@ -25,11 +25,26 @@ static struct service svc;
 
 /* ---- Helpers ---- */
 
-/* Finishes with the status of a DRIFT_E* failure and its message. */
+/* What a client is told first about a failure: a full disk is named as
+ * such (RESOURCE_EXHAUSTED alone could be a batch or memory limit), the
+ * engine's message, with the file, follows. */
+static const char *err_lead(int rv)
+{
+	return rv == DRIFT_ENOSPC ? "disk full: " : "";
+}
+
+/* Finishes with the status of a DRIFT_E* failure and its message, after
+ * prefix (a stream's position, or ""). */
+static void fail_err_at(drift_grpc_call *c, const char *prefix, int rv,
+			const drift_err *err)
+{
+	drift_grpc_call_finish(c, drift_grpc_code_from_err(rv), "%s%s%s",
+			       prefix, err_lead(rv), drift_err_msg(err, rv));
+}
+
 static void fail_err(drift_grpc_call *c, int rv, const drift_err *err)
 {
-	drift_grpc_call_finish(c, drift_grpc_code_from_err(rv), "%s",
-			       drift_err_msg(err, rv));
+	fail_err_at(c, "", rv, err);
 }
 
 static void *recv_req(drift_grpc_call *c, const ProtobufCMessageDescriptor *d)
@@ -349,8 +364,7 @@ static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
 	drift_err_clear(&err);
 	int r = drift_collection_upsert(col, ids, vecs, n, &err);
 	if (r != 0) {
-		drift_grpc_call_finish(c, drift_grpc_code_from_err(r), "%s%s",
-				       prefix, drift_err_msg(&err, r));
+		fail_err_at(c, prefix, r, &err);
 		rv = -1;
 		goto out;
 	}

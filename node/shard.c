@@ -924,6 +924,8 @@ int drift_shard_upsert(drift_shard *s, const uint64_t *ids, const float *vecs,
 	uint64_t seq;
 	rv = drift_wal_append(s->wal, OP_UPSERT, rec, len, &seq, err);
 	drift_free(rec);
+	if (rv != 0) /* not written: the room goes back (a full disk) */
+		atomic_fetch_sub(&s->reserved, (unsigned)n);
 	if (rv == 0) {
 		for (size_t i = 0; i < n; i++) {
 			int r = drift_hnsw_insert(act, ids[i], vecs + i * dim,
@@ -976,6 +978,8 @@ int drift_shard_delete(drift_shard *s, const uint64_t *ids, size_t n,
 	uint64_t seq;
 	rv = drift_wal_append(s->wal, OP_DELETE, rec, len, &seq, err);
 	drift_free(rec);
+	if (rv != 0)
+		atomic_fetch_sub(&s->reserved, (unsigned)n);
 	if (rv == 0)
 		for (size_t i = 0; i < n; i++) {
 			int r = drift_hnsw_delete(act, ids[i], seq);
