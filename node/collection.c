@@ -2,7 +2,8 @@
  * The CollectionManager (see collection.h).
  *
  * collection.conf is a few "key=value" lines (name, dim, metric, shards,
- * replication_factor, wal_sync, memtable_rows, default_recall), written
+ * replication_factor, wal_sync, memtable_rows, default_recall, and
+ * memory_limit, which files of older versions lack: 0 then), written
  * atomically; an unknown key, a missing key or a bad value makes the
  * collection broken, with the file and line in the message.
  */
@@ -50,6 +51,7 @@ struct drift_collection {
 	struct drift_collection *next;
 	drift_cm *cm;
 	uint64_t max_vectors;
+	_Atomic uint64_t mem_limit; /* its share now; 0: none (share_all) */
 };
 
 struct drift_cm {
@@ -110,10 +112,12 @@ static int write_conf(const char *dir, const drift_collection_config *c,
 	int n = snprintf(text, sizeof(text),
 			 "name=%s\ndim=%u\nmetric=%s\nshards=%u\n"
 			 "replication_factor=%u\nwal_sync=%s\n"
-			 "memtable_rows=%u\ndefault_recall=%.9g\n",
+			 "memtable_rows=%u\ndefault_recall=%.9g\n"
+			 "memory_limit=%llu\n",
 			 c->name, c->dim, metric_names[c->metric], c->shards,
 			 c->replication_factor, sync_names[c->sync],
-			 c->memtable_rows, (double)c->default_recall);
+			 c->memtable_rows, (double)c->default_recall,
+			 (unsigned long long)c->memory_limit);
 	if (snprintf(path, sizeof(path), "%s/collection.conf", dir) >=
 	    (int)sizeof(path))
 		return drift_err_set(err, DRIFT_ERANGE, "path too long");
@@ -157,7 +161,7 @@ static int read_conf(const char *dir, drift_collection_config *c,
 		*eq = '\0';
 		const char *k = l, *v = eq + 1;
 		char *end = NULL;
-		unsigned long u = strtoul(v, &end, 10);
+		unsigned long long u = strtoull(v, &end, 10);
 		bool num = *v != '\0' && *end == '\0';
 		int bit = -1;
 		if (strcmp(k, "name") == 0 && drift_collection_name_ok(v)) {
@@ -187,6 +191,9 @@ static int read_conf(const char *dir, drift_collection_config *c,
 			   u <= (1u << 24)) {
 			c->memtable_rows = (uint32_t)u;
 			bit = 6;
+		} else if (strcmp(k, "memory_limit") == 0 && num) {
+			c->memory_limit = u;
+			bit = 8;
 		} else if (strcmp(k, "default_recall") == 0) {
 			float f = strtof(v, &end);
 			if (*end == '\0' && f > 0 && f <= 1) {
@@ -202,7 +209,7 @@ static int read_conf(const char *dir, drift_collection_config *c,
 		}
 		seen |= 1u << bit;
 	}
-	if (rv == 0 && seen != 0xff)
+	if (rv == 0 && (seen & 0xff) != 0xff)
 		rv = drift_err_set(err, DRIFT_ECORRUPT,
 				   "%s: settings missing (have mask %#x)", path,
 				   seen);
@@ -258,6 +265,80 @@ static int open_shards(drift_cm *cm, drift_collection *c, drift_err *err)
 	return 0;
 }
 
+/* ---- Memory shares ---- */
+
+/* Sets every collection's share (collection.h, "Memory"): an explicit
+ * memory_limit, or an equal part of what those leave of the budget. The
+ * caller holds cm->mu (or is the open). */
+static void share_all(drift_cm *cm)
+{
+	uint64_t budget = cm->o.memory_budget, reserved = 0, open = 0;
+	for (drift_collection *c = cm->list; c != NULL; c = c->next) {
+		if (c->cfg.memory_limit > 0)
+			reserved += c->cfg.memory_limit;
+		else
+			open++;
+	}
+	uint64_t part = 0;
+	if (budget > 0 && open > 0) {
+		part = budget > reserved ? (budget - reserved) / open : 0;
+		if (part == 0)
+			part = 1; /* all reserved: nothing left to write */
+	}
+	if (budget > 0 && reserved > budget)
+		DRIFT_WARN("collections: memory limits reserve %llu bytes, "
+			   "more than the budget of %llu",
+			   (unsigned long long)reserved,
+			   (unsigned long long)budget);
+	for (drift_collection *c = cm->list; c != NULL; c = c->next)
+		atomic_store(&c->mem_limit, c->cfg.memory_limit > 0
+						    ? c->cfg.memory_limit
+						    : part);
+}
+
+/* The share a new collection with cfg would get, or DRIFT_ELIMIT when the
+ * budget has no room for it. Under cm->mu. */
+static int share_of_new(drift_cm *cm, const drift_collection_config *cfg,
+			uint64_t *share, drift_err *err)
+{
+	uint64_t budget = cm->o.memory_budget, reserved = 0, open = 0;
+	for (drift_collection *c = cm->list; c != NULL; c = c->next) {
+		if (c->cfg.memory_limit > 0)
+			reserved += c->cfg.memory_limit;
+		else
+			open++;
+	}
+	uint64_t left = budget > reserved ? budget - reserved : 0;
+	if (cfg->memory_limit > 0) {
+		if (budget > 0 && cfg->memory_limit > left)
+			return drift_err_set(
+				err, DRIFT_ELIMIT,
+				"collection %s: memory_limit of %llu bytes is "
+				"more than the node's memory budget has left "
+				"(%llu of %llu bytes; memory_limits of other "
+				"collections reserve %llu)",
+				cfg->name,
+				(unsigned long long)cfg->memory_limit,
+				(unsigned long long)left,
+				(unsigned long long)budget,
+				(unsigned long long)reserved);
+		*share = cfg->memory_limit;
+		return 0;
+	}
+	if (budget == 0) {
+		*share = 0;
+		return 0;
+	}
+	if (left == 0)
+		return drift_err_set(err, DRIFT_ELIMIT,
+				     "collection %s: the node's memory budget "
+				     "of %llu bytes is reserved whole by the "
+				     "memory_limits of other collections",
+				     cfg->name, (unsigned long long)budget);
+	*share = left / (open + 1);
+	return 0;
+}
+
 static drift_collection *find(drift_cm *cm, const char *name)
 {
 	for (drift_collection *c = cm->list; c != NULL; c = c->next)
@@ -298,6 +379,8 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 		cm->o = *opts;
 	if (cm->o.memtable_rows == 0)
 		cm->o.memtable_rows = 65536;
+	if (cm->o.max_dim == 0 || cm->o.max_dim > DRIFT_COLLECTION_MAX_DIM)
+		cm->o.max_dim = DRIFT_COLLECTION_MAX_DIM;
 	if (strlen(data_dir) > PATHLEN - 256) {
 		drift_free(cm);
 		return drift_err_set(err, DRIFT_EINVAL, "data dir too long");
@@ -365,6 +448,7 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 	}
 	closedir(d);
 	drift_fs_fsync_dir(drift_fs_posix(), cm->dir, NULL);
+	share_all(cm);
 	*out = cm;
 	return 0;
 }
@@ -392,10 +476,14 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 				     "collection name \"%s\" must match "
 				     "[A-Za-z0-9_-]{1,64}",
 				     cfg.name);
-	if (cfg.dim < 1 || cfg.dim > DRIFT_COLLECTION_MAX_DIM)
+	if (cfg.dim < 1 || cfg.dim > cm->o.max_dim)
 		return drift_err_set(err, DRIFT_EINVAL,
-				     "dimension %u out of range 1..%u", cfg.dim,
-				     DRIFT_COLLECTION_MAX_DIM);
+				     "dimension %u out of range 1..%u%s",
+				     cfg.dim, cm->o.max_dim,
+				     cm->o.max_dim < DRIFT_COLLECTION_MAX_DIM
+					     ? " (this node's "
+					       "limits.max_dimension)"
+					     : "");
 	if ((unsigned)cfg.metric > DRIFT_METRIC_COSINE)
 		return drift_err_set(err, DRIFT_EINVAL, "unknown metric %d",
 				     (int)cfg.metric);
@@ -435,6 +523,9 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 				   cfg.name);
 		goto out;
 	}
+	uint64_t share = 0;
+	if ((rv = share_of_new(cm, &cfg, &share, err)) != 0)
+		goto out;
 	char tmp[PATHLEN];
 	snprintf(tmp, sizeof(tmp), "%s/.new-%s", cm->dir, cfg.name);
 	rmtree(tmp);
@@ -449,6 +540,20 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 	if ((rv = drift_fs_mkdir_p(drift_fs_posix(), tmp, err)) != 0 ||
 	    (rv = write_conf(tmp, &cfg, err)) != 0 ||
 	    (rv = open_shards(cm, c, err)) != 0) {
+		free_collection(c);
+		rmtree(tmp);
+		goto out;
+	}
+	/* The memtables' arenas are taken whole at open: measured here. */
+	uint64_t fixed = drift_collection_memory(c, NULL);
+	if (share > 0 && fixed > share) {
+		rv = drift_err_set(
+			err, DRIFT_ELIMIT,
+			"collection %s: its memtables alone take "
+			"%llu bytes (%u shards of %u rows), more than "
+			"its memory share of %llu bytes",
+			cfg.name, (unsigned long long)fixed, cfg.shards,
+			cfg.memtable_rows, (unsigned long long)share);
 		free_collection(c);
 		rmtree(tmp);
 		goto out;
@@ -468,6 +573,7 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 		goto out;
 	}
 	link_sorted(cm, c);
+	share_all(cm);
 	DRIFT_INFO("collection %s: created (dim %u, %s, %u shards)", cfg.name,
 		   cfg.dim, metric_names[cfg.metric], cfg.shards);
 out:
@@ -490,6 +596,7 @@ int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err)
 		pp = &(*pp)->next;
 	*pp = c->next;
 	c->dropped = true;
+	share_all(cm);
 	char gone[PATHLEN];
 	snprintf(gone, sizeof(gone), "%s/.drop-%s", cm->dir, name);
 	rmtree(gone);
@@ -499,6 +606,7 @@ int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err)
 		rv = drift_err_errno(err, errno, "dropping %s", c->dir);
 		link_sorted(cm, c);
 		c->dropped = false;
+		share_all(cm);
 		pthread_mutex_unlock(&cm->mu);
 		return rv;
 	}
@@ -687,6 +795,31 @@ int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 				c->cfg.name,
 				(unsigned long long)c->max_vectors);
 	}
+	uint64_t limit = atomic_load(&c->mem_limit);
+	if (limit > 0) {
+		uint64_t used = drift_collection_memory(c, NULL);
+		uint64_t add = n * drift_shard_vec_bytes(dim);
+		if (used + add > limit) {
+			char why[128];
+			if (c->cfg.memory_limit > 0)
+				snprintf(why, sizeof(why), "its memory_limit");
+			else
+				snprintf(why, sizeof(why),
+					 "its equal share of the node's "
+					 "memory budget of %llu bytes",
+					 (unsigned long long)
+						 c->cm->o.memory_budget);
+			return drift_err_set(
+				err, DRIFT_ELIMIT,
+				"collection %s: memory limit: it uses %llu "
+				"bytes, these %zu points need %llu more, "
+				"%s is %llu bytes (delete vectors, or create "
+				"it with a larger memory_limit)",
+				c->cfg.name, (unsigned long long)used, n,
+				(unsigned long long)add, why,
+				(unsigned long long)limit);
+		}
+	}
 	if (ns == 1)
 		return drift_shard_upsert(c->shards[0], ids, vecs, n, err);
 	int rv = check_room(c, n * (8 + 4 * (size_t)dim) + ns * 8, err);
@@ -807,4 +940,14 @@ uint64_t drift_collection_stats(drift_collection *c, drift_shard_stats *st)
 			st[s] = one;
 	}
 	return live;
+}
+
+uint64_t drift_collection_memory(drift_collection *c, uint64_t *limit)
+{
+	uint64_t used = 0;
+	for (uint32_t s = 0; s < c->cfg.shards; s++)
+		used += drift_shard_memory(c->shards[s]);
+	if (limit != NULL)
+		*limit = atomic_load(&c->mem_limit);
+	return used;
 }

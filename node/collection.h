@@ -24,6 +24,26 @@
  * the first request after space was freed (or a second after the last
  * try), without a restart.
  *
+ * Memory. A node may have a memory budget (drift_cm_opts.memory_budget,
+ * drift-node --memory-budget) and a collection a memory limit of its own
+ * (CreateCollection's memory_limit). A collection's share is:
+ *   - its memory_limit, when it has one: a reservation out of the budget
+ *     (the explicit limits together may not exceed the budget: a create
+ *     asking for more than is left is DRIFT_ELIMIT);
+ *   - otherwise an equal part of what the reservations leave of the
+ *     budget, split over the collections without a limit (so it shrinks
+ *     when such a collection is created and grows when one is dropped);
+ *   - no limit when the node has no budget and it has no memory_limit.
+ * The shares never add up to more than the budget, so one tenant cannot
+ * take another's memory. The usage is drift_shard_memory summed over the
+ * shards (an estimate: the memtables' arenas, L1 and the rows waiting for
+ * the flush). An upsert that would take the usage over the share is
+ * DRIFT_ELIMIT naming the collection, its usage and its share, and writes
+ * nothing; deletes are always accepted (they give memory back at the next
+ * flush). A create whose memtables alone would not fit its share is
+ * refused. Concurrent upserts check the same figure, so the share can be
+ * passed by the batches in flight at once (at most a few memtables' worth).
+ *
  * Threads: every function is thread-safe. A collection acquired stays
  * usable until released, even if it is dropped meanwhile (drop waits for
  * the last release before it closes the shards).
@@ -54,6 +74,7 @@ typedef struct drift_collection_config {
 	enum drift_wal_sync sync;
 	uint32_t memtable_rows;
 	float default_recall;
+	uint64_t memory_limit; /* bytes; 0: a share of the node's budget */
 } drift_collection_config;
 
 typedef struct drift_cm drift_cm;
@@ -62,6 +83,9 @@ typedef struct drift_collection drift_collection;
 typedef struct drift_cm_opts {
 	uint32_t memtable_rows; /* default per shard; 0: 65536 */
 	uint64_t max_vectors;	/* per collection; 0: no limit */
+	uint64_t memory_budget; /* bytes for all collections; 0: none */
+	uint32_t max_dim;	/* largest dimension of a new collection;
+				 * 0: DRIFT_COLLECTION_MAX_DIM */
 	bool janitor;		/* background Janitor per shard */
 } drift_cm_opts;
 
@@ -76,9 +100,11 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 void drift_cm_close(drift_cm *cm);
 
 /* Creates a collection. The config's zero fields take defaults (1 shard,
- * replication 1, ALWAYS, the node's memtable size, recall 0.95). 0,
- * DRIFT_EEXIST, DRIFT_EINVAL (bad name or value: the message says which),
- * or an I/O error (nothing is left behind). */
+ * replication 1, ALWAYS, the node's memtable size, recall 0.95, a share of
+ * the budget). 0, DRIFT_EEXIST, DRIFT_EINVAL (bad name or value, or a
+ * dimension over the node's max_dim: the message says which), DRIFT_ELIMIT
+ * (the memory budget has no room for it), or an I/O error (nothing is left
+ * behind). */
 int drift_cm_create(drift_cm *cm, const drift_collection_config *cfg,
 		    drift_err *err);
 
@@ -122,5 +148,9 @@ int drift_collection_flush(drift_collection *c, drift_err *err);
 
 /* Live vectors and per-shard statistics (st: room for cfg->shards). */
 uint64_t drift_collection_stats(drift_collection *c, drift_shard_stats *st);
+
+/* The memory the collection uses (estimate, see above) and, in *limit,
+ * its share now (0: no limit). */
+uint64_t drift_collection_memory(drift_collection *c, uint64_t *limit);
 
 #endif /* DRIFT_NODE_COLLECTION_H */

@@ -118,6 +118,7 @@ static int fill_info(drift_collection *col, Drift__V1__CollectionInfo *info)
 		return DRIFT_ENOMEM;
 	}
 	info->vector_count = drift_collection_stats(col, st);
+	info->memory_bytes = drift_collection_memory(col, &info->memory_limit);
 	for (uint32_t i = 0; i < cfg->shards; i++) {
 		drift__v1__shard_stats__init(&ps[i]);
 		ps[i].shard = i;
@@ -134,6 +135,7 @@ static int fill_info(drift_collection *col, Drift__V1__CollectionInfo *info)
 		ps[i].merges = st[i].merges;
 		ps[i].recenters = st[i].recenters;
 		ps[i].live = st[i].live;
+		ps[i].memory_bytes = st[i].memory_bytes;
 		pp[i] = &ps[i];
 	}
 	drift_free(st);
@@ -189,6 +191,7 @@ static void create_collection(drift_grpc_call *c, void *ctx)
 	cfg.sync = (enum drift_wal_sync)req->wal_sync;
 	cfg.memtable_rows = req->memtable_rows;
 	cfg.default_recall = req->default_recall;
+	cfg.memory_limit = req->memory_limit;
 	int rv = drift_cm_create(svc.cm, &cfg, &err);
 	if (rv != 0) {
 		fail_err(c, rv, &err);

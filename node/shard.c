@@ -1182,4 +1182,27 @@ void drift_shard_stats_get(drift_shard *s, drift_shard_stats *st)
 	st->splits = atomic_load(&s->splits);
 	st->merges = atomic_load(&s->merges);
 	st->recenters = atomic_load(&s->recenters);
+	st->memory_bytes = drift_shard_memory(s);
+}
+
+uint64_t drift_shard_memory(drift_shard *s)
+{
+	drift_epoch_guard g;
+	drift_epoch_enter(s->epoch, &g);
+	drift_hnsw *mts[2] = {atomic_load(&s->act), atomic_load(&s->imm)};
+	uint64_t arenas = 0, rows = 0;
+	for (int i = 0; i < 2; i++) {
+		if (mts[i] == NULL || (i == 1 && mts[1] == mts[0]))
+			continue;
+		drift_hnsw_stats hs;
+		drift_hnsw_stats_get(mts[i], &hs);
+		arenas += hs.bytes;
+		rows += hs.rows;
+	}
+	drift_epoch_exit(s->epoch, &g);
+	uint64_t vectors;
+	uint32_t buckets;
+	drift_l1_size(s->l1, &vectors, &buckets);
+	return arenas + (vectors + rows) * drift_shard_vec_bytes(s->o.dim) +
+	       (uint64_t)buckets * (20 * (uint64_t)s->o.dim + 128);
 }

@@ -118,8 +118,32 @@ typedef struct drift_shard_stats {
 	uint64_t wal_seq;     /* last sequence number written */
 	uint64_t flushed_seq; /* covered by L1 (the manifest) */
 	uint64_t flushes, splits, merges, recenters;
+	uint64_t memory_bytes; /* drift_shard_memory */
 } drift_shard_stats;
 
 void drift_shard_stats_get(drift_shard *s, drift_shard_stats *st);
+
+/* Memory accounting, for the limits of node/collection.h. An estimate,
+ * cheap enough for every write (no walk over rows or buckets):
+ *
+ *   the memtables' arenas   measured (drift_hnsw_stats.bytes of the active
+ *                           memtable and of the one being flushed): they
+ *                           are allocated whole when a memtable starts
+ *   L1 and pending rows     (L1 vectors + L0 rows) * drift_shard_vec_bytes:
+ *                           every row in a memtable takes its place in L1
+ *                           at the flush (an update or a superseded row is
+ *                           counted until then: the estimate errs high)
+ *   L1 buckets              buckets * (20 * dim + 128): centroid, running
+ *                           sum, SQ8 ranges and the slot arrays
+ */
+uint64_t drift_shard_memory(drift_shard *s);
+
+/* Bytes one vector takes in L1: id and version (16), the full-precision
+ * vector for re-ranking (4 * dim), its SQ8 code (dim) and its drift_kv
+ * slot (25 bytes, the table at most half full: 50). */
+static inline uint64_t drift_shard_vec_bytes(uint32_t dim)
+{
+	return 16 + 5 * (uint64_t)dim + 50;
+}
 
 #endif /* DRIFT_NODE_SHARD_H */
