@@ -76,9 +76,14 @@ struct drift_shard {
 	 * flush that loads imm sees it), constant while imm is set. */
 	_Atomic uint64_t imm_last_seq;
 	/* Under l1mu. */
-	bool imm_applied;   /* imm's entries are in L1 (not yet durable) */
-	drift_manifest man; /* the durable manifest */
+	atomic_bool imm_applied; /* imm's entries are in L1 (not yet durable;
+				  * read by drift_shard_memory) */
+	drift_manifest man;	 /* the durable manifest */
 	uint64_t last_persist_ns;
+	/* The Janitor's failed flushes (a full disk): retried with a backoff
+	 * and logged at most every FLUSH_WARN_NS. Janitor thread only. */
+	uint64_t flush_retry_ns, flush_warn_ns;
+	unsigned flush_fails;
 
 	/* Under mu. */
 	pthread_t thread;
@@ -412,8 +417,8 @@ static int flush_imm(drift_shard *s, drift_err *err)
 	rv = persist(s, last, err);
 	if (rv != 0)
 		goto out;
-	s->imm_applied = false;
 	atomic_store(&s->imm, NULL);
+	s->imm_applied = false;
 	drift_epoch_retire(s->epoch, imm, free_memtable);
 	drift_epoch_reclaim(s->epoch);
 	drift_err werr;
@@ -501,13 +506,45 @@ static int reserve(drift_shard *s, unsigned n, drift_hnsw **act, drift_err *err)
 
 /* ---- Janitor ---- */
 
+#define FLUSH_WARN_NS (10 * 1000000000ull)
+#define FLUSH_BACKOFF_MAX_NS (5 * 1000000000ull)
+
+/* A failed flush is tried again after 2^fails Janitor periods (at most
+ * FLUSH_BACKOFF_MAX_NS; a writer that needs the room flushes at once
+ * itself), and logged once per FLUSH_WARN_NS, not every period. */
+static void flush_failed(drift_shard *s, const drift_err *err)
+{
+	uint64_t now = drift_now_ns();
+	unsigned shift = s->flush_fails < 10 ? s->flush_fails : 10;
+	uint64_t wait = s->o.janitor_period_ns << shift;
+	if (wait > FLUSH_BACKOFF_MAX_NS)
+		wait = FLUSH_BACKOFF_MAX_NS;
+	s->flush_fails++;
+	s->flush_retry_ns = now + wait;
+	if (s->flush_warn_ns != 0 && now - s->flush_warn_ns < FLUSH_WARN_NS)
+		return;
+	DRIFT_WARN("shard %s: flush failed (%u times; retried in %llu ms): %s",
+		   s->dir, s->flush_fails,
+		   (unsigned long long)(wait / 1000000u), err->msg);
+	s->flush_warn_ns = now;
+}
+
 static void janitor_tick(drift_shard *s)
 {
 	drift_err err;
 	drift_err_clear(&err);
-	if (atomic_load(&s->imm) != NULL && flush_imm(s, &err) != 0)
-		DRIFT_WARN("shard %s: flush failed (will retry): %s", s->dir,
-			   err.msg);
+	if (atomic_load(&s->imm) != NULL &&
+	    drift_now_ns() >= s->flush_retry_ns) {
+		if (flush_imm(s, &err) != 0) {
+			flush_failed(s, &err);
+		} else if (s->flush_fails > 0) {
+			DRIFT_INFO("shard %s: flush works again (after %u "
+				   "failures)",
+				   s->dir, s->flush_fails);
+			s->flush_fails = 0;
+			s->flush_retry_ns = 0;
+		}
+	}
 	pthread_mutex_lock(&s->l1mu);
 	drift_l1_maint_stats ms = {0};
 	if (drift_l1_maintain(s->l1, s->o.maint_per_tick, &ms, &err) != 0)
@@ -1189,20 +1226,18 @@ uint64_t drift_shard_memory(drift_shard *s)
 {
 	drift_epoch_guard g;
 	drift_epoch_enter(s->epoch, &g);
-	drift_hnsw *mts[2] = {atomic_load(&s->act), atomic_load(&s->imm)};
-	uint64_t arenas = 0, rows = 0;
-	for (int i = 0; i < 2; i++) {
-		if (mts[i] == NULL || (i == 1 && mts[1] == mts[0]))
-			continue;
-		drift_hnsw_stats hs;
-		drift_hnsw_stats_get(mts[i], &hs);
-		arenas += hs.bytes;
+	drift_hnsw *act = atomic_load(&s->act), *imm = atomic_load(&s->imm);
+	bool applied = atomic_load(&s->imm_applied);
+	drift_hnsw_stats hs;
+	drift_hnsw_stats_get(act, &hs);
+	uint64_t arenas = 2 * hs.bytes, rows = hs.rows;
+	if (imm != NULL && imm != act && !applied) {
+		drift_hnsw_stats_get(imm, &hs);
 		rows += hs.rows;
 	}
 	drift_epoch_exit(s->epoch, &g);
 	uint64_t vectors;
 	uint32_t buckets;
 	drift_l1_size(s->l1, &vectors, &buckets);
-	return arenas + (vectors + rows) * drift_shard_vec_bytes(s->o.dim) +
-	       (uint64_t)buckets * (20 * (uint64_t)s->o.dim + 128);
+	return arenas + (vectors + rows) * drift_shard_vec_bytes(s->o.dim);
 }

@@ -107,12 +107,43 @@ def search_bench(args, log):
 def search_row(ds, path, load, r):
     return {"kind": "search", "dataset": ds, "path": path, "load": load,
             "qps": r["qps"], "p50_us": r["p50_us"], "p99_us": r["p99_us"],
-            "recall10": r["recall"], "calls": r["calls"]}
+            "recall10": r["recall"], "cpu_us": r["cpu_us_per_call"],
+            "calls": r["calls"]}
 
 
-def grpcio_search(s, pb, name, query, gt, nq, inflight, seconds):
+def proc_cpu(pid):
+    """User + system CPU seconds of process pid (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(s, pb, names, log, quiet=3.0, limit=120.0):
+    """Waits until the Janitor's maintenance (splits, merges, re-centres)
+    of every collection has stopped for `quiet` seconds, so that every
+    search below, in-process or not, sees one index state."""
+    def counters():
+        out = []
+        for n in names:
+            c = s.DescribeCollection(pb.DescribeCollectionRequest(name=n),
+                                     timeout=60).collection
+            out += [(x.splits, x.merges, x.recenters) for x in c.shard_stats]
+        return out
+    t0 = time.time()
+    last, since = counters(), time.time()
+    while time.time() - since < quiet and time.time() - t0 < limit:
+        time.sleep(0.5)
+        now = counters()
+        if now != last:
+            last, since = now, time.time()
+    log(f"node: maintenance settled after {time.time() - t0:.1f} s: {last}")
+
+
+def grpcio_search(s, pb, name, query, gt, nq, inflight, seconds, pid):
     """Stock grpcio, one process, `inflight` calls kept in flight with
-    futures: the same measures as node-search-bench."""
+    futures: the same measures as node-search-bench (CPU: this process's
+    and the node's, pid)."""
+    import resource
     lock = threading.Lock()
     slots = threading.Semaphore(inflight)
     lat, found = [], [0] * nq
@@ -134,6 +165,8 @@ def grpcio_search(s, pb, name, query, gt, nq, inflight, seconds):
         slots.release()
     for i in range(200):  # warm-up, as node-search-bench
         s.Search(reqs[i % nq], timeout=60)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru.ru_utime + ru.ru_stime + proc_cpu(pid)
     t0 = time.perf_counter()
     end = t0 + seconds
     i = 0
@@ -147,12 +180,15 @@ def grpcio_search(s, pb, name, query, gt, nq, inflight, seconds):
     for _ in range(inflight):
         slots.acquire()
     el = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = ru.ru_utime + ru.ru_stime + proc_cpu(pid) - cpu0
     if errors:
         raise RuntimeError("grpcio searches failed: %s" % errors[:3])
     lat.sort()
     return {"qps": len(lat) / el, "p50_us": lat[len(lat) // 2] * 1e6,
             "p99_us": lat[len(lat) * 99 // 100] * 1e6,
-            "recall": sum(found) / (10.0 * nq), "calls": len(lat)}
+            "recall": sum(found) / (10.0 * nq), "calls": len(lat),
+            "cpu_us_per_call": cpu * 1e6 / len(lat)}
 
 
 def scenario_node(names=("fmnist",), seconds=10, log=print):
@@ -205,7 +241,9 @@ def scenario_node(names=("fmnist",), seconds=10, log=print):
                          "value": rps, "unit": "requests/s",
                          "extra": "1 connection x 32 streams, one query, "
                                   "k=10, default recall target 0.95"})
-            # The same queries, parameters and collection every way.
+            # The same queries, parameters, collection and index state
+            # every way.
+            settle(s, pb, [f"{ds}_{p}" for p, _ in POLICIES], log)
             nq = min(NQ, len(query))
             qf = os.path.join(folder, "query.fvecs")
             gf = os.path.join(folder, "gt_l2.ivecs")
@@ -213,12 +251,14 @@ def scenario_node(names=("fmnist",), seconds=10, log=print):
                       str(seconds), "--k", "10"]
             for m in (1, 32):
                 r = search_bench(["grpc", srv.addr] + common +
-                                 ["--inflight", str(m)], log)
+                                 ["--inflight", str(m), "--server-pid",
+                                  str(srv.proc.pid)], log)
                 rows.append(search_row(
                     ds, "gRPC, C client (common/grpc)",
                     f"1 process, 1 connection, {m} in flight", r))
             log(f"node: {name}: grpcio Search, 32 in flight")
-            r = grpcio_search(s, pb, name, query, gt, nq, 32, seconds)
+            r = grpcio_search(s, pb, name, query, gt, nq, 32, seconds,
+                              srv.proc.pid)
             rows.append(search_row(ds, "gRPC, Python grpcio",
                                    "1 process, 1 channel, 32 in flight", r))
             ch.close()
@@ -240,7 +280,7 @@ def scenario_node(names=("fmnist",), seconds=10, log=print):
 
 
 SEARCH_COLS = ["dataset", "path", "load", "qps", "p50_us", "p99_us",
-               "recall10", "calls"]
+               "recall10", "cpu_us", "calls"]
 
 
 def markdown(rows):
@@ -259,7 +299,7 @@ def markdown(rows):
         out.append(f"| {r['dataset']} | {r['path']} | {r['load']} | "
                    f"{r['qps']:,.0f} | {r['p50_us']:,.0f} | "
                    f"{r['p99_us']:,.0f} | {r['recall10']:.4f} | "
-                   f"{r['calls']:,} |")
+                   f"{r['cpu_us']:,.0f} | {r['calls']:,} |")
     return "\n".join(out)
 
 

@@ -20,15 +20,22 @@
  * starts, sent over C HTTP/2 connections of the gRPC client of
  * common/grpc/client.h, M calls kept in flight; each response is unpacked.
  *
+ * --server-pid PID (grpc): the node's process, whose CPU time over the
+ * timed window (utime + stime of /proc/PID/stat) is added to the client's.
+ *
  * One JSON line on stdout: calls, qps, p50_us and p99_us (per call, from
  * its start to its result), recall (recall@K of the first round against
- * GT), errors.
+ * GT), cpu_us_per_call (this process's user + system CPU time over the
+ * timed window, plus the server's with --server-pid, per call: unlike
+ * QPS it does not depend on how much of the machine others take), errors.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "cli/vecfile.h"
 #include "common/alloc.h"
@@ -51,6 +58,8 @@ typedef struct bench {
 	uint32_t k;
 	double seconds;
 	int threads, inflight, connections;
+	long server_pid;
+	double cpu0, cpu1; /* CPU seconds at t0 and t_end */
 	/* Results. */
 	uint64_t *lat; /* ns per call, in completion order */
 	size_t nlat, cap;
@@ -104,6 +113,34 @@ static int32_t *load_i(const char *path, size_t *rows, uint32_t *dim)
 		die(path, &err, rv);
 	drift_vecfile_close(f);
 	return v;
+}
+
+/* User + system CPU seconds of this process, plus those of server_pid
+ * (fields 14 and 15 of /proc/PID/stat, in clock ticks) when it is set. */
+static double cpu_seconds(const bench *b)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+		   (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	if (b->server_pid <= 0)
+		return s;
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", b->server_pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return s;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* After the ")" that ends the command name: fields 3, 4, ... */
+	char *p = strrchr(buf, ')');
+	unsigned long ut = 0, st = 0;
+	if (p != NULL &&
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+		   &ut, &st) == 2)
+		s += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	return s;
 }
 
 /* The next query to run (index into the Q queries, round after round), or
@@ -207,6 +244,7 @@ static void run_local(bench *b)
 	drift_free(hits);
 	pthread_t th[MAX_THREADS];
 	local_arg a = {b, col};
+	b->cpu0 = cpu_seconds(b);
 	b->t0 = drift_now_ns();
 	b->t_end = b->t0 + (uint64_t)(b->seconds * 1e9);
 	for (int i = 0; i < b->threads; i++)
@@ -214,6 +252,7 @@ static void run_local(bench *b)
 	for (int i = 0; i < b->threads; i++)
 		pthread_join(th[i], NULL);
 	b->t_end = drift_now_ns();
+	b->cpu1 = cpu_seconds(b);
 	drift_cm_release(cm, col);
 	drift_cm_close(cm);
 }
@@ -300,6 +339,7 @@ static void run_grpc(bench *b)
 		}
 		drift_grpc_msg_free(m);
 	}
+	b->cpu0 = cpu_seconds(b);
 	b->t0 = drift_now_ns();
 	b->t_end = b->t0 + (uint64_t)(b->seconds * 1e9);
 	for (;;) {
@@ -331,6 +371,7 @@ static void run_grpc(bench *b)
 		pthread_cond_wait(&slot_cv, &b->mu);
 	pthread_mutex_unlock(&b->mu);
 	b->t_end = drift_now_ns();
+	b->cpu1 = cpu_seconds(b);
 	drift_grpc_client_free(cl);
 	for (size_t i = 0; i < b->nq; i++)
 		drift_free(reqs[i]);
@@ -353,6 +394,7 @@ static void usage(void)
 		"[--threads N]\n"
 		"       node-search-bench grpc HOST:PORT COLLECTION QUERY GT "
 		"[--inflight M] [--connections C]\n"
+		"       [--server-pid PID]\n"
 		"       common: [--queries Q] [--seconds S] [--k K]\n");
 	exit(2);
 }
@@ -386,6 +428,8 @@ int main(int argc, char **argv)
 			want = (size_t)atol(v);
 		else if (strcmp(argv[i - 1], "--seconds") == 0)
 			b.seconds = atof(v);
+		else if (strcmp(argv[i - 1], "--server-pid") == 0)
+			b.server_pid = atol(v);
 		else if (strcmp(argv[i - 1], "--k") == 0)
 			b.k = (uint32_t)atoi(v);
 		else
@@ -426,10 +470,11 @@ int main(int argc, char **argv)
 	       "\"connections\": %d, \"calls\": %zu, \"seconds\": %.3f, "
 	       "\"qps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
 	       "\"recall\": %.4f, \"queries\": %zu, \"k\": %u, "
-	       "\"errors\": %ld}\n",
+	       "\"cpu_us_per_call\": %.1f, \"errors\": %ld}\n",
 	       argv[1], local ? b.threads : 0, local ? 0 : b.inflight,
 	       local ? 0 : b.connections, b.nlat, el, (double)b.nlat / el, p50,
 	       p99, (double)found / ((double)b.nq * b.k), b.nq, b.k,
+	       b.nlat ? (b.cpu1 - b.cpu0) * 1e6 / (double)b.nlat : 0,
 	       atomic_load(&b.errors));
 	free(b.lat);
 	free(b.found);

@@ -639,7 +639,8 @@ def body_node(rows):
     smd = write_table("node_search",
                       [r for r in rows if r.get("kind") == "search"],
                       node_bench.SEARCH_COLS,
-                      {"p50_us": 0, "p99_us": 0, "recall10": 4})
+                      {"p50_us": 0, "p99_us": 0, "recall10": 4,
+                       "cpu_us": 0})
     return ["`tests/bench/node_bench.py`: a real `drift-node` process on "
             "127.0.0.1 and stock clients on the same machine. Ingest: "
             "`UpsertStream` of the base set in batches of 500 (requests "
@@ -653,9 +654,14 @@ def body_node(rows):
             "client of `common/grpc/`, requests serialized beforehand; "
             "stock grpcio), then, the node stopped, in-process on its data "
             "directory (`node-search-bench local`: `drift_collection_search`, "
-            "what the Search handler calls). Latency per call; recall@10 of "
-            "the first round against the exact ground truth. Client, server "
-            "and other work share the machine's cores.", "", smd, ""]
+            "what the Search handler calls), after the Janitor's maintenance "
+            "has settled so that every way searches one index state. "
+            "Latency per call; recall@10 of the first round against the "
+            "exact ground truth; cpu_us: user + system CPU time per call "
+            "of the client process and the node together (in-process: the "
+            "one process), which, unlike QPS, does not depend on how much "
+            "of the 2 cores other work takes. Client, server and other work "
+            "share the machine's cores.", "", smd, ""]
 
 
 def body_drift(drift_rows, img_dir):

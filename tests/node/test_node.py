@@ -7,6 +7,7 @@ stream of writes loses no acknowledged point, and 8 concurrent clients
 leave a consistent state."""
 import os
 import random
+import re
 import shutil
 import signal
 import struct
@@ -513,11 +514,18 @@ def main():
                     break
                 written += 400
                 nxt += 400
+            # "collection capped: memory limit: it uses U bytes, these
+            # 400 points need A more, its memory_limit is L bytes (...)"
+            nums = re.search(r"uses (\d+) bytes, these (\d+) points need "
+                             r"(\d+) more, its memory_limit is (\d+) bytes",
+                             refused[1] if refused else "")
             tap.check(refused is not None and
                       refused[0] == C.RESOURCE_EXHAUSTED and
-                      "capped" in refused[1] and "memory" in refused[1] and
-                      str(MiB) in refused[1] and
-                      str(refused[3][1]) in refused[1],
+                      "collection capped" in refused[1] and nums and
+                      int(nums.group(2)) == 400 and
+                      int(nums.group(4)) == MiB and
+                      int(nums.group(1)) + int(nums.group(3)) > MiB >=
+                      int(nums.group(1)),
                       "upsert over the memory share after %d points: %s "
                       "(%s)" % (written, refused and refused[0],
                                 refused and refused[1]))
