@@ -550,10 +550,11 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 		rv = drift_err_set(
 			err, DRIFT_ELIMIT,
 			"collection %s: its memtables alone take "
-			"%llu bytes (%u shards of %u rows), more than "
+			"%llu bytes (%u shard%s of %u rows), more than "
 			"its memory share of %llu bytes",
 			cfg.name, (unsigned long long)fixed, cfg.shards,
-			cfg.memtable_rows, (unsigned long long)share);
+			cfg.shards == 1 ? "" : "s", cfg.memtable_rows,
+			(unsigned long long)share);
 		free_collection(c);
 		rmtree(tmp);
 		goto out;

@@ -3,8 +3,10 @@
 every method of drift.v1, every error of SPEC section 5 with its status
 code and proof that nothing changed, restart keeps everything, collections
 never see each other's data, drop removes the files, kill -9 during a
-stream of writes loses no acknowledged point, and 8 concurrent clients
-leave a consistent state."""
+stream of writes loses no acknowledged point, 8 concurrent clients leave
+a consistent state, and a node with a memory budget and a dimension limit
+refuses what is over them (status, message, nothing changed).
+tests/node/test_node_diskfull.py covers a full disk."""
 import os
 import random
 import re
