@@ -108,7 +108,7 @@ def search_row(ds, path, load, r):
     return {"kind": "search", "dataset": ds, "path": path, "load": load,
             "qps": r["qps"], "p50_us": r["p50_us"], "p99_us": r["p99_us"],
             "recall10": r["recall"], "cpu_us": r["cpu_us_per_call"],
-            "calls": r["calls"]}
+            "calls": r["calls"], "loadavg": os.getloadavg()[0]}
 
 
 def proc_cpu(pid):
@@ -290,7 +290,7 @@ def scenario_node(names=("fmnist",), seconds=10, log=print):
 
 
 SEARCH_COLS = ["dataset", "path", "load", "qps", "p50_us", "p99_us",
-               "recall10", "cpu_us", "calls"]
+               "recall10", "cpu_us", "calls", "loadavg"]
 
 
 def markdown(rows):
@@ -309,7 +309,8 @@ def markdown(rows):
         out.append(f"| {r['dataset']} | {r['path']} | {r['load']} | "
                    f"{r['qps']:,.0f} | {r['p50_us']:,.0f} | "
                    f"{r['p99_us']:,.0f} | {r['recall10']:.4f} | "
-                   f"{r['cpu_us']:,.0f} | {r['calls']:,} |")
+                   f"{r['cpu_us']:,.0f} | {r['calls']:,} | "
+                   f"{r['loadavg']:.1f} |")
     return "\n".join(out)
 
 

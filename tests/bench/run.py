@@ -640,7 +640,7 @@ def body_node(rows):
                       [r for r in rows if r.get("kind") == "search"],
                       node_bench.SEARCH_COLS,
                       {"p50_us": 0, "p99_us": 0, "recall10": 4,
-                       "cpu_us": 0})
+                       "cpu_us": 0, "loadavg": 1})
     return ["`tests/bench/node_bench.py`: a real `drift-node` process on "
             "127.0.0.1 and stock clients on the same machine. Ingest: "
             "`UpsertStream` of the base set in batches of 500 (requests "
@@ -662,8 +662,10 @@ def body_node(rows):
             "exact ground truth; cpu_us: user + system CPU time per call "
             "of the client process and the node together (in-process: the "
             "one process), which, unlike QPS, does not depend on how much "
-            "of the 2 cores other work takes. Client, server and other work "
-            "share the machine's cores.", "", smd, ""]
+            "of the cores other work takes; loadavg: the 1-minute load "
+            "average when the row finished (other work on the machine "
+            "included). Client, server and other work share the machine's "
+            "cores.", "", smd, ""]
 
 
 def body_drift(drift_rows, img_dir):
