@@ -2,7 +2,8 @@
  * The CollectionManager (see collection.h).
  *
  * collection.conf is a few "key=value" lines (name, dim, metric, shards,
- * replication_factor, wal_sync, memtable_rows, default_recall), written
+ * replication_factor, wal_sync, memtable_rows, default_recall, and
+ * memory_limit, which files of older versions lack: 0 then), written
  * atomically; an unknown key, a missing key or a bad value makes the
  * collection broken, with the file and line in the message.
  */
@@ -17,9 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "common/fs.h"
 #include "common/hash.h"
 #include "common/log.h"
@@ -33,17 +36,22 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 #define SHARD_SEED 0x5eedc011ec7105ull
+#define RETRY_NS 1000000000ull
 
 struct drift_collection {
 	drift_collection_config cfg;
 	char dir[PATHLEN];
 	drift_shard **shards;
-	char *broken; /* why it cannot serve, or NULL */
+	char *broken;	   /* why it cannot serve, or NULL */
+	int broken_rv;	   /* its code: DRIFT_ECORRUPT, or DRIFT_ENOSPC */
+	uint64_t retry_ns; /* DRIFT_ENOSPC: when the open is tried again */
+	uint64_t avail_at; /* DRIFT_ENOSPC: bytes free when it failed */
 	atomic_int refs;
 	bool dropped;
 	struct drift_collection *next;
 	drift_cm *cm;
 	uint64_t max_vectors;
+	_Atomic uint64_t mem_limit; /* its share now; 0: none (share_all) */
 };
 
 struct drift_cm {
@@ -73,6 +81,16 @@ bool drift_collection_name_ok(const char *name)
 
 /* ---- Files ---- */
 
+/* Bytes an unprivileged writer may still add to the filesystem of path
+ * (UINT64_MAX when statvfs fails: no figure). */
+static uint64_t avail_bytes(const char *path)
+{
+	struct statvfs sv;
+	if (statvfs(path, &sv) != 0)
+		return UINT64_MAX;
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag,
 		    struct FTW *ftw)
 {
@@ -94,10 +112,12 @@ static int write_conf(const char *dir, const drift_collection_config *c,
 	int n = snprintf(text, sizeof(text),
 			 "name=%s\ndim=%u\nmetric=%s\nshards=%u\n"
 			 "replication_factor=%u\nwal_sync=%s\n"
-			 "memtable_rows=%u\ndefault_recall=%.9g\n",
+			 "memtable_rows=%u\ndefault_recall=%.9g\n"
+			 "memory_limit=%llu\n",
 			 c->name, c->dim, metric_names[c->metric], c->shards,
 			 c->replication_factor, sync_names[c->sync],
-			 c->memtable_rows, (double)c->default_recall);
+			 c->memtable_rows, (double)c->default_recall,
+			 (unsigned long long)c->memory_limit);
 	if (snprintf(path, sizeof(path), "%s/collection.conf", dir) >=
 	    (int)sizeof(path))
 		return drift_err_set(err, DRIFT_ERANGE, "path too long");
@@ -141,7 +161,7 @@ static int read_conf(const char *dir, drift_collection_config *c,
 		*eq = '\0';
 		const char *k = l, *v = eq + 1;
 		char *end = NULL;
-		unsigned long u = strtoul(v, &end, 10);
+		unsigned long long u = strtoull(v, &end, 10);
 		bool num = *v != '\0' && *end == '\0';
 		int bit = -1;
 		if (strcmp(k, "name") == 0 && drift_collection_name_ok(v)) {
@@ -171,6 +191,9 @@ static int read_conf(const char *dir, drift_collection_config *c,
 			   u <= (1u << 24)) {
 			c->memtable_rows = (uint32_t)u;
 			bit = 6;
+		} else if (strcmp(k, "memory_limit") == 0 && num) {
+			c->memory_limit = u;
+			bit = 8;
 		} else if (strcmp(k, "default_recall") == 0) {
 			float f = strtof(v, &end);
 			if (*end == '\0' && f > 0 && f <= 1) {
@@ -186,7 +209,7 @@ static int read_conf(const char *dir, drift_collection_config *c,
 		}
 		seen |= 1u << bit;
 	}
-	if (rv == 0 && seen != 0xff)
+	if (rv == 0 && (seen & 0xff) != 0xff)
 		rv = drift_err_set(err, DRIFT_ECORRUPT,
 				   "%s: settings missing (have mask %#x)", path,
 				   seen);
@@ -242,6 +265,80 @@ static int open_shards(drift_cm *cm, drift_collection *c, drift_err *err)
 	return 0;
 }
 
+/* ---- Memory shares ---- */
+
+/* Sets every collection's share (collection.h, "Memory"): an explicit
+ * memory_limit, or an equal part of what those leave of the budget. The
+ * caller holds cm->mu (or is the open). */
+static void share_all(drift_cm *cm)
+{
+	uint64_t budget = cm->o.memory_budget, reserved = 0, open = 0;
+	for (drift_collection *c = cm->list; c != NULL; c = c->next) {
+		if (c->cfg.memory_limit > 0)
+			reserved += c->cfg.memory_limit;
+		else
+			open++;
+	}
+	uint64_t part = 0;
+	if (budget > 0 && open > 0) {
+		part = budget > reserved ? (budget - reserved) / open : 0;
+		if (part == 0)
+			part = 1; /* all reserved: nothing left to write */
+	}
+	if (budget > 0 && reserved > budget)
+		DRIFT_WARN("collections: memory limits reserve %llu bytes, "
+			   "more than the budget of %llu",
+			   (unsigned long long)reserved,
+			   (unsigned long long)budget);
+	for (drift_collection *c = cm->list; c != NULL; c = c->next)
+		atomic_store(&c->mem_limit, c->cfg.memory_limit > 0
+						    ? c->cfg.memory_limit
+						    : part);
+}
+
+/* The share a new collection with cfg would get, or DRIFT_ELIMIT when the
+ * budget has no room for it. Under cm->mu. */
+static int share_of_new(drift_cm *cm, const drift_collection_config *cfg,
+			uint64_t *share, drift_err *err)
+{
+	uint64_t budget = cm->o.memory_budget, reserved = 0, open = 0;
+	for (drift_collection *c = cm->list; c != NULL; c = c->next) {
+		if (c->cfg.memory_limit > 0)
+			reserved += c->cfg.memory_limit;
+		else
+			open++;
+	}
+	uint64_t left = budget > reserved ? budget - reserved : 0;
+	if (cfg->memory_limit > 0) {
+		if (budget > 0 && cfg->memory_limit > left)
+			return drift_err_set(
+				err, DRIFT_ELIMIT,
+				"collection %s: memory_limit of %llu bytes is "
+				"more than the node's memory budget has left "
+				"(%llu of %llu bytes; memory_limits of other "
+				"collections reserve %llu)",
+				cfg->name,
+				(unsigned long long)cfg->memory_limit,
+				(unsigned long long)left,
+				(unsigned long long)budget,
+				(unsigned long long)reserved);
+		*share = cfg->memory_limit;
+		return 0;
+	}
+	if (budget == 0) {
+		*share = 0;
+		return 0;
+	}
+	if (left == 0)
+		return drift_err_set(err, DRIFT_ELIMIT,
+				     "collection %s: the node's memory budget "
+				     "of %llu bytes is reserved whole by the "
+				     "memory_limits of other collections",
+				     cfg->name, (unsigned long long)budget);
+	*share = left / (open + 1);
+	return 0;
+}
+
 static drift_collection *find(drift_cm *cm, const char *name)
 {
 	for (drift_collection *c = cm->list; c != NULL; c = c->next)
@@ -282,6 +379,8 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 		cm->o = *opts;
 	if (cm->o.memtable_rows == 0)
 		cm->o.memtable_rows = 65536;
+	if (cm->o.max_dim == 0 || cm->o.max_dim > DRIFT_COLLECTION_MAX_DIM)
+		cm->o.max_dim = DRIFT_COLLECTION_MAX_DIM;
 	if (strlen(data_dir) > PATHLEN - 256) {
 		drift_free(cm);
 		return drift_err_set(err, DRIFT_EINVAL, "data dir too long");
@@ -325,6 +424,7 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 			rv = drift_err_set(&cerr, DRIFT_ECORRUPT,
 					   "%s/collection.conf names \"%s\"",
 					   path, c->cfg.name);
+		bool conf_ok = rv == 0;
 		if (rv == 0)
 			rv = open_shards(cm, c, &cerr);
 		snprintf(c->cfg.name, sizeof(c->cfg.name), "%s", nm);
@@ -333,6 +433,13 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 				    cerr.msg);
 			c->broken =
 				drift_strdup(cerr.msg[0] ? cerr.msg : "broken");
+			/* A full disk (a shard's new WAL file) is no damage:
+			 * the open is tried again once space is freed. */
+			c->broken_rv = conf_ok && rv == DRIFT_ENOSPC
+					       ? DRIFT_ENOSPC
+					       : DRIFT_ECORRUPT;
+			c->retry_ns = drift_now_ns() + RETRY_NS;
+			c->avail_at = avail_bytes(c->dir);
 		} else {
 			DRIFT_INFO("collection %s: opened (%u shards, dim %u)",
 				   nm, c->cfg.shards, c->cfg.dim);
@@ -341,6 +448,7 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 	}
 	closedir(d);
 	drift_fs_fsync_dir(drift_fs_posix(), cm->dir, NULL);
+	share_all(cm);
 	*out = cm;
 	return 0;
 }
@@ -368,10 +476,14 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 				     "collection name \"%s\" must match "
 				     "[A-Za-z0-9_-]{1,64}",
 				     cfg.name);
-	if (cfg.dim < 1 || cfg.dim > DRIFT_COLLECTION_MAX_DIM)
+	if (cfg.dim < 1 || cfg.dim > cm->o.max_dim)
 		return drift_err_set(err, DRIFT_EINVAL,
-				     "dimension %u out of range 1..%u", cfg.dim,
-				     DRIFT_COLLECTION_MAX_DIM);
+				     "dimension %u out of range 1..%u%s",
+				     cfg.dim, cm->o.max_dim,
+				     cm->o.max_dim < DRIFT_COLLECTION_MAX_DIM
+					     ? " (this node's "
+					       "limits.max_dimension)"
+					     : "");
 	if ((unsigned)cfg.metric > DRIFT_METRIC_COSINE)
 		return drift_err_set(err, DRIFT_EINVAL, "unknown metric %d",
 				     (int)cfg.metric);
@@ -411,6 +523,9 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 				   cfg.name);
 		goto out;
 	}
+	uint64_t share = 0;
+	if ((rv = share_of_new(cm, &cfg, &share, err)) != 0)
+		goto out;
 	char tmp[PATHLEN];
 	snprintf(tmp, sizeof(tmp), "%s/.new-%s", cm->dir, cfg.name);
 	rmtree(tmp);
@@ -425,6 +540,21 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 	if ((rv = drift_fs_mkdir_p(drift_fs_posix(), tmp, err)) != 0 ||
 	    (rv = write_conf(tmp, &cfg, err)) != 0 ||
 	    (rv = open_shards(cm, c, err)) != 0) {
+		free_collection(c);
+		rmtree(tmp);
+		goto out;
+	}
+	/* The memtables' arenas are taken whole at open: measured here. */
+	uint64_t fixed = drift_collection_memory(c, NULL);
+	if (share > 0 && fixed > share) {
+		rv = drift_err_set(
+			err, DRIFT_ELIMIT,
+			"collection %s: its memtables alone take "
+			"%llu bytes (%u shard%s of %u rows), more than "
+			"its memory share of %llu bytes",
+			cfg.name, (unsigned long long)fixed, cfg.shards,
+			cfg.shards == 1 ? "" : "s", cfg.memtable_rows,
+			(unsigned long long)share);
 		free_collection(c);
 		rmtree(tmp);
 		goto out;
@@ -444,6 +574,7 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 		goto out;
 	}
 	link_sorted(cm, c);
+	share_all(cm);
 	DRIFT_INFO("collection %s: created (dim %u, %s, %u shards)", cfg.name,
 		   cfg.dim, metric_names[cfg.metric], cfg.shards);
 out:
@@ -466,6 +597,7 @@ int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err)
 		pp = &(*pp)->next;
 	*pp = c->next;
 	c->dropped = true;
+	share_all(cm);
 	char gone[PATHLEN];
 	snprintf(gone, sizeof(gone), "%s/.drop-%s", cm->dir, name);
 	rmtree(gone);
@@ -475,6 +607,7 @@ int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err)
 		rv = drift_err_errno(err, errno, "dropping %s", c->dir);
 		link_sorted(cm, c);
 		c->dropped = false;
+		share_all(cm);
 		pthread_mutex_unlock(&cm->mu);
 		return rv;
 	}
@@ -487,15 +620,54 @@ int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err)
 	return 0;
 }
 
+/* A collection that a full disk kept from opening (a shard starts a new
+ * WAL file when it opens) is opened again by the next request for it once
+ * the filesystem has more room than when it failed, or RETRY_NS later.
+ * Under cm->mu: other collections' requests wait for that open. */
+static void retry_open(drift_cm *cm, drift_collection *c)
+{
+	if (c->broken_rv != DRIFT_ENOSPC)
+		return;
+	uint64_t avail = avail_bytes(c->dir);
+	if (drift_now_ns() < c->retry_ns && avail <= c->avail_at)
+		return;
+	drift_err e;
+	drift_err_clear(&e);
+	if (open_shards(cm, c, &e) == 0) {
+		DRIFT_INFO("collection %s: opened (space was freed)",
+			   c->cfg.name);
+		drift_free(c->broken);
+		c->broken = NULL;
+		c->broken_rv = 0;
+		return;
+	}
+	char *m = drift_strdup(e.msg[0] ? e.msg : "cannot be opened");
+	if (m != NULL) {
+		drift_free(c->broken);
+		c->broken = m;
+	}
+	if (e.code != DRIFT_ENOSPC)
+		c->broken_rv = DRIFT_ECORRUPT;
+	c->retry_ns = drift_now_ns() + RETRY_NS;
+	c->avail_at = avail_bytes(c->dir);
+}
+
 int drift_cm_acquire(drift_cm *cm, const char *name, drift_collection **out,
 		     drift_err *err)
 {
 	pthread_mutex_lock(&cm->mu);
 	drift_collection *c = find(cm, name);
 	int rv = 0;
+	if (c != NULL && c->broken != NULL)
+		retry_open(cm, c);
 	if (c == NULL)
 		rv = drift_err_set(err, DRIFT_ENOENT,
 				   "collection \"%s\" not found", name);
+	else if (c->broken != NULL && c->broken_rv == DRIFT_ENOSPC)
+		rv = drift_err_set(err, DRIFT_ENOSPC,
+				   "collection %s cannot be opened until space "
+				   "is freed (no restart needed): %s",
+				   name, c->broken);
 	else if (c->broken != NULL)
 		rv = drift_err_set(err, DRIFT_ECORRUPT, "%s", c->broken);
 	else {
@@ -557,6 +729,32 @@ static uint32_t shard_of(const drift_collection *c, uint64_t id)
 	return (uint32_t)(drift_hash_u64(id, SHARD_SEED) % c->cfg.shards);
 }
 
+/* A batch over several shards is written shard by shard; each part is all
+ * or nothing (its WAL record), but a full disk met by a later part would
+ * leave the earlier parts applied. So such a batch first checks that the
+ * filesystem has room for every part (payload plus a record header of 24
+ * bytes and padding to 8, per shard) and is refused, nothing written, when
+ * it has not. What this cannot close: space taken by another writer (or
+ * process) between the check and the writes; the batch is then reported
+ * failed with its earlier parts applied, and retrying it is safe (upserts
+ * and deletes are idempotent). */
+static int check_room(const drift_collection *c, size_t payload, drift_err *err)
+{
+	uint32_t ns = c->cfg.shards;
+	if (ns <= 1)
+		return 0;
+	uint64_t need = payload + (uint64_t)ns * (24 + 8 + 8);
+	uint64_t avail = avail_bytes(c->dir);
+	if (avail >= need) /* UINT64_MAX, no figure: the writes say */
+		return 0;
+	return drift_err_set(err, DRIFT_ENOSPC,
+			     "collection %s: %llu bytes free on the "
+			     "filesystem of %s, the batch needs %llu for the "
+			     "WAL records of its shards; nothing was written",
+			     c->cfg.name, (unsigned long long)avail, c->dir,
+			     (unsigned long long)need);
+}
+
 int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 			    const float *vecs, size_t n, drift_err *err)
 {
@@ -598,11 +796,38 @@ int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 				c->cfg.name,
 				(unsigned long long)c->max_vectors);
 	}
+	uint64_t limit = atomic_load(&c->mem_limit);
+	if (limit > 0) {
+		uint64_t used = drift_collection_memory(c, NULL);
+		uint64_t add = n * drift_shard_vec_bytes(dim);
+		if (used + add > limit) {
+			char why[128];
+			if (c->cfg.memory_limit > 0)
+				snprintf(why, sizeof(why), "its memory_limit");
+			else
+				snprintf(why, sizeof(why),
+					 "its equal share of the node's "
+					 "memory budget of %llu bytes",
+					 (unsigned long long)
+						 c->cm->o.memory_budget);
+			return drift_err_set(
+				err, DRIFT_ELIMIT,
+				"collection %s: memory limit: it uses %llu "
+				"bytes, these %zu points need %llu more, "
+				"%s is %llu bytes (delete vectors, or create "
+				"it with a larger memory_limit)",
+				c->cfg.name, (unsigned long long)used, n,
+				(unsigned long long)add, why,
+				(unsigned long long)limit);
+		}
+	}
 	if (ns == 1)
 		return drift_shard_upsert(c->shards[0], ids, vecs, n, err);
+	int rv = check_room(c, n * (8 + 4 * (size_t)dim) + ns * 8, err);
+	if (rv != 0)
+		return rv;
 	uint64_t *pid = drift_mallocarray(n, 8);
 	float *pv = drift_mallocarray(n * dim, sizeof(float));
-	int rv = 0;
 	if (pid == NULL || pv == NULL) {
 		rv = drift_err_set(err, DRIFT_ENOMEM, "upsert");
 		goto out;
@@ -638,10 +863,12 @@ int drift_collection_delete(drift_collection *c, const uint64_t *ids, size_t n,
 	*deleted = 0;
 	if (n == 0)
 		return 0;
+	int rv = check_room(c, n * 8 + ns * 4, err);
+	if (rv != 0)
+		return rv;
 	uint64_t *part = drift_mallocarray(n, 8);
 	if (part == NULL)
 		return drift_err_set(err, DRIFT_ENOMEM, "delete");
-	int rv = 0;
 	for (uint32_t s = 0; s < ns && rv == 0; s++) {
 		size_t m = 0, d = 0;
 		for (size_t i = 0; i < n; i++)
@@ -714,4 +941,14 @@ uint64_t drift_collection_stats(drift_collection *c, drift_shard_stats *st)
 			st[s] = one;
 	}
 	return live;
+}
+
+uint64_t drift_collection_memory(drift_collection *c, uint64_t *limit)
+{
+	uint64_t used = 0;
+	for (uint32_t s = 0; s < c->cfg.shards; s++)
+		used += drift_shard_memory(c->shards[s]);
+	if (limit != NULL)
+		*limit = atomic_load(&c->mem_limit);
+	return used;
 }

@@ -19,6 +19,30 @@
  * A collection whose files cannot be opened is kept as "broken" with the
  * reason: its requests fail (drift_cm_acquire returns DRIFT_ECORRUPT and
  * the message names the file) while the other collections keep serving.
+ * One that a full disk kept from opening (a shard starts a new WAL file)
+ * is not damaged: its requests fail with DRIFT_ENOSPC, and it is opened by
+ * the first request after space was freed (or a second after the last
+ * try), without a restart.
+ *
+ * Memory. A node may have a memory budget (drift_cm_opts.memory_budget,
+ * drift-node --memory-budget) and a collection a memory limit of its own
+ * (CreateCollection's memory_limit). A collection's share is:
+ *   - its memory_limit, when it has one: a reservation out of the budget
+ *     (the explicit limits together may not exceed the budget: a create
+ *     asking for more than is left is DRIFT_ELIMIT);
+ *   - otherwise an equal part of what the reservations leave of the
+ *     budget, split over the collections without a limit (so it shrinks
+ *     when such a collection is created and grows when one is dropped);
+ *   - no limit when the node has no budget and it has no memory_limit.
+ * The shares never add up to more than the budget, so one tenant cannot
+ * take another's memory. The usage is drift_shard_memory summed over the
+ * shards (an estimate: the memtables' arenas, L1 and the rows waiting for
+ * the flush). An upsert that would take the usage over the share is
+ * DRIFT_ELIMIT naming the collection, its usage and its share, and writes
+ * nothing; deletes are always accepted (they give memory back at the next
+ * flush). A create whose memtables alone would not fit its share is
+ * refused. Concurrent upserts check the same figure, so the share can be
+ * passed by the batches in flight at once (at most a few memtables' worth).
  *
  * Threads: every function is thread-safe. A collection acquired stays
  * usable until released, even if it is dropped meanwhile (drop waits for
@@ -50,6 +74,7 @@ typedef struct drift_collection_config {
 	enum drift_wal_sync sync;
 	uint32_t memtable_rows;
 	float default_recall;
+	uint64_t memory_limit; /* bytes; 0: a share of the node's budget */
 } drift_collection_config;
 
 typedef struct drift_cm drift_cm;
@@ -58,6 +83,9 @@ typedef struct drift_collection drift_collection;
 typedef struct drift_cm_opts {
 	uint32_t memtable_rows; /* default per shard; 0: 65536 */
 	uint64_t max_vectors;	/* per collection; 0: no limit */
+	uint64_t memory_budget; /* bytes for all collections; 0: none */
+	uint32_t max_dim;	/* largest dimension of a new collection;
+				 * 0: DRIFT_COLLECTION_MAX_DIM */
 	bool janitor;		/* background Janitor per shard */
 } drift_cm_opts;
 
@@ -72,9 +100,11 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 void drift_cm_close(drift_cm *cm);
 
 /* Creates a collection. The config's zero fields take defaults (1 shard,
- * replication 1, ALWAYS, the node's memtable size, recall 0.95). 0,
- * DRIFT_EEXIST, DRIFT_EINVAL (bad name or value: the message says which),
- * or an I/O error (nothing is left behind). */
+ * replication 1, ALWAYS, the node's memtable size, recall 0.95, a share of
+ * the budget). 0, DRIFT_EEXIST, DRIFT_EINVAL (bad name or value, or a
+ * dimension over the node's max_dim: the message says which), DRIFT_ELIMIT
+ * (the memory budget has no room for it), or an I/O error (nothing is left
+ * behind). */
 int drift_cm_create(drift_cm *cm, const drift_collection_config *cfg,
 		    drift_err *err);
 
@@ -98,9 +128,12 @@ size_t drift_collection_max_batch(const drift_collection *c);
 
 /* Upserts n points: ids and n * dim floats. Everything is validated before
  * anything is written (DRIFT_EINVAL naming the point; DRIFT_ELIMIT over
- * the batch or vector limit). Each shard's part is all or nothing; an I/O
- * failure of one shard may leave other shards' parts written (an upsert is
- * idempotent: retrying the batch is safe). */
+ * the batch, vector or memory limit). Each shard's part is all or nothing;
+ * a batch over several shards is refused with DRIFT_ENOSPC, nothing
+ * written, when the filesystem lacks room for all its parts. An I/O
+ * failure of one shard after that check (another writer took the space, a
+ * failing disk) may leave other shards' parts written (an upsert is
+ * idempotent: retrying the batch is safe). The same holds for delete. */
 int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 			    const float *vecs, size_t n, drift_err *err);
 int drift_collection_delete(drift_collection *c, const uint64_t *ids, size_t n,
@@ -115,5 +148,9 @@ int drift_collection_flush(drift_collection *c, drift_err *err);
 
 /* Live vectors and per-shard statistics (st: room for cfg->shards). */
 uint64_t drift_collection_stats(drift_collection *c, drift_shard_stats *st);
+
+/* The memory the collection uses (estimate, see above) and, in *limit,
+ * its share now (0: no limit). */
+uint64_t drift_collection_memory(drift_collection *c, uint64_t *limit);
 
 #endif /* DRIFT_NODE_COLLECTION_H */

@@ -1068,6 +1068,14 @@ int drift_l1_locate(drift_l1 *l1, uint64_t id, uint32_t *bucket)
 	return rv;
 }
 
+void drift_l1_size(drift_l1 *l1, uint64_t *vectors, uint32_t *buckets)
+{
+	pthread_rwlock_rdlock(&l1->lock);
+	*vectors = l1->count;
+	*buckets = l1->live;
+	pthread_rwlock_unlock(&l1->lock);
+}
+
 void drift_l1_stats_get(drift_l1 *l1, drift_l1_stats *st)
 {
 	memset(st, 0, sizeof(*st));

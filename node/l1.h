@@ -149,6 +149,10 @@ typedef struct drift_l1_stats {
 
 void drift_l1_stats_get(drift_l1 *l1, drift_l1_stats *st);
 
+/* Vectors and buckets only, without the walk over the buckets that
+ * drift_l1_stats_get does (for per-write checks). */
+void drift_l1_size(drift_l1 *l1, uint64_t *vectors, uint32_t *buckets);
+
 /* The bucket slot holding id, or DRIFT_ENOENT (tests, diagnostics). */
 int drift_l1_locate(drift_l1 *l1, uint64_t id, uint32_t *bucket);
 

@@ -32,6 +32,8 @@ struct node_cfg {
 	uint64_t max_message;
 	int64_t memtable_rows;
 	int64_t max_vectors;
+	int64_t max_dim;
+	uint64_t memory_budget;
 	uint64_t grace;
 	int log_level;
 };
@@ -63,9 +65,18 @@ static const drift_cfg_opt opts[] = {
 	    "budget: about rows * (4 * dim + 200) bytes per shard, twice "
 	    "during a flush)",
 	    16, 1 << 24),
+	OPT("memory.budget", "memory-budget", DRIFT_CFG_SIZE, memory_budget,
+	    "0",
+	    "memory all collections together may use (0: no budget); each "
+	    "gets its CreateCollection memory_limit, reserved out of it, or "
+	    "an equal share of the rest, and an upsert over the share is "
+	    "refused",
+	    0, INT64_MAX),
 	OPT("limits.max_vectors", "max-vectors", DRIFT_CFG_INT, max_vectors,
 	    "0", "live vectors a collection may hold (0: no limit)", 0,
 	    INT64_MAX),
+	OPT("limits.max_dimension", "max-dimension", DRIFT_CFG_INT, max_dim,
+	    "65536", "largest dimension of a new collection", 1, 65536),
 	OPT("node.shutdown_grace", NULL, DRIFT_CFG_DURATION, grace, "10s",
 	    "how long calls in flight may run at shutdown", 0,
 	    (int64_t)3600 * 1000000000),
@@ -123,6 +134,8 @@ int main(int argc, char **argv)
 	drift_grpc_server *srv = NULL;
 	drift_cm_opts co = {.memtable_rows = (uint32_t)cfg.memtable_rows,
 			    .max_vectors = (uint64_t)cfg.max_vectors,
+			    .memory_budget = cfg.memory_budget,
+			    .max_dim = (uint32_t)cfg.max_dim,
 			    .janitor = true};
 	if (drift_cm_open(cfg.data_dir, &co, &cm, &err) != 0) {
 		DRIFT_ERROR("drift-node: %s", err.msg);

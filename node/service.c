@@ -25,11 +25,26 @@ static struct service svc;
 
 /* ---- Helpers ---- */
 
-/* Finishes with the status of a DRIFT_E* failure and its message. */
+/* What a client is told first about a failure: a full disk is named as
+ * such (RESOURCE_EXHAUSTED alone could be a batch or memory limit), the
+ * engine's message, with the file, follows. */
+static const char *err_lead(int rv)
+{
+	return rv == DRIFT_ENOSPC ? "disk full: " : "";
+}
+
+/* Finishes with the status of a DRIFT_E* failure and its message, after
+ * prefix (a stream's position, or ""). */
+static void fail_err_at(drift_grpc_call *c, const char *prefix, int rv,
+			const drift_err *err)
+{
+	drift_grpc_call_finish(c, drift_grpc_code_from_err(rv), "%s%s%s",
+			       prefix, err_lead(rv), drift_err_msg(err, rv));
+}
+
 static void fail_err(drift_grpc_call *c, int rv, const drift_err *err)
 {
-	drift_grpc_call_finish(c, drift_grpc_code_from_err(rv), "%s",
-			       drift_err_msg(err, rv));
+	fail_err_at(c, "", rv, err);
 }
 
 static void *recv_req(drift_grpc_call *c, const ProtobufCMessageDescriptor *d)
@@ -103,6 +118,7 @@ static int fill_info(drift_collection *col, Drift__V1__CollectionInfo *info)
 		return DRIFT_ENOMEM;
 	}
 	info->vector_count = drift_collection_stats(col, st);
+	info->memory_bytes = drift_collection_memory(col, &info->memory_limit);
 	for (uint32_t i = 0; i < cfg->shards; i++) {
 		drift__v1__shard_stats__init(&ps[i]);
 		ps[i].shard = i;
@@ -119,6 +135,7 @@ static int fill_info(drift_collection *col, Drift__V1__CollectionInfo *info)
 		ps[i].merges = st[i].merges;
 		ps[i].recenters = st[i].recenters;
 		ps[i].live = st[i].live;
+		ps[i].memory_bytes = st[i].memory_bytes;
 		pp[i] = &ps[i];
 	}
 	drift_free(st);
@@ -174,6 +191,7 @@ static void create_collection(drift_grpc_call *c, void *ctx)
 	cfg.sync = (enum drift_wal_sync)req->wal_sync;
 	cfg.memtable_rows = req->memtable_rows;
 	cfg.default_recall = req->default_recall;
+	cfg.memory_limit = req->memory_limit;
 	int rv = drift_cm_create(svc.cm, &cfg, &err);
 	if (rv != 0) {
 		fail_err(c, rv, &err);
@@ -349,8 +367,7 @@ static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
 	drift_err_clear(&err);
 	int r = drift_collection_upsert(col, ids, vecs, n, &err);
 	if (r != 0) {
-		drift_grpc_call_finish(c, drift_grpc_code_from_err(r), "%s%s",
-				       prefix, drift_err_msg(&err, r));
+		fail_err_at(c, prefix, r, &err);
 		rv = -1;
 		goto out;
 	}

@@ -11,6 +11,13 @@
  *   ids per Get            DRIFT_NODE_MAX_GET
  *   queries per SearchBatch DRIFT_NODE_MAX_BATCH_QUERIES
  *   message size           the server's (64 MiB by default)
+ *   memory                 the collection's share (node/collection.h,
+ *                          "Memory"): RESOURCE_EXHAUSTED naming the
+ *                          collection, its usage and its share
+ *   dimension              the node's limits.max_dimension:
+ *                          INVALID_ARGUMENT
+ *   disk                   a full disk: RESOURCE_EXHAUSTED, the message
+ *                          starting with "disk full: " and naming the file
  */
 #ifndef DRIFT_NODE_SERVICE_H
 #define DRIFT_NODE_SERVICE_H

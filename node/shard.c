@@ -78,9 +78,14 @@ struct drift_shard {
 	 * flush that loads imm sees it), constant while imm is set. */
 	_Atomic uint64_t imm_last_seq;
 	/* Under l1mu. */
-	bool imm_applied;   /* imm's entries are in L1 (not yet durable) */
-	drift_manifest man; /* the durable manifest */
+	atomic_bool imm_applied; /* imm's entries are in L1 (not yet durable;
+				  * read by drift_shard_memory) */
+	drift_manifest man;	 /* the durable manifest */
 	uint64_t last_persist_ns;
+	/* The Janitor's failed flushes (a full disk): retried with a backoff
+	 * and logged at most every FLUSH_WARN_NS. Janitor thread only. */
+	uint64_t flush_retry_ns, flush_warn_ns;
+	unsigned flush_fails;
 
 	/* Under mu. */
 	pthread_t thread;
@@ -415,8 +420,8 @@ static int flush_imm(drift_shard *s, drift_err *err)
 	rv = persist(s, last, err);
 	if (rv != 0)
 		goto out;
-	s->imm_applied = false;
 	atomic_store(&s->imm, NULL);
+	s->imm_applied = false;
 	drift_epoch_retire(s->epoch, imm, free_memtable);
 	drift_epoch_reclaim(s->epoch);
 	drift_err werr;
@@ -504,6 +509,29 @@ static int reserve(drift_shard *s, unsigned n, drift_hnsw **act, drift_err *err)
 
 /* ---- Janitor ---- */
 
+#define FLUSH_WARN_NS (10 * 1000000000ull)
+#define FLUSH_BACKOFF_MAX_NS (5 * 1000000000ull)
+
+/* A failed flush is tried again after 2^fails Janitor periods (at most
+ * FLUSH_BACKOFF_MAX_NS; a writer that needs the room flushes at once
+ * itself), and logged once per FLUSH_WARN_NS, not every period. */
+static void flush_failed(drift_shard *s, const drift_err *err)
+{
+	uint64_t now = drift_now_ns();
+	unsigned shift = s->flush_fails < 10 ? s->flush_fails : 10;
+	uint64_t wait = s->o.janitor_period_ns << shift;
+	if (wait > FLUSH_BACKOFF_MAX_NS)
+		wait = FLUSH_BACKOFF_MAX_NS;
+	s->flush_fails++;
+	s->flush_retry_ns = now + wait;
+	if (s->flush_warn_ns != 0 && now - s->flush_warn_ns < FLUSH_WARN_NS)
+		return;
+	DRIFT_WARN("shard %s: flush failed (%u times; retried in %llu ms): %s",
+		   s->dir, s->flush_fails,
+		   (unsigned long long)(wait / 1000000u), err->msg);
+	s->flush_warn_ns = now;
+}
+
 /* One round of the Janitor: a pending flush, then up to maint_per_tick
  * maintenance actions. Returns true when maintenance used its whole budget
  * (more is waiting: the next round starts at once instead of after the
@@ -513,9 +541,18 @@ static bool janitor_tick(drift_shard *s)
 {
 	drift_err err;
 	drift_err_clear(&err);
-	if (atomic_load(&s->imm) != NULL && flush_imm(s, &err) != 0)
-		DRIFT_WARN("shard %s: flush failed (will retry): %s", s->dir,
-			   err.msg);
+	if (atomic_load(&s->imm) != NULL &&
+	    drift_now_ns() >= s->flush_retry_ns) {
+		if (flush_imm(s, &err) != 0) {
+			flush_failed(s, &err);
+		} else if (s->flush_fails > 0) {
+			DRIFT_INFO("shard %s: flush works again (after %u "
+				   "failures)",
+				   s->dir, s->flush_fails);
+			s->flush_fails = 0;
+			s->flush_retry_ns = 0;
+		}
+	}
 	pthread_mutex_lock(&s->l1mu);
 	drift_l1_maint_stats ms = {0};
 	if (drift_l1_maintain(s->l1, s->o.maint_per_tick, &ms, &err) != 0)
@@ -941,6 +978,8 @@ int drift_shard_upsert(drift_shard *s, const uint64_t *ids, const float *vecs,
 	uint64_t seq;
 	rv = drift_wal_append(s->wal, OP_UPSERT, rec, len, &seq, err);
 	drift_free(rec);
+	if (rv != 0) /* not written: the room goes back (a full disk) */
+		atomic_fetch_sub(&s->reserved, (unsigned)n);
 	if (rv == 0) {
 		for (size_t i = 0; i < n; i++) {
 			int r = drift_hnsw_insert(act, ids[i], vecs + i * dim,
@@ -993,6 +1032,8 @@ int drift_shard_delete(drift_shard *s, const uint64_t *ids, size_t n,
 	uint64_t seq;
 	rv = drift_wal_append(s->wal, OP_DELETE, rec, len, &seq, err);
 	drift_free(rec);
+	if (rv != 0)
+		atomic_fetch_sub(&s->reserved, (unsigned)n);
 	if (rv == 0)
 		for (size_t i = 0; i < n; i++) {
 			int r = drift_hnsw_delete(act, ids[i], seq);
@@ -1195,4 +1236,25 @@ void drift_shard_stats_get(drift_shard *s, drift_shard_stats *st)
 	st->splits = atomic_load(&s->splits);
 	st->merges = atomic_load(&s->merges);
 	st->recenters = atomic_load(&s->recenters);
+	st->memory_bytes = drift_shard_memory(s);
+}
+
+uint64_t drift_shard_memory(drift_shard *s)
+{
+	drift_epoch_guard g;
+	drift_epoch_enter(s->epoch, &g);
+	drift_hnsw *act = atomic_load(&s->act), *imm = atomic_load(&s->imm);
+	bool applied = atomic_load(&s->imm_applied);
+	drift_hnsw_stats hs;
+	drift_hnsw_stats_get(act, &hs);
+	uint64_t arenas = 2 * hs.bytes, rows = hs.rows;
+	if (imm != NULL && imm != act && !applied) {
+		drift_hnsw_stats_get(imm, &hs);
+		rows += hs.rows;
+	}
+	drift_epoch_exit(s->epoch, &g);
+	uint64_t vectors;
+	uint32_t buckets;
+	drift_l1_size(s->l1, &vectors, &buckets);
+	return arenas + (vectors + rows) * drift_shard_vec_bytes(s->o.dim);
 }

@@ -128,8 +128,36 @@ typedef struct drift_shard_stats {
 	uint64_t wal_seq;     /* last sequence number written */
 	uint64_t flushed_seq; /* covered by L1 (the manifest) */
 	uint64_t flushes, splits, merges, recenters;
+	uint64_t memory_bytes; /* drift_shard_memory */
 } drift_shard_stats;
 
 void drift_shard_stats_get(drift_shard *s, drift_shard_stats *st);
+
+/* Memory accounting, for the limits of node/collection.h. An estimate,
+ * cheap enough for every write (no walk over rows or buckets), that moves
+ * only with the rows written and flushed:
+ *
+ *   the memtables' arenas   twice the active memtable's (drift_hnsw_stats
+ *                           .bytes): allocated whole when a memtable
+ *                           starts, and a rotation holds two (the active
+ *                           one and the one being flushed) for a while
+ *   L1 and pending rows     (L1 vectors + rows of the memtables not yet
+ *                           applied to L1) * drift_shard_vec_bytes: every
+ *                           row in a memtable takes its place in L1 at the
+ *                           flush (an update or a superseded row counts
+ *                           until then: the estimate errs high)
+ */
+uint64_t drift_shard_memory(drift_shard *s);
+
+/* Bytes one vector takes in L1: id and version (16), the full-precision
+ * vector for re-ranking (4 * dim), its SQ8 code (dim), its drift_kv slot
+ * (25 bytes, the table at most half full: 50), and its part of a bucket's
+ * centroid, running sum and SQ8 ranges (20 * dim + 128 bytes) in a bucket
+ * at the merge bound of 128 members (l1.h: target / 4). */
+static inline uint64_t drift_shard_vec_bytes(uint32_t dim)
+{
+	return 16 + 5 * (uint64_t)dim + 50 +
+	       (20 * (uint64_t)dim + 128 + 127) / 128;
+}
 
 #endif /* DRIFT_NODE_SHARD_H */

@@ -633,15 +633,39 @@ def body_grpc(rows):
 
 
 def body_node(rows):
-    md = write_table("node", rows, ["dataset", "measure", "value", "unit",
-                                    "extra"], {})
+    import node_bench
+    md = write_table("node", [r for r in rows if r.get("kind") != "search"],
+                     ["dataset", "measure", "value", "unit", "extra"], {})
+    smd = write_table("node_search",
+                      [r for r in rows if r.get("kind") == "search"],
+                      node_bench.SEARCH_COLS,
+                      {"p50_us": 0, "p99_us": 0, "recall10": 4,
+                       "cpu_us": 0, "loadavg": 1})
     return ["`tests/bench/node_bench.py`: a real `drift-node` process on "
             "127.0.0.1 and stock clients on the same machine. Ingest: "
             "`UpsertStream` of the base set in batches of 500 (requests "
             "serialized before the clock starts), one collection per sync "
-            "policy, then `Flush`. Search: h2load sending one query, and "
-            "grpcio with 32 calls in flight over 1,000 queries (recall@10 "
-            "against the exact ground truth).", "", md, ""]
+            "policy, then `Flush`. Search: h2load sending one query.", "",
+            md, "",
+            "The same 1,000 queries (k=10, the collection's default recall "
+            "target, nothing else set) on the `batch` collection, round "
+            "after round, each way: through the node from one client "
+            "process with calls in flight (`node-search-bench grpc`, the C "
+            "client of `common/grpc/`, requests serialized beforehand; "
+            "stock grpcio), then, the node stopped, in-process on its data "
+            "directory (`node-search-bench local`: `drift_collection_search`, "
+            "what the Search handler calls). Every way searches one index "
+            "state: the node is restarted on its data directory before the "
+            "gRPC searches (the in-process open hydrates it the same way, "
+            "recall calibration included) and its maintenance has settled. "
+            "Latency per call; recall@10 of the first round against the "
+            "exact ground truth; cpu_us: user + system CPU time per call "
+            "of the client process and the node together (in-process: the "
+            "one process), which, unlike QPS, does not depend on how much "
+            "of the cores other work takes; loadavg: the 1-minute load "
+            "average when the row finished (other work on the machine "
+            "included). Client, server and other work share the machine's "
+            "cores.", "", smd, ""]
 
 
 def body_drift(drift_rows, img_dir):

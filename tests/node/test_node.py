@@ -3,10 +3,13 @@
 every method of drift.v1, every error of SPEC section 5 with its status
 code and proof that nothing changed, restart keeps everything, collections
 never see each other's data, drop removes the files, kill -9 during a
-stream of writes loses no acknowledged point, and 8 concurrent clients
-leave a consistent state."""
+stream of writes loses no acknowledged point, 8 concurrent clients leave
+a consistent state, and a node with a memory budget and a dimension limit
+refuses what is over them (status, message, nothing changed).
+tests/node/test_node_diskfull.py covers a full disk."""
 import os
 import random
+import re
 import shutil
 import signal
 import struct
@@ -242,9 +245,19 @@ def main():
         got, msg = code_of(lambda: s.Upsert(big, timeout=60))
         tap.check(got == C.RESOURCE_EXHAUSTED and "larger than max" in msg,
                   "message over 64 MiB: %s (%s)" % (got, msg[:60]))
-        got, _ = code_of(lambda: s.Search(pb.SearchRequest(
-            collection="alpha", vector=good, k=3), timeout=0.000001))
-        tap.check(got == C.DEADLINE_EXCEEDED, "expired deadline: %s" % got)
+        # A deadline that passes before the answer: with a 1 us timeout
+        # grpcio reports OK when the answer arrives before its own timer
+        # fires (255 of 300 searches did on a loaded 2-core machine), so
+        # the call is one that takes far longer than its deadline: 10,000
+        # exact searches (the handler stops between queries).
+        many = pb.SearchBatchRequest(collection="alpha", queries=[
+            pb.SearchRequest(vector=vec(i, D, 3), k=10, recall_target=1.0)
+            for i in range(10000)])
+        t0 = time.time()
+        got, msg = code_of(lambda: s.SearchBatch(many, timeout=0.05))
+        tap.check(got == C.DEADLINE_EXCEEDED and time.time() - t0 < 10,
+                  "expired deadline: %s (%s) after %.2f s" %
+                  (got, msg, time.time() - t0))
         tap.check(count(n, "alpha") == before and
                   not n.s.Get(pb.GetRequest(collection="alpha", ids=list(
                       range(5000, 5005))), timeout=10).points and
@@ -421,9 +434,156 @@ def main():
         tap.check(count(n, "busy") == len(ids),
                   "vector_count matches the live ids (%d)" % len(ids))
 
+    def memory_limits():
+        """A node with an 8 MiB memory budget and a dimension limit of
+        256: reservations, equal shares, refusals that change nothing."""
+        mdata = tempfile.mkdtemp(prefix="drift-node-mem-")
+        m = Node(mdata, ["--memory-budget", "8MiB", "--max-dimension",
+                         "256"])
+        s = m.s
+        budget = 8 * MiB
+
+        def info(name):
+            return s.DescribeCollection(pb.DescribeCollectionRequest(
+                name=name), timeout=30).collection
+
+        def names():
+            return sorted(c.name for c in s.ListCollections(
+                pb.ListCollectionsRequest(), timeout=30).collections)
+
+        def dirs():
+            return sorted(os.listdir(os.path.join(mdata, "collections")))
+        try:
+            got, msg = code_of(lambda: s.CreateCollection(
+                pb.CreateCollectionRequest(name="wide", dimension=257),
+                timeout=30))
+            tap.check(got == C.INVALID_ARGUMENT and "257" in msg and
+                      "256" in msg and "max_dimension" in msg and
+                      names() == [] and dirs() == [],
+                      "dimension over the node's limit: %s (%s), nothing "
+                      "created" % (got, msg))
+            r = s.CreateCollection(pb.CreateCollectionRequest(
+                name="edge", dimension=256), timeout=30)
+            tap.check(r.collection.dimension == 256,
+                      "dimension at the node's limit is accepted")
+            s.DropCollection(pb.DropCollectionRequest(name="edge"),
+                             timeout=30)
+            got, msg = code_of(lambda: s.CreateCollection(
+                pb.CreateCollectionRequest(name="greedy", dimension=D,
+                                           memory_limit=budget + 1),
+                timeout=30))
+            tap.check(got == C.RESOURCE_EXHAUSTED and "greedy" in msg and
+                      str(budget) in msg and names() == [] and
+                      dirs() == [],
+                      "memory_limit over the budget: %s (%s), nothing "
+                      "created" % (got, msg))
+            got, msg = code_of(lambda: s.CreateCollection(
+                pb.CreateCollectionRequest(name="tiny", dimension=D,
+                                           memory_limit=16384),
+                timeout=30))
+            tap.check(got == C.RESOURCE_EXHAUSTED and "memtables" in msg
+                      and "16384" in msg and names() == [] and
+                      dirs() == [],
+                      "memory_limit below the memtables' arenas: %s (%s), "
+                      "nothing created" % (got, msg))
+            s.CreateCollection(pb.CreateCollectionRequest(
+                name="capped", dimension=D, memory_limit=MiB), timeout=30)
+            s.CreateCollection(pb.CreateCollectionRequest(
+                name="shared", dimension=D), timeout=30)
+            a, b = info("capped"), info("shared")
+            tap.check(a.memory_limit == MiB and 0 < a.memory_bytes < MiB and
+                      b.memory_limit == budget - MiB,
+                      "shares: capped has its memory_limit (%d, uses %d), "
+                      "shared the rest of the budget (%d)" %
+                      (a.memory_limit, a.memory_bytes, b.memory_limit))
+            s.CreateCollection(pb.CreateCollectionRequest(
+                name="shared2", dimension=D), timeout=30)
+            two = (info("shared").memory_limit, info("shared2").memory_limit)
+            s.DropCollection(pb.DropCollectionRequest(name="shared2"),
+                             timeout=30)
+            tap.check(two == ((budget - MiB) // 2,) * 2 and
+                      info("shared").memory_limit == budget - MiB,
+                      "equal shares: split over 2 collections %s, whole "
+                      "again after the drop" % (two,))
+            got, msg = code_of(lambda: s.CreateCollection(
+                pb.CreateCollectionRequest(name="greedy", dimension=D,
+                                           memory_limit=budget - MiB + 1),
+                timeout=30))
+            tap.check(got == C.RESOURCE_EXHAUSTED and "left" in msg and
+                      names() == ["capped", "shared"],
+                      "memory_limit over what the budget has left: %s (%s)"
+                      % (got, msg))
+            # Fill capped until its share refuses a batch.
+            written, refused, nxt = 0, None, 0
+            for _ in range(200):
+                ids = list(range(nxt, nxt + 400))
+                pts = [pb.Point(id=i, vector=vec(i, D)) for i in ids]
+                before = (count(m, "capped"), info("capped").memory_bytes)
+                got, msg = code_of(lambda: s.Upsert(pb.UpsertRequest(
+                    collection="capped", points=pts), timeout=60))
+                if got != C.OK:
+                    refused = (got, msg, ids, before)
+                    break
+                written += 400
+                nxt += 400
+            # "collection capped: memory limit: it uses U bytes, these
+            # 400 points need A more, its memory_limit is L bytes (...)"
+            nums = re.search(r"uses (\d+) bytes, these (\d+) points need "
+                             r"(\d+) more, its memory_limit is (\d+) bytes",
+                             refused[1] if refused else "")
+            tap.check(refused is not None and
+                      refused[0] == C.RESOURCE_EXHAUSTED and
+                      "collection capped" in refused[1] and nums and
+                      int(nums.group(2)) == 400 and
+                      int(nums.group(4)) == MiB and
+                      int(nums.group(1)) + int(nums.group(3)) > MiB >=
+                      int(nums.group(1)),
+                      "upsert over the memory share after %d points: %s "
+                      "(%s)" % (written, refused and refused[0],
+                                refused and refused[1]))
+            if refused is not None:
+                g = s.Get(pb.GetRequest(collection="capped",
+                                        ids=refused[2]), timeout=30)
+                a = info("capped")
+                tap.check(not g.points and a.vector_count == written ==
+                          refused[3][0] and a.memory_bytes <= MiB,
+                          "the refused batch changed nothing (%d vectors, "
+                          "%d of %d bytes)" % (a.vector_count,
+                                               a.memory_bytes, MiB))
+            r = s.Upsert(pb.UpsertRequest(collection="shared", points=[
+                pb.Point(id=i, vector=vec(i, D)) for i in range(400)]),
+                timeout=30)
+            tap.check(r.written == 400, "another collection still writes "
+                      "while capped is at its share")
+            deleted = sum(s.Delete(pb.DeleteRequest(
+                collection="capped", ids=list(range(b, b + 500))),
+                timeout=30).deleted for b in range(0, 2000, 500))
+            s.Flush(pb.FlushRequest(collection="capped"), timeout=60)
+            got, msg = code_of(lambda: s.Upsert(pb.UpsertRequest(
+                collection="capped", points=[
+                    pb.Point(id=i, vector=vec(i, D, 5))
+                    for i in range(100000, 100400)]), timeout=30))
+            tap.check(deleted == 2000 and got == C.OK,
+                      "deletes are accepted at the share and give memory "
+                      "back after a flush: upsert %s %s" % (got, msg[:80]))
+            m.stop()
+            m.start(0)
+            s = m.s
+            a = info("capped")
+            tap.check(a.memory_limit == MiB and
+                      info("shared").memory_limit == budget - MiB and
+                      a.vector_count == written - 2000 + 400,
+                      "restart keeps the memory limits (%d, %d vectors)" %
+                      (a.memory_limit, a.vector_count))
+        finally:
+            rc = m.stop()
+            shutil.rmtree(mdata, ignore_errors=True)
+        tap.check(rc == 0, "memory-limited node: clean stop (%r)" % rc)
+
     for name, fn in [("every_method", every_method), ("errors", errors),
                      ("restart_and_isolation", restart_and_isolation),
-                     ("kill9", kill9), ("concurrency", concurrency)]:
+                     ("kill9", kill9), ("concurrency", concurrency),
+                     ("memory_limits", memory_limits)]:
         tap.run(name, fn)
     rc = n.stop()
     tap.check(rc == 0, "clean shutdown, exit status %r" % rc)
