@@ -2,7 +2,8 @@
 """The benchmark harness: Drift and its peers on real data, in one run.
 
     tests/bench/run.py [--quick]
-                       [--only static,ingest,drift,kernels,codecs,disk,grpc,node]
+                       [--only static,ingest,churn,drift,kernels,codecs,disk,
+                               grpc,node]
                        [--dataset fmnist,sift]
 
 Every system runs as its own process speaking one protocol (README.md):
@@ -28,6 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+import churn  # noqa: E402
 import datasets  # noqa: E402
 
 OUT = os.path.join(ROOT, os.environ.get("DRIFT_BENCH_OUT", "build/bench"))
@@ -316,6 +318,21 @@ def scenario_ingest(names, results, quick):
     return out
 
 
+def scenario_churn(names, results, quick):
+    """Upserts, deletes and searches for a bounded time, then a mass delete
+    (tests/bench/churn.py): the shard engine in-process, hnswlib and FAISS
+    IVF-Flat replaying the same trace."""
+    exe = os.path.join(OUT, "shard-bench")
+    os.makedirs(OUT, exist_ok=True)
+    shutil.copy2(build_exe("shard-bench"), exe)
+    tools = {"shard": exe, "hnswlib": hnswlib_binary(),
+             "faiss": os.path.join(HERE, "peers", "faiss_bench.py"),
+             "run": run_system}
+    res = churn.scenario_churn(names, quick, tools, THREADS, log)
+    results["churn"] = res
+    return res
+
+
 # ---- Reporting ------------------------------------------------------------
 
 def fmt(v, digits=0):
@@ -423,6 +440,7 @@ SECTIONS = [
     ("disk", "Disk: random 4 KiB reads, io_uring vs thread pool"),
     ("grpc", "gRPC layer: unary echo requests/s next to a grpcio server"),
     ("node", "drift-node through gRPC: UpsertStream per sync policy, Search"),
+    ("churn", "Churn: upserts, deletes and searches, then a mass delete"),
     ("drift", "Drift: SIFT inserted in source order, fixed probe budget"),
 ]
 MARKER = re.compile(r"^<!-- scenario: (\w+) -->$")
@@ -689,6 +707,7 @@ def report(results, measured, argv):
         "disk": body_disk,
         "grpc": body_grpc,
         "node": body_node,
+        "churn": lambda res: churn.body(res, write_table),
         "drift": lambda rows: body_drift(rows, img_dir),
     }
     for key, _ in SECTIONS:
@@ -714,7 +733,8 @@ def main():
                     help="Fashion-MNIST only, no drift scenario, shorter "
                     "disk points: minutes")
     ap.add_argument("--only",
-                    default="static,ingest,drift,kernels,codecs,disk,grpc,node")
+                    default="static,ingest,churn,drift,kernels,codecs,disk,"
+                    "grpc,node")
     ap.add_argument("--dataset", default=None)
     a = ap.parse_args()
     scen = set(a.only.split(","))
@@ -745,6 +765,8 @@ def main():
                                         5 if a.quick else 10, log)
         results["node"] = rows
         measured["node"] = rows
+    if "churn" in scen:
+        measured["churn"] = scenario_churn(names, results, a.quick)
     if "drift" in scen and not a.quick:
         measured["drift"] = scenario_drift(results)
     report(results, measured, ["tests/bench/run.py"] + sys.argv[1:])
