@@ -2,12 +2,13 @@
 """FAISS peer for the benchmark harness (tests/bench/README.md).
 
     faiss_bench.py static BASE QUERY GT --index ivfflat|ivfsq8 [--threads N]
+                   [--train-per-list T]
     faiss_bench.py drift BASE STEPS.tsv QUERY --budget NPROBE [--retrain]
     faiss_bench.py churn BASE QUERY TRACE --results PREFIX [--seconds S]
                    [--threads N] [--nprobe P] [--train-per-list T]
 
-static: trains IVF (nlist = 4 sqrt(n), at most 256 training points per
-list), adds the base, sweeps nprobe with one thread and with N, prints JSON
+static: trains IVF (nlist = 4 sqrt(n), at most T training points per
+list, 256 unless told), adds the base, sweeps nprobe with one thread and with N, prints JSON
 lines. drift: trains on the first step only (the static index that drift
 breaks), or on every step with --retrain, and reports recall@10 and
 latency at a fixed nprobe after each step. churn: tests/bench/churn.py.
@@ -63,7 +64,7 @@ def cmd_static(a):
     nlist = max(1, int(round(4 * math.sqrt(len(base)))))
     index, quant = make_index(a.index, base.shape[1], nlist)
     t0 = time.perf_counter()
-    index.train(train_sample(base, nlist))
+    index.train(train_sample(base, nlist, per_list=a.train_per_list))
     index.add(base)
     build = time.perf_counter() - t0
     emit(event="build", system="faiss-" + a.index, n=len(base), build_s=round(build, 3),
@@ -254,6 +255,7 @@ def main():
     s.add_argument("--index", choices=["ivfflat", "ivfsq8"], required=True)
     s.add_argument("--threads", type=int, default=os.cpu_count())
     s.add_argument("--load-only", action="store_true")
+    s.add_argument("--train-per-list", type=int, default=256)
     d = sub.add_parser("drift")
     d.add_argument("base")
     d.add_argument("steps")
