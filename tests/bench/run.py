@@ -42,7 +42,7 @@ INGEST_QUICK_ROWS = 10000    # --quick: the first rows of the set ...
 INGEST_QUICK_MEMTABLE = 4096  # ... and a memtable that several flushes fill
 INGEST_MIXED_ROWS = {False: 150000, True: 10000}  # written while searching
 STATIC_QUICK_QUERIES = 1000  # --quick: the static sweep's queries
-NODE_STATIC_QUERIES = 2000   # drift-node in the static sweep: queries a point
+NODE_STATIC_QUERIES = {False: 2000, True: 500}  # drift-node: queries a point
 NODE_IN_FLIGHT = 32          # ... and calls in flight from its one client
 DRIFT_QUICK_STRIDE = 5       # --quick: every 5th SIFT row, in source order
 DRIFT_QUICK_STEPS = 5
@@ -71,6 +71,7 @@ def run_system(cmd, timeout=7200):
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise RuntimeError(f"{cmd[0]} exited {p.returncode}")
+    log(f"  ({time.time() - t0:.1f} s, load {os.getloadavg()[0]:.1f})")
     return records, ru.ru_maxrss * 1024, time.time() - t0
 
 
@@ -122,7 +123,8 @@ def static_systems(folder, quick=False):
         query, gt = query_subset(folder, STATIC_QUICK_QUERIES)
     drift = drift_binary()
     faiss = [sys.executable, os.path.join(HERE, "peers", "faiss_bench.py"), "static"]
-    fq = ["--train-per-list", "64"] if quick else []
+    fq = (["--train-per-list", "64", "--nprobes", "1,2,4,8,16,32,64"]
+          if quick else [])
     return {
         "drift": [drift, "static", base, query, gt, "--threads", str(THREADS)],
         "hnswlib": [hnswlib_binary(), base, query, gt, "--threads", str(THREADS)],
@@ -133,7 +135,7 @@ def static_systems(folder, quick=False):
         "drift-node": [sys.executable, os.path.join(HERE, "node_static.py"),
                        base, query, gt, "--threads", str(THREADS),
                        "--in-flight", str(NODE_IN_FLIGHT),
-                       "--queries", str(NODE_STATIC_QUERIES)],
+                       "--queries", str(NODE_STATIC_QUERIES[quick])],
     }
 
 
@@ -566,15 +568,17 @@ def body_static(results, static_rows, img_dir):
              "(`node_static.py`): the base loaded with UpsertStream "
              "(batches of 500) and Flush (build_s and ingest_vps include "
              "the flush into L1), then the same sweep (probe budget, recall "
-             f"target) over the first {NODE_STATIC_QUERIES:,} queries (quick: "
-             f"{STATIC_QUICK_QUERIES:,}) from one grpcio client process: "
+             f"target) over the first {NODE_STATIC_QUERIES[False]:,} queries "
+             f"(quick: {NODE_STATIC_QUERIES[True]:,}) from one grpcio client "
+             "process: "
              "threads 1 is one call in flight, threads "
              f"{THREADS} is {NODE_IN_FLIGHT} calls in flight (requests "
              "serialized and responses parsed outside the clock); its "
              "memory is the server's VmHWM minus its VmRSS after start. "
              "Quick mode (`--quick`): the first "
-             f"{STATIC_QUICK_QUERIES:,} queries for every system and FAISS "
-             "trained on 64 points per list.", "", md, ""]
+             f"{STATIC_QUICK_QUERIES:,} queries for every system, FAISS "
+             "trained on 64 points per list and its nprobe swept up to 64.",
+             "", md, ""]
     for ds in sorted({r["dataset"] for r in static_rows}):
         png = f"recall_qps_{ds}.png"
         plot_static(results, ds, os.path.join(OUT, png))

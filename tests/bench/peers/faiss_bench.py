@@ -2,7 +2,7 @@
 """FAISS peer for the benchmark harness (tests/bench/README.md).
 
     faiss_bench.py static BASE QUERY GT --index ivfflat|ivfsq8 [--threads N]
-                   [--train-per-list T]
+                   [--train-per-list T] [--nprobes 1,2,4,...]
     faiss_bench.py drift BASE STEPS.tsv QUERY --budget NPROBE [--retrain]
     faiss_bench.py churn BASE QUERY TRACE --results PREFIX [--seconds S]
                    [--threads N] [--nprobe P] [--train-per-list T]
@@ -69,7 +69,7 @@ def cmd_static(a):
     build = time.perf_counter() - t0
     emit(event="build", system="faiss-" + a.index, n=len(base), build_s=round(build, 3),
          nlist=nlist, threads=a.threads, compile=faiss.get_compile_options())
-    for nprobe in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+    for nprobe in (int(x) for x in a.nprobes.split(",")):
         if nprobe > nlist:
             break
         index.nprobe = nprobe
@@ -256,6 +256,7 @@ def main():
     s.add_argument("--threads", type=int, default=os.cpu_count())
     s.add_argument("--load-only", action="store_true")
     s.add_argument("--train-per-list", type=int, default=256)
+    s.add_argument("--nprobes", default="1,2,4,8,16,32,64,128,256")
     d = sub.add_parser("drift")
     d.add_argument("base")
     d.add_argument("steps")
