@@ -3,7 +3,7 @@ repository (../shared/data/README.md).
 
 fmnist: Fashion-MNIST (dataset-fashion-mnist), 60,000 x 784 base rows,
         10,000 queries (the test images).
-fmnist_20k: its first 20,000 base rows and 1,000 queries (quick runs).
+fmnist_10k: its first 10,000 base rows and 1,000 queries (quick runs).
 sift:   SIFT descriptors (python3-opencv) of the photographs and wallpapers of
         several Debian packages, about a million x 128 base rows in image
         order (source kept per row range, for the drift scenario), 10,000
@@ -117,20 +117,20 @@ def fmnist():
     return folder
 
 
-def fmnist_20k():
-    """The quick runs' set: the first 20,000 Fashion-MNIST base rows and
+def fmnist_10k():
+    """The quick runs' set: the first 10,000 Fashion-MNIST base rows and
     the first 1,000 queries, with their own exact ground truth."""
-    folder = os.path.join(cache_dir(), "fmnist_20k")
+    folder = os.path.join(cache_dir(), "fmnist_10k")
     if os.path.exists(os.path.join(folder, "meta.json")):
         return folder
     src = fmnist()
     os.makedirs(folder, exist_ok=True)
-    base = vecio.read_fvecs(os.path.join(src, "base.fvecs"))[:20000]
+    base = vecio.read_fvecs(os.path.join(src, "base.fvecs"))[:10000]
     queries = vecio.read_fvecs(os.path.join(src, "query.fvecs"))[:1000]
-    log(f"fmnist_20k: {len(base)} x {base.shape[1]}, ground truth ...")
+    log(f"fmnist_10k: {len(base)} x {base.shape[1]}, ground truth ...")
     finish(folder, np.ascontiguousarray(base), np.ascontiguousarray(queries),
-           {"name": "fmnist_20k", "source": "dataset-fashion-mnist, the "
-            "first 20,000 train and 1,000 test images"})
+           {"name": "fmnist_10k", "source": "dataset-fashion-mnist, the "
+            "first 10,000 train and 1,000 test images"})
     return folder
 
 

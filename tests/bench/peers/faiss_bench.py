@@ -2,7 +2,7 @@
 """FAISS peer for the benchmark harness (tests/bench/README.md).
 
     faiss_bench.py static BASE QUERY GT --index ivfflat|ivfsq8 [--threads N]
-                   [--train-per-list T] [--nprobes 1,2,4,...]
+                   [--train-per-list T] [--nprobes 1,2,4,...] [--no-single]
     faiss_bench.py drift BASE STEPS.tsv QUERY --budget NPROBE [--retrain]
     faiss_bench.py churn BASE QUERY TRACE --results PREFIX [--seconds S]
                    [--threads N] [--nprobe P] [--train-per-list T]
@@ -73,7 +73,7 @@ def cmd_static(a):
         if nprobe > nlist:
             break
         index.nprobe = nprobe
-        for t in sorted({1, a.threads}):
+        for t in sorted({a.threads} if a.no_single else {1, a.threads}):
             faiss.omp_set_num_threads(t)
             t0 = time.perf_counter()
             if t == 1:
@@ -257,6 +257,8 @@ def main():
     s.add_argument("--load-only", action="store_true")
     s.add_argument("--train-per-list", type=int, default=256)
     s.add_argument("--nprobes", default="1,2,4,8,16,32,64,128,256")
+    s.add_argument("--no-single", action="store_true",
+                   help="skip the one-thread, one-query-at-a-time sweep")
     d = sub.add_parser("drift")
     d.add_argument("base")
     d.add_argument("steps")
