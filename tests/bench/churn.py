@@ -41,7 +41,7 @@ def params(quick):
 def load_rows(meta, quick):
     """Half the base is loaded, the other half feeds the upserts first."""
     if quick:
-        return min(meta["rows"] // 2, 10000)
+        return min(meta["rows"] // 2, 5000)
     return meta["rows"] // 2
 
 
@@ -225,7 +225,7 @@ def body(res, write_table):
     return [
         "`tests/bench/churn.py` writes one trace per data set that every "
         "system replays: half the base set loaded (ids = row numbers; "
-        "quick: at most 10,000 rows), then rounds of 250 upserts of new "
+        "quick: at most 5,000 rows), then rounds of 250 upserts of new "
         "ids + 250 upserts of live ids (the next base rows, cyclically, as "
         "their vectors) + 250 deletes of other live ids, so the live count "
         "stays constant. One writer thread replays rounds (one upsert call "

@@ -40,9 +40,9 @@ INGEST_BATCH = 1000          # rows per upsert in the ingest scenario
 INGEST_QUERIES = 1000        # queries for its recall@10
 INGEST_QUICK_ROWS = 10000    # --quick: the first rows of the set ...
 INGEST_QUICK_MEMTABLE = 4096  # ... and a memtable that several flushes fill
-INGEST_MIXED_ROWS = {False: 150000, True: 10000}  # written while searching
+INGEST_MIXED_ROWS = {False: 150000, True: 5000}  # written while searching
 STATIC_QUICK_QUERIES = 1000  # --quick: the static sweep's queries
-NODE_STATIC_QUERIES = {False: 2000, True: 500}  # drift-node: queries a point
+NODE_STATIC_QUERIES = {False: 2000, True: 300}  # drift-node: queries a point
 NODE_IN_FLIGHT = 32          # ... and calls in flight from its one client
 DRIFT_QUICK_STRIDE = 10      # --quick: every 10th SIFT row, in source order
 DRIFT_QUICK_STEPS = 5
@@ -127,7 +127,8 @@ def static_systems(folder, quick=False):
            "--no-single"] if quick else [])
     return {
         "drift": [drift, "static", base, query, gt, "--threads", str(THREADS)],
-        "hnswlib": [hnswlib_binary(), base, query, gt, "--threads", str(THREADS)],
+        "hnswlib": [hnswlib_binary(), base, query, gt, "--threads", str(THREADS)]
+        + (["--efs", "10,16,32,64,128,256"] if quick else []),
         "faiss-ivfflat": faiss + [base, query, gt, "--index", "ivfflat",
                                   "--threads", str(THREADS)] + fq,
         "faiss-ivfsq8": faiss + [base, query, gt, "--index", "ivfsq8",
@@ -579,7 +580,8 @@ def body_static(results, static_rows, img_dir):
              "serialized and responses parsed outside the clock); its "
              "memory is the server's VmHWM minus its VmRSS after start. "
              "Quick mode (`--quick`): the first "
-             f"{STATIC_QUICK_QUERIES:,} queries for every system; FAISS "
+             f"{STATIC_QUICK_QUERIES:,} queries for every system, hnswlib's "
+             "ef swept over 10, 16, 32, 64, 128, 256; FAISS "
              "trained on 64 points per list, its nprobe swept up to 64, "
              f"and only with {THREADS} threads (batch search; no one-thread "
              "rows).",
@@ -780,15 +782,21 @@ def report(results, measured, argv, timings=()):
              f"- FAISS (python3-faiss) compile options: {m.get('faiss', 'n/a')}",
              "- hnswlib: libhnswlib-dev headers, g++ -O3 -march=native, M=16, "
              "efConstruction=200",
-             "- Drift: the engine in-process (tests/bench/drift_bench.c): L1 "
-             "index only (bulk k-means build, full-precision scan; SQ8 ADC "
-             "scan, L0 and the server are not in these numbers yet)",
+             "- Drift: static `drift` is the engine in-process "
+             "(tests/bench/drift_bench.c: L1 index only, bulk k-means build, "
+             "full-precision scan); static `drift-node` is the server through "
+             "gRPC (tests/bench/node_static.py); ingest and churn run the "
+             "shard engine in-process (tests/bench/shard_bench.c: WAL, L0, "
+             "L1, Janitor)",
              "- wall time of this run per scenario (1-minute load average "
              "at its start and end; 2 cores shared with other work): " +
              "; ".join(f"{t['scenario']} {t['seconds']:.0f} s"
                        + (f" (load {t['load1_start']:.1f} -> "
                           f"{t['load1_end']:.1f})"
                           if t["load1_start"] is not None else "")
+                       + (f", {t['cpu_s']:.0f} s of CPU time (user + system, "
+                          "this process and the systems it ran)"
+                          if "cpu_s" in t else "")
                        for t in timings), ""]
     bodies = {
         "static": lambda rows: body_static(results, rows, img_dir),
@@ -873,8 +881,13 @@ def main():
         results["node"] = measured["node"]
     if "drift" in scen:
         timed("drift", lambda: scenario_drift(results, a.quick))
+    import resource
+    cpu = sum(getattr(resource.getrusage(who), f) for f in
+              ("ru_utime", "ru_stime") for who in
+              (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     timings.append({"scenario": "total", "seconds": time.time() - t_run,
-                    "load1_start": None, "load1_end": os.getloadavg()[0]})
+                    "load1_start": None, "load1_end": os.getloadavg()[0],
+                    "cpu_s": cpu})
     report(results, measured, ["tests/bench/run.py"] + sys.argv[1:], timings)
     for t in timings:
         log(f"time: {t['scenario']} {t['seconds']:.0f} s")

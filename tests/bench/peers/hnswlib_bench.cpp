@@ -3,7 +3,7 @@
 // header-only libhnswlib-dev, so it is not handicapped.
 //
 //   hnswlib_bench BASE.fvecs QUERY.fvecs GT.ivecs [--threads N] [--load-only]
-//                 [--build-only]
+//                 [--build-only] [--efs 10,16,...]
 //
 // Builds HNSW (M=16, efConstruction=200, L2) with N threads, then for each
 // ef of the sweep measures recall@10 and QPS with one thread and with N
@@ -286,10 +286,17 @@ int main(int argc, char **argv)
 	}
 	int threads = std::max(1u, std::thread::hardware_concurrency());
 	bool load_only = false, build_only = false;
+	std::vector<int> efs = {10, 16,	 24,  32,  48,	64,
+				96, 128, 192, 256, 384, 512};
 	for (int i = 4; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
 			threads = atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--load-only"))
+		else if (!strcmp(argv[i], "--efs") && i + 1 < argc) {
+			efs.clear();
+			for (char *t = strtok(argv[++i], ","); t;
+			     t = strtok(nullptr, ","))
+				efs.push_back(atoi(t));
+		} else if (!strcmp(argv[i], "--load-only"))
 			load_only = true;
 		else if (!strcmp(argv[i], "--build-only"))
 			build_only = true;
@@ -318,7 +325,6 @@ int main(int argc, char **argv)
 		return 0;
 
 	std::vector<size_t> res(nq * 10);
-	const int efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512};
 	for (int ef : efs) {
 		index.setEf(ef);
 		for (int t : {1, threads}) {
