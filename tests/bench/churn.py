@@ -130,8 +130,6 @@ def scenario_churn(names, quick, tools, threads, log):
         trace = make_trace(os.path.join(
             cdir, f"{ds}-L{load}-R{rounds}-H{h}-P{pct}.trace"),
             load, meta["rows"], rounds, h, pct)
-        base = vecio.read_fvecs(base_path)
-        queries = vecio.read_fvecs(query_path)
         work = tempfile.mkdtemp(prefix=f"churn-{ds}-", dir=cdir)
         common = ["--seconds", str(seconds), "--threads", str(threads),
                   "--queries", str(QUERIES)]
@@ -147,14 +145,21 @@ def scenario_churn(names, quick, tools, threads, log):
                              (["--train-per-list", "32"] if quick else []),
         }
         try:
+            runs = []
             for system, cmd in systems.items():
                 prefix = os.path.join(work, system)
                 load1 = os.getloadavg()[0]
                 recs, peak, _ = tools["run"](cmd + ["--results", prefix])
+                runs.append((system, prefix, recs, peak,
+                             max(load1, os.getloadavg()[0])))
+            # Loaded only now: wait4's peak RSS of a system counts the
+            # harness's pages between fork and exec.
+            base = vecio.read_fvecs(base_path)
+            queries = vecio.read_fvecs(query_path)
+            for system, prefix, recs, peak, load1 in runs:
                 c = next(r for r in recs if r["event"] == "churn")
                 row = {**c, "dataset": ds, "system": system,
-                       "peak_rss_mib": peak / 2**20,
-                       "load1": max(load1, os.getloadavg()[0])}
+                       "peak_rss_mib": peak / 2**20, "load1": load1}
                 for state, mass in (("end", False), ("settled", True)):
                     got = np.fromfile(f"{prefix}.{state}.i64", dtype="<i8")
                     got = got.reshape(-1, 10)
@@ -173,6 +178,7 @@ def scenario_churn(names, quick, tools, threads, log):
                     if r["event"] == "space":
                         out["space"].append({**r, "dataset": ds,
                                              "system": system})
+            del base, queries
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return out
