@@ -205,8 +205,12 @@ def body(res, write_table):
         r["rss_trimmed_mib"] = mib(r.get("rss_trimmed_bytes"))
         for k in ("disk", "wal", "seg"):
             r[f"{k}_mib"] = mib(r.get(f"{k}_bytes"))
+        if "seg_file_bytes" in r:
+            r["segment_files_mib"] = ", ".join(
+                f"{b / 2**20:.1f}" for b in sorted(r["seg_file_bytes"]))
     scols = ["dataset", "system", "phase", "live", "rss_mib",
              "rss_trimmed_mib", "disk_mib", "wal_mib", "seg_mib", "segments",
+             "segment_files_mib",
              "l1_vectors", "l1_buckets", "merges"]
     smd = write_table("churn_space", res["space"], scols,
                       {"rss_mib": 1, "rss_trimmed_mib": 1, "disk_mib": 1,
@@ -262,4 +266,5 @@ def body(res, write_table):
         "rss_trimmed: after `malloc_trim(0)` returned freed heap to the "
         "system (both include the loaded base file, see the data row). "
         "disk: apparent bytes of every file of the shard, WAL and segments "
-        "apart; the peers keep nothing on disk.", "", smd, "", *verdict, ""]
+        "apart, and the size of each segment file (segments: how many the "
+        "manifest names); the peers keep nothing on disk.", "", smd, "", *verdict, ""]

@@ -778,7 +778,8 @@ static uint64_t rss_bytes(void)
 
 typedef struct disk_use {
 	uint64_t bytes, wal, seg;
-	unsigned files;
+	unsigned files, nseg;
+	uint64_t seg_size[32]; /* the first segment files' sizes */
 } disk_use;
 
 /* Apparent bytes of every file under dir; wal/ and seg/ also apart. */
@@ -808,8 +809,11 @@ static void disk_walk(const char *dir, int part, disk_use *u)
 		u->files++;
 		if (part == 1)
 			u->wal += (uint64_t)sb.st_size;
-		else if (part == 2)
+		else if (part == 2) {
 			u->seg += (uint64_t)sb.st_size;
+			if (u->nseg < 32)
+				u->seg_size[u->nseg++] = (uint64_t)sb.st_size;
+		}
 	}
 	closedir(d);
 }
@@ -827,6 +831,11 @@ static void report_space(drift_shard *s, const char *dir, const char *phase,
 	uint64_t trimmed = rss_bytes();
 	disk_use u = {0};
 	disk_walk(dir, 0, &u);
+	char segs[32 * 24] = "";
+	for (unsigned i = 0, at = 0; i < u.nseg && at < sizeof(segs) - 24; i++)
+		at += (unsigned)snprintf(segs + at, sizeof(segs) - at, "%s%llu",
+					 i ? ", " : "",
+					 (unsigned long long)u.seg_size[i]);
 	printf("{\"event\": \"space\", \"system\": \"drift-shard\", "
 	       "\"phase\": \"%s\", \"live\": %llu, \"live_expected\": %llu, "
 	       "\"rss_bytes\": %llu, \"rss_trimmed_bytes\": %llu, "
@@ -834,7 +843,7 @@ static void report_space(drift_shard *s, const char *dir, const char *phase,
 	       "\"seg_bytes\": %llu, \"files\": %u, \"segments\": %u, "
 	       "\"l0_rows\": %u, \"l1_vectors\": %llu, \"l1_buckets\": %u, "
 	       "\"flushes\": %llu, \"splits\": %llu, \"merges\": %llu, "
-	       "\"recenters\": %llu}\n",
+	       "\"recenters\": %llu, \"seg_file_bytes\": [%s]}\n",
 	       phase, (unsigned long long)st.live,
 	       (unsigned long long)live_expected, (unsigned long long)rss,
 	       (unsigned long long)trimmed, (unsigned long long)u.bytes,
@@ -842,7 +851,7 @@ static void report_space(drift_shard *s, const char *dir, const char *phase,
 	       st.segments, st.l0_rows, (unsigned long long)st.l1_vectors,
 	       st.l1_buckets, (unsigned long long)st.flushes,
 	       (unsigned long long)st.splits, (unsigned long long)st.merges,
-	       (unsigned long long)st.recenters);
+	       (unsigned long long)st.recenters, segs);
 	fflush(stdout);
 }
 
