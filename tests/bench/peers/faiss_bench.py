@@ -155,7 +155,9 @@ def cmd_churn(a):
     head = np.fromfile(a.trace, dtype="<i8", count=8)
     load, rounds, b, d, pct = (int(head[i]) for i in (2, 3, 4, 5, 7))
     tr = np.fromfile(a.trace, dtype="<i8", offset=64).reshape(rounds, 2 * b + d)
-    space("data", 0)
+    row_of = np.full(load + rounds * (b // 2), -1, dtype=np.int64)
+    row_of[:load] = np.arange(load)
+    space("data", 0)  # the bench's own memory included
     faiss.omp_set_num_threads(a.threads)
     nlist = max(1, int(round(4 * math.sqrt(load))))
     index, quant = make_index("ivfflat", base.shape[1], nlist)
@@ -165,8 +167,6 @@ def cmd_churn(a):
     index.add_with_ids(base[:load], np.arange(load, dtype=np.int64))
     load_s = time.perf_counter() - t0
     index.nprobe = a.nprobe
-    row_of = np.full(load + rounds * (b // 2), -1, dtype=np.int64)
-    row_of[:load] = np.arange(load)
     live = load
     space("loaded", live)
     faiss.omp_set_num_threads(1)

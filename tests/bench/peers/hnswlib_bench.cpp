@@ -169,11 +169,10 @@ int churn(int argc, char **argv)
 	if (fread(tr.data(), 8, tr.size(), tf) != tr.size())
 		throw std::runtime_error("short churn trace");
 	fclose(tf);
-	report_space("data", 0);
-
 	// Every new id takes a new slot (0.6.2 has no replace_deleted).
 	size_t max_id = load + rounds * (b / 2);
 	std::vector<int64_t> row_of(max_id, -1);
+	report_space("data", 0); // the bench's own memory included
 	hnswlib::L2Space space(dim);
 	hnswlib::HierarchicalNSW<float> index(&space, max_id, 16, 200, 42);
 	double t0 = now();
