@@ -3,6 +3,7 @@ repository (../shared/data/README.md).
 
 fmnist: Fashion-MNIST (dataset-fashion-mnist), 60,000 x 784 base rows,
         10,000 queries (the test images).
+fmnist_10k: its first 10,000 base rows and 1,000 queries (quick runs).
 sift:   SIFT descriptors (python3-opencv) of the photographs and wallpapers of
         several Debian packages, about a million x 128 base rows in image
         order (source kept per row range, for the drift scenario), 10,000
@@ -116,6 +117,23 @@ def fmnist():
     return folder
 
 
+def fmnist_10k():
+    """The quick runs' set: the first 10,000 Fashion-MNIST base rows and
+    the first 1,000 queries, with their own exact ground truth."""
+    folder = os.path.join(cache_dir(), "fmnist_10k")
+    if os.path.exists(os.path.join(folder, "meta.json")):
+        return folder
+    src = fmnist()
+    os.makedirs(folder, exist_ok=True)
+    base = vecio.read_fvecs(os.path.join(src, "base.fvecs"))[:10000]
+    queries = vecio.read_fvecs(os.path.join(src, "query.fvecs"))[:1000]
+    log(f"fmnist_10k: {len(base)} x {base.shape[1]}, ground truth ...")
+    finish(folder, np.ascontiguousarray(base), np.ascontiguousarray(queries),
+           {"name": "fmnist_10k", "source": "dataset-fashion-mnist, the "
+            "first 10,000 train and 1,000 test images"})
+    return folder
+
+
 # ---- SIFT of packaged images ----------------------------------------------
 
 def list_images():
@@ -212,23 +230,29 @@ def sift():
     return folder
 
 
-def drift_steps(folder, steps=10, per_step_queries=1000):
+def drift_steps(folder, steps=10, per_step_queries=1000, stride=1):
     """The drift scenario's steps over the sift set: base rows in source
     order, cut into `steps` parts at image boundaries; after step s, the
     queries are those of held-out images that came before the last inserted
     image (queries near what has been seen), with exact ground truth
     against the rows inserted so far. Writes steps.tsv (end_row, gt path,
-    query index path) and returns its path."""
-    out = os.path.join(folder, "drift")
+    query index path) and returns its path. stride > 1 (the quick run):
+    every stride-th base row, still in source order, written as
+    base.fvecs next to steps.tsv (drift_base() names the base file)."""
+    out = os.path.join(folder, "drift" if stride == 1 and steps == 10 else
+                       f"drift-s{stride}-{steps}-{per_step_queries}")
     path = os.path.join(out, "steps.tsv")
     if os.path.exists(path):
         return path
     os.makedirs(out, exist_ok=True)
     base = vecio.read_fvecs(os.path.join(folder, "base.fvecs"))
+    if stride > 1:
+        base = np.ascontiguousarray(base[::stride])
+        vecio.write_fvecs(os.path.join(out, "base.fvecs"), base)
     queries = vecio.read_fvecs(os.path.join(folder, "query.fvecs"))
     qimg = np.loadtxt(os.path.join(folder, "query_sources.txt"), dtype=np.int64)
     src = [line.split("\t") for line in open(os.path.join(folder, "sources.tsv"))]
-    ends = [int(s[1]) for s in src]
+    ends = [-(-int(s[1]) // stride) for s in src]  # rows kept before end
     imgs = [int(s[2]) for s in src]
     n = len(base)
     rng = np.random.default_rng(3)
@@ -251,6 +275,12 @@ def drift_steps(folder, steps=10, per_step_queries=1000):
         f.writelines(lines)
     os.replace(path + ".tmp", path)
     return path
+
+
+def drift_base(folder, steps_path):
+    """The base file the steps of drift_steps() index."""
+    sub = os.path.join(os.path.dirname(steps_path), "base.fvecs")
+    return sub if os.path.exists(sub) else os.path.join(folder, "base.fvecs")
 
 
 if __name__ == "__main__":

@@ -250,9 +250,14 @@ static int cmd_static(int argc, char **argv)
 	sweep_point points[32];
 	int np = 0;
 	const uint32_t probes[] = {1, 2, 4, 8, 16, 32, 64};
-	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+		/* Budgets past the bucket count all scan everything: the
+		 * first of them is measured, the rest would repeat it. */
+		if (i > 0 && probes[i - 1] >= st.buckets)
+			break;
 		points[np++] = (sweep_point){
 			"nprobe", probes[i], {.k = 10, .nprobe = probes[i]}};
+	}
 	const float targets[] = {0.8f, 0.9f, 0.95f, 0.98f, 0.99f, 0.995f};
 	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
 		points[np++] =

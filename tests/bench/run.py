@@ -2,7 +2,8 @@
 """The benchmark harness: Drift and its peers on real data, in one run.
 
     tests/bench/run.py [--quick]
-                       [--only static,ingest,drift,kernels,codecs,disk,grpc,node]
+                       [--only static,ingest,churn,drift,kernels,codecs,disk,
+                               grpc,node]
                        [--dataset fmnist,sift]
 
 Every system runs as its own process speaking one protocol (README.md):
@@ -28,6 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+import churn  # noqa: E402
 import datasets  # noqa: E402
 
 OUT = os.path.join(ROOT, os.environ.get("DRIFT_BENCH_OUT", "build/bench"))
@@ -36,9 +38,14 @@ TARGETS = (0.90, 0.95, 0.99)
 THREADS = os.cpu_count() or 1
 INGEST_BATCH = 1000          # rows per upsert in the ingest scenario
 INGEST_QUERIES = 1000        # queries for its recall@10
-INGEST_QUICK_ROWS = 20000    # --quick: the first rows of the set ...
-INGEST_QUICK_MEMTABLE = 8192  # ... and a memtable that several flushes fill
-INGEST_MIXED_ROWS = {False: 150000, True: 20000}  # written while searching
+INGEST_QUICK_ROWS = 10000    # --quick: the first rows of the set ...
+INGEST_QUICK_MEMTABLE = 4096  # ... and a memtable that several flushes fill
+INGEST_MIXED_ROWS = {False: 150000, True: 5000}  # written while searching
+STATIC_QUICK_QUERIES = 1000  # --quick: the static sweep's queries
+NODE_STATIC_QUERIES = {False: 2000, True: 300}  # drift-node: queries a point
+NODE_IN_FLIGHT = 32          # ... and calls in flight from its one client
+DRIFT_QUICK_STRIDE = 10      # --quick: every 10th SIFT row, in source order
+DRIFT_QUICK_STEPS = 5
 INGEST_RECOVER_L1_ROWS = 100000  # in L1 before the memtable is filled (full)
 
 
@@ -64,6 +71,7 @@ def run_system(cmd, timeout=7200):
     p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise RuntimeError(f"{cmd[0]} exited {p.returncode}")
+    log(f"  ({time.time() - t0:.1f} s, load {os.getloadavg()[0]:.1f})")
     return records, ru.ru_maxrss * 1024, time.time() - t0
 
 
@@ -88,18 +96,47 @@ def drift_binary():
     return exe
 
 
-def static_systems(folder):
+def query_subset(folder, n):
+    """(query, gt) files of the first n queries of a set (their exact
+    top-100 are the first n rows of the set's ground truth), written once
+    under the set's folder."""
+    import vecio
+    sub = os.path.join(folder, "quick")
+    query, gt = f"{sub}/query_{n}.fvecs", f"{sub}/gt_l2_{n}.ivecs"
+    if not os.path.exists(gt):
+        os.makedirs(sub, exist_ok=True)
+        vecio.write_fvecs(query + ".tmp",
+                          vecio.read_fvecs(f"{folder}/query.fvecs")[:n])
+        vecio.write_ivecs(gt + ".tmp",
+                          vecio.read_ivecs(f"{folder}/gt_l2.ivecs")[:n])
+        os.replace(query + ".tmp", query)
+        os.replace(gt + ".tmp", gt)
+    return query, gt
+
+
+def static_systems(folder, quick=False):
+    """The static scenario's commands. Quick: the first STATIC_QUICK_QUERIES
+    queries, and FAISS trained on 64 points per list."""
     base, query = f"{folder}/base.fvecs", f"{folder}/query.fvecs"
     gt = f"{folder}/gt_l2.ivecs"
+    if quick:
+        query, gt = query_subset(folder, STATIC_QUICK_QUERIES)
     drift = drift_binary()
     faiss = [sys.executable, os.path.join(HERE, "peers", "faiss_bench.py"), "static"]
+    fq = (["--train-per-list", "64", "--nprobes", "1,2,4,8,16,32,64",
+           "--no-single"] if quick else [])
     return {
         "drift": [drift, "static", base, query, gt, "--threads", str(THREADS)],
-        "hnswlib": [hnswlib_binary(), base, query, gt, "--threads", str(THREADS)],
+        "hnswlib": [hnswlib_binary(), base, query, gt, "--threads", str(THREADS)]
+        + (["--efs", "10,16,32,64,128,256"] if quick else []),
         "faiss-ivfflat": faiss + [base, query, gt, "--index", "ivfflat",
-                                  "--threads", str(THREADS)],
+                                  "--threads", str(THREADS)] + fq,
         "faiss-ivfsq8": faiss + [base, query, gt, "--index", "ivfsq8",
-                                 "--threads", str(THREADS)],
+                                 "--threads", str(THREADS)] + fq,
+        "drift-node": [sys.executable, os.path.join(HERE, "node_static.py"),
+                       base, query, gt, "--threads", str(THREADS),
+                       "--in-flight", str(NODE_IN_FLIGHT),
+                       "--queries", str(NODE_STATIC_QUERIES[quick])],
     }
 
 
@@ -110,15 +147,21 @@ def qps_at(points, target):
     return max(ok) if ok else None
 
 
-def scenario_static(names, results):
+def scenario_static(names, results, quick=False):
     rows = []
     for ds in names:
         folder = getattr(datasets, ds)()
         meta = json.load(open(os.path.join(folder, "meta.json")))
-        for system, cmd in static_systems(folder).items():
-            _, base_rss, _ = run_system(cmd + ["--load-only"])
-            recs, peak, _ = run_system(cmd)
-            build = next(r for r in recs if r["event"] == "build")
+        for system, cmd in static_systems(folder, quick).items():
+            if system == "drift-node":
+                # The server's own memory, which the client reports.
+                recs, _, _ = run_system(cmd)
+                build = next(r for r in recs if r["event"] == "build")
+                peak, base_rss = build["peak_rss_bytes"], build["base_rss_bytes"]
+            else:
+                _, base_rss, _ = run_system(cmd + ["--load-only"])
+                recs, peak, _ = run_system(cmd)
+                build = next(r for r in recs if r["event"] == "build")
             searches = [r for r in recs if r["event"] == "search"]
             results.setdefault("static", []).append(
                 {"dataset": ds, "system": system, "build": build,
@@ -126,6 +169,8 @@ def scenario_static(names, results):
                  "rows": meta["rows"], "dim": meta["dim"]})
             for t in sorted({1, THREADS}):
                 pts = [s for s in searches if s["threads"] == t]
+                if not pts:
+                    continue  # quick FAISS: no one-thread sweep
                 rows.append({
                     "dataset": ds, "system": system, "threads": t,
                     **{f"qps@{x:.2f}": qps_at(pts, x) for x in TARGETS},
@@ -136,10 +181,15 @@ def scenario_static(names, results):
     return rows
 
 
-def scenario_drift(results, budget=8):
+def scenario_drift(results, quick=False, budget=8):
     folder = datasets.sift()
-    steps = datasets.drift_steps(folder)
-    base, query = f"{folder}/base.fvecs", f"{folder}/query.fvecs"
+    if quick:
+        steps = datasets.drift_steps(folder, DRIFT_QUICK_STEPS, 200,
+                                     DRIFT_QUICK_STRIDE)
+    else:
+        steps = datasets.drift_steps(folder)
+    base = datasets.drift_base(folder, steps)
+    query = f"{folder}/query.fvecs"
     drift = drift_binary()
     faiss = [sys.executable, os.path.join(HERE, "peers", "faiss_bench.py"), "drift",
              base, steps, query, "--budget", str(budget)]
@@ -153,24 +203,29 @@ def scenario_drift(results, budget=8):
     for name, cmd in cmds.items():
         recs, _, _ = run_system(cmd)
         rows += [r for r in recs if r["event"] == "drift"]
+    for r in rows:
+        r["set"] = (f"every {DRIFT_QUICK_STRIDE}th row, {DRIFT_QUICK_STEPS} "
+                    "steps, 200 queries a step" if quick else
+                    "all rows, 10 steps, 1,000 queries a step")
     results["drift"] = rows
     return rows
 
 
-def scenario_kernels(results):
+def scenario_kernels(results, quick=False):
     """SQ8 ADC scan GB/s of codes per core per SIMD level, next to the
     core's memory read bandwidth measured in the same run."""
     exe = os.path.join(ROOT, "build", "tests", "bench", "scan-bench")
     rows = []
     for dim in (128, 784):
-        recs, _, _ = run_system([exe, str(dim), "512"])
+        recs, _, _ = run_system([exe, str(dim), "128" if quick else "512"])
         bw = next(r["gb_per_s"] for r in recs if r["event"] == "membw")
         for r in recs:
             if r["event"] == "scan":
                 rows.append({"dim": dim, "level": r["level"],
                              "scan_gb_per_s": r["gb_per_s"],
                              "vectors_per_s": r["vectors_per_s"],
-                             "memory_read_gb_per_s": bw})
+                             "memory_read_gb_per_s": bw,
+                             "codes_mib": 128 if quick else 512})
     results["kernels"] = rows
     return rows
 
@@ -182,7 +237,7 @@ def build_exe(*parts):
     return exe
 
 
-def scenario_codecs(names, results):
+def scenario_codecs(names, results, quick=False):
     """Per codec and data set: encode/decode GB/s of raw bytes, compression
     ratio, and the bit-exact check codec-bench makes of every lossless
     round trip (it exits non-zero, failing the run, on any difference)."""
@@ -190,7 +245,7 @@ def scenario_codecs(names, results):
     rows, details, blooms = [], [], []
     for ds in names:
         getattr(datasets, ds)()  # the cached set, built when missing
-        recs, _, _ = run_system([exe, str(10**7), ds])
+        recs, _, _ = run_system([exe, str(10000 if quick else 10**7), ds])
         shape = next(r for r in recs if r["event"] == "dataset")
         for r in recs:
             if r["event"] == "codec":
@@ -316,6 +371,21 @@ def scenario_ingest(names, results, quick):
     return out
 
 
+def scenario_churn(names, results, quick):
+    """Upserts, deletes and searches for a bounded time, then a mass delete
+    (tests/bench/churn.py): the shard engine in-process, hnswlib and FAISS
+    IVF-Flat replaying the same trace."""
+    exe = os.path.join(OUT, "shard-bench")
+    os.makedirs(OUT, exist_ok=True)
+    shutil.copy2(build_exe("shard-bench"), exe)
+    tools = {"shard": exe, "hnswlib": hnswlib_binary(),
+             "faiss": os.path.join(HERE, "peers", "faiss_bench.py"),
+             "run": run_system}
+    res = churn.scenario_churn(names, quick, tools, THREADS, log)
+    results["churn"] = res
+    return res
+
+
 # ---- Reporting ------------------------------------------------------------
 
 def fmt(v, digits=0):
@@ -339,27 +409,35 @@ def plot_static(results, ds, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for res in results["static"]:
-        if res["dataset"] != ds:
-            continue
-        pts = sorted((s for s in res["searches"] if s["threads"] == 1),
-                     key=lambda s: s["recall10"])
-        style = "o-" if res["system"] != "drift" else "s-"
-        if res["system"] == "drift":
-            for param in ("nprobe", "recall_target"):
-                sub = [p for p in pts if p["param"] == param]
-                ax.plot([p["recall10"] for p in sub], [p["qps"] for p in sub], style,
-                        label=f"drift ({param})")
-        else:
-            ax.plot([p["recall10"] for p in pts], [p["qps"] for p in pts], style,
-                    label=res["system"])
-    ax.set_yscale("log")
-    ax.set_xlabel("recall@10")
-    ax.set_ylabel("queries per second (1 thread)")
-    ax.set_title(f"{ds}: recall vs QPS")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, many in zip(axes, (False, True)):
+        for res in results["static"]:
+            if res["dataset"] != ds:
+                continue
+            pts = sorted((s for s in res["searches"]
+                          if (s["threads"] > 1) == many),
+                         key=lambda s: s["recall10"])
+            if not pts:
+                continue
+            if res["system"] in ("drift", "drift-node"):
+                style = "s-" if res["system"] == "drift" else "D--"
+                for param in ("nprobe", "recall_target"):
+                    sub = [p for p in pts if p["param"] == param]
+                    ax.plot([p["recall10"] for p in sub],
+                            [p["qps"] for p in sub], style,
+                            label=f"{res['system']} ({param})")
+            else:
+                ax.plot([p["recall10"] for p in pts], [p["qps"] for p in pts],
+                        "o-", label=res["system"])
+        ax.set_yscale("log")
+        ax.set_xlabel("recall@10")
+        ax.set_ylabel("queries per second")
+        ax.set_title(f"{ds}: " + (f"{THREADS} threads (drift-node: "
+                                  f"{NODE_IN_FLIGHT} calls in flight)"
+                                  if many else "1 thread (drift-node: 1 "
+                                  "call in flight)"))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -423,6 +501,7 @@ SECTIONS = [
     ("disk", "Disk: random 4 KiB reads, io_uring vs thread pool"),
     ("grpc", "gRPC layer: unary echo requests/s next to a grpcio server"),
     ("node", "drift-node through gRPC: UpsertStream per sync policy, Search"),
+    ("churn", "Churn: upserts, deletes and searches, then a mass delete"),
     ("drift", "Drift: SIFT inserted in source order, fixed probe budget"),
 ]
 MARKER = re.compile(r"^<!-- scenario: (\w+) -->$")
@@ -487,8 +566,26 @@ def body_static(results, static_rows, img_dir):
     md = write_table("static", static_rows, cols, {"build_s": 1})
     lines = ["QPS is the best measured point reaching the recall (n/a: no "
              "point reached it). Memory is peak resident bytes of the "
-             "process minus a run that only loads the data, per vector.", "",
-             md, ""]
+             "process minus a run that only loads the data, per vector. "
+             "drift: the engine in-process (`drift_bench.c`, L1 bulk "
+             "build). drift-node: a `drift-node` process on 127.0.0.1 "
+             "(`node_static.py`): the base loaded with UpsertStream "
+             "(batches of 500) and Flush (build_s and ingest_vps include "
+             "the flush into L1), then the same sweep (probe budget, recall "
+             f"target) over the first {NODE_STATIC_QUERIES[False]:,} queries "
+             f"(quick: {NODE_STATIC_QUERIES[True]:,}) from one grpcio client "
+             "process: "
+             "threads 1 is one call in flight, threads "
+             f"{THREADS} is {NODE_IN_FLIGHT} calls in flight (requests "
+             "serialized and responses parsed outside the clock); its "
+             "memory is the server's VmHWM minus its VmRSS after start. "
+             "Quick mode (`--quick`): the first "
+             f"{STATIC_QUICK_QUERIES:,} queries for every system, hnswlib's "
+             "ef swept over 10, 16, 32, 64, 128, 256; FAISS "
+             "trained on 64 points per list, its nprobe swept up to 64, "
+             f"and only with {THREADS} threads (batch search; no one-thread "
+             "rows).",
+             "", md, ""]
     for ds in sorted({r["dataset"] for r in static_rows}):
         png = f"recall_qps_{ds}.png"
         plot_static(results, ds, os.path.join(OUT, png))
@@ -562,11 +659,12 @@ def body_ingest(res):
 
 def body_kernels(kernel_rows):
     cols = ["dim", "level", "scan_gb_per_s", "vectors_per_s",
-            "memory_read_gb_per_s"]
+            "memory_read_gb_per_s", "codes_mib"]
     md = write_table("kernels", kernel_rows, cols,
                      {"scan_gb_per_s": 2, "memory_read_gb_per_s": 2})
-    return ["GB/s of codes scanned (512 MiB of codes, best of three), "
-            "next to the same core's memory read bandwidth.", "", md, ""]
+    return ["GB/s of codes scanned (codes_mib MiB of codes, 512 in full "
+            "mode and 128 in quick mode, best of three), next to the same "
+            "core's memory read bandwidth.", "", md, ""]
 
 
 def body_codecs(codecs):
@@ -581,7 +679,8 @@ def body_codecs(codecs):
              "adds_per_s", "probes_per_s"]
     bmd = write_table("codecs_bloom", codecs["bloom"], bcols,
                       {"target_fp": 3, "measured_fp": 4})
-    return ["`tests/bench/codec/codec_bench.c`, one core, best of 3 runs. "
+    return ["`tests/bench/codec/codec_bench.c`, one core, best of 3 runs "
+            "(quick mode: the first 10,000 rows of each set, see rows). "
             "GB/s of raw bytes (float32 for ALP and SQ8, the integers' width "
             "for FastLanes); ratio is raw bytes over encoded bytes (ALP and "
             "SQ8 against raw float32). Vector columns are the whole base set; "
@@ -675,11 +774,16 @@ def body_drift(drift_rows, img_dir):
                      {"recall10": 4, "p50_ms": 3, "p99_ms": 3})
     plot_drift(drift_rows, os.path.join(OUT, "drift.png"))
     shutil.copy(os.path.join(OUT, "drift.png"), os.path.join(img_dir, "drift.png"))
-    return [md, "", "![drift](benchmarks/drift.png)", ""]
+    sets = sorted({r.get("set", "all rows, 10 steps") for r in drift_rows})
+    return [f"The SIFT set ({'; '.join(sets)}) inserted in source order; "
+            "after each step recall@10 and latency at probe budget 8 on "
+            "queries of held-out images seen so far.", "", md, "",
+            "![drift](benchmarks/drift.png)", ""]
 
 
-def report(results, measured, argv):
-    """measured: {scenario: rows} of the scenarios this run measured."""
+def report(results, measured, argv, timings=()):
+    """measured: {scenario: rows} of the scenarios this run measured;
+    timings: wall seconds and load average of each."""
     os.makedirs(OUT, exist_ok=True)
     img_dir = os.path.join(DOCS, "benchmarks")
     os.makedirs(img_dir, exist_ok=True)
@@ -702,9 +806,22 @@ def report(results, measured, argv):
              f"- FAISS (python3-faiss) compile options: {m.get('faiss', 'n/a')}",
              "- hnswlib: libhnswlib-dev headers, g++ -O3 -march=native, M=16, "
              "efConstruction=200",
-             "- Drift: the engine in-process (tests/bench/drift_bench.c): L1 "
-             "index only (bulk k-means build, full-precision scan; SQ8 ADC "
-             "scan, L0 and the server are not in these numbers yet)", ""]
+             "- Drift: static `drift` is the engine in-process "
+             "(tests/bench/drift_bench.c: L1 index only, bulk k-means build, "
+             "full-precision scan); static `drift-node` is the server through "
+             "gRPC (tests/bench/node_static.py); ingest and churn run the "
+             "shard engine in-process (tests/bench/shard_bench.c: WAL, L0, "
+             "L1, Janitor)",
+             "- wall time of this run per scenario (1-minute load average "
+             "at its start and end; 2 cores shared with other work): " +
+             "; ".join(f"{t['scenario']} {t['seconds']:.0f} s"
+                       + (f" (load {t['load1_start']:.1f} -> "
+                          f"{t['load1_end']:.1f})"
+                          if t["load1_start"] is not None else "")
+                       + (f", {t['cpu_s']:.0f} s of CPU time (user + system, "
+                          "this process and the systems it ran)"
+                          if "cpu_s" in t else "")
+                       for t in timings), ""]
     bodies = {
         "static": lambda rows: body_static(results, rows, img_dir),
         "ingest": body_ingest,
@@ -713,6 +830,7 @@ def report(results, measured, argv):
         "disk": body_disk,
         "grpc": body_grpc,
         "node": body_node,
+        "churn": lambda res: churn.body(res, write_table),
         "drift": lambda rows: body_drift(rows, img_dir),
     }
     for key, _ in SECTIONS:
@@ -735,10 +853,12 @@ def report(results, measured, argv):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true",
-                    help="Fashion-MNIST only, no drift scenario, shorter "
-                    "disk points: minutes")
+                    help="Fashion-MNIST (the drift scenario: a fifth of the "
+                    "SIFT set), 1,000 queries, fewer rows and sweep points, "
+                    "shorter time points: minutes")
     ap.add_argument("--only",
-                    default="static,ingest,drift,kernels,codecs,disk,grpc,node")
+                    default="static,ingest,churn,drift,kernels,codecs,disk,"
+                    "grpc,node")
     ap.add_argument("--dataset", default=None)
     a = ap.parse_args()
     scen = set(a.only.split(","))
@@ -746,32 +866,55 @@ def main():
     if unknown:
         ap.error(f"unknown scenario {', '.join(sorted(unknown))}")
     names = (a.dataset or ("fmnist" if a.quick else "fmnist,sift")).split(",")
+    # Quick: the static sweep and drift-node on the first 10,000 rows.
+    small = ["fmnist_10k"] if a.quick and not a.dataset else names
     results = {}
     measured = {}
+    timings = []
+    t_run = time.time()
+
+    def timed(key, fn):
+        t0, load0 = time.time(), os.getloadavg()[0]
+        measured[key] = fn()
+        timings.append({"scenario": key, "seconds": time.time() - t0,
+                        "load1_start": load0,
+                        "load1_end": os.getloadavg()[0]})
+        log(f"{key}: {timings[-1]['seconds']:.0f} s")
+
     if "static" in scen:
-        measured["static"] = scenario_static(names, results)
+        timed("static", lambda: scenario_static(small, results, a.quick))
     if "ingest" in scen:
-        measured["ingest"] = scenario_ingest(names, results, a.quick)
+        timed("ingest", lambda: scenario_ingest(names, results, a.quick))
+    if "churn" in scen:
+        timed("churn", lambda: scenario_churn(names, results, a.quick))
     if "kernels" in scen:
-        measured["kernels"] = scenario_kernels(results)
+        timed("kernels", lambda: scenario_kernels(results, a.quick))
     if "codecs" in scen:
-        measured["codecs"] = scenario_codecs(names, results)
+        timed("codecs", lambda: scenario_codecs(names, results, a.quick))
     if "disk" in scen:
-        measured["disk"] = scenario_disk(results, a.quick)
+        timed("disk", lambda: scenario_disk(results, a.quick))
     if "grpc" in scen:
         import grpc_bench
-        rows = grpc_bench.scenario_grpc(5 if a.quick else 15, log)
-        results["grpc"] = rows
-        measured["grpc"] = rows
+        timed("grpc", lambda: grpc_bench.scenario_grpc(5 if a.quick else 15,
+                                                       log))
+        results["grpc"] = measured["grpc"]
     if "node" in scen:
         import node_bench
-        rows = node_bench.scenario_node(["fmnist"] if a.quick else names,
-                                        5 if a.quick else 10, log)
-        results["node"] = rows
-        measured["node"] = rows
-    if "drift" in scen and not a.quick:
-        measured["drift"] = scenario_drift(results)
-    report(results, measured, ["tests/bench/run.py"] + sys.argv[1:])
+        timed("node", lambda: node_bench.scenario_node(
+            small, 5 if a.quick else 10, log))
+        results["node"] = measured["node"]
+    if "drift" in scen:
+        timed("drift", lambda: scenario_drift(results, a.quick))
+    import resource
+    cpu = sum(getattr(resource.getrusage(who), f) for f in
+              ("ru_utime", "ru_stime") for who in
+              (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    timings.append({"scenario": "total", "seconds": time.time() - t_run,
+                    "load1_start": None, "load1_end": os.getloadavg()[0],
+                    "cpu_s": cpu})
+    report(results, measured, ["tests/bench/run.py"] + sys.argv[1:], timings)
+    for t in timings:
+        log(f"time: {t['scenario']} {t['seconds']:.0f} s")
 
 
 if __name__ == "__main__":

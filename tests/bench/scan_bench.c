@@ -28,7 +28,10 @@ int main(int argc, char **argv)
 	size_t mib = argc > 2 ? (size_t)atoi(argv[2]) : 512;
 	size_t bytes = mib << 20;
 	size_t rows = bytes / dim;
-	uint8_t *codes = drift_aligned_alloc(64, rows * dim);
+	/* The bandwidth loop reads all `bytes`, the kernels rows * dim <=
+	 * bytes: the buffer has `bytes` (it read past a rows * dim buffer and
+	 * faulted when that ended on a page boundary, e.g. 784 x 512 MiB). */
+	uint8_t *codes = drift_aligned_alloc(64, bytes);
 	float *out = malloc(4096 * sizeof(float));
 	float *t = malloc(dim * sizeof(float)),
 	      *s = malloc(dim * sizeof(float));
@@ -36,7 +39,7 @@ int main(int argc, char **argv)
 		return 1;
 	drift_rand r;
 	drift_rand_seed(&r, 1);
-	for (size_t i = 0; i < rows * dim; i += 8) {
+	for (size_t i = 0; i + 8 <= bytes; i += 8) {
 		uint64_t v = drift_rand_next(&r);
 		memcpy(codes + i, &v, 8);
 	}

@@ -11,6 +11,9 @@
  *               [--idle-seconds S]
  *   shard-bench recover BASE --dir DIR [--sync ...] [--l1-rows N]
  *               [--threads N] [--batch B] [--memtable R]
+ *   shard-bench churn BASE QUERY TRACE --dir DIR --results PREFIX
+ *               [--seconds S] [--settle-seconds S] [--sync ...]
+ *               [--threads N] [--batch B] [--memtable R] [--queries Q]
  *
  * --rows N uses the first N rows of BASE (GT must then be their exact
  * top-k); defaults: batch sync, a writer (or searcher) per core, batches of
@@ -34,11 +37,25 @@
  * (posix_fadvise) and drift_shard_open timed (cold), the state checked
  * against what the child acknowledged, and a second open timed (warm).
  *
+ * churn: loads the trace's first L rows (ids = rows) with N writers and
+ * flushes; then one writer replays the trace's rounds (upserts of new ids
+ * and of live ones, then deletes; the format is above cmd_churn) for S
+ * seconds while N - 1 searchers (at least 1) run the queries in a loop;
+ * flush; the first Q queries' top-10 ids go to PREFIX.end.i64 (raw int64,
+ * Q x 10, -1 padded). Then every live id with id % 100 below the trace's
+ * percentage is deleted, the shard flushed and left to its Janitor for up
+ * to --settle-seconds (until its files and counters stop changing for
+ * 2 s), and the queries' ids go to PREFIX.settled.i64. "space" lines give
+ * live vectors, resident memory and the shard's bytes on disk after each
+ * phase; a "churn" line the rates and search latency. The harness
+ * computes recall from the trace (tests/bench/churn.py).
+ *
  * DIR must not hold a shard; the harness removes it afterwards.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -76,6 +93,8 @@ typedef struct config {
 	size_t rows; /* use the first rows of BASE; 0: all */
 	size_t l1_rows;
 	bool l1_rows_set;
+	const char *trace, *results; /* churn */
+	double seconds, settle_seconds;
 } config;
 
 /* ---- Helpers ---- */
@@ -697,6 +716,393 @@ static int cmd_recover(const config *c)
 	return 0;
 }
 
+/* ---- churn ---- */
+
+/*
+ * The churn trace (written by tests/bench/churn.py, replayed the same way
+ * by every system): little-endian int64 throughout. Header of 8 values:
+ * magic CHURN_MAGIC, version 1, load_rows L, rounds R, upserts per round
+ * B, deletes per round D, pool rows N (rows of BASE it draws from),
+ * final delete percentage P. Then R rounds, each B upsert ids, B row
+ * numbers (the vector of an upsert is BASE row `row`), D delete ids. The
+ * load is ids 0..L-1 with rows 0..L-1. A round's upserts come before its
+ * deletes; its delete ids are distinct from its upsert ids.
+ */
+#define CHURN_MAGIC 0x4e52554843544644LL /* "DFTCHURN" */
+
+typedef struct trace {
+	int64_t load, rounds, b, d, pool, pct;
+	int64_t *data; /* rounds * (2b + d) */
+} trace;
+
+static trace load_trace(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		fail("cannot open the churn trace");
+	int64_t h[8];
+	if (fread(h, sizeof(int64_t), 8, f) != 8 || h[0] != CHURN_MAGIC ||
+	    h[1] != 1)
+		fail("not a churn trace (version 1)");
+	trace t = {.load = h[2],
+		   .rounds = h[3],
+		   .b = h[4],
+		   .d = h[5],
+		   .pool = h[6],
+		   .pct = h[7]};
+	size_t n = (size_t)(t.rounds * (2 * t.b + t.d));
+	t.data = malloc(n * sizeof(int64_t) + 1);
+	if (t.data == NULL || fread(t.data, sizeof(int64_t), n, f) != n)
+		fail("short churn trace");
+	fclose(f);
+	return t;
+}
+
+static int64_t *round_at(const trace *t, int64_t r)
+{
+	return t->data + r * (2 * t->b + t->d);
+}
+
+/* Resident bytes now (/proc/self/statm). */
+static uint64_t rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long size = 0, res = 0;
+	if (f != NULL) {
+		if (fscanf(f, "%lu %lu", &size, &res) != 2)
+			res = 0;
+		fclose(f);
+	}
+	return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+typedef struct disk_use {
+	uint64_t bytes, wal, seg;
+	unsigned files, nseg;
+	uint64_t seg_size[32]; /* the first segment files' sizes */
+} disk_use;
+
+/* Apparent bytes of every file under dir; wal/ and seg/ also apart. */
+static void disk_walk(const char *dir, int part, disk_use *u)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		struct stat sb;
+		if (stat(path, &sb) != 0)
+			continue;
+		if (S_ISDIR(sb.st_mode)) {
+			int sub = strcmp(de->d_name, "wal") == 0   ? 1
+				  : strcmp(de->d_name, "seg") == 0 ? 2
+								   : part;
+			disk_walk(path, sub, u);
+			continue;
+		}
+		u->bytes += (uint64_t)sb.st_size;
+		u->files++;
+		if (part == 1)
+			u->wal += (uint64_t)sb.st_size;
+		else if (part == 2) {
+			u->seg += (uint64_t)sb.st_size;
+			if (u->nseg < 32)
+				u->seg_size[u->nseg++] = (uint64_t)sb.st_size;
+		}
+	}
+	closedir(d);
+}
+
+/* One "space" line: live vectors, resident memory (as is, and after
+ * malloc_trim gave freed heap back) and disk of the shard. */
+static void report_space(drift_shard *s, const char *dir, const char *phase,
+			 uint64_t live_expected)
+{
+	drift_shard_stats st = {0};
+	if (s != NULL)
+		drift_shard_stats_get(s, &st);
+	uint64_t rss = rss_bytes();
+	malloc_trim(0);
+	uint64_t trimmed = rss_bytes();
+	disk_use u = {0};
+	disk_walk(dir, 0, &u);
+	char segs[32 * 24] = "";
+	for (unsigned i = 0, at = 0; i < u.nseg && at < sizeof(segs) - 24; i++)
+		at += (unsigned)snprintf(segs + at, sizeof(segs) - at, "%s%llu",
+					 i ? ", " : "",
+					 (unsigned long long)u.seg_size[i]);
+	printf("{\"event\": \"space\", \"system\": \"drift-shard\", "
+	       "\"phase\": \"%s\", \"live\": %llu, \"live_expected\": %llu, "
+	       "\"rss_bytes\": %llu, \"rss_trimmed_bytes\": %llu, "
+	       "\"disk_bytes\": %llu, \"wal_bytes\": %llu, "
+	       "\"seg_bytes\": %llu, \"files\": %u, \"segments\": %u, "
+	       "\"l0_rows\": %u, \"l1_vectors\": %llu, \"l1_buckets\": %u, "
+	       "\"flushes\": %llu, \"splits\": %llu, \"merges\": %llu, "
+	       "\"recenters\": %llu, \"seg_file_bytes\": [%s]}\n",
+	       phase, (unsigned long long)st.live,
+	       (unsigned long long)live_expected, (unsigned long long)rss,
+	       (unsigned long long)trimmed, (unsigned long long)u.bytes,
+	       (unsigned long long)u.wal, (unsigned long long)u.seg, u.files,
+	       st.segments, st.l0_rows, (unsigned long long)st.l1_vectors,
+	       st.l1_buckets, (unsigned long long)st.flushes,
+	       (unsigned long long)st.splits, (unsigned long long)st.merges,
+	       (unsigned long long)st.recenters, segs);
+	fflush(stdout);
+}
+
+typedef struct churner {
+	drift_shard *s;
+	const matrix *base;
+	const trace *t;
+	int64_t *row_of; /* id -> base row, -1: not live */
+	uint64_t live;
+	double seconds; /* time bound */
+	int64_t rounds; /* done */
+	double up_s, del_s, window;
+} churner;
+
+static void *churn_main(void *arg)
+{
+	churner *c = arg;
+	const trace *t = c->t;
+	uint32_t dim = c->base->dim;
+	float *vecs = malloc((size_t)t->b * dim * sizeof(float) + 1);
+	uint64_t *ids = malloc((size_t)(t->b + t->d) * sizeof(uint64_t) + 1);
+	uint64_t t0 = drift_now_ns();
+	for (int64_t r = 0; r < t->rounds && since(t0) < c->seconds; r++) {
+		const int64_t *up = round_at(t, r), *rows = up + t->b,
+			      *del = rows + t->b;
+		for (int64_t i = 0; i < t->b; i++) {
+			ids[i] = (uint64_t)up[i];
+			memcpy(vecs + (size_t)i * dim,
+			       c->base->v + (size_t)rows[i] * dim,
+			       dim * sizeof(float));
+		}
+		drift_err err;
+		drift_err_clear(&err);
+		uint64_t a = drift_now_ns();
+		int rv =
+			drift_shard_upsert(c->s, ids, vecs, (size_t)t->b, &err);
+		if (rv != 0)
+			die("upsert", &err, rv);
+		uint64_t b = drift_now_ns();
+		for (int64_t i = 0; i < t->b; i++) {
+			if (c->row_of[up[i]] < 0)
+				c->live++;
+			c->row_of[up[i]] = rows[i];
+		}
+		for (int64_t i = 0; i < t->d; i++)
+			ids[i] = (uint64_t)del[i];
+		size_t gone = 0;
+		rv = drift_shard_delete(c->s, ids, (size_t)t->d, &gone, &err);
+		if (rv != 0)
+			die("delete", &err, rv);
+		for (int64_t i = 0; i < t->d; i++) {
+			if (c->row_of[del[i]] >= 0)
+				c->live--;
+			c->row_of[del[i]] = -1;
+		}
+		c->up_s += (double)(b - a) / 1e9;
+		c->del_s += since(b);
+		c->rounds = r + 1;
+	}
+	c->window = since(t0);
+	free(vecs);
+	free(ids);
+	return NULL;
+}
+
+/* The first nq queries, k=10, one thread: ids into out (nq x 10, -1 for
+ * fewer hits), written raw to path. */
+static void dump_results(drift_shard *s, const matrix *q, size_t nq,
+			 const char *path)
+{
+	int64_t *out = malloc(nq * 10 * sizeof(int64_t) + 1);
+	for (size_t i = 0; i < nq; i++) {
+		drift_hit hits[10];
+		size_t n = 0;
+		if (drift_shard_search(s, q->v + i * q->dim, &search_opts, hits,
+				       &n) != 0)
+			fail("search failed");
+		for (size_t j = 0; j < 10; j++)
+			out[i * 10 + j] = j < n ? (int64_t)hits[j].id : -1;
+	}
+	FILE *f = fopen(path, "wb");
+	if (f == NULL || fwrite(out, sizeof(int64_t), nq * 10, f) != nq * 10 ||
+	    fclose(f) != 0)
+		fail("cannot write the results");
+	free(out);
+}
+
+/* Waits up to `seconds` for the Janitor to finish what the deletes left
+ * (merges, segment deletion): until the shard's files and stats have not
+ * changed for 2 s. Returns the seconds waited. */
+static double settle(drift_shard *s, const char *dir, double seconds)
+{
+	uint64_t t0 = drift_now_ns(), stable_since = t0;
+	disk_use last = {0};
+	disk_walk(dir, 0, &last);
+	drift_shard_stats lst;
+	drift_shard_stats_get(s, &lst);
+	while (since(t0) < seconds) {
+		struct timespec ts = {.tv_nsec = 250000000};
+		nanosleep(&ts, NULL);
+		disk_use u = {0};
+		disk_walk(dir, 0, &u);
+		drift_shard_stats st;
+		drift_shard_stats_get(s, &st);
+		if (u.bytes != last.bytes || u.files != last.files ||
+		    st.merges != lst.merges || st.splits != lst.splits ||
+		    st.recenters != lst.recenters ||
+		    st.segments != lst.segments) {
+			stable_since = drift_now_ns();
+			last = u;
+			lst = st;
+		} else if (since(stable_since) >= 2.0) {
+			break;
+		}
+	}
+	return since(t0);
+}
+
+static int cmd_churn(const config *c)
+{
+	if (c->trace == NULL || c->results == NULL)
+		fail("churn needs TRACE and --results PREFIX");
+	uint64_t rss0 = rss_bytes();
+	trace t = load_trace(c->trace);
+	matrix base = load_f(c->base, 0), q = load_f(c->query, 0);
+	if (t.pool > (int64_t)base.rows || t.load > t.pool)
+		fail("the trace needs more base rows");
+	size_t nq = c->queries < q.rows ? c->queries : q.rows;
+	int64_t max_id = t.load + t.rounds * t.b;
+	int64_t *row_of = malloc((size_t)max_id * sizeof(int64_t) + 1);
+	for (int64_t i = 0; i < max_id; i++)
+		row_of[i] = i < t.load ? i : -1;
+	/* The mass delete's id list, allocated and touched now so that the
+	 * "data" line counts all of the bench's own memory. */
+	uint64_t *ids = malloc((size_t)max_id * sizeof(uint64_t) + 1);
+	memset(ids, 0, (size_t)max_id * sizeof(uint64_t));
+	require_fresh(c->dir);
+	printf("{\"event\": \"space\", \"system\": \"drift-shard\", "
+	       "\"phase\": \"data\", \"live\": 0, \"rss_bytes\": %llu, "
+	       "\"rss_trimmed_bytes\": %llu, \"rss_start_bytes\": %llu}\n",
+	       (unsigned long long)rss_bytes(), (unsigned long long)rss_bytes(),
+	       (unsigned long long)rss0);
+	drift_shard *s = open_shard(c, base.dim, true);
+	writers w = {.s = s,
+		     .base = &base,
+		     .from = 0,
+		     .to = (size_t)t.load,
+		     .batch = c->batch,
+		     .ids = row_ids((size_t)t.load),
+		     .lat = malloc(((size_t)t.load / c->batch + 2) *
+				   sizeof(double))};
+	uint64_t t0 = drift_now_ns();
+	write_rows(&w, c->threads);
+	drift_err err;
+	drift_err_clear(&err);
+	int rv = drift_shard_flush(s, &err);
+	if (rv != 0)
+		die("flush", &err, rv);
+	double load_s = since(t0);
+	free(w.ids);
+	free(w.lat);
+	report_space(s, c->dir, "loaded", (uint64_t)t.load);
+
+	/* The churn: one writer replaying the trace, searchers alongside. */
+	churner ch = {.s = s,
+		      .base = &base,
+		      .t = &t,
+		      .row_of = row_of,
+		      .live = (uint64_t)t.load,
+		      .seconds = c->seconds};
+	search_run sr;
+	int searchers = c->threads > 1 ? c->threads - 1 : 1;
+	searches_start(&sr, s, &q, searchers);
+	pthread_t wt;
+	if (pthread_create(&wt, NULL, churn_main, &ch) != 0)
+		fail("pthread_create");
+	pthread_join(wt, NULL);
+	size_t ns;
+	double *lat = searches_stop(&sr, &ns);
+	double p50 = percentile(lat, ns, 0.5), p99 = percentile(lat, ns, 0.99);
+	free(lat);
+	uint64_t t1 = drift_now_ns();
+	rv = drift_shard_flush(s, &err);
+	if (rv != 0)
+		die("flush", &err, rv);
+	double flush_s = since(t1);
+	report_space(s, c->dir, "churned", ch.live);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s.end.i64", c->results);
+	dump_results(s, &q, nq, path);
+
+	/* Delete a large share of what is live, then let the engine settle. */
+	size_t nd = 0;
+	for (int64_t id = 0; id < max_id; id++)
+		if (row_of[id] >= 0 && id % 100 < t.pct) {
+			ids[nd++] = (uint64_t)id;
+			row_of[id] = -1;
+		}
+	uint64_t live_after = ch.live - nd;
+	size_t maxb = drift_shard_max_batch(s);
+	size_t step = c->batch < maxb ? c->batch : maxb;
+	uint64_t t2 = drift_now_ns();
+	for (size_t at = 0; at < nd; at += step) {
+		size_t n = nd - at < step ? nd - at : step;
+		rv = drift_shard_delete(s, ids + at, n, NULL, &err);
+		if (rv != 0)
+			die("delete", &err, rv);
+	}
+	double mass_s = since(t2);
+	report_space(s, c->dir, "deleted", live_after);
+	uint64_t t3 = drift_now_ns();
+	rv = drift_shard_flush(s, &err);
+	if (rv != 0)
+		die("flush", &err, rv);
+	double settle_s = since(t3);
+	settle_s += settle(s, c->dir, c->settle_seconds);
+	report_space(s, c->dir, "settled", live_after);
+	snprintf(path, sizeof(path), "%s.settled.i64", c->results);
+	dump_results(s, &q, nq, path);
+	drift_shard_close(s);
+	/* What a restart finds: the files alone. */
+	report_space(NULL, c->dir, "closed", live_after);
+
+	printf("{\"event\": \"churn\", \"system\": \"drift-shard\", "
+	       "\"load_rows\": %lld, \"load_s\": %.3f, \"seconds\": %.3f, "
+	       "\"rounds\": %lld, \"trace_rounds\": %lld, "
+	       "\"upserts\": %lld, \"deletes\": %lld, "
+	       "\"upserts_per_s\": %.1f, \"deletes_per_s\": %.1f, "
+	       "\"upsert_busy_s\": %.3f, \"delete_busy_s\": %.3f, "
+	       "\"searchers\": %d, \"searches\": %zu, "
+	       "\"searches_per_s\": %.1f, \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
+	       "\"flush_s\": %.3f, \"live_end\": %llu, \"mass_deleted\": %zu, "
+	       "\"mass_delete_s\": %.3f, \"live_settled\": %llu, "
+	       "\"settle_s\": %.3f, \"queries\": %zu}\n",
+	       (long long)t.load, load_s, ch.window, (long long)ch.rounds,
+	       (long long)t.rounds, (long long)(ch.rounds * t.b),
+	       (long long)(ch.rounds * t.d),
+	       (double)(ch.rounds * t.b) / ch.window,
+	       (double)(ch.rounds * t.d) / ch.window, ch.up_s, ch.del_s,
+	       searchers, ns, (double)ns / ch.window, 1e3 * p50, 1e3 * p99,
+	       flush_s, (unsigned long long)ch.live, nd, mass_s,
+	       (unsigned long long)live_after, settle_s, nq);
+	fflush(stdout);
+	free(row_of);
+	free(ids);
+	free(t.data);
+	free(base.v);
+	free(q.v);
+	return 0;
+}
+
 /* ---- Command line ---- */
 
 static int usage(void)
@@ -708,6 +1114,9 @@ static int usage(void)
 		"       shard-bench mixed BASE QUERY GT --dir DIR --rate VPS "
 		"[options] [--idle-seconds S]\n"
 		"       shard-bench recover BASE --dir DIR [--l1-rows N] "
+		"[options]\n"
+		"       shard-bench churn BASE QUERY TRACE --dir DIR "
+		"--results PREFIX [--seconds S] [--settle-seconds S] "
 		"[options]\n");
 	return 2;
 }
@@ -729,7 +1138,9 @@ int main(int argc, char **argv)
 		    .threads = cores > 0 ? (int)cores : 1,
 		    .batch = 1000,
 		    .queries = 1000,
-		    .idle_seconds = 5};
+		    .idle_seconds = 5,
+		    .seconds = 60,
+		    .settle_seconds = 30};
 	for (int i = 2 + files; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (v == NULL)
@@ -760,12 +1171,24 @@ int main(int argc, char **argv)
 			c.idle_seconds = atof(v);
 		} else if (strcmp(a, "--rows") == 0) {
 			c.rows = (size_t)atol(v);
+		} else if (strcmp(a, "--trace") == 0) {
+			c.trace = v;
+		} else if (strcmp(a, "--results") == 0) {
+			c.results = v;
+		} else if (strcmp(a, "--seconds") == 0) {
+			c.seconds = atof(v);
+		} else if (strcmp(a, "--settle-seconds") == 0) {
+			c.settle_seconds = atof(v);
 		} else if (strcmp(a, "--l1-rows") == 0) {
 			c.l1_rows = (size_t)atol(v);
 			c.l1_rows_set = true;
 		} else {
 			return usage();
 		}
+	}
+	if (strcmp(cmd, "churn") == 0) {
+		c.trace = c.gt;
+		c.gt = NULL;
 	}
 	if (c.dir == NULL || c.threads < 1 || c.threads > MAX_THREADS ||
 	    c.batch == 0)
@@ -776,5 +1199,7 @@ int main(int argc, char **argv)
 		return cmd_mixed(&c);
 	if (strcmp(cmd, "recover") == 0)
 		return cmd_recover(&c);
+	if (strcmp(cmd, "churn") == 0)
+		return cmd_churn(&c);
 	return usage();
 }
