@@ -182,6 +182,10 @@ int drift_l1_encode_dirty(drift_l1 *l1, drift_l1_block_fn fn, void *ctx,
 /* Dirty slots now (stats). */
 uint32_t drift_l1_dirty_count(drift_l1 *l1);
 
+/* Adds a live slot to the dirty set, so the next flush writes it again
+ * (the shard moves buckets out of a mostly dead segment). Writer thread. */
+void drift_l1_mark_dirty(drift_l1 *l1, uint32_t slot);
+
 /* Forgets the dirty set: what it named is durable now. */
 void drift_l1_clear_dirty(drift_l1 *l1);
 

@@ -148,6 +148,14 @@ uint32_t drift_l1_dirty_count(drift_l1 *l1)
 	return l1->ndirty;
 }
 
+void drift_l1_mark_dirty(drift_l1 *l1, uint32_t slot)
+{
+	if (slot < l1->nslots && l1->b[slot] != NULL && !l1->dirty[slot]) {
+		l1->dirty[slot] = 1;
+		l1->ndirty++;
+	}
+}
+
 void drift_l1_clear_dirty(drift_l1 *l1)
 {
 	if (l1->dirty != NULL)

@@ -82,6 +82,12 @@ struct drift_shard {
 				  * read by drift_shard_memory) */
 	drift_manifest man;	 /* the durable manifest */
 	uint64_t last_persist_ns;
+	/* Space: the bytes of each slot's block, and of each live segment's
+	 * blocks (all it was written with, and those still named). Under
+	 * l1mu. */
+	uint64_t *slot_len;
+	uint32_t slot_cap;
+	struct seg_space *space; /* man.nsegments of them, same order */
 	/* The Janitor's failed flushes (a full disk): retried with a backoff
 	 * and logged at most every FLUSH_WARN_NS. Janitor thread only. */
 	uint64_t flush_retry_ns, flush_warn_ns;
@@ -95,6 +101,16 @@ struct drift_shard {
 };
 
 /* ---- Helpers ---- */
+
+struct seg_space {
+	uint64_t id, total, live;
+};
+
+/* A segment whose live blocks are under this share of its blocks has them
+ * written again into the next segment (then it is named by nothing and
+ * deleted): the space of deleted and moved data comes back, and no file
+ * is rewritten for less than half of it being garbage. */
+#define COMPACT_LIVE_SHARE 0.5
 
 static int path_join(char *out, const char *a, const char *b)
 {
@@ -150,6 +166,7 @@ struct persist_ctx {
 	size_t nids, capids;
 	drift_manifest_bucket *changed; /* slot -> new place; segment 0:
 					 * the slot is now empty */
+	uint64_t *lens;			/* the block bytes of each change */
 	size_t n, cap;
 	uint64_t segid;
 	uint32_t blocks;
@@ -177,9 +194,13 @@ static int persist_sink(void *arg, uint32_t slot, const void *block, size_t len,
 		size_t cap = p->cap ? 2 * p->cap : 64;
 		drift_manifest_bucket *c =
 			drift_realloc(p->changed, cap * sizeof(*c));
-		if (c == NULL)
+		if (c != NULL)
+			p->changed = c;
+		uint64_t *l = c ? drift_realloc(p->lens, cap * 8) : NULL;
+		if (l != NULL)
+			p->lens = l;
+		if (c == NULL || l == NULL)
 			return drift_err_set(p->err, DRIFT_ENOMEM, "flush");
-		p->changed = c;
 		p->cap = cap;
 	}
 	drift_manifest_bucket b = {.slot = slot};
@@ -192,6 +213,7 @@ static int persist_sink(void *arg, uint32_t slot, const void *block, size_t len,
 		b.segment = p->segid;
 		p->blocks++;
 	}
+	p->lens[p->n] = block != NULL ? len : 0;
 	p->changed[p->n++] = b;
 	return 0;
 }
@@ -234,6 +256,64 @@ static int cmp_bucket_slot(const void *a, const void *b)
 
 /* Writes L1's dirty buckets into a new segment and switches the manifest
  * to it with wal_seq; deletes the segments no longer named. */
+static bool slot_room(drift_shard *s, uint32_t slot)
+{
+	if (slot < s->slot_cap)
+		return true;
+	uint32_t cap = s->slot_cap ? s->slot_cap : 64;
+	while (cap <= slot)
+		cap *= 2;
+	uint64_t *l = drift_realloc(s->slot_len, (size_t)cap * 8);
+	if (l == NULL)
+		return false;
+	memset(l + s->slot_cap, 0, (size_t)(cap - s->slot_cap) * 8);
+	s->slot_len = l;
+	s->slot_cap = cap;
+	return true;
+}
+
+/* s->space for the manifest s->man from s->slot_len; a segment not known
+ * before gets new_total (the one just written). Bookkeeping only: without
+ * memory for it, no segment is compacted. */
+static void space_rebuild(drift_shard *s, uint64_t new_id, uint64_t new_total)
+{
+	struct seg_space *sp =
+		drift_mallocarray(s->man.nsegments + 1, sizeof(*sp));
+	if (sp != NULL)
+		for (uint32_t i = 0; i < s->man.nsegments; i++) {
+			uint64_t id = s->man.segments[i], total = new_total;
+			for (uint32_t j = 0; s->space && j < s->man.nsegments;
+			     j++)
+				if (s->space[j].id == id && id != new_id)
+					total = s->space[j].total;
+			sp[i] = (struct seg_space){.id = id, .total = total};
+		}
+	for (uint32_t j = 0; sp != NULL && j < s->man.nbuckets; j++) {
+		const drift_manifest_bucket *b = &s->man.buckets[j];
+		for (uint32_t i = 0; i < s->man.nsegments; i++)
+			if (sp[i].id == b->segment && b->slot < s->slot_cap)
+				sp[i].live += s->slot_len[b->slot];
+	}
+	drift_free(s->space);
+	s->space = sp;
+}
+
+/* Marks the buckets of every segment that is mostly garbage dirty (the
+ * next persist moves them into its new segment). Under l1mu. */
+static void compact_segments(drift_shard *s)
+{
+	for (uint32_t i = 0; s->space != NULL && i < s->man.nsegments; i++) {
+		const struct seg_space *sp = &s->space[i];
+		if (sp->total == 0 ||
+		    (double)sp->live >= COMPACT_LIVE_SHARE * (double)sp->total)
+			continue;
+		for (uint32_t j = 0; j < s->man.nbuckets; j++)
+			if (s->man.buckets[j].segment == sp->id)
+				drift_l1_mark_dirty(s->l1,
+						    s->man.buckets[j].slot);
+	}
+}
+
 static int persist(drift_shard *s, uint64_t wal_seq, drift_err *err)
 {
 	if (drift_l1_dirty_count(s->l1) == 0 && wal_seq == s->man.wal_seq)
@@ -254,12 +334,14 @@ static int persist(drift_shard *s, uint64_t wal_seq, drift_err *err)
 		if (rv != 0) {
 			drift_segw_abort(p.w);
 			drift_free(p.changed);
+			drift_free(p.lens);
 			return rv;
 		}
 		if (p.blocks > 0) {
 			rv = drift_segw_finish(p.w, err);
 			if (rv != 0) {
 				drift_free(p.changed);
+				drift_free(p.lens);
 				return rv;
 			}
 			wrote_segment = true;
@@ -328,13 +410,22 @@ static int persist(drift_shard *s, uint64_t wal_seq, drift_err *err)
 	}
 	drift_manifest_free(&s->man);
 	s->man = nm;
+	uint64_t written = 0;
+	for (size_t i = 0; i < p.n; i++)
+		if (slot_room(s, p.changed[i].slot)) {
+			s->slot_len[p.changed[i].slot] = p.lens[i];
+			written += p.lens[i];
+		}
+	space_rebuild(s, wrote_segment ? p.segid : 0, written);
 	drift_free(p.changed);
+	drift_free(p.lens);
 	atomic_store(&s->flushed_seq, wal_seq);
 	s->last_persist_ns = drift_now_ns();
 	return 0;
 fail:
 	drift_manifest_free(&nm);
 	drift_free(p.changed);
+	drift_free(p.lens);
 	if (wrote_segment)
 		s->fs->unlink(s->fs, path);
 	return rv;
@@ -560,8 +651,10 @@ static bool janitor_tick(drift_shard *s)
 	atomic_fetch_add(&s->splits, ms.splits);
 	atomic_fetch_add(&s->merges, ms.merges);
 	atomic_fetch_add(&s->recenters, ms.recenters);
-	/* What maintenance changed becomes durable within a second (a crash
-	 * before that only loses the rearrangement, never data). */
+	compact_segments(s);
+	/* What maintenance (or compaction) changed becomes durable within a
+	 * second (a crash before that only loses the rearrangement, never
+	 * data). */
 	if (drift_l1_dirty_count(s->l1) > 0 &&
 	    (ms.splits + ms.merges + ms.recenters == 0 ||
 	     drift_now_ns() - s->last_persist_ns > 1000000000ull) &&
@@ -734,6 +827,7 @@ static void collect_garbage(drift_shard *s)
 static int load_l1(drift_shard *s, drift_err *err)
 {
 	int rv = 0;
+	s->space = drift_mallocarray(s->man.nsegments + 1, sizeof(*s->space));
 	for (uint32_t i = 0; i < s->man.nsegments && rv == 0; i++) {
 		char path[PATH_MAX_];
 		seg_path(s, s->man.segments[i], path);
@@ -741,6 +835,12 @@ static int load_l1(drift_shard *s, drift_err *err)
 		rv = drift_segr_open(s->fs, path, &r, err);
 		if (rv != 0)
 			return drift_err_wrap(err, rv, "shard %s", s->dir);
+		uint64_t total = 0;
+		for (uint32_t j = 0; j < drift_segr_block_count(r); j++)
+			total += drift_segr_block(r, j)->length;
+		if (s->space != NULL)
+			s->space[i] = (struct seg_space){
+				.id = s->man.segments[i], .total = total};
 		for (uint32_t j = 0; j < s->man.nbuckets && rv == 0; j++) {
 			const drift_manifest_bucket *b = &s->man.buckets[j];
 			if (b->segment != s->man.segments[i])
@@ -765,6 +865,8 @@ static int load_l1(drift_shard *s, drift_err *err)
 			if (rv == 0)
 				rv = drift_l1_load_block(s->l1, b->slot, buf,
 							 bi->length, err);
+			if (rv == 0 && slot_room(s, b->slot))
+				s->slot_len[b->slot] = bi->length;
 			drift_free(buf);
 			if (rv != 0)
 				drift_err_wrap(err, rv, "%s", path);
@@ -773,6 +875,8 @@ static int load_l1(drift_shard *s, drift_err *err)
 	}
 	if (rv == 0)
 		rv = drift_l1_load_finish(s->l1, err);
+	if (rv == 0)
+		space_rebuild(s, 0, 0);
 	return rv;
 }
 
@@ -922,6 +1026,8 @@ void drift_shard_close(drift_shard *s)
 	drift_l1_free(s->l1);
 	drift_epoch_free(s->epoch);
 	drift_manifest_free(&s->man);
+	drift_free(s->slot_len);
+	drift_free(s->space);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	pthread_rwlock_destroy(&s->wlock);

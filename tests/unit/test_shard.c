@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -473,6 +474,115 @@ DRIFT_TEST(shard, kill9_loses_no_acknowledged_write)
 		check_model(s, &m, N);
 		drift_shard_close(s);
 	}
+	drift_test_rmtree(dir);
+}
+
+/* Bytes of the segment files in dir/seg. */
+static uint64_t segment_bytes(const char *dir)
+{
+	char segdir[300];
+	snprintf(segdir, sizeof(segdir), "%s/seg", dir);
+	DIR *d = opendir(segdir);
+	cr_assert_not_null(d);
+	uint64_t total = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		size_t nl = strlen(de->d_name);
+		if (nl < 6 || strcmp(de->d_name + nl - 6, ".drift") != 0)
+			continue;
+		char path[600];
+		snprintf(path, sizeof(path), "%s/%s", segdir, de->d_name);
+		struct stat st;
+		if (stat(path, &st) == 0)
+			total += (uint64_t)st.st_size;
+	}
+	closedir(d);
+	return total;
+}
+
+/* The segment bytes once the Janitor has left them alone for a second
+ * (at most 15 s). */
+static uint64_t settled_bytes(const char *dir)
+{
+	uint64_t last = segment_bytes(dir),
+		 until = drift_now_ns() + 15000000000ull;
+	int same = 0;
+	while (same < 10 && drift_now_ns() < until) {
+		usleep(100000);
+		uint64_t now = segment_bytes(dir);
+		same = now == last ? same + 1 : 0;
+		last = now;
+	}
+	return last;
+}
+
+/* Deleted data gives its disk space back: segments whose blocks are mostly
+ * dead have their live buckets moved into a new segment and are deleted,
+ * once the Janitor has run; and the shard reopens with every survivor. */
+DRIFT_TEST(shard, space_of_deleted_data_comes_back)
+{
+	char dir[256];
+	drift_test_tmpdir(dir, sizeof(dir));
+	drift_shard *s = open_shard(dir, true, DRIFT_WAL_NONE);
+	/* Several flushes: several segments, buckets spread over them. */
+	for (size_t lo = 0; lo < N; lo += 700) {
+		upsert_range(s, lo, lo + 700 < N ? lo + 700 : N, 0);
+		cr_assert_eq(drift_shard_flush(s, NULL), 0);
+	}
+	uint64_t before = settled_bytes(dir);
+	/* Delete three quarters of the ids. */
+	enum { B = 200 };
+	uint64_t ids[B];
+	size_t nb = 0, kept = 0;
+	for (uint64_t i = 0; i < N; i++) {
+		if (i % 4 == 0) {
+			kept++;
+			continue;
+		}
+		ids[nb++] = i;
+		if (nb == B) {
+			cr_assert_eq(drift_shard_delete(s, ids, nb, NULL, NULL),
+				     0);
+			nb = 0;
+		}
+	}
+	if (nb > 0)
+		cr_assert_eq(drift_shard_delete(s, ids, nb, NULL, NULL), 0);
+	cr_assert_eq(drift_shard_flush(s, NULL), 0);
+	/* Let the Janitor merge the shrunk buckets and compact. */
+	uint64_t after = settled_bytes(dir);
+	/* What the survivors take in a shard that never held the others. */
+	char ref[256];
+	drift_test_tmpdir(ref, sizeof(ref));
+	drift_shard *r = open_shard(ref, true, DRIFT_WAL_NONE);
+	for (uint64_t i = 0; i < N; i += 4) {
+		uint64_t id = i;
+		cr_assert_eq(drift_shard_upsert(r, &id, row(i), 1, NULL), 0);
+	}
+	cr_assert_eq(drift_shard_flush(r, NULL), 0);
+	uint64_t fresh = settled_bytes(ref);
+	drift_shard_close(r);
+	drift_test_rmtree(ref);
+	cr_log_info("segments: %llu bytes for %d rows, %llu for the %zu "
+		    "left; %llu in a shard of those alone",
+		    (unsigned long long)before, N, (unsigned long long)after,
+		    kept, (unsigned long long)fresh);
+	cr_assert_leq((double)after, 1.3 * (double)fresh,
+		      "%llu bytes of segments for the %zu rows left, %llu for "
+		      "them alone",
+		      (unsigned long long)after, kept,
+		      (unsigned long long)fresh);
+	drift_shard_close(s);
+	s = open_shard(dir, false, DRIFT_WAL_NONE);
+	static float v[DIM];
+	for (uint64_t i = 0; i < N; i++) {
+		int rv = drift_shard_get(s, i, v);
+		cr_assert_eq(rv, i % 4 == 0 ? 0 : DRIFT_ENOENT, "id %llu",
+			     (unsigned long long)i);
+		if (rv == 0)
+			cr_assert_eq(memcmp(v, row(i), sizeof(v)), 0);
+	}
+	drift_shard_close(s);
 	drift_test_rmtree(dir);
 }
 
