@@ -285,6 +285,8 @@ int drift_vstore_append(drift_vstore *vs, const float *v, size_t n,
 
 void drift_vstore_release(drift_vstore *vs, const uint32_t *rows, size_t n)
 {
+	if (n == 0)
+		return;
 	if (vs->nfreed + n > vs->freecap) {
 		size_t cap = vs->freecap ? vs->freecap : 64;
 		while (cap < vs->nfreed + n)

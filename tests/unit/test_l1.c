@@ -957,7 +957,12 @@ DRIFT_TEST(l1, sift_recall_stays_flat_under_source_order_drift)
  * inserts and tombstones). */
 DRIFT_TEST(l1, centroid_graph_probes_like_the_flat_scan)
 {
-	enum { DIM = 16, N = 10000, NQ = 300, TARGET = 8, MORE = 3000 };
+#ifdef DRIFT_TEST_LSAN
+	enum { NQ = 100 }; /* sanitizers: the same checks, fewer queries */
+#else
+	enum { NQ = 300 };
+#endif
+	enum { DIM = 16, N = 10000, TARGET = 8, MORE = 3000 };
 	float *x = blob_data(N + MORE, DIM, 300, 5);
 	float *q = blob_data(NQ, DIM, 300, 5); /* the same blobs */
 	uint64_t *ids = seq_ids(N + MORE, 0);
