@@ -832,9 +832,13 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	 * rarely pushes a true neighbour out (measured: tests/unit/test_l1.c
 	 * recall floors, docs/benchmarks.md). */
 	size_t rerank = (size_t)so->k * 4 < 40 ? 40 : (size_t)so->k * 4;
+	float target = so->recall_target;
+	if (so->nprobe == 0 && target == 0 && !so->exhaustive)
+		target = l1->o.default_recall;
+	bool exact = so->exhaustive || so->exact || target >= 1.0f;
 	/* Full vectors come from the store, a block of rows at a time (the
 	 * re-rank candidates, or EXACT_BLOCK rows of a bucket). */
-	size_t vrows = rerank > EXACT_BLOCK ? rerank : EXACT_BLOCK;
+	size_t vrows = exact ? EXACT_BLOCK : rerank;
 	float *vbuf = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
 					  vrows * dim * sizeof(float));
 	uint32_t *vrow = drift_mallocarray(rerank, sizeof(uint32_t));
@@ -866,10 +870,6 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		goto out;
 	}
 	rv = 0;
-	float target = so->recall_target;
-	if (so->nprobe == 0 && target == 0 && !so->exhaustive)
-		target = l1->o.default_recall;
-	bool exact = so->exhaustive || so->exact || target >= 1.0f;
 	float tau = 0, scale = 1;
 	if (!exact && so->nprobe == 0) {
 		tau = l1_calib_tau(l1, target, so->k);

@@ -40,6 +40,9 @@ struct drift_vstore {
 	uint64_t nrows;	 /* high-water mark: rows 0..nrows-1 exist */
 	uint32_t *freed; /* released rows, a stack */
 	size_t nfreed, freecap;
+	/* nrows and nfreed for drift_vstore_stats_get, which may race the
+	 * writer (stats are read under the L1 read lock, not l1mu). */
+	_Atomic uint64_t stat_rows, stat_free;
 	/* Memory mode. */
 	_Atomic(float **) chunks;
 	size_t nchunks, chunkcap;
@@ -280,11 +283,15 @@ int drift_vstore_append(drift_vstore *vs, const float *v, size_t n,
 	}
 	vs->nfreed -= reuse;
 	vs->nrows += fresh;
+	atomic_store_explicit(&vs->stat_rows, vs->nrows, memory_order_relaxed);
+	atomic_store_explicit(&vs->stat_free, vs->nfreed, memory_order_relaxed);
 	return 0;
 }
 
 void drift_vstore_release(drift_vstore *vs, const uint32_t *rows, size_t n)
 {
+	if (n == 0)
+		return;
 	if (vs->nfreed + n > vs->freecap) {
 		size_t cap = vs->freecap ? vs->freecap : 64;
 		while (cap < vs->nfreed + n)
@@ -297,6 +304,7 @@ void drift_vstore_release(drift_vstore *vs, const uint32_t *rows, size_t n)
 	}
 	memcpy(vs->freed + vs->nfreed, rows, n * sizeof(uint32_t));
 	vs->nfreed += n;
+	atomic_store_explicit(&vs->stat_free, vs->nfreed, memory_order_relaxed);
 }
 
 int drift_vstore_read(drift_vstore *vs, const uint32_t *rows, size_t n,
@@ -377,8 +385,12 @@ int drift_vstore_read(drift_vstore *vs, const uint32_t *rows, size_t n,
 
 void drift_vstore_stats_get(drift_vstore *vs, drift_vstore_stats *st)
 {
-	st->rows = vs->nrows - vs->nfreed;
-	st->free_rows = vs->nfreed;
+	uint64_t rows =
+		atomic_load_explicit(&vs->stat_rows, memory_order_relaxed);
+	uint64_t freed =
+		atomic_load_explicit(&vs->stat_free, memory_order_relaxed);
+	st->rows = rows > freed ? rows - freed : 0;
+	st->free_rows = freed;
 	st->hits = atomic_load(&vs->hits);
 	st->misses = atomic_load(&vs->misses);
 	st->disk_reads = atomic_load(&vs->reads);
