@@ -65,6 +65,23 @@ int l1_bucket_vectors(const drift_l1 *l1, const l1_bucket *b, uint32_t from,
 	return drift_vstore_read(l1->vs, b->rows + from, n, out);
 }
 
+/* A bound on |x - decode(code(x))| for every x in the trained range: half
+ * a step per dimension, plus a millionth of the magnitude for float
+ * rounding. +inf for a range capped by drift_sq8_train (values near
+ * FLT_MAX): there the top of the range is clamped. */
+static float sq8_error_bound(const float *min, const float *scale, uint32_t dim)
+{
+	double e = 0;
+	for (uint32_t j = 0; j < dim; j++) {
+		double s = scale[j], top = fabs((double)min[j]) + 255.0 * s;
+		if (255.0 * s >= (double)FLT_MAX * 0.99)
+			return INFINITY;
+		double ej = 0.5 * s + 1e-6 * top;
+		e += ej * ej;
+	}
+	return (float)(sqrt(e) * 1.0001);
+}
+
 int l1_bucket_finish(drift_l1 *l1, l1_bucket *b)
 {
 	uint32_t dim = l1->dim;
@@ -114,8 +131,88 @@ int l1_bucket_finish(drift_l1 *l1, l1_bucket *b)
 	int rv = drift_sq8_train(v, b->n, dim, b->qmin, b->qscale);
 	(void)rv;
 	drift_sq8_encode(b->qmin, b->qscale, dim, v, b->n, b->codes);
+	b->qerr = sq8_error_bound(b->qmin, b->qscale, dim);
 	if (v != b->newvecs)
 		drift_free(v);
+	drift_free(b->newvecs);
+	b->newvecs = NULL;
+	return 0;
+}
+
+int l1_bucket_finish_update(drift_l1 *l1, l1_bucket *b, const l1_bucket *old,
+			    const uint32_t *dead, size_t ndead)
+{
+	uint32_t dim = l1->dim;
+	uint32_t nold = b->n - b->nnew;
+	if (old == NULL || nold == 0 || (size_t)nold + ndead != old->n ||
+	    !(old->qerr < INFINITY))
+		return l1_bucket_finish(l1, b);
+	const drift_vec_kernels *k = drift_vec();
+	float base = sq8_error_bound(old->qmin, old->qscale, dim);
+	double rnd2 = 0;
+	for (uint32_t j = 0; j < dim; j++) {
+		double t = 1e-6 * (fabs((double)old->qmin[j]) +
+				   255.0 * old->qscale[j]);
+		rnd2 += t * t;
+	}
+	float rnd = (float)sqrt(rnd2);
+	/* The new vectors in the old ranges (clamped where outside), and the
+	 * largest reconstruction error that gives. */
+	float *x = drift_mallocarray((size_t)dim * (ndead > 1 ? ndead : 1),
+				     sizeof(float));
+	if (x == NULL)
+		return DRIFT_ENOMEM;
+	uint8_t *nc = b->codes + (size_t)nold * dim;
+	drift_sq8_encode(old->qmin, old->qscale, dim, b->newvecs, b->nnew, nc);
+	float qerr = old->qerr, maxd = old->radius;
+	double sq = (double)old->rms * old->rms * old->n;
+	for (uint32_t r = 0; r < b->nnew; r++) {
+		const float *v = b->newvecs + (size_t)r * dim;
+		drift_sq8_decode(old->qmin, old->qscale, dim,
+				 nc + (size_t)r * dim, 1, x);
+		float e = sqrtf(k->l2sq(v, x, dim)) * 1.0001f + rnd;
+		if (e > qerr)
+			qerr = e;
+	}
+	if (qerr > 2 * base) {
+		/* Too far outside: new ranges for all. */
+		drift_free(x);
+		return l1_bucket_finish(l1, b);
+	}
+	int rv = 0;
+	if (ndead > 0)
+		rv = drift_vstore_read(l1->vs, dead, ndead, x);
+	if (rv == 0 && b->nnew > 0)
+		rv = drift_vstore_append(l1->vs, b->newvecs, b->nnew,
+					 b->rows + nold, NULL);
+	if (rv != 0) {
+		drift_free(x);
+		return rv;
+	}
+	memcpy(b->sum, old->sum, dim * sizeof(double));
+	memcpy(b->qmin, old->qmin, dim * sizeof(float));
+	memcpy(b->qscale, old->qscale, dim * sizeof(float));
+	for (size_t r = 0; r < ndead; r++) {
+		const float *v = x + r * dim;
+		for (uint32_t j = 0; j < dim; j++)
+			b->sum[j] -= v[j];
+		sq -= k->l2sq(v, b->centroid, dim);
+	}
+	for (uint32_t r = 0; r < b->nnew; r++) {
+		const float *v = b->newvecs + (size_t)r * dim;
+		for (uint32_t j = 0; j < dim; j++)
+			b->sum[j] += v[j];
+		float d = k->l2sq(v, b->centroid, dim);
+		sq += d;
+		if (d > maxd * maxd)
+			maxd = sqrtf(d);
+	}
+	/* The radius stays an upper bound after members left (what the
+	 * search's bounds need); the rms is exact up to rounding. */
+	b->radius = maxd;
+	b->rms = b->n > 0 && sq > 0 ? (float)sqrt(sq / b->n) : 0.0f;
+	b->qerr = qerr;
+	drift_free(x);
 	drift_free(b->newvecs);
 	b->newvecs = NULL;
 	return 0;
@@ -620,6 +717,8 @@ static int rebuild_slot(drift_l1 *l1, apply_work *w, uint32_t s, size_t *ri,
 		b->ids[o] = old->ids[r];
 		b->versions[o] = old->versions[r];
 		b->rows[o] = old->rows[r];
+		memcpy(b->codes + (size_t)o * dim, old->codes + (size_t)r * dim,
+		       dim);
 		o++;
 	}
 	for (size_t a = a0; a < *ai; a++, o++) {
@@ -629,7 +728,7 @@ static int rebuild_slot(drift_l1 *l1, apply_work *w, uint32_t s, size_t *ri,
 		memcpy(b->newvecs + (a - a0) * dim, w->x + (size_t)i * dim,
 		       dim * sizeof(float));
 	}
-	rv = l1_bucket_finish(l1, b);
+	rv = l1_bucket_finish_update(l1, b, old, w->dead + r0, *ri - r0);
 	if (rv != 0) {
 		l1_bucket_free(b);
 		return rv;
@@ -803,6 +902,135 @@ static inline float metric_dist(const drift_vec_kernels *k, enum drift_metric m,
 	}
 }
 
+void l1_exact_scratch_free(l1_exact_scratch *sc)
+{
+	drift_free(sc->lb);
+	drift_free(sc->order);
+	drift_free(sc->rows);
+	drift_free(sc->tq);
+	drift_free(sc->vbuf);
+	memset(sc, 0, sizeof(*sc));
+}
+
+static int exact_scratch_room(l1_exact_scratch *sc, uint32_t n, uint32_t dim)
+{
+	if (sc->tq == NULL || sc->dim != dim) {
+		drift_free(sc->tq);
+		drift_free(sc->vbuf);
+		sc->tq = drift_mallocarray(dim, sizeof(float));
+		sc->vbuf = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
+					       (size_t)EXACT_BLOCK * dim *
+						       sizeof(float));
+		sc->dim = dim;
+		if (sc->tq == NULL || sc->vbuf == NULL)
+			return DRIFT_ENOMEM;
+	}
+	if (n <= sc->cap)
+		return 0;
+	uint32_t cap = sc->cap ? sc->cap : 256;
+	while (cap < n)
+		cap *= 2;
+	drift_free(sc->lb);
+	drift_free(sc->order);
+	drift_free(sc->rows);
+	sc->lb = drift_mallocarray(cap, sizeof(float));
+	sc->order = drift_mallocarray(cap, sizeof(*sc->order));
+	sc->rows = drift_mallocarray(EXACT_BLOCK, sizeof(uint32_t));
+	sc->cap = sc->lb && sc->order && sc->rows ? cap : 0;
+	return sc->cap ? 0 : DRIFT_ENOMEM;
+}
+
+static int lb_row_cmp(const void *a, const void *b)
+{
+	const struct l1_lb_row *x = a, *y = b;
+	if (x->lb != y->lb)
+		return x->lb < y->lb ? -1 : 1;
+	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+int l1_exact_scan(const drift_l1 *l1, const l1_bucket *b, const float *qn,
+		  float qnorm, uint64_t skip, drift_topk *top,
+		  l1_exact_scratch *sc, uint64_t *exact)
+{
+	uint32_t dim = l1->dim, n = b->n;
+	const drift_vec_kernels *k = drift_vec();
+	const drift_sq8_kernels *sk = drift_sq8();
+	if (n == 0)
+		return 0;
+	int rv = exact_scratch_room(sc, n, dim);
+	if (rv != 0)
+		return rv;
+	/* Lower bounds from the codes: |q - x| >= |q - x'| - e for the
+	 * decoded x' and the error bound e (L2); |q.x - q.x'| <= |q| e for
+	 * inner products. The slack covers float rounding of the sums. */
+	enum drift_metric m = l1->o.metric;
+	float bias = 0, e = b->qerr, slack = 0;
+	if (m == DRIFT_METRIC_L2) {
+		drift_sq8_prepare_l2(b->qmin, dim, qn, sc->tq);
+	} else {
+		bias = drift_sq8_prepare_ip(b->qmin, b->qscale, dim, qn,
+					    sc->tq) +
+		       (m == DRIFT_METRIC_COSINE ? 1.0f : 0.0f);
+		float cn = sqrtf(k->dot(b->centroid, b->centroid, dim));
+		slack = 1e-4f * qnorm * (cn + b->radius + e) + 1e-6f;
+	}
+	for (uint32_t r0 = 0; r0 < n; r0 += 256) {
+		uint32_t c = n - r0 < 256 ? n - r0 : 256;
+		const uint8_t *codes = b->codes + (size_t)r0 * dim;
+		float *d = sc->lb + r0;
+		if (m == DRIFT_METRIC_L2) {
+			sk->l2(sc->tq, b->qscale, codes, c, dim, d);
+			for (uint32_t r = 0; r < c; r++) {
+				float a = sqrtf(d[r] > 0 ? d[r] : 0) *
+						  (1.0f - 1e-4f) -
+					  e;
+				d[r] = a > 0 ? a * a : 0.0f;
+			}
+		} else {
+			sk->ip(sc->tq, codes, c, dim, d);
+			for (uint32_t r = 0; r < c; r++)
+				d[r] += bias - qnorm * e - slack;
+		}
+	}
+	if (!(e < INFINITY))
+		for (uint32_t r = 0; r < n; r++)
+			sc->lb[r] = -INFINITY; /* no bound: read them all */
+	/* The rows the bound cannot rule out now, by ascending bound. */
+	float bound = drift_topk_bound(top);
+	struct l1_lb_row *order = sc->order;
+	uint32_t nc = 0;
+	for (uint32_t r = 0; r < n; r++)
+		if (sc->lb[r] <= bound && b->ids[r] != skip)
+			order[nc++] = (struct l1_lb_row){sc->lb[r], r};
+	if (nc == 0)
+		return 0;
+	qsort(order, nc, sizeof(*order), lb_row_cmp);
+	/* Blocks grow from 16 rows: the first block usually fills the top
+	 * and tightens the bound, after which few rows are read. */
+	uint32_t i = 0, blk = 16;
+	while (i < nc && rv == 0) {
+		if (order[i].lb > drift_topk_bound(top))
+			break;
+		uint32_t c = nc - i < blk ? nc - i : blk;
+		for (uint32_t j = 0; j < c; j++)
+			sc->rows[j] = b->rows[order[i + j].row];
+		rv = drift_vstore_read(l1->vs, sc->rows, c, sc->vbuf);
+		for (uint32_t j = 0; j < c && rv == 0; j++) {
+			if (order[i + j].lb > drift_topk_bound(top))
+				break;
+			float d = metric_dist(k, m, qn,
+					      sc->vbuf + (size_t)j * dim, dim);
+			drift_topk_push(
+				top, (drift_hit){b->ids[order[i + j].row], d});
+			if (exact != NULL)
+				(*exact)++;
+		}
+		i += c;
+		blk = blk * 2 < EXACT_BLOCK ? blk * 2 : EXACT_BLOCK;
+	}
+	return rv;
+}
+
 /* The smallest distance any member of slot s could have (exact mode). */
 float l1_lower_bound(const drift_l1 *l1, float key, uint32_t s, float qnorm)
 {
@@ -941,12 +1169,23 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	if (exact) {
 		/* Full precision, pruning only what provably cannot hold a
 		 * better vector: the answer is the true top-k. */
-		for (size_t i = 0; i < limit; i++) {
+		l1_exact_scratch sc = {0};
+		for (size_t i = 0; i < limit && !so->exhaustive && rv == 0;
+		     i++) {
 			uint32_t s = pr[i].slot;
-			if (!so->exhaustive &&
-			    l1_lower_bound(l1, pr[i].key, s, qnorm) >
-				    drift_topk_bound(&top))
+			if (l1_lower_bound(l1, pr[i].key, s, qnorm) >
+			    drift_topk_bound(&top))
 				continue;
+			rv = l1_exact_scan(l1, l1->b[s], qn, qnorm, UINT64_MAX,
+					   &top, &sc, NULL);
+			probed++;
+			scanned += l1->b[s]->n;
+		}
+		l1_exact_scratch_free(&sc);
+		/* Exhaustive: every full vector, no bound (the reference
+		 * the tests hold the exact scan to). */
+		for (size_t i = 0; i < limit && so->exhaustive; i++) {
+			uint32_t s = pr[i].slot;
 			const l1_bucket *b = l1->b[s];
 			for (uint32_t r0 = 0; r0 < b->n && rv == 0;
 			     r0 += EXACT_BLOCK) {

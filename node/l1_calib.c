@@ -100,10 +100,12 @@ static int nth_vector(const drift_l1 *l1, uint64_t r, uint64_t *id, float *out)
 	return DRIFT_EINTERNAL;
 }
 
-/* The calibration queries and their exact neighbours, found together:
- * each bucket's vectors are read once for every query that cannot rule it
- * out, rather than once per query (one pass over the index instead of 200,
- * which made calibration most of the Janitor's work on a large index). */
+/* The calibration queries and their exact neighbours, found together in
+ * one pass over the buckets: a bucket is scanned for every query whose
+ * bound cannot rule it out, and within it l1_exact_scan reads only the
+ * full vectors whose SQ8 bound could still enter that query's top (an
+ * exhaustive exact search of 200 queries was most of the Janitor's work
+ * on a large index, and read all of L1 from the vector store). */
 typedef struct calib_batch {
 	size_t nq;
 	float *q;	/* nq * dim */
@@ -114,8 +116,7 @@ typedef struct calib_batch {
 	drift_hit *heap; /* nq * CALIB_K */
 	drift_topk *top;
 	uint32_t *want; /* queries that must scan the current bucket */
-	float *vbuf;	/* one bucket's vectors */
-	size_t vcap;	/* rows vbuf has room for */
+	l1_exact_scratch sc;
 } calib_batch;
 
 static void batch_free(calib_batch *cb)
@@ -130,48 +131,21 @@ static void batch_free(calib_batch *cb)
 	drift_free(cb->heap);
 	drift_free(cb->top);
 	drift_free(cb->want);
-	drift_free(cb->vbuf);
+	l1_exact_scratch_free(&cb->sc);
 }
 
-static float calib_dist(const drift_l1 *l1, const float *a, const float *b)
-{
-	const drift_vec_kernels *k = drift_vec();
-	switch (l1->o.metric) {
-	case DRIFT_METRIC_IP:
-		return -k->dot(a, b, l1->dim);
-	case DRIFT_METRIC_COSINE:
-		return 1.0f - k->dot(a, b, l1->dim);
-	default:
-		return k->l2sq(a, b, l1->dim);
-	}
-}
-
-/* Scans slot s for the nw queries in want. */
+/* Scans slot s for the nw queries in want (l1_exact_scan: the codes rule
+ * out most rows, so few full vectors are read). */
 static int scan_slot(const drift_l1 *l1, calib_batch *cb, uint32_t s,
 		     const uint32_t *want, size_t nw)
 {
 	const l1_bucket *b = l1->b[s];
-	uint32_t dim = l1->dim;
-	if (b->n > cb->vcap) {
-		float *v = drift_realloc(cb->vbuf,
-					 (size_t)b->n * dim * sizeof(float));
-		if (v == NULL)
-			return DRIFT_ENOMEM;
-		cb->vbuf = v;
-		cb->vcap = b->n;
-	}
-	int rv = l1_bucket_vectors(l1, b, 0, b->n, cb->vbuf);
-	if (rv != 0)
-		return rv;
 	for (size_t w = 0; w < nw; w++) {
 		size_t i = want[w];
-		const float *q = cb->q + i * dim;
-		for (uint32_t r = 0; r < b->n; r++) {
-			if (b->ids[r] == cb->self[i])
-				continue; /* leave-one-out */
-			float d = calib_dist(l1, q, cb->vbuf + (size_t)r * dim);
-			drift_topk_push(&cb->top[i], (drift_hit){b->ids[r], d});
-		}
+		int rv = l1_exact_scan(l1, b, cb->q + i * l1->dim, cb->qnorm[i],
+				       cb->self[i], &cb->top[i], &cb->sc, NULL);
+		if (rv != 0)
+			return rv;
 	}
 	return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "common/rand.h"
 #include "common/hit.h"
+#include "common/topk.h"
 #include "node/hnsw.h"
 #include "node/kv.h"
 #include "node/l1.h"
@@ -33,6 +34,9 @@ typedef struct l1_bucket {
 	float *newvecs;
 	float *qmin;   /* dim: SQ8 range of each dimension */
 	float *qscale; /* dim */
+	/* A bound on |x - decode(code(x))| over the members (every member
+	 * lies in the trained range), or +inf when none is known. */
+	float qerr;
 } l1_bucket;
 
 /* The recall calibration: sorted "gaps" of the buckets holding true
@@ -92,6 +96,16 @@ int l1_bucket_alloc(uint32_t dim, uint32_t n, uint32_t nnew,
 /* 0, DRIFT_ENOMEM or DRIFT_EIO (the store); on failure nothing was
  * stored. */
 int l1_bucket_finish(drift_l1 *l1, l1_bucket *b);
+/* Finishes b, a new version of old around the same centroid: its first
+ * n - nnew rows are old's members (ids, versions, rows and codes copied by
+ * the caller), the last nnew new vectors; dead (ndead) are the store rows
+ * of old's members that left. Reads only the new and the dead vectors:
+ * old's SQ8 ranges stay when the new vectors fit them closely (their
+ * reconstruction error within twice the ranges' own bound), the running
+ * sum and rms are updated, the radius stays an upper bound. Otherwise, as
+ * l1_bucket_finish. */
+int l1_bucket_finish_update(drift_l1 *l1, l1_bucket *b, const l1_bucket *old,
+			    const uint32_t *dead, size_t ndead);
 void l1_bucket_free(l1_bucket *b);
 /* Frees a finished bucket that was never published, giving its new rows
  * back to the store. */
@@ -100,6 +114,35 @@ void l1_bucket_discard(drift_l1 *l1, l1_bucket *b);
 /* The full vectors of rows [from, from + n) of b into out (n * dim). */
 int l1_bucket_vectors(const drift_l1 *l1, const l1_bucket *b, uint32_t from,
 		      uint32_t n, float *out);
+
+/* Scratch of l1_exact_scan, grown on demand (zero it to start; free with
+ * l1_exact_scratch_free). */
+typedef struct l1_exact_scratch {
+	float *lb; /* per row: lower bound of its exact distance */
+	struct l1_lb_row {
+		float lb;
+		uint32_t row;
+	} * order;	/* the rows the bound cannot rule out, by bound */
+	uint32_t *rows; /* their vector store rows, a block at a time */
+	float *tq;	/* dim: the query prepared for the SQ8 kernels */
+	float *vbuf;	/* a block of full vectors */
+	uint32_t cap, dim;
+} l1_exact_scratch;
+
+void l1_exact_scratch_free(l1_exact_scratch *sc);
+
+/* Pushes into top every member of b (but the id skip; UINT64_MAX for
+ * none) whose exact distance to qn (normalised for COSINE; qnorm its norm)
+ * could enter it: the result is what a scan of every full vector gives.
+ * The SQ8 distance to each decoded member, less the bucket's quantization
+ * error bound, is a lower bound of the exact one; rows are taken in that
+ * order and full vectors are read only until the bound passes the k-th
+ * best (after the first k, a few per bucket, most buckets none). *exact
+ * (may be NULL) adds the rows whose full vector was read. 0, or
+ * DRIFT_ENOMEM / DRIFT_EIO (the store). */
+int l1_exact_scan(const drift_l1 *l1, const l1_bucket *b, const float *qn,
+		  float qnorm, uint64_t skip, drift_topk *top,
+		  l1_exact_scratch *sc, uint64_t *exact);
 
 /* Makes room for slots up to want (exclusive) in the slot arrays. */
 int l1_reserve_slots(drift_l1 *l1, uint32_t want);

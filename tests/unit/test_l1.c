@@ -11,7 +11,9 @@
 #include "common/rand.h"
 #include "common/topk.h"
 #include "common/vec.h"
+#include "node/codec/sq8.h"
 #include "node/l1.h"
+#include "node/l1_internal.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---------------------------------------------------------- */
@@ -226,6 +228,130 @@ DRIFT_TEST(l1, exact_searches_match_brute_force_for_every_metric)
 	free(x);
 	free(q);
 	free(ids);
+}
+
+/* Flushes change buckets in place of a full rebuild (l1_bucket_finish_update:
+ * old members keep their SQ8 codes and ranges, the running sum and rms are
+ * updated with the new and the departed vectors only). Whatever path each
+ * version took, every bucket must describe its members exactly: its sum is
+ * theirs, its rms theirs, its radius at least their largest distance, and
+ * each member's code is its vector's code under the bucket's ranges, within
+ * the bucket's error bound (which the exact search prunes by). */
+DRIFT_TEST(l1, bucket_statistics_stay_exact_under_updates)
+{
+	enum { N0 = 2000, ROUNDS = 30, NEW = 150, UPD = 60, DEL = 40 };
+	enum { DIM = 16, CAP = N0 + ROUNDS * NEW };
+	float *pool = blob_data(CAP + ROUNDS * UPD, DIM, 12, 21);
+	float *ref = malloc((size_t)CAP * DIM * sizeof(float));
+	bool *live = calloc(CAP, sizeof(bool));
+	uint64_t *ids = seq_ids(CAP, 0);
+	memcpy(ref, pool, (size_t)N0 * DIM * sizeof(float));
+	for (size_t i = 0; i < N0; i++)
+		live[i] = true;
+	make_index(DIM, DRIFT_METRIC_L2, 64);
+	cr_assert_eq(drift_l1_build(l1, ids, ref, N0, 1, NULL), 0);
+	drift_rand r;
+	drift_rand_seed(&r, 3);
+	size_t next = N0, fresh = CAP;
+	uint64_t up[NEW + UPD], del[DEL];
+	float *uv = malloc((NEW + UPD) * DIM * sizeof(float));
+	for (int round = 0; round < ROUNDS; round++) {
+		size_t nu = 0, nd = 0;
+		for (int i = 0; i < NEW; i++, nu++, next++) {
+			up[nu] = next;
+			memcpy(uv + nu * DIM, pool + next * DIM,
+			       DIM * sizeof(float));
+		}
+		for (int i = 0; i < UPD + DEL; i++) {
+			uint64_t id = drift_rand_below(&r, next - NEW);
+			if (!live[id])
+				continue;
+			bool dup = false;
+			for (size_t j = 0; j < nu; j++)
+				dup |= up[j] == id;
+			for (size_t j = 0; j < nd; j++)
+				dup |= del[j] == id;
+			if (dup)
+				continue;
+			if (i < UPD) {
+				up[nu] = id;
+				memcpy(uv + nu++ * DIM, pool + fresh++ * DIM,
+				       DIM * sizeof(float));
+			} else {
+				del[nd++] = id;
+			}
+		}
+		cr_assert_eq(drift_l1_apply(l1, up, uv, nu, del, nd,
+					    (uint64_t)round + 2, NULL, NULL),
+			     0);
+		for (size_t j = 0; j < nu; j++) {
+			memcpy(ref + up[j] * DIM, uv + j * DIM,
+			       DIM * sizeof(float));
+			live[up[j]] = true;
+		}
+		for (size_t j = 0; j < nd; j++)
+			live[del[j]] = false;
+		/* Some rounds split and merge too (full rebuilds). */
+		if (round % 10 == 9)
+			cr_assert_eq(drift_l1_maintain(l1, 3, NULL, NULL), 0);
+	}
+	const drift_vec_kernels *k = drift_vec();
+	size_t members = 0, kept_ranges = 0;
+	float v[DIM], dec[DIM], fmin[DIM], fscale[DIM];
+	uint8_t code[DIM];
+	for (uint32_t sl = 0; sl < l1->nslots; sl++) {
+		const l1_bucket *b = l1->b[sl];
+		if (b == NULL)
+			continue;
+		double sum[DIM] = {0}, sq = 0, maxd = 0;
+		float *mv = malloc((size_t)b->n * DIM * sizeof(float));
+		for (uint32_t m = 0; m < b->n; m++) {
+			uint64_t id = b->ids[m];
+			cr_assert(id < CAP && live[id], "id %llu",
+				  (unsigned long long)id);
+			cr_assert_eq(l1_bucket_vectors(l1, b, m, 1, v), 0);
+			cr_assert_eq(memcmp(v, ref + id * DIM, sizeof(v)), 0,
+				     "id %llu: stored vector",
+				     (unsigned long long)id);
+			memcpy(mv + (size_t)m * DIM, v, sizeof(v));
+			for (int j = 0; j < DIM; j++)
+				sum[j] += v[j];
+			double d = k->l2sq(v, b->centroid, DIM);
+			sq += d;
+			maxd = d > maxd ? d : maxd;
+			cr_assert_eq(drift_sq8_encode(b->qmin, b->qscale, DIM,
+						      v, 1, code),
+				     0);
+			cr_assert_eq(
+				memcmp(code, b->codes + (size_t)m * DIM, DIM),
+				0, "id %llu: code", (unsigned long long)id);
+			drift_sq8_decode(b->qmin, b->qscale, DIM, code, 1, dec);
+			cr_assert_leq(sqrtf(k->l2sq(v, dec, DIM)), b->qerr);
+			members++;
+		}
+		for (int j = 0; j < DIM; j++)
+			cr_assert_float_eq(b->sum[j], sum[j],
+					   1e-6 * (fabs(sum[j]) + b->n),
+					   "slot %u dim %d", sl, j);
+		cr_assert_float_eq(b->rms, sqrt(sq / b->n),
+				   1e-4 * sqrt(sq / b->n) + 1e-6);
+		cr_assert_geq(b->radius, sqrt(maxd) * (1 - 1e-5));
+		drift_sq8_train(mv, b->n, DIM, fmin, fscale);
+		kept_ranges += memcmp(fmin, b->qmin, sizeof(fmin)) != 0 ||
+			       memcmp(fscale, b->qscale, sizeof(fscale)) != 0;
+		free(mv);
+	}
+	size_t nlive = 0;
+	for (size_t i = 0; i < CAP; i++)
+		nlive += live[i];
+	cr_assert_eq(members, nlive);
+	/* The update path ran: some buckets kept older, wider ranges. */
+	cr_assert_gt(kept_ranges, 0);
+	free(pool);
+	free(ref);
+	free(live);
+	free(ids);
+	free(uv);
 }
 
 DRIFT_TEST(l1, search_arguments)
