@@ -458,6 +458,7 @@ void drift_l1_free(drift_l1 *l1)
 	drift_free(l1->dirty);
 	drift_free(l1->calib.gaps10);
 	drift_free(l1->calib.gaps100);
+	l1_sample_free(&l1->sample);
 	l1_graph_free(l1);
 	drift_kv_free(&l1->kv);
 	drift_vstore_close(l1->vs);
@@ -662,6 +663,8 @@ typedef struct apply_work {
 	size_t nrem, nadd, nch;
 	uint64_t *kept_ids; /* for a first build */
 	float *kept_x;
+	uint32_t *win;	  /* the winning upserts, for the calibration */
+	drift_hit *pairs; /* l1_calib_note's room */
 } apply_work;
 
 static void apply_work_free(drift_l1 *l1, apply_work *w)
@@ -679,6 +682,8 @@ static void apply_work_free(drift_l1 *l1, apply_work *w)
 	drift_free(w->ch);
 	drift_free(w->kept_ids);
 	drift_free(w->kept_x);
+	drift_free(w->win);
+	drift_free(w->pairs);
 }
 
 /* Builds the new version of slot s: its old rows minus rem[*ri...] of s,
@@ -857,12 +862,21 @@ int drift_l1_apply(drift_l1 *l1, const uint64_t *ids, const float *vecs,
 		}
 		w.nch++;
 	}
+	w.win = drift_mallocarray(w.nadd ? w.nadd : 1, sizeof(uint32_t));
+	w.pairs = drift_mallocarray(l1_calib_note_room(l1) + 1,
+				    sizeof(drift_hit));
+	if (w.win == NULL || w.pairs == NULL)
+		goto nomem;
 	l1_publish(l1, w.ch, w.nch, del, ndel);
 	for (size_t i = 0; i < w.nch; i++)
 		w.ch[i].nb = NULL; /* published: owned by the index */
 	/* No search can hold the rows that left now. */
 	drift_vstore_release(l1->vs, w.dead, w.nrem);
 	l1->changed_since_calib += n + ndeleted;
+	/* The calibration sample follows the change. */
+	for (size_t a = 0; a < w.nadd; a++)
+		w.win[a] = w.add[a].row;
+	l1_calib_note(l1, ids, w.x, w.win, w.nadd, n, del, ndel, w.pairs);
 	rv = 0;
 	goto out;
 nomem:

@@ -47,6 +47,21 @@ typedef struct l1_calib {
 	float scale; /* mean rms radius of the buckets at calibration */
 } l1_calib;
 
+/* The calibration's sample (l1_calib.c): queries drawn from the index's
+ * own vectors, each with its exact nearest neighbours, which apply keeps
+ * exact as vectors come and go (l1_calib_note), so that a refresh searches
+ * only the queries that lost a neighbour and a tenth drawn anew. */
+typedef struct l1_sample {
+	size_t nq;	/* 0: none (draw all at the next calibration) */
+	size_t next;	/* the next query drawn anew in turn */
+	float *q;	/* nq * dim */
+	uint64_t *self; /* each query's own id (left out of its list) */
+	float *qnorm;
+	drift_hit *heap; /* nq * CALIB_K */
+	drift_topk *top;
+	bool *stale; /* lost a neighbour or its own vector: draw again */
+} l1_sample;
+
 struct drift_l1 {
 	drift_l1_opts o;
 	uint32_t dim;
@@ -64,6 +79,7 @@ struct drift_l1 {
 	drift_vstore *vs; /* the full vectors */
 	drift_kv kv;
 	l1_calib calib;
+	l1_sample sample;
 	uint64_t changed_since_calib;
 	drift_rand rng;
 	drift_hnsw *cg; /* centroid graph (l1_graph.c), or NULL */
@@ -164,6 +180,22 @@ int l1_take_slot(drift_l1 *l1, uint32_t *slot);
  * fail. */
 void l1_publish(drift_l1 *l1, l1_change *ch, size_t n, const uint64_t *del,
 		size_t ndel);
+
+/* A calibration that draws only the stale sample queries and a tenth of
+ * the others anew (maintenance; drift_l1_calibrate draws all). */
+int l1_calib_refresh(drift_l1 *l1, drift_err *err);
+
+/* Apply's report to the calibration sample, after publishing: the rows
+ * (indices into ids and x; x prepared) are the new vectors, ids (nids) and
+ * del (ndel) every id whose vector changed or left. pairs: room for
+ * l1_calib_note_room entries, allocated before publishing (this cannot
+ * fail). */
+size_t l1_calib_note_room(const drift_l1 *l1);
+void l1_calib_note(drift_l1 *l1, const uint64_t *ids, const float *x,
+		   const uint32_t *rows, size_t nrows, size_t nids,
+		   const uint64_t *del, size_t ndel, drift_hit *pairs);
+
+void l1_sample_free(l1_sample *sm);
 
 /* Gap threshold of a recall target for k results, from the calibration. */
 float l1_calib_tau(const drift_l1 *l1, float target, uint32_t k);

@@ -349,7 +349,7 @@ int drift_l1_maintain(drift_l1 *l1, unsigned max_actions,
 	}
 	if (rv == 0 && l1->count > 0 &&
 	    l1->changed_since_calib * 10 > l1->count)
-		rv = drift_l1_calibrate(l1, err);
+		rv = l1_calib_refresh(l1, err);
 	if (done != NULL)
 		*done = st;
 	return rv;
