@@ -42,6 +42,10 @@ INGEST_QUICK_ROWS = 10000    # --quick: the first rows of the set ...
 INGEST_QUICK_MEMTABLE = 4096  # ... and a memtable that several flushes fill
 INGEST_MIXED_ROWS = {False: 150000, True: 5000}  # written while searching
 STATIC_QUICK_QUERIES = 1000  # --quick: the static sweep's queries
+# Full: the first 2,000 of the 10,000 queries for every system (recall@10
+# within about 0.003; all 10,000 made FAISS's one-thread nprobe sweep take
+# 17 minutes per index on Fashion-MNIST alone on 2 cores).
+STATIC_FULL_QUERIES = 2000
 NODE_STATIC_QUERIES = {False: 2000, True: 300}  # drift-node: queries a point
 NODE_IN_FLIGHT = 32          # ... and calls in flight from its one client
 DRIFT_QUICK_STRIDE = 10      # --quick: every 10th SIFT row, in source order
@@ -115,12 +119,13 @@ def query_subset(folder, n):
 
 
 def static_systems(folder, quick=False):
-    """The static scenario's commands. Quick: the first STATIC_QUICK_QUERIES
-    queries, and FAISS trained on 64 points per list."""
+    """The static scenario's commands: the first STATIC_FULL_QUERIES queries
+    (quick: STATIC_QUICK_QUERIES, and FAISS trained on 64 points per
+    list)."""
     base, query = f"{folder}/base.fvecs", f"{folder}/query.fvecs"
     gt = f"{folder}/gt_l2.ivecs"
-    if quick:
-        query, gt = query_subset(folder, STATIC_QUICK_QUERIES)
+    query, gt = query_subset(folder, STATIC_QUICK_QUERIES if quick
+                             else STATIC_FULL_QUERIES)
     drift = drift_binary()
     faiss = [sys.executable, os.path.join(HERE, "peers", "faiss_bench.py"), "static"]
     fq = (["--train-per-list", "64", "--nprobes", "1,2,4,8,16,32,64",
@@ -565,7 +570,9 @@ def body_static(results, static_rows, img_dir):
            ["build_s", "ingest_vps", "bytes_per_vector"]
     md = write_table("static", static_rows, cols, {"build_s": 1})
     lines = ["QPS is the best measured point reaching the recall (n/a: no "
-             "point reached it). Memory is peak resident bytes of the "
+             "point reached it), over the first "
+             f"{STATIC_FULL_QUERIES:,} queries of the set for every system "
+             "(quick mode: see below). Memory is peak resident bytes of the "
              "process minus a run that only loads the data, per vector. "
              "drift: the engine in-process (`drift_bench.c`, L1 bulk "
              "build). drift-node: a `drift-node` process on 127.0.0.1 "
