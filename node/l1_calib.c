@@ -439,18 +439,25 @@ void l1_calib_note(drift_l1 *l1, const uint64_t *ids, const float *x,
 				drop_neighbour(sm, (size_t)f, id);
 		}
 	}
-	/* The new vectors enter the lists of the others. */
+	/* The new vectors enter the lists of the others: a block of rows
+	 * at a time for every query, so that the rows are read from memory
+	 * once rather than once per query. */
 	uint32_t dim = l1->dim;
-	for (size_t i = 0; i < sm->nq; i++) {
-		if (sm->stale[i])
-			continue;
-		const float *q = sm->q + i * dim;
-		for (size_t r = 0; r < nrows; r++) {
-			size_t row = rows[r];
-			float d = calib_dist(l1, q, x + row * dim);
-			if (d < drift_topk_bound(&sm->top[i]))
-				drift_topk_push(&sm->top[i],
-						(drift_hit){ids[row], d});
+	size_t blk = 65536 / (dim * sizeof(float)) + 1;
+	for (size_t r0 = 0; r0 < nrows; r0 += blk) {
+		size_t r1 = nrows - r0 < blk ? nrows : r0 + blk;
+		for (size_t i = 0; i < sm->nq; i++) {
+			if (sm->stale[i])
+				continue;
+			const float *q = sm->q + i * dim;
+			drift_topk *t = &sm->top[i];
+			for (size_t r = r0; r < r1; r++) {
+				size_t row = rows[r];
+				float d = calib_dist(l1, q, x + row * dim);
+				if (d < drift_topk_bound(t))
+					drift_topk_push(
+						t, (drift_hit){ids[row], d});
+			}
 		}
 	}
 }

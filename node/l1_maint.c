@@ -4,8 +4,11 @@
  * first:
  *
  * 1. Split, when a bucket has more than bucket_max members (default 3x the
- *    target of 512): 2-means over its members gives two centroids; the
- *    bucket keeps its slot with one, a new slot takes the other. Then
+ *    target of 512): 2-means over its members gives two centroids (k-means
+ *    into one piece per half bucket_max for a bucket more than twice over
+ *    the bound, the backlog a fast ingest leaves: at 1M SIFT rows halving
+ *    could not keep up, and buckets averaged 5,000 rows); the bucket keeps
+ *    its slot with one, new slots take the others. Then
  *    neighbour stealing (SPFresh's LIRE protocol, Xu et al., SOSP 2023): the
  *    members of the steal_neighbors (8) buckets nearest the old centroid are
  *    re-examined, and every vector whose nearest centroid among the new pair
@@ -40,6 +43,7 @@
 #include "node/l1_internal.h"
 
 #define MERGE_NEIGHBORS 16
+#define SPLIT_MAX 16 /* pieces of one split */
 
 /* A destination of a redistribution: a slot and its (new) centroid. */
 typedef struct dest {
@@ -191,10 +195,19 @@ static int split(drift_l1 *l1, uint32_t s, drift_l1_maint_stats *st)
 {
 	uint32_t dim = l1->dim;
 	const l1_bucket *b = l1->b[s];
-	float *c2 = drift_mallocarray(2 * (size_t)dim, sizeof(float));
+	/* Two pieces for a bucket up to twice the bound; for one further
+	 * over it (a backlog of large flushes) one per half bucket_max it
+	 * holds, so that one action brings it back within bounds. */
+	uint32_t mx = l1->o.bucket_max;
+	uint32_t k = b->n <= 2 * mx
+			     ? 2
+			     : (uint32_t)((2 * (uint64_t)b->n + mx - 1) / mx);
+	if (k > SPLIT_MAX)
+		k = SPLIT_MAX;
+	float *cent = drift_mallocarray((size_t)k * dim, sizeof(float));
 	float *v = drift_mallocarray((size_t)b->n * dim, sizeof(float));
-	if (c2 == NULL || v == NULL) {
-		drift_free(c2);
+	if (cent == NULL || v == NULL) {
+		drift_free(cent);
 		drift_free(v);
 		return DRIFT_ENOMEM;
 	}
@@ -202,24 +215,31 @@ static int split(drift_l1 *l1, uint32_t s, drift_l1_maint_stats *st)
 				.sample_per_centroid = 1u << 30};
 	int rv = l1_bucket_vectors(l1, b, 0, b->n, v);
 	if (rv == 0)
-		rv = drift_kmeans(v, b->n, dim, 2, &ko, c2, NULL, NULL);
+		rv = drift_kmeans(v, b->n, dim, k, &ko, cent, NULL, NULL);
 	drift_free(v);
-	uint32_t nslot;
-	if (rv == 0)
-		rv = l1_take_slot(l1, &nslot);
+	uint32_t nslot[SPLIT_MAX];
+	uint32_t taken = 0;
+	while (rv == 0 && taken + 1 < k)
+		if ((rv = l1_take_slot(l1, &nslot[taken])) == 0)
+			taken++;
 	if (rv != 0) {
-		drift_free(c2);
+		while (taken > 0)
+			l1->free_slots[l1->nfree++] = nslot[--taken];
+		drift_free(cent);
 		return rv;
 	}
 	uint32_t nb[16];
 	size_t nn = nearest_slots(
 		l1, b->centroid, s, nb,
 		l1->o.steal_neighbors < 16 ? l1->o.steal_neighbors : 16);
-	dest d[18];
+	dest d[SPLIT_MAX + 16];
 	uint32_t src[17];
 	size_t nd = 0, ns = 0;
-	d[nd++] = (dest){.slot = s, .centroid = c2};
-	d[nd++] = (dest){.slot = nslot, .is_new = true, .centroid = c2 + dim};
+	d[nd++] = (dest){.slot = s, .centroid = cent};
+	for (uint32_t i = 0; i + 1 < k; i++)
+		d[nd++] = (dest){.slot = nslot[i],
+				 .is_new = true,
+				 .centroid = cent + (size_t)(i + 1) * dim};
 	src[ns++] = s;
 	for (size_t i = 0; i < nn; i++) {
 		d[nd++] = (dest){.slot = nb[i],
@@ -228,10 +248,11 @@ static int split(drift_l1 *l1, uint32_t s, drift_l1_maint_stats *st)
 	}
 	rv = redistribute(l1, src, ns, d, nd, &st->moved);
 	if (rv != 0)
-		l1->free_slots[l1->nfree++] = nslot;
+		for (uint32_t i = 0; i + 1 < k; i++)
+			l1->free_slots[l1->nfree++] = nslot[i];
 	else
 		st->splits++;
-	drift_free(c2);
+	drift_free(cent);
 	return rv;
 }
 

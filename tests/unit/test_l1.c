@@ -664,6 +664,43 @@ DRIFT_TEST(l1, split_separates_two_clusters)
 
 /* After a split, a neighbour's members that are now closer to a new
  * centroid move there (neighbour stealing); the others stay. */
+/* A bucket far over the bound (a backlog of large flushes) is split into
+ * as many pieces as it needs in one action, not halved again and again. */
+DRIFT_TEST(l1, split_of_a_backlog_takes_one_action)
+{
+	enum { DIM = 4, N0 = 40, ADD = 440 };
+	drift_l1_opts o = {.dim = DIM,
+			   .bucket_target = 40,
+			   .bucket_max = 60,
+			   .bucket_min = 5,
+			   .seed = 2};
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
+	float *x = blob_data(N0 + ADD, DIM, 1, 12);
+	uint64_t *ids = seq_ids(N0 + ADD, 0);
+	cr_assert_eq(drift_l1_build(l1, ids, x, N0, 1, NULL), 0);
+	cr_assert_eq(drift_l1_apply(l1, ids + N0, x + N0 * DIM, ADD, NULL, 0, 2,
+				    NULL, NULL),
+		     0);
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.buckets, 1);
+	cr_assert_eq(st.max_size, N0 + ADD);
+	drift_l1_maint_stats ms;
+	cr_assert_eq(drift_l1_maintain(l1, 1, &ms, NULL), 0);
+	cr_assert_eq(ms.splits, 1);
+	drift_l1_stats_get(l1, &st);
+	/* 480 rows, bound 60: 2 * 480 / 60 = 16 pieces. */
+	cr_assert_geq(st.buckets, 12, "%u buckets", st.buckets);
+	cr_assert_leq(st.max_size, (N0 + ADD) / 4, "largest %u", st.max_size);
+	cr_assert_eq(st.vectors, N0 + ADD);
+	for (uint64_t i = 0; i < N0 + ADD; i++) {
+		uint32_t b;
+		cr_assert_eq(drift_l1_locate(l1, i, &b), 0);
+	}
+	free(x);
+	free(ids);
+}
+
 DRIFT_TEST(l1, split_steals_from_neighbours)
 {
 	enum { DIM = 2 };
