@@ -601,6 +601,7 @@ static int reserve(drift_shard *s, unsigned n, drift_hnsw **act, drift_err *err)
 /* ---- Janitor ---- */
 
 #define FLUSH_WARN_NS (10 * 1000000000ull)
+#define MAINT_PERSIST_NS (10 * 1000000000ull)
 #define FLUSH_BACKOFF_MAX_NS (5 * 1000000000ull)
 
 /* A failed flush is tried again after 2^fails Janitor periods (at most
@@ -652,12 +653,14 @@ static bool janitor_tick(drift_shard *s)
 	atomic_fetch_add(&s->merges, ms.merges);
 	atomic_fetch_add(&s->recenters, ms.recenters);
 	compact_segments(s);
-	/* What maintenance (or compaction) changed becomes durable within a
-	 * second (a crash before that only loses the rearrangement, never
-	 * data). */
+	/* What maintenance (or compaction) changed becomes durable once it
+	 * pauses, or MAINT_PERSIST_NS after the last persist while it goes
+	 * on (a crash before that only loses the rearrangement, never data).
+	 * Under a steady ingest the flushes persist it: a bucket that splits
+	 * and then takes a flush is written once, not twice. */
 	if (drift_l1_dirty_count(s->l1) > 0 &&
 	    (ms.splits + ms.merges + ms.recenters == 0 ||
-	     drift_now_ns() - s->last_persist_ns > 1000000000ull) &&
+	     drift_now_ns() - s->last_persist_ns > MAINT_PERSIST_NS) &&
 	    persist(s, s->man.wal_seq, &err) != 0)
 		DRIFT_WARN("shard %s: persisting maintenance: %s", s->dir,
 			   err.msg);

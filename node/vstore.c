@@ -307,6 +307,20 @@ void drift_vstore_release(drift_vstore *vs, const uint32_t *rows, size_t n)
 	atomic_store_explicit(&vs->stat_free, vs->nfreed, memory_order_relaxed);
 }
 
+static int read_file_rows(drift_vstore *vs, const uint32_t *rows, size_t n,
+			  float *out);
+
+typedef struct row_at {
+	uint32_t row;
+	uint32_t at; /* its place in the request */
+} row_at;
+
+static int row_at_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const row_at *)a)->row, y = ((const row_at *)b)->row;
+	return x < y ? -1 : x > y;
+}
+
 int drift_vstore_read(drift_vstore *vs, const uint32_t *rows, size_t n,
 		      float *out)
 {
@@ -319,6 +333,41 @@ int drift_vstore_read(drift_vstore *vs, const uint32_t *rows, size_t n,
 			       vs->row_bytes);
 		return 0;
 	}
+	/* Rows asked in any order (a bucket's members by id, say) are read
+	 * in file order, so that runs of adjacent rows (each append stores
+	 * its rows together) become one request each, not one per row. */
+	bool sorted = true;
+	for (size_t i = 1; i < n && sorted; i++)
+		sorted = rows[i - 1] <= rows[i];
+	row_at *ra = sorted ? NULL : drift_mallocarray(n, sizeof(row_at));
+	uint32_t *sr =
+		ra != NULL ? drift_mallocarray(n, sizeof(uint32_t)) : NULL;
+	float *tmp =
+		sr != NULL ? drift_mallocarray(n * dim, sizeof(float)) : NULL;
+	if (tmp == NULL) {
+		drift_free(ra);
+		drift_free(sr);
+		return read_file_rows(vs, rows, n, out);
+	}
+	for (size_t i = 0; i < n; i++)
+		ra[i] = (row_at){rows[i], (uint32_t)i};
+	qsort(ra, n, sizeof(row_at), row_at_cmp);
+	for (size_t i = 0; i < n; i++)
+		sr[i] = ra[i].row;
+	int rv = read_file_rows(vs, sr, n, tmp);
+	for (size_t i = 0; i < n && rv == 0; i++)
+		memcpy(out + (size_t)ra[i].at * dim, tmp + i * dim,
+		       vs->row_bytes);
+	drift_free(ra);
+	drift_free(sr);
+	drift_free(tmp);
+	return rv;
+}
+
+static int read_file_rows(drift_vstore *vs, const uint32_t *rows, size_t n,
+			  float *out)
+{
+	uint32_t dim = vs->dim;
 	drift_disk_req req[READ_BATCH];
 	drift_disk_req *rp[READ_BATCH];
 	size_t first[READ_BATCH], count[READ_BATCH];
