@@ -188,18 +188,11 @@ static inline bool is_live(const drift_hnsw *h, uint32_t r)
 	       STATE_LIVE;
 }
 
-/* The distance of node/l1.c's metric_dist, with the same kernels. */
+/* The engine's distance under the memtable's metric (node/l1.h). */
 static inline float dist(const drift_hnsw *h, const drift_vec_kernels *k,
 			 const float *a, const float *b)
 {
-	switch (h->metric) {
-	case DRIFT_METRIC_IP:
-		return -k->dot(a, b, h->dim);
-	case DRIFT_METRIC_COSINE:
-		return 1.0f - k->dot(a, b, h->dim);
-	default:
-		return k->l2sq(a, b, h->dim);
-	}
+	return drift_metric_dist(k, h->metric, a, b, h->dim);
 }
 
 /* Asks for all of row r's vector: a distance reads it whole, and rows are

@@ -67,18 +67,23 @@ int l1_bucket_vectors(const drift_l1 *l1, const l1_bucket *b, uint32_t from,
 
 /* A bound on |x - decode(code(x))| for every x in the trained range: half
  * a step per dimension, plus a millionth of the magnitude for float
- * rounding. +inf for a range capped by drift_sq8_train (values near
- * FLT_MAX): there the top of the range is clamped. */
-static float sq8_error_bound(const float *min, const float *scale, uint32_t dim)
+ * rounding (that part alone into *rounding, when not NULL). +inf for a
+ * range capped by drift_sq8_train (values near FLT_MAX): there the top of
+ * the range is clamped. */
+static float sq8_error_bound(const float *min, const float *scale, uint32_t dim,
+			     float *rounding)
 {
-	double e = 0;
+	double e = 0, r = 0;
 	for (uint32_t j = 0; j < dim; j++) {
 		double s = scale[j], top = fabs((double)min[j]) + 255.0 * s;
 		if (255.0 * s >= (double)FLT_MAX * 0.99)
 			return INFINITY;
 		double ej = 0.5 * s + 1e-6 * top;
 		e += ej * ej;
+		r += 1e-12 * top * top;
 	}
+	if (rounding != NULL)
+		*rounding = (float)sqrt(r);
 	return (float)(sqrt(e) * 1.0001);
 }
 
@@ -131,7 +136,7 @@ int l1_bucket_finish(drift_l1 *l1, l1_bucket *b)
 	int rv = drift_sq8_train(v, b->n, dim, b->qmin, b->qscale);
 	(void)rv;
 	drift_sq8_encode(b->qmin, b->qscale, dim, v, b->n, b->codes);
-	b->qerr = sq8_error_bound(b->qmin, b->qscale, dim);
+	b->qerr = sq8_error_bound(b->qmin, b->qscale, dim, NULL);
 	if (v != b->newvecs)
 		drift_free(v);
 	drift_free(b->newvecs);
@@ -148,14 +153,8 @@ int l1_bucket_finish_update(drift_l1 *l1, l1_bucket *b, const l1_bucket *old,
 	    !(old->qerr < INFINITY))
 		return l1_bucket_finish(l1, b);
 	const drift_vec_kernels *k = drift_vec();
-	float base = sq8_error_bound(old->qmin, old->qscale, dim);
-	double rnd2 = 0;
-	for (uint32_t j = 0; j < dim; j++) {
-		double t = 1e-6 * (fabs((double)old->qmin[j]) +
-				   255.0 * old->qscale[j]);
-		rnd2 += t * t;
-	}
-	float rnd = (float)sqrt(rnd2);
+	float rnd = 0;
+	float base = sq8_error_bound(old->qmin, old->qscale, dim, &rnd);
 	/* The new vectors in the old ranges (clamped where outside), and the
 	 * largest reconstruction error that gives. */
 	float *x = drift_mallocarray((size_t)dim * (ndead > 1 ? ndead : 1),
@@ -903,19 +902,6 @@ static int probe_cmp(const void *a, const void *b)
 	return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
-static inline float metric_dist(const drift_vec_kernels *k, enum drift_metric m,
-				const float *q, const float *v, uint32_t dim)
-{
-	switch (m) {
-	case DRIFT_METRIC_IP:
-		return -k->dot(q, v, dim);
-	case DRIFT_METRIC_COSINE:
-		return 1.0f - k->dot(q, v, dim);
-	default:
-		return k->l2sq(q, v, dim);
-	}
-}
-
 void l1_exact_scratch_free(l1_exact_scratch *sc)
 {
 	drift_free(sc->lb);
@@ -964,7 +950,7 @@ static int lb_row_cmp(const void *a, const void *b)
 
 int l1_exact_scan(const drift_l1 *l1, const l1_bucket *b, const float *qn,
 		  float qnorm, uint64_t skip, drift_topk *top,
-		  l1_exact_scratch *sc, uint64_t *exact)
+		  l1_exact_scratch *sc)
 {
 	uint32_t dim = l1->dim, n = b->n;
 	const drift_vec_kernels *k = drift_vec();
@@ -1032,12 +1018,10 @@ int l1_exact_scan(const drift_l1 *l1, const l1_bucket *b, const float *qn,
 		for (uint32_t j = 0; j < c && rv == 0; j++) {
 			if (order[i + j].lb > drift_topk_bound(top))
 				break;
-			float d = metric_dist(k, m, qn,
-					      sc->vbuf + (size_t)j * dim, dim);
+			float d = drift_metric_dist(
+				k, m, qn, sc->vbuf + (size_t)j * dim, dim);
 			drift_topk_push(
 				top, (drift_hit){b->ids[order[i + j].row], d});
-			if (exact != NULL)
-				(*exact)++;
 		}
 		i += c;
 		blk = blk * 2 < EXACT_BLOCK ? blk * 2 : EXACT_BLOCK;
@@ -1191,7 +1175,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 			    drift_topk_bound(&top))
 				continue;
 			rv = l1_exact_scan(l1, l1->b[s], qn, qnorm, UINT64_MAX,
-					   &top, &sc, NULL);
+					   &top, &sc);
 			probed++;
 			scanned += l1->b[s]->n;
 		}
@@ -1208,7 +1192,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 						     : EXACT_BLOCK;
 				rv = l1_bucket_vectors(l1, b, r0, m, vbuf);
 				for (uint32_t r = 0; r < m && rv == 0; r++) {
-					float d = metric_dist(
+					float d = drift_metric_dist(
 						k, l1->o.metric, qn,
 						vbuf + (size_t)r * dim, dim);
 					drift_topk_push(
@@ -1265,8 +1249,8 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		for (size_t c = 0; c < cand.n && rv == 0; c++) {
 			const l1_bucket *b = l1->b[cand.h[c].id >> 32];
 			uint32_t r = (uint32_t)cand.h[c].id;
-			float d = metric_dist(k, l1->o.metric, qn,
-					      vbuf + c * dim, dim);
+			float d = drift_metric_dist(k, l1->o.metric, qn,
+						    vbuf + c * dim, dim);
 			drift_topk_push(&top, (drift_hit){b->ids[r], d});
 		}
 	}

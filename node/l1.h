@@ -47,12 +47,29 @@
 
 #include "common/err.h"
 #include "common/hit.h"
+#include "common/vec.h"
 
 enum drift_metric {
 	DRIFT_METRIC_L2 = 0, /* squared Euclidean distance */
 	DRIFT_METRIC_IP,     /* negated inner product */
 	DRIFT_METRIC_COSINE, /* 1 - cosine similarity; vectors normalised */
 };
+
+/* The distance the engine ranks by under metric m (the L1 index, its
+ * calibration and the HNSW memtable alike), with the kernels k. */
+static inline float drift_metric_dist(const drift_vec_kernels *k,
+				      enum drift_metric m, const float *a,
+				      const float *b, uint32_t dim)
+{
+	switch (m) {
+	case DRIFT_METRIC_IP:
+		return -k->dot(a, b, dim);
+	case DRIFT_METRIC_COSINE:
+		return 1.0f - k->dot(a, b, dim);
+	default:
+		return k->l2sq(a, b, dim);
+	}
+}
 
 typedef struct drift_l1_opts {
 	uint32_t dim;

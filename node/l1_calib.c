@@ -152,19 +152,6 @@ static int sample_alloc(l1_sample *sm, size_t nq, uint32_t dim)
 	return 0;
 }
 
-static float calib_dist(const drift_l1 *l1, const float *a, const float *b)
-{
-	const drift_vec_kernels *k = drift_vec();
-	switch (l1->o.metric) {
-	case DRIFT_METRIC_IP:
-		return -k->dot(a, b, l1->dim);
-	case DRIFT_METRIC_COSINE:
-		return 1.0f - k->dot(a, b, l1->dim);
-	default:
-		return k->l2sq(a, b, l1->dim);
-	}
-}
-
 /* Scans slot s for the nw sample queries in want (l1_exact_scan: the
  * codes rule out most rows, so few full vectors are read). */
 static int scan_slot(const drift_l1 *l1, calib_batch *cb, uint32_t s,
@@ -175,7 +162,7 @@ static int scan_slot(const drift_l1 *l1, calib_batch *cb, uint32_t s,
 	for (size_t w = 0; w < nw; w++) {
 		size_t i = want[w];
 		int rv = l1_exact_scan(l1, b, sm->q + i * l1->dim, sm->qnorm[i],
-				       sm->self[i], &sm->top[i], &cb->sc, NULL);
+				       sm->self[i], &sm->top[i], &cb->sc);
 		if (rv != 0)
 			return rv;
 	}
@@ -453,7 +440,9 @@ void l1_calib_note(drift_l1 *l1, const uint64_t *ids, const float *x,
 			drift_topk *t = &sm->top[i];
 			for (size_t r = r0; r < r1; r++) {
 				size_t row = rows[r];
-				float d = calib_dist(l1, q, x + row * dim);
+				float d = drift_metric_dist(drift_vec(),
+							    l1->o.metric, q,
+							    x + row * dim, dim);
 				if (d < drift_topk_bound(t))
 					drift_topk_push(
 						t, (drift_hit){ids[row], d});

@@ -153,12 +153,11 @@ void l1_exact_scratch_free(l1_exact_scratch *sc);
  * The SQ8 distance to each decoded member, less the bucket's quantization
  * error bound, is a lower bound of the exact one; rows are taken in that
  * order and full vectors are read only until the bound passes the k-th
- * best (after the first k, a few per bucket, most buckets none). *exact
- * (may be NULL) adds the rows whose full vector was read. 0, or
+ * best (after the first k, a few per bucket, most buckets none). 0, or
  * DRIFT_ENOMEM / DRIFT_EIO (the store). */
 int l1_exact_scan(const drift_l1 *l1, const l1_bucket *b, const float *qn,
 		  float qnorm, uint64_t skip, drift_topk *top,
-		  l1_exact_scratch *sc, uint64_t *exact);
+		  l1_exact_scratch *sc);
 
 /* Makes room for slots up to want (exclusive) in the slot arrays. */
 int l1_reserve_slots(drift_l1 *l1, uint32_t want);

@@ -310,6 +310,9 @@ void drift_vstore_release(drift_vstore *vs, const uint32_t *rows, size_t n)
 static int read_file_rows(drift_vstore *vs, const uint32_t *rows, size_t n,
 			  float *out);
 
+/* Reads of at least this many rows are made in file order. */
+#define SORTED_READ_MIN 64
+
 typedef struct row_at {
 	uint32_t row;
 	uint32_t at; /* its place in the request */
@@ -335,11 +338,15 @@ int drift_vstore_read(drift_vstore *vs, const uint32_t *rows, size_t n,
 	}
 	/* Rows asked in any order (a bucket's members by id, say) are read
 	 * in file order, so that runs of adjacent rows (each append stores
-	 * its rows together) become one request each, not one per row. */
+	 * its rows together) become one request each, not one per row. A
+	 * few rows (a search's re-rank candidates) are read as asked:
+	 * sorting them costs more than it could merge. */
 	bool sorted = true;
 	for (size_t i = 1; i < n && sorted; i++)
 		sorted = rows[i - 1] <= rows[i];
-	row_at *ra = sorted ? NULL : drift_mallocarray(n, sizeof(row_at));
+	if (sorted || n < SORTED_READ_MIN)
+		return read_file_rows(vs, rows, n, out);
+	row_at *ra = drift_mallocarray(n, sizeof(row_at));
 	uint32_t *sr =
 		ra != NULL ? drift_mallocarray(n, sizeof(uint32_t)) : NULL;
 	float *tmp =

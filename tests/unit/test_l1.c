@@ -616,16 +616,34 @@ DRIFT_TEST(l1, failed_apply_changes_nothing)
 
 /* ---- Cases: maintenance ----------------------------------------------- */
 
-DRIFT_TEST(l1, split_separates_two_clusters)
+/* An index of small buckets (target 40, bounds 5..60) whose one bucket
+ * holds the n rows of x, over the size bound: the first n0 build it (one
+ * bucket), the others are applied into it. */
+static void one_oversized_bucket(const float *x, const uint64_t *ids, size_t n0,
+				 size_t n, uint32_t dim)
 {
-	enum { DIM = 4, PER = 40 };
-	/* One bucket holding two far-apart clusters, over the size bound. */
-	drift_l1_opts o = {.dim = DIM,
+	drift_l1_opts o = {.dim = dim,
 			   .bucket_target = 40,
 			   .bucket_max = 60,
 			   .bucket_min = 5,
 			   .seed = 2};
 	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
+	cr_assert_eq(drift_l1_build(l1, ids, x, n0, 1, NULL), 0);
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.buckets, 1);
+	cr_assert_eq(drift_l1_apply(l1, ids + n0, x + n0 * dim, n - n0, NULL, 0,
+				    2, NULL, NULL),
+		     0);
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.buckets, 1);
+	cr_assert_eq(st.max_size, n);
+}
+
+DRIFT_TEST(l1, split_separates_two_clusters)
+{
+	enum { DIM = 4, PER = 40 };
+	/* One bucket holding two far-apart clusters, over the size bound. */
 	static float x[2 * PER * DIM];
 	drift_rand r;
 	drift_rand_seed(&r, 4);
@@ -636,16 +654,9 @@ DRIFT_TEST(l1, split_separates_two_clusters)
 	uint64_t *ids = seq_ids(2 * PER, 0);
 	/* target 40 over 80 points would build two buckets: build from one
 	 * cluster, then add the other so that it lands in the same bucket. */
-	cr_assert_eq(drift_l1_build(l1, ids, x, PER, 1, NULL), 0);
-	drift_l1_stats st;
-	drift_l1_stats_get(l1, &st);
-	cr_assert_eq(st.buckets, 1);
-	cr_assert_eq(drift_l1_apply(l1, ids + PER, x + PER * DIM, PER, NULL, 0,
-				    2, NULL, NULL),
-		     0);
-	drift_l1_stats_get(l1, &st);
-	cr_assert_eq(st.max_size, 2 * PER);
+	one_oversized_bucket(x, ids, PER, 2 * PER, DIM);
 
+	drift_l1_stats st;
 	drift_l1_maint_stats ms;
 	cr_assert_eq(drift_l1_maintain(l1, 1, &ms, NULL), 0);
 	cr_assert_eq(ms.splits, 1);
@@ -662,29 +673,15 @@ DRIFT_TEST(l1, split_separates_two_clusters)
 	free(ids);
 }
 
-/* After a split, a neighbour's members that are now closer to a new
- * centroid move there (neighbour stealing); the others stay. */
 /* A bucket far over the bound (a backlog of large flushes) is split into
  * as many pieces as it needs in one action, not halved again and again. */
 DRIFT_TEST(l1, split_of_a_backlog_takes_one_action)
 {
 	enum { DIM = 4, N0 = 40, ADD = 440 };
-	drift_l1_opts o = {.dim = DIM,
-			   .bucket_target = 40,
-			   .bucket_max = 60,
-			   .bucket_min = 5,
-			   .seed = 2};
-	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
 	float *x = blob_data(N0 + ADD, DIM, 1, 12);
 	uint64_t *ids = seq_ids(N0 + ADD, 0);
-	cr_assert_eq(drift_l1_build(l1, ids, x, N0, 1, NULL), 0);
-	cr_assert_eq(drift_l1_apply(l1, ids + N0, x + N0 * DIM, ADD, NULL, 0, 2,
-				    NULL, NULL),
-		     0);
+	one_oversized_bucket(x, ids, N0, N0 + ADD, DIM);
 	drift_l1_stats st;
-	drift_l1_stats_get(l1, &st);
-	cr_assert_eq(st.buckets, 1);
-	cr_assert_eq(st.max_size, N0 + ADD);
 	drift_l1_maint_stats ms;
 	cr_assert_eq(drift_l1_maintain(l1, 1, &ms, NULL), 0);
 	cr_assert_eq(ms.splits, 1);
@@ -701,6 +698,8 @@ DRIFT_TEST(l1, split_of_a_backlog_takes_one_action)
 	free(ids);
 }
 
+/* After a split, a neighbour's members that are now closer to a new
+ * centroid move there (neighbour stealing); the others stay. */
 DRIFT_TEST(l1, split_steals_from_neighbours)
 {
 	enum { DIM = 2 };
