@@ -5,8 +5,9 @@
  *   drift-bench static BASE.fvecs QUERY.fvecs GT.ivecs [--threads N]
  *               [--bucket N] [--load-only] [--vec-dir DIR | --vec-memory]
  *               [--cache-mb N]
- *   drift-bench drift BASE.fvecs STEPS.tsv QUERY.fvecs --budget NPROBE
- *               [--no-maintenance] [--bucket N]
+ *   drift-bench drift BASE.fvecs STEPS.tsv QUERY.fvecs
+ *               [--budget NPROBE | --share FRACTION] [--no-maintenance]
+ *               [--bucket N]
  *
  * static: builds the L1 index in-process (k-means bulk build), then sweeps
  * probe budgets and recall targets, printing one JSON line per point with
@@ -16,8 +17,10 @@
  * describes; --vec-memory keeps them in memory instead.
  * drift: inserts the base rows in order in the steps of STEPS.tsv (lines
  * "end_row <TAB> gt.ivecs <TAB> queries.idx"), maintaining buckets after
- * each step unless told not to, and prints recall@10 and p50/p99 latency at
- * a fixed probe budget after each step.
+ * each step unless told not to, and prints recall@10, p50/p99 latency and
+ * the mean buckets and vectors scanned at a fixed probe budget after each
+ * step: NPROBE buckets, or (--share) that fraction of the buckets the index
+ * has at the time, at least one.
  */
 #include <math.h>
 #include <pthread.h>
@@ -88,7 +91,7 @@ typedef struct job {
 	drift_l1_search_opts so;
 	drift_hit *out; /* q->rows * 10 */
 	double *lat;	/* per query, seconds */
-	uint64_t probed;
+	uint64_t probed, scanned;
 } job;
 
 static void *run_job(void *arg)
@@ -104,6 +107,7 @@ static void *run_job(void *arg)
 		for (size_t k = n; k < 10; k++)
 			j->out[i * 10 + k].id = UINT64_MAX;
 		j->probed += st.probed;
+		j->scanned += st.scanned;
 	}
 	return NULL;
 }
@@ -111,7 +115,8 @@ static void *run_job(void *arg)
 /* Runs all queries with `threads` threads; returns wall seconds. */
 static double run_queries(drift_l1 *l1, const matrix *q,
 			  drift_l1_search_opts so, int threads, drift_hit *out,
-			  double *lat, double *mean_probed)
+			  double *lat, double *mean_probed,
+			  double *mean_scanned)
 {
 	job jobs[64];
 	pthread_t t[64];
@@ -124,16 +129,20 @@ static double run_queries(drift_l1 *l1, const matrix *q,
 				so,
 				out,
 				lat,
+				0,
 				0};
 		pthread_create(&t[i], NULL, run_job, &jobs[i]);
 	}
-	uint64_t probed = 0;
+	uint64_t probed = 0, scanned = 0;
 	for (int i = 0; i < threads; i++) {
 		pthread_join(t[i], NULL);
 		probed += jobs[i].probed;
+		scanned += jobs[i].scanned;
 	}
 	if (mean_probed != NULL)
 		*mean_probed = (double)probed / (double)q->rows;
+	if (mean_scanned != NULL)
+		*mean_scanned = (double)scanned / (double)q->rows;
 	return (double)(drift_now_ns() - t0) / 1e9;
 }
 
@@ -270,7 +279,7 @@ static int cmd_static(int argc, char **argv)
 			double probed;
 			double secs =
 				run_queries(l1, &q, points[p].so, tcounts[ti],
-					    out, lat, &probed);
+					    out, lat, &probed, NULL);
 			double r = recall10(out, gt, gtd, q.rows, NULL);
 			printf("{\"event\": \"search\", \"system\": \"drift\", "
 			       "\"param\": \"%s\", \"value\": %g, "
@@ -298,10 +307,13 @@ static int cmd_drift(int argc, char **argv)
 	if (argc < 5)
 		return 2;
 	uint32_t budget = 8, bucket = 0;
+	double share = 0;
 	int maint = 1;
 	for (int i = 5; i < argc; i++) {
 		if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc)
 			budget = (uint32_t)atoi(argv[++i]);
+		else if (strcmp(argv[i], "--share") == 0 && i + 1 < argc)
+			share = atof(argv[++i]);
 		else if (strcmp(argv[i], "--bucket") == 0 && i + 1 < argc)
 			bucket = (uint32_t)atoi(argv[++i]);
 		else if (strcmp(argv[i], "--no-maintenance") == 0)
@@ -370,22 +382,32 @@ static int cmd_drift(int argc, char **argv)
 		for (size_t i = 0; i < nw; i++)
 			memcpy(sub.v + i * base.dim, q.v + which[i] * base.dim,
 			       base.dim * sizeof(float));
-		drift_l1_search_opts so = {.k = 10, .nprobe = budget};
-		double probed;
-		run_queries(l1, &sub, so, 1, out, lat, &probed);
+		uint32_t nprobe = budget;
+		if (share > 0) {
+			uint64_t nv;
+			uint32_t nb;
+			drift_l1_size(l1, &nv, &nb);
+			nprobe = (uint32_t)lround(share * (double)nb);
+			nprobe = nprobe < 1 ? 1 : nprobe;
+		}
+		drift_l1_search_opts so = {.k = 10, .nprobe = nprobe};
+		double probed, scanned;
+		run_queries(l1, &sub, so, 1, out, lat, &probed, &scanned);
 		double r = recall10(out, gt, gd, nw, NULL);
 		drift_l1_stats st;
 		drift_l1_stats_get(l1, &st);
 		printf("{\"event\": \"drift\", \"system\": \"drift-%s\", "
 		       "\"step\": %d, \"rows\": %zu, \"recall10\": %.4f, "
 		       "\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"buckets\": %u, "
-		       "\"max_bucket\": %u, \"insert_s\": %.2f, "
+		       "\"max_bucket\": %u, \"probed\": %.1f, "
+		       "\"scanned\": %.0f, \"insert_s\": %.2f, "
 		       "\"maintain_s\": %.2f, \"splits\": %u, \"merges\": %u, "
 		       "\"recenters\": %u}\n",
 		       maint ? "maint" : "nomaint", step, done, r,
 		       1e3 * percentile(lat, nw, 0.5),
 		       1e3 * percentile(lat, nw, 0.99), st.buckets, st.max_size,
-		       ins, msecs, ms.splits, ms.merges, ms.recenters);
+		       probed, scanned, ins, msecs, ms.splits, ms.merges,
+		       ms.recenters);
 		fflush(stdout);
 		free(gt);
 		free(which);
@@ -417,6 +439,7 @@ int main(int argc, char **argv)
 			"--vec-memory] "
 			"[--cache-mb N]\n"
 			"       drift-bench drift BASE STEPS.tsv QUERY "
-			"[--budget N] [--bucket N] [--no-maintenance]\n");
+			"[--budget N | --share F] [--bucket N] "
+			"[--no-maintenance]\n");
 	return rv;
 }

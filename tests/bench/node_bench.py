@@ -108,6 +108,7 @@ def search_row(ds, path, load, r):
     return {"kind": "search", "dataset": ds, "path": path, "load": load,
             "qps": r["qps"], "p50_us": r["p50_us"], "p99_us": r["p99_us"],
             "recall10": r["recall"], "cpu_us": r["cpu_us_per_call"],
+            "node_cpu_us": r.get("server_cpu_us_per_call") or None,
             "calls": r["calls"], "loadavg": os.getloadavg()[0]}
 
 
@@ -166,7 +167,8 @@ def grpcio_search(s, pb, name, query, gt, nq, inflight, seconds, pid):
     for i in range(200):  # warm-up, as node-search-bench
         s.Search(reqs[i % nq], timeout=60)
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    cpu0 = ru.ru_utime + ru.ru_stime + proc_cpu(pid)
+    srv0 = proc_cpu(pid)
+    cpu0 = ru.ru_utime + ru.ru_stime + srv0
     t0 = time.perf_counter()
     end = t0 + seconds
     i = 0
@@ -181,14 +183,16 @@ def grpcio_search(s, pb, name, query, gt, nq, inflight, seconds, pid):
         slots.acquire()
     el = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = ru.ru_utime + ru.ru_stime + proc_cpu(pid) - cpu0
+    srv1 = proc_cpu(pid)
+    cpu = ru.ru_utime + ru.ru_stime + srv1 - cpu0
     if errors:
         raise RuntimeError("grpcio searches failed: %s" % errors[:3])
     lat.sort()
     return {"qps": len(lat) / el, "p50_us": lat[len(lat) // 2] * 1e6,
             "p99_us": lat[len(lat) * 99 // 100] * 1e6,
             "recall": sum(found) / (10.0 * nq), "calls": len(lat),
-            "cpu_us_per_call": cpu * 1e6 / len(lat)}
+            "cpu_us_per_call": cpu * 1e6 / len(lat),
+            "server_cpu_us_per_call": (srv1 - srv0) * 1e6 / len(lat)}
 
 
 def scenario_node(names=("fmnist",), seconds=10, log=print):
@@ -290,7 +294,7 @@ def scenario_node(names=("fmnist",), seconds=10, log=print):
 
 
 SEARCH_COLS = ["dataset", "path", "load", "qps", "p50_us", "p99_us",
-               "recall10", "cpu_us", "calls", "loadavg"]
+               "recall10", "cpu_us", "node_cpu_us", "calls", "loadavg"]
 
 
 def markdown(rows):
@@ -309,7 +313,10 @@ def markdown(rows):
         out.append(f"| {r['dataset']} | {r['path']} | {r['load']} | "
                    f"{r['qps']:,.0f} | {r['p50_us']:,.0f} | "
                    f"{r['p99_us']:,.0f} | {r['recall10']:.4f} | "
-                   f"{r['cpu_us']:,.0f} | {r['calls']:,} | "
+                   f"{r['cpu_us']:,.0f} | "
+                   + (f"{r['node_cpu_us']:,.0f}" if r.get('node_cpu_us')
+                      else "–")
+                   + f" | {r['calls']:,} | "
                    f"{r['loadavg']:.1f} |")
     return "\n".join(out)
 

@@ -27,7 +27,9 @@
  * its start to its result), recall (recall@K of the first round against
  * GT), cpu_us_per_call (this process's user + system CPU time over the
  * timed window, plus the server's with --server-pid, per call: unlike
- * QPS it does not depend on how much of the machine others take), errors.
+ * QPS it does not depend on how much of the machine others take),
+ * server_cpu_us_per_call (the server's part alone; 0 without
+ * --server-pid), errors.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -60,6 +62,7 @@ typedef struct bench {
 	int threads, inflight, connections;
 	long server_pid;
 	double cpu0, cpu1; /* CPU seconds at t0 and t_end */
+	double srv0, srv1; /* of them, the server's (--server-pid) */
 	/* Results. */
 	uint64_t *lat; /* ns per call, in completion order */
 	size_t nlat, cap;
@@ -115,32 +118,38 @@ static int32_t *load_i(const char *path, size_t *rows, uint32_t *dim)
 	return v;
 }
 
-/* User + system CPU seconds of this process, plus those of server_pid
- * (fields 14 and 15 of /proc/PID/stat, in clock ticks) when it is set. */
-static double cpu_seconds(const bench *b)
+/* User + system CPU seconds of process pid (fields 14 and 15 of
+ * /proc/PID/stat, in clock ticks); 0 when it cannot be read. */
+static double proc_cpu_seconds(long pid)
 {
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	double s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-		   (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-	if (b->server_pid <= 0)
-		return s;
 	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%ld/stat", b->server_pid);
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
 	FILE *f = fopen(path, "r");
 	if (f == NULL)
-		return s;
+		return 0;
 	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = '\0';
 	/* After the ")" that ends the command name: fields 3, 4, ... */
 	char *p = strrchr(buf, ')');
 	unsigned long ut = 0, st = 0;
-	if (p != NULL &&
+	if (p == NULL ||
 	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-		   &ut, &st) == 2)
-		s += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-	return s;
+		   &ut, &st) != 2)
+		return 0;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* User + system CPU seconds of this process, plus those of server_pid
+ * (*srv gets that part, 0 without one). */
+static double cpu_seconds(const bench *b, double *srv)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double s = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+		   (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	*srv = b->server_pid > 0 ? proc_cpu_seconds(b->server_pid) : 0;
+	return s + *srv;
 }
 
 /* The next query to run (index into the Q queries, round after round), or
@@ -244,7 +253,7 @@ static void run_local(bench *b)
 	drift_free(hits);
 	pthread_t th[MAX_THREADS];
 	local_arg a = {b, col};
-	b->cpu0 = cpu_seconds(b);
+	b->cpu0 = cpu_seconds(b, &b->srv0);
 	b->t0 = drift_now_ns();
 	b->t_end = b->t0 + (uint64_t)(b->seconds * 1e9);
 	for (int i = 0; i < b->threads; i++)
@@ -252,7 +261,7 @@ static void run_local(bench *b)
 	for (int i = 0; i < b->threads; i++)
 		pthread_join(th[i], NULL);
 	b->t_end = drift_now_ns();
-	b->cpu1 = cpu_seconds(b);
+	b->cpu1 = cpu_seconds(b, &b->srv1);
 	drift_cm_release(cm, col);
 	drift_cm_close(cm);
 }
@@ -339,7 +348,7 @@ static void run_grpc(bench *b)
 		}
 		drift_grpc_msg_free(m);
 	}
-	b->cpu0 = cpu_seconds(b);
+	b->cpu0 = cpu_seconds(b, &b->srv0);
 	b->t0 = drift_now_ns();
 	b->t_end = b->t0 + (uint64_t)(b->seconds * 1e9);
 	for (;;) {
@@ -371,7 +380,7 @@ static void run_grpc(bench *b)
 		pthread_cond_wait(&slot_cv, &b->mu);
 	pthread_mutex_unlock(&b->mu);
 	b->t_end = drift_now_ns();
-	b->cpu1 = cpu_seconds(b);
+	b->cpu1 = cpu_seconds(b, &b->srv1);
 	drift_grpc_client_free(cl);
 	for (size_t i = 0; i < b->nq; i++)
 		drift_free(reqs[i]);
@@ -470,11 +479,13 @@ int main(int argc, char **argv)
 	       "\"connections\": %d, \"calls\": %zu, \"seconds\": %.3f, "
 	       "\"qps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, "
 	       "\"recall\": %.4f, \"queries\": %zu, \"k\": %u, "
-	       "\"cpu_us_per_call\": %.1f, \"errors\": %ld}\n",
+	       "\"cpu_us_per_call\": %.1f, \"server_cpu_us_per_call\": %.1f, "
+	       "\"errors\": %ld}\n",
 	       argv[1], local ? b.threads : 0, local ? 0 : b.inflight,
 	       local ? 0 : b.connections, b.nlat, el, (double)b.nlat / el, p50,
 	       p99, (double)found / ((double)b.nq * b.k), b.nq, b.k,
 	       b.nlat ? (b.cpu1 - b.cpu0) * 1e6 / (double)b.nlat : 0,
+	       b.nlat ? (b.srv1 - b.srv0) * 1e6 / (double)b.nlat : 0,
 	       atomic_load(&b.errors));
 	free(b.lat);
 	free(b.found);

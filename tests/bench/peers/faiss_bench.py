@@ -3,7 +3,8 @@
 
     faiss_bench.py static BASE QUERY GT --index ivfflat|ivfsq8 [--threads N]
                    [--train-per-list T] [--nprobes 1,2,4,...] [--no-single]
-    faiss_bench.py drift BASE STEPS.tsv QUERY --budget NPROBE [--retrain]
+    faiss_bench.py drift BASE STEPS.tsv QUERY [--budget NPROBE | --share F]
+                   [--retrain]
     faiss_bench.py churn BASE QUERY TRACE --results PREFIX [--seconds S]
                    [--threads N] [--nprobe P] [--train-per-list T]
 
@@ -11,7 +12,8 @@ static: trains IVF (nlist = 4 sqrt(n), at most T training points per
 list, 256 unless told), adds the base, sweeps nprobe with one thread and with N, prints JSON
 lines. drift: trains on the first step only (the static index that drift
 breaks), or on every step with --retrain, and reports recall@10 and
-latency at a fixed nprobe after each step. churn: tests/bench/churn.py.
+latency at a fixed nprobe (or fraction F of the lists) after each step,
+with the lists probed and vectors compared per query. churn: tests/bench/churn.py.
 """
 import argparse
 import json
@@ -109,11 +111,13 @@ def cmd_drift(a):
         else:
             index.add(base[done:end])
         done = end
-        index.nprobe = a.budget
+        index.nprobe = (max(1, int(round(a.share * index.nlist)))
+                        if a.share > 0 else a.budget)
         gt = vecio.read_ivecs(gtpath)
         which = np.loadtxt(idxpath, dtype=np.int64, ndmin=1)
         lat = []
         ids = np.empty((len(which), 10), dtype=np.int64)
+        faiss.cvar.indexIVF_stats.reset()
         for i, qi in enumerate(which):
             t0 = time.perf_counter()
             _, ids[i:i + 1] = index.search(q[qi:qi + 1], 10)
@@ -124,7 +128,9 @@ def cmd_drift(a):
              recall10=round(recall10(ids, gt), 4),
              p50_ms=round(float(np.percentile(lat, 50)), 3),
              p99_ms=round(float(np.percentile(lat, 99)), 3),
-             buckets=index.nlist, max_bucket=int(max(sizes)))
+             buckets=index.nlist, max_bucket=int(max(sizes)),
+             probed=index.nprobe,
+             scanned=round(faiss.cvar.indexIVF_stats.ndis / len(which)))
 
 
 def rss_bytes():
@@ -264,6 +270,8 @@ def main():
     d.add_argument("steps")
     d.add_argument("query")
     d.add_argument("--budget", type=int, default=8)
+    d.add_argument("--share", type=float, default=0,
+                   help="probe this fraction of the lists (overrides --budget)")
     d.add_argument("--retrain", action="store_true")
     c = sub.add_parser("churn")
     c.add_argument("base")
