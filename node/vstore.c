@@ -371,12 +371,28 @@ int drift_vstore_read(drift_vstore *vs, const uint32_t *rows, size_t n,
 	return rv;
 }
 
+/* len bytes at off into buf: 0, or DRIFT_EIO on an error or end of
+ * file. */
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+	while (len > 0) {
+		ssize_t got = pread(fd, p, len, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return DRIFT_EIO;
+		p += got;
+		len -= (size_t)got;
+		off += (uint64_t)got;
+	}
+	return 0;
+}
+
 static int read_file_rows(drift_vstore *vs, const uint32_t *rows, size_t n,
 			  float *out)
 {
 	uint32_t dim = vs->dim;
-	drift_disk_req req[READ_BATCH];
-	drift_disk_req *rp[READ_BATCH];
 	size_t first[READ_BATCH], count[READ_BATCH];
 	size_t nreq = 0;
 	uint64_t hits = 0, misses = 0;
@@ -409,20 +425,15 @@ static int read_file_rows(drift_vstore *vs, const uint32_t *rows, size_t n,
 		}
 		if (nreq == 0)
 			continue;
-		for (size_t j = 0; j < nreq; j++) {
-			req[j] = (drift_disk_req){
-				.op = DRIFT_DISK_READ,
-				.fd = vs->fd,
-				.buf = out + first[j] * dim,
-				.len = count[j] * vs->row_bytes,
-				.off = (uint64_t)rows[first[j]] * vs->row_bytes,
-			};
-			rp[j] = &req[j];
-		}
-		rv = drift_disk_run(vs->disk, rp, nreq);
+		/* Read here, not through the disk manager: the store is a
+		 * buffered scratch file whose rows are mostly in the page
+		 * cache, and a search waits for them anyway, so handing the
+		 * reads to the disk thread only adds two context switches. */
 		for (size_t j = 0; j < nreq && rv == 0; j++)
-			if (req[j].transferred != req[j].len)
-				rv = DRIFT_EIO;
+			rv = pread_full(vs->fd, out + first[j] * dim,
+					count[j] * vs->row_bytes,
+					(uint64_t)rows[first[j]] *
+						vs->row_bytes);
 		if (rv == 0 && vs->nent > 0)
 			for (size_t j = 0; j < nreq; j++)
 				for (size_t c = 0; c < count[j]; c++)

@@ -11,9 +11,10 @@
  *   (dim float32, native byte order: the file never outlives the process)
  *   created in the directory and unlinked at once, so a crash leaves
  *   nothing behind. It is derived data: the truth is the segment blocks
- *   (l1_persist.c), from which an opening index rebuilds it. Reads of rows
- *   missing from the row cache go to the disk manager (node/disk.c) in one
- *   batch per call. The row cache is direct-mapped (entry = row mod
+ *   (l1_persist.c), from which an opening index rebuilds it. Rows missing
+ *   from the row cache are read with pread by the calling thread (runs of
+ *   adjacent rows in one call); writes go through the disk manager
+ *   (node/disk.c). The row cache is direct-mapped (entry = row mod
  *   entries) with cache_bytes / (4 * dim) entries: when the budget holds
  *   every row, no two rows share an entry and everything stays cached
  *   (written through on append); with less, reads still answer, from disk
@@ -72,7 +73,7 @@ typedef struct drift_vstore_stats {
 	uint64_t rows;		 /* rows in use */
 	uint64_t free_rows;	 /* released, waiting for reuse */
 	uint64_t hits, misses;	 /* file mode: row cache */
-	uint64_t disk_reads;	 /* file mode: requests to the disk manager */
+	uint64_t disk_reads;	 /* file mode: pread calls for rows */
 	uint64_t resident_bytes; /* vector bytes held in memory */
 } drift_vstore_stats;
 
