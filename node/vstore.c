@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,9 +49,7 @@ struct drift_vstore {
 	size_t nchunks, chunkcap;
 	old_table *old;
 	/* File mode. */
-	int fd; /* -1 in memory mode */
-	drift_disk *disk;
-	bool own_disk;
+	int fd;	       /* -1 in memory mode */
 	size_t nent;   /* cache entries */
 	uint64_t *tag; /* row + 1, or 0 for an empty entry */
 	float *data;   /* nent * dim */
@@ -90,15 +89,6 @@ int drift_vstore_open(const drift_vstore_opts *o, drift_vstore **out,
 		goto fail;
 	}
 	unlink(path);
-	if (o->disk != NULL) {
-		vs->disk = o->disk;
-	} else {
-		drift_disk_opts dopts = {.backend = DRIFT_DISK_AUTO};
-		rv = drift_disk_open(&dopts, &vs->disk, err);
-		if (rv != 0)
-			goto fail;
-		vs->own_disk = true;
-	}
 	vs->nent = o->cache_bytes / vs->row_bytes;
 	if (vs->nent > 0) {
 		vs->tag = drift_calloc(vs->nent, sizeof(uint64_t));
@@ -133,8 +123,6 @@ void drift_vstore_close(drift_vstore *vs)
 		drift_free(t->chunks);
 		drift_free(t);
 	}
-	if (vs->own_disk)
-		drift_disk_close(vs->disk);
 	if (vs->fd >= 0)
 		close(vs->fd);
 	drift_free(vs->tag);
@@ -215,25 +203,36 @@ static bool cache_get(drift_vstore *vs, uint32_t row, float *out)
 	return hit;
 }
 
+/* len bytes between buf and the scratch file at off, all of them (pwrite
+ * when write, else pread): 0 or an errno (ENOSPC for a write that makes no
+ * progress, EIO for a read past the end). */
+static int file_io(int fd, void *buf, size_t len, uint64_t off, bool write)
+{
+	char *p = buf;
+	while (len > 0) {
+		ssize_t got = write ? pwrite(fd, p, len, (off_t)off)
+				    : pread(fd, p, len, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return errno;
+		if (got == 0)
+			return write ? ENOSPC : EIO;
+		p += got;
+		len -= (size_t)got;
+		off += (uint64_t)got;
+	}
+	return 0;
+}
+
 /* Writes count rows starting at row first from v. */
 static int file_write(drift_vstore *vs, uint64_t first, const float *v,
 		      size_t count, drift_err *err)
 {
-	const char *p = (const char *)v;
-	size_t len = count * vs->row_bytes;
-	off_t off = (off_t)(first * vs->row_bytes);
-	while (len > 0) {
-		ssize_t w = pwrite(vs->fd, p, len, off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return drift_err_errno(err, w < 0 ? errno : ENOSPC,
-					       "vector store: writing rows");
-		p += w;
-		len -= (size_t)w;
-		off += w;
-	}
-	return 0;
+	int e = file_io(vs->fd, (void *)v, count * vs->row_bytes,
+			first * vs->row_bytes, true);
+	return e != 0 ? drift_err_errno(err, e, "vector store: writing rows")
+		      : 0;
 }
 
 /* ---- Append, release, read ---------------------------------------------- */
@@ -371,24 +370,6 @@ int drift_vstore_read(drift_vstore *vs, const uint32_t *rows, size_t n,
 	return rv;
 }
 
-/* len bytes at off into buf: 0, or DRIFT_EIO on an error or end of
- * file. */
-static int pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	char *p = buf;
-	while (len > 0) {
-		ssize_t got = pread(fd, p, len, (off_t)off);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0)
-			return DRIFT_EIO;
-		p += got;
-		len -= (size_t)got;
-		off += (uint64_t)got;
-	}
-	return 0;
-}
-
 static int read_file_rows(drift_vstore *vs, const uint32_t *rows, size_t n,
 			  float *out)
 {
@@ -425,15 +406,17 @@ static int read_file_rows(drift_vstore *vs, const uint32_t *rows, size_t n,
 		}
 		if (nreq == 0)
 			continue;
-		/* Read here, not through the disk manager: the store is a
-		 * buffered scratch file whose rows are mostly in the page
-		 * cache, and a search waits for them anyway, so handing the
-		 * reads to the disk thread only adds two context switches. */
+		/* Read by this thread, not through the disk manager: the
+		 * store is a buffered scratch file whose rows are mostly in
+		 * the page cache, and a search waits for them anyway, so a
+		 * hand-off to another thread only adds context switches. */
 		for (size_t j = 0; j < nreq && rv == 0; j++)
-			rv = pread_full(vs->fd, out + first[j] * dim,
-					count[j] * vs->row_bytes,
-					(uint64_t)rows[first[j]] *
-						vs->row_bytes);
+			rv = file_io(vs->fd, out + first[j] * dim,
+				     count[j] * vs->row_bytes,
+				     (uint64_t)rows[first[j]] * vs->row_bytes,
+				     false) != 0
+				     ? DRIFT_EIO
+				     : 0;
 		if (rv == 0 && vs->nent > 0)
 			for (size_t j = 0; j < nreq; j++)
 				for (size_t c = 0; c < count[j]; c++)

@@ -13,12 +13,11 @@
  *   nothing behind. It is derived data: the truth is the segment blocks
  *   (l1_persist.c), from which an opening index rebuilds it. Rows missing
  *   from the row cache are read with pread by the calling thread (runs of
- *   adjacent rows in one call); writes go through the disk manager
- *   (node/disk.c). The row cache is direct-mapped (entry = row mod
- *   entries) with cache_bytes / (4 * dim) entries: when the budget holds
- *   every row, no two rows share an entry and everything stays cached
- *   (written through on append); with less, reads still answer, from disk
- *   (in practice the kernel's page cache, which is not this process's
+ *   adjacent rows in one call), appends written with pwrite. The row cache is
+ * direct-mapped (entry = row mod entries) with cache_bytes / (4 * dim) entries:
+ * when the budget holds every row, no two rows share an entry and everything
+ * stays cached (written through on append); with less, reads still answer, from
+ * disk (in practice the kernel's page cache, which is not this process's
  *   memory).
  *
  * Rows are recycled: a row released by the writer (its vector deleted or
@@ -36,7 +35,6 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "node/disk.h"
 
 typedef struct drift_vstore drift_vstore;
 
@@ -44,11 +42,10 @@ typedef struct drift_vstore_opts {
 	uint32_t dim;
 	const char *dir;    /* NULL: memory mode */
 	size_t cache_bytes; /* file mode: row cache budget (0: none) */
-	drift_disk *disk;   /* file mode: NULL opens one (AUTO backend) */
 } drift_vstore_opts;
 
-/* 0, DRIFT_EINVAL (dim 0), DRIFT_ENOMEM, DRIFT_EIO (the file or the disk
- * manager could not be created: the message says which). */
+/* 0, DRIFT_EINVAL (dim 0), DRIFT_ENOMEM, DRIFT_EIO (the scratch file
+ * could not be created). */
 int drift_vstore_open(const drift_vstore_opts *o, drift_vstore **out,
 		      drift_err *err);
 
