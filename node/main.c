@@ -29,6 +29,7 @@ struct node_cfg {
 	char *listen;
 	int64_t workers;
 	int64_t max_workers;
+	int64_t cpu_workers;
 	uint64_t max_message;
 	int64_t memtable_rows;
 	int64_t max_vectors;
@@ -57,6 +58,10 @@ static const drift_cfg_opt opts[] = {
 	    "handler threads kept ready", 1, 1024),
 	OPT("node.max_workers", NULL, DRIFT_CFG_INT, max_workers, "256",
 	    "handlers running at once at most", 1, 65536),
+	OPT("node.cpu_workers", "cpu-workers", DRIFT_CFG_INT, cpu_workers, "0",
+	    "threads that run Search, SearchBatch and Get, in arrival order "
+	    "(0: one per online CPU)",
+	    0, 1024),
 	OPT("node.max_message", NULL, DRIFT_CFG_SIZE, max_message, "64MiB",
 	    "largest gRPC message received", 1024, (int64_t)1 << 31),
 	OPT("memory.memtable_rows", "memtable-rows", DRIFT_CFG_INT,
@@ -146,6 +151,7 @@ int main(int argc, char **argv)
 		.max_send_msg = cfg.max_message,
 		.workers = (unsigned)cfg.workers,
 		.max_workers = (unsigned)cfg.max_workers,
+		.cpu_workers = (unsigned)cfg.cpu_workers,
 	};
 	if (drift_grpc_server_new(&so, &srv, &err) != 0 ||
 	    drift_node_service_register(srv, cm, cfg.listen) != 0 ||

@@ -791,34 +791,43 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 		const char *path;
 		enum drift_grpc_kind kind;
 		drift_grpc_handler fn;
+		bool cpu; /* only computes: on the server's fixed CPU pool */
 	} m[] = {
 		{"/drift.v1.Drift/CreateCollection", DRIFT_GRPC_UNARY,
-		 create_collection},
+		 create_collection, false},
 		{"/drift.v1.Drift/DropCollection", DRIFT_GRPC_UNARY,
-		 drop_collection},
+		 drop_collection, false},
 		{"/drift.v1.Drift/ListCollections", DRIFT_GRPC_UNARY,
-		 list_collections},
+		 list_collections, false},
 		{"/drift.v1.Drift/DescribeCollection", DRIFT_GRPC_UNARY,
-		 describe_collection},
-		{"/drift.v1.Drift/Upsert", DRIFT_GRPC_UNARY, upsert},
+		 describe_collection, false},
+		{"/drift.v1.Drift/Upsert", DRIFT_GRPC_UNARY, upsert, false},
 		{"/drift.v1.Drift/UpsertStream", DRIFT_GRPC_CLIENT_STREAM,
-		 upsert_stream},
-		{"/drift.v1.Drift/Delete", DRIFT_GRPC_UNARY, delete_},
-		{"/drift.v1.Drift/Get", DRIFT_GRPC_UNARY, get},
-		{"/drift.v1.Drift/Search", DRIFT_GRPC_UNARY, search},
-		{"/drift.v1.Drift/SearchBatch", DRIFT_GRPC_UNARY, search_batch},
-		{"/drift.v1.Drift/Flush", DRIFT_GRPC_UNARY, flush},
-		{"/drift.v1.Cluster/Status", DRIFT_GRPC_UNARY, status},
-		{"/drift.v1.Cluster/AddNode", DRIFT_GRPC_UNARY, no_cluster},
-		{"/drift.v1.Cluster/RemoveNode", DRIFT_GRPC_UNARY, no_cluster},
-		{"/drift.v1.Cluster/ShardMap", DRIFT_GRPC_UNARY, no_cluster},
+		 upsert_stream, false},
+		{"/drift.v1.Drift/Delete", DRIFT_GRPC_UNARY, delete_, false},
+		{"/drift.v1.Drift/Get", DRIFT_GRPC_UNARY, get, true},
+		{"/drift.v1.Drift/Search", DRIFT_GRPC_UNARY, search, true},
+		{"/drift.v1.Drift/SearchBatch", DRIFT_GRPC_UNARY, search_batch,
+		 true},
+		{"/drift.v1.Drift/Flush", DRIFT_GRPC_UNARY, flush, false},
+		{"/drift.v1.Cluster/Status", DRIFT_GRPC_UNARY, status, false},
+		{"/drift.v1.Cluster/AddNode", DRIFT_GRPC_UNARY, no_cluster,
+		 false},
+		{"/drift.v1.Cluster/RemoveNode", DRIFT_GRPC_UNARY, no_cluster,
+		 false},
+		{"/drift.v1.Cluster/ShardMap", DRIFT_GRPC_UNARY, no_cluster,
+		 false},
 		{"/drift.v1.Cluster/WatchShardMap", DRIFT_GRPC_SERVER_STREAM,
-		 no_cluster},
-		{"/drift.v1.Cluster/Rebalance", DRIFT_GRPC_UNARY, no_cluster},
+		 no_cluster, false},
+		{"/drift.v1.Cluster/Rebalance", DRIFT_GRPC_UNARY, no_cluster,
+		 false},
 	};
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
-		int rv = drift_grpc_server_add(srv, m[i].path, m[i].kind,
-					       m[i].fn, NULL);
+		int rv = m[i].cpu ? drift_grpc_server_add_cpu(srv, m[i].path,
+							      m[i].fn, NULL)
+				  : drift_grpc_server_add(srv, m[i].path,
+							  m[i].kind, m[i].fn,
+							  NULL);
 		if (rv != 0)
 			return rv;
 	}

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "common/alloc.h"
@@ -39,6 +40,7 @@ struct method {
 	enum drift_grpc_kind kind;
 	drift_grpc_handler fn;
 	void *ctx;
+	bool cpu; /* runs on the fixed CPU pool */
 };
 
 struct hdr {
@@ -88,6 +90,8 @@ struct conn {
 	uv_timer_t ka;
 	int handles; /* open libuv handles: io.tcp and ka */
 	bool ping_out;
+	struct conn *flush_next; /* on_async's list of connections to flush */
+	bool to_flush;
 };
 
 struct drift_grpc_server {
@@ -95,7 +99,8 @@ struct drift_grpc_server {
 	struct method *methods;
 	size_t nmethods, capmethods;
 	drift_grpc_health *health;
-	drift_pool *pool;
+	drift_pool *pool;     /* elastic: handlers that may wait */
+	drift_pool *cpu_pool; /* fixed: unary handlers that only compute */
 
 	uv_loop_t loop;
 	uv_tcp_t listener;
@@ -358,7 +363,8 @@ static void dispatch(drift_grpc_call *c)
 	drift_grpc_stream_ref(&c->st);
 	atomic_fetch_add(&s->calls_active, 1);
 	atomic_fetch_add(&s->calls_total, 1);
-	if (drift_pool_submit(s->pool, run_handler, c) != 0) {
+	drift_pool *p = c->m->cpu ? s->cpu_pool : s->pool;
+	if (drift_pool_submit(p, run_handler, c) != 0) {
 		atomic_fetch_sub(&s->calls_active, 1);
 		drift_grpc_stream_unref(&c->st);
 		call_abort(c, DRIFT_GRPC_UNAVAILABLE, DRIFT_ECLOSED,
@@ -928,6 +934,10 @@ static void on_async(uv_async_t *a)
 	/* An element stays marked queued until it is taken from the local
 	 * list, so a concurrent wake cannot relink it while the rest of
 	 * the list is still to be walked. */
+	/* Each connection is flushed once, after all its calls are synced:
+	 * the responses that finished together go out in one write. Nothing
+	 * here closes a connection, so the list stays valid. */
+	struct conn *flush = NULL;
 	while (list != NULL) {
 		pthread_mutex_lock(&s->mu);
 		drift_grpc_stream *next = list->wake_next;
@@ -936,10 +946,19 @@ static void on_async(uv_async_t *a)
 		drift_grpc_call *c = (drift_grpc_call *)list;
 		struct conn *conn = c->conn;
 		call_sync(c);
-		if (conn != NULL)
-			drift_h2io_flush(&conn->io);
+		if (conn != NULL && !conn->to_flush) {
+			conn->to_flush = true;
+			conn->flush_next = flush;
+			flush = conn;
+		}
 		drift_grpc_stream_unref(list);
 		list = next;
+	}
+	while (flush != NULL) {
+		struct conn *conn = flush;
+		flush = conn->flush_next;
+		conn->to_flush = false;
+		drift_h2io_flush(&conn->io);
 	}
 	if (goaway)
 		goaway_all(s);
@@ -984,6 +1003,10 @@ int drift_grpc_server_new(const drift_grpc_server_opts *opts,
 		o->max_workers = 512;
 	if (o->max_workers < o->workers)
 		o->max_workers = o->workers;
+	if (o->cpu_workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		o->cpu_workers = n > 0 ? (unsigned)n : 1;
+	}
 	if (o->max_concurrent_streams == 0)
 		o->max_concurrent_streams = 1000;
 	if (o->max_connections == 0)
@@ -1024,9 +1047,9 @@ int drift_grpc_server_new(const drift_grpc_server_opts *opts,
 	return 0;
 }
 
-int drift_grpc_server_add(drift_grpc_server *s, const char *path,
-			  enum drift_grpc_kind kind, drift_grpc_handler fn,
-			  void *ctx)
+static int add_method(drift_grpc_server *s, const char *path,
+		      enum drift_grpc_kind kind, bool cpu,
+		      drift_grpc_handler fn, void *ctx)
 {
 	if (s->started || path == NULL || path[0] != '/' || fn == NULL)
 		return DRIFT_EINVAL;
@@ -1043,9 +1066,22 @@ int drift_grpc_server_add(drift_grpc_server *s, const char *path,
 	char *p = drift_strdup(path);
 	if (p == NULL)
 		return DRIFT_ENOMEM;
-	s->methods[s->nmethods++] =
-		(struct method){.path = p, .kind = kind, .fn = fn, .ctx = ctx};
+	s->methods[s->nmethods++] = (struct method){
+		.path = p, .kind = kind, .fn = fn, .ctx = ctx, .cpu = cpu};
 	return 0;
+}
+
+int drift_grpc_server_add(drift_grpc_server *s, const char *path,
+			  enum drift_grpc_kind kind, drift_grpc_handler fn,
+			  void *ctx)
+{
+	return add_method(s, path, kind, false, fn, ctx);
+}
+
+int drift_grpc_server_add_cpu(drift_grpc_server *s, const char *path,
+			      drift_grpc_handler fn, void *ctx)
+{
+	return add_method(s, path, DRIFT_GRPC_UNARY, true, fn, ctx);
 }
 
 /* Splits "host:port" or "[v6]:port". */
@@ -1141,11 +1177,19 @@ int drift_grpc_server_start(drift_grpc_server *s, drift_err *err)
 	if (rv != 0)
 		return drift_err_set(err, rv, "grpc server: worker pool: %s",
 				     drift_strerror(rv));
-	drift_grpc_health_set(s->health, "", 1);
-	rv = pthread_create(&s->thread, NULL, loop_main, s);
+	rv = drift_pool_new(s->o.cpu_workers, s->o.cpu_workers, &s->cpu_pool);
 	if (rv != 0) {
 		drift_pool_free(s->pool);
 		s->pool = NULL;
+		return drift_err_set(err, rv, "grpc server: CPU pool: %s",
+				     drift_strerror(rv));
+	}
+	drift_grpc_health_set(s->health, "", 1);
+	rv = pthread_create(&s->thread, NULL, loop_main, s);
+	if (rv != 0) {
+		drift_pool_free(s->cpu_pool);
+		drift_pool_free(s->pool);
+		s->cpu_pool = s->pool = NULL;
 		return drift_err_errno(err, rv, "grpc server: loop thread");
 	}
 	s->started = true;
@@ -1192,9 +1236,11 @@ void drift_grpc_server_shutdown(drift_grpc_server *s, uint64_t grace_ns)
 	s->want_force = true;
 	pthread_mutex_unlock(&s->mu);
 	server_wake(s);
-	/* Handlers see their calls cancelled and return. */
+	/* Handlers see their calls cancelled and return; queued ones start,
+	 * see theirs cancelled too, and return. */
+	drift_pool_free(s->cpu_pool);
 	drift_pool_free(s->pool);
-	s->pool = NULL;
+	s->cpu_pool = s->pool = NULL;
 	pthread_mutex_lock(&s->mu);
 	s->want_stop = true;
 	pthread_mutex_unlock(&s->mu);

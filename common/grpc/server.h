@@ -4,7 +4,8 @@
  *
  * Threads. One libuv loop thread owns the listening socket, every
  * connection and every nghttp2 session. Handlers run on an elastic worker
- * pool (common/pool.h) and never touch a session: they receive and send
+ * pool (common/pool.h), or those registered with drift_grpc_server_add_cpu
+ * on a fixed one, and never touch a session: they receive and send
  * messages through their call, which hands them to the loop (see
  * stream.h). A handler may block (on the engine, on its peer's next
  * message); the loop never does.
@@ -64,10 +65,11 @@ enum drift_grpc_kind {
 typedef void (*drift_grpc_handler)(drift_grpc_call *call, void *ctx);
 
 typedef struct drift_grpc_server_opts {
-	size_t max_recv_msg;		 /* 0: 64 MiB */
-	size_t max_send_msg;		 /* 0: 64 MiB */
-	unsigned workers;		 /* pool threads kept; 0: 4 */
-	unsigned max_workers;		 /* handlers running at once; 0: 512 */
+	size_t max_recv_msg;  /* 0: 64 MiB */
+	size_t max_send_msg;  /* 0: 64 MiB */
+	unsigned workers;     /* pool threads kept; 0: 4 */
+	unsigned max_workers; /* handlers running at once; 0: 512 */
+	unsigned cpu_workers; /* threads of the CPU pool; 0: online CPUs */
 	uint32_t max_concurrent_streams; /* per connection; 0: 1000 */
 	unsigned max_connections;	 /* 0: 4096 */
 	uint64_t keepalive_ns;		 /* ping period; 0: 2 hours */
@@ -85,6 +87,15 @@ int drift_grpc_server_new(const drift_grpc_server_opts *opts,
 int drift_grpc_server_add(drift_grpc_server *s, const char *path,
 			  enum drift_grpc_kind kind, drift_grpc_handler fn,
 			  void *ctx);
+
+/* Registers a unary method whose handler only computes: it does not wait
+ * for a client, a disk sync, a lock held long or another call. Such
+ * handlers run on a fixed pool of cpu_workers threads, in arrival order,
+ * so that many calls in flight share the cores instead of each taking a
+ * thread of its own (oversubscribed, they would cost a context switch and
+ * a cold cache each). Same returns as drift_grpc_server_add. */
+int drift_grpc_server_add_cpu(drift_grpc_server *s, const char *path,
+			      drift_grpc_handler fn, void *ctx);
 
 /* Binds and listens on "host:port" (port 0: an ephemeral one, see
  * drift_grpc_server_port). 0 or an error with a message. */

@@ -5,7 +5,8 @@
  * seeds and the echo benchmark.
  *
  *   echo-server [--listen HOST:PORT] [--max-recv BYTES] [--workers N]
- *               [--keepalive-ms MS] [--keepalive-timeout-ms MS]
+ *               [--cpu-workers N] [--keepalive-ms MS]
+ *               [--keepalive-timeout-ms MS]
  *
  * Prints "listening on PORT" and then "ready" on stdout; SIGTERM or SIGINT
  * shuts it down gracefully (5 s grace) and it exits 0.
@@ -25,6 +26,7 @@
 
 static drift_grpc_server *server;
 static atomic_ullong n_cancelled, n_deadline;
+static atomic_ullong cpu_running, cpu_started;
 
 /* ---- Helpers ---- */
 
@@ -52,9 +54,10 @@ static bool nap(drift_grpc_call *c, uint32_t ms)
 }
 
 static int reply(drift_grpc_call *c, const Drift__Test__EchoRequest *req,
-		 uint32_t index)
+		 uint32_t index, uint64_t count)
 {
 	Drift__Test__EchoResponse resp = DRIFT__TEST__ECHO_RESPONSE__INIT;
+	resp.count = count;
 	uint8_t *big = NULL;
 	resp.index = index;
 	if (req->response_size > 0) {
@@ -102,13 +105,30 @@ static void unary(drift_grpc_call *c, void *ctx)
 		drift_grpc_call_finish(c, req->status, "%s", req->message);
 		goto out;
 	}
-	if (reply(c, req, 0) == 0)
+	if (reply(c, req, 0, 0) == 0)
 		drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
 	else
 		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
 				       "response not sent");
 out:
 	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* Unary on the CPU pool: says how many of its kind run at once. */
+static void cpu_unary(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	uint64_t running = atomic_fetch_add(&cpu_running, 1) + 1;
+	atomic_fetch_add(&cpu_started, 1);
+	int rv;
+	Drift__Test__EchoRequest *req = recv_req(c, &rv);
+	if (req != NULL && nap(c, req->sleep_ms)) {
+		if (reply(c, req, 0, running) == 0)
+			drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
+	}
+	if (req != NULL)
+		protobuf_c_message_free_unpacked(&req->base, NULL);
+	atomic_fetch_sub(&cpu_running, 1);
 }
 
 static void client_stream(drift_grpc_call *c, void *ctx)
@@ -152,7 +172,7 @@ static void server_stream(drift_grpc_call *c, void *ctx)
 	if (req == NULL)
 		return;
 	for (uint32_t i = 0; i < req->repeat; i++) {
-		if (!nap(c, req->sleep_ms) || reply(c, req, i) != 0)
+		if (!nap(c, req->sleep_ms) || reply(c, req, i, 0) != 0)
 			goto out;
 	}
 	if (req->status != 0)
@@ -173,7 +193,7 @@ static void bidi(drift_grpc_call *c, void *ctx)
 		if (req == NULL)
 			break;
 		bool ok = req->status == 0 && nap(c, req->sleep_ms) &&
-			  reply(c, req, i++) == 0;
+			  reply(c, req, i++, 0) == 0;
 		if (req->status != 0)
 			drift_grpc_call_finish(c, req->status, "%s",
 					       req->message);
@@ -202,6 +222,7 @@ static void stats(drift_grpc_call *c, void *ctx)
 	resp.deadline = atomic_load(&n_deadline);
 	resp.active = st.calls_active;
 	resp.connections = st.connections;
+	resp.cpu_started = atomic_load(&cpu_started);
 	if (drift_grpc_call_send_pb(c, &resp.base) == 0)
 		drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
 }
@@ -212,7 +233,7 @@ static int usage(void)
 {
 	fprintf(stderr,
 		"usage: echo-server [--listen HOST:PORT] [--max-recv BYTES] "
-		"[--workers N] [--keepalive-ms MS] "
+		"[--workers N] [--cpu-workers N] [--keepalive-ms MS] "
 		"[--keepalive-timeout-ms MS]\n");
 	return 2;
 }
@@ -232,6 +253,8 @@ int main(int argc, char **argv)
 			o.max_recv_msg = strtoull(v, NULL, 10);
 		else if (strcmp(a, "--workers") == 0)
 			o.workers = (unsigned)strtoul(v, NULL, 10);
+		else if (strcmp(a, "--cpu-workers") == 0)
+			o.cpu_workers = (unsigned)strtoul(v, NULL, 10);
 		else if (strcmp(a, "--keepalive-ms") == 0)
 			o.keepalive_ns = strtoull(v, NULL, 10) * 1000000ull;
 		else if (strcmp(a, "--keepalive-timeout-ms") == 0)
@@ -262,6 +285,8 @@ int main(int argc, char **argv)
 				  DRIFT_GRPC_BIDI, bidi, NULL) != 0 ||
 	    drift_grpc_server_add(server, "/drift.test.Echo/Stats",
 				  DRIFT_GRPC_UNARY, stats, NULL) != 0 ||
+	    drift_grpc_server_add_cpu(server, "/drift.test.Echo/CpuUnary",
+				      cpu_unary, NULL) != 0 ||
 	    drift_grpc_server_listen(server, listen, &err) != 0 ||
 	    drift_grpc_server_start(server, &err) != 0) {
 		fprintf(stderr, "echo-server: %s\n", drift_err_msg(&err, -1));

@@ -26,7 +26,7 @@ def stats(stub):
 def main():
     tap = Tap()
     srv = Server([os.environ["DRIFT_ECHO_SERVER"], "--listen",
-                  "127.0.0.1:0"])
+                  "127.0.0.1:0", "--cpu-workers", "2"])
     ch = grpc.insecure_channel(srv.addr, options=OPTS)
     stub = echo_pb2_grpc.EchoStub(ch)
     E = echo_pb2.EchoRequest
@@ -225,6 +225,46 @@ def main():
                   "watch of an unknown service: SERVICE_UNKNOWN")
         w.cancel()
 
+    def cpu_pool():
+        # Six calls of 300 ms on a CPU pool of 2 threads: never more than
+        # two run at once, so they take three rounds; a call of the
+        # elastic pool is not held up behind them.
+        t0 = time.time()
+        futs = [stub.CpuUnary.future(E(payload=b"%d" % i, sleep_ms=300),
+                                     timeout=30) for i in range(6)]
+        time.sleep(0.05)
+        t1 = time.time()
+        r = stub.Unary(E(payload=b"beside"), timeout=10)
+        beside = time.time() - t1
+        tap.check(r.payload == b"beside" and beside < 0.25,
+                  "a Unary call is not queued behind the CPU pool "
+                  "(%.3f s)" % beside)
+        res = [f.result() for f in futs]
+        took = time.time() - t0
+        tap.check(all(x.payload == b"%d" % i for i, x in enumerate(res)),
+                  "CPU pool: six calls answered")
+        most = max(x.count for x in res)
+        tap.check(most == 2, "CPU pool: at most 2 handlers at once "
+                  "(saw %d)" % most)
+        tap.check(took >= 0.85, "CPU pool: three rounds of 300 ms "
+                  "(%.2f s)" % took)
+        # A call whose deadline passes while it waits for a CPU thread
+        # is answered DEADLINE_EXCEEDED and its handler never starts.
+        before = stats(stub).cpu_started
+        busy = [stub.CpuUnary.future(E(sleep_ms=1500), timeout=30)
+                for _ in range(2)]
+        time.sleep(0.2)
+        try:
+            stub.CpuUnary(E(), timeout=0.3)
+            tap.check(False, "queued past its deadline")
+        except grpc.RpcError as e:
+            tap.check(e.code() == grpc.StatusCode.DEADLINE_EXCEEDED,
+                      "CPU pool: queued past its deadline: %s" % e.code())
+        for f in busy:
+            f.result()
+        tap.check(stats(stub).cpu_started == before + 2,
+                  "CPU pool: the expired call's handler did not start")
+
     def many():
         futs = [stub.Unary.future(E(payload=b"%d" % i), timeout=120)
                 for i in range(10000)]
@@ -238,7 +278,7 @@ def main():
                      ("deadline", deadline), ("cancel", cancel),
                      ("big", big), ("malformed", malformed),
                      ("compression", compression), ("health", health),
-                     ("many", many)]:
+                     ("cpu_pool", cpu_pool), ("many", many)]:
         tap.run(name, fn)
 
     # A Watch sees the shutdown begin.
