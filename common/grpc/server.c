@@ -360,6 +360,11 @@ static void dispatch(drift_grpc_call *c)
 {
 	drift_grpc_server *s = c->srv;
 	c->dispatched = true;
+	/* A unary or client-streaming call sends one message: it goes out
+	 * when the handler finishes, headers, message and trailers in one
+	 * write, and the loop is woken once. */
+	c->st.out_hold = c->m->kind == DRIFT_GRPC_UNARY ||
+			 c->m->kind == DRIFT_GRPC_CLIENT_STREAM;
 	drift_grpc_stream_ref(&c->st);
 	atomic_fetch_add(&s->calls_active, 1);
 	atomic_fetch_add(&s->calls_total, 1);

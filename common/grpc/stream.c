@@ -255,7 +255,7 @@ int drift_grpc_stream_push_out(drift_grpc_stream *s, const void *data,
 		s->out_bytes += m->len;
 		m = NULL;
 	}
-	wake = rv == 0;
+	wake = rv == 0 && !s->out_hold;
 	pthread_mutex_unlock(&s->mu);
 	drift_grpc_msg_free(m);
 	if (wake)

@@ -58,7 +58,9 @@ struct drift_grpc_stream {
 	size_t out_off;			     /* bytes of out_head sent */
 	size_t out_bytes;		     /* queued and not yet sent */
 	size_t out_limit;
-	bool out_end; /* no more messages will be pushed */
+	bool out_end;  /* no more messages will be pushed */
+	bool out_hold; /* set before use: a push does not wake the owner
+			* (one response, which goes out with the status) */
 
 	/* Owner's wake list (owner's lock). */
 	bool queued;
