@@ -152,8 +152,8 @@ def scenario_churn(names, quick, tools, threads, log):
                 recs, peak, _ = tools["run"](cmd + ["--results", prefix])
                 runs.append((system, prefix, recs, peak,
                              max(load1, os.getloadavg()[0])))
-            # Loaded only now: wait4's peak RSS of a system counts the
-            # harness's pages between fork and exec.
+            # Loaded only after the systems ran, to keep the harness
+            # small (rss-exec keeps its memory out of their peaks anyway).
             base = vecio.read_fvecs(base_path)
             queries = vecio.read_fvecs(query_path)
             for system, prefix, recs, peak, load1 in runs:

@@ -8,7 +8,8 @@
 
 Every system runs as its own process speaking one protocol (README.md):
 JSON lines on stdout. The harness measures each process's peak resident
-memory (wait4's ru_maxrss), subtracts a run that only loads the data, and
+memory (wait4's ru_maxrss, through rss-exec so that the harness's own memory
+does not count), subtracts a run that only loads the data, and
 reports bytes per vector. It writes tables (markdown and TSV) and plots
 under build/bench/ and regenerates docs/benchmarks.md with the machine,
 the command and the results. A run of some scenarios keeps the sections of
@@ -24,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -64,11 +66,27 @@ def log(msg):
 
 # ---- Running systems --------------------------------------------------------
 
+def rss_exec():
+    """rss-exec, copied out of the build tree like drift-bench."""
+    exe = os.path.join(OUT, "rss-exec")
+    if not getattr(rss_exec, "copied", False):
+        os.makedirs(OUT, exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, "build", "tests", "bench",
+                                  "rss-exec"), exe)
+        rss_exec.copied = True
+    return exe
+
+
 def run_system(cmd, timeout=7200):
-    """Runs cmd; returns (records, peak RSS bytes, seconds)."""
+    """Runs cmd; returns (records, peak RSS bytes, seconds). The peak is
+    the system's own, through rss-exec: wait4 of a child started from this
+    process would count this process's memory too (see rss_exec.c)."""
     log("$ " + " ".join(cmd))
     t0 = time.time()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    fd, rss_file = tempfile.mkstemp(prefix="rss-", dir=OUT)
+    os.close(fd)
+    p = subprocess.Popen([rss_exec(), rss_file] + cmd,
+                         stdout=subprocess.PIPE, text=True)
     records = []
     for line in p.stdout:
         line = line.strip()
@@ -76,12 +94,14 @@ def run_system(cmd, timeout=7200):
             rec = json.loads(line)
             records.append(rec)
             log("  " + line)
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
+    p.wait()
+    with open(rss_file) as f:
+        peak_kib = f.read().strip()
+    os.unlink(rss_file)
+    if p.returncode != 0 or not peak_kib:
         raise RuntimeError(f"{cmd[0]} exited {p.returncode}")
     log(f"  ({time.time() - t0:.1f} s, load {os.getloadavg()[0]:.1f})")
-    return records, ru.ru_maxrss * 1024, time.time() - t0
+    return records, int(peak_kib) * 1024, time.time() - t0
 
 
 def hnswlib_binary():
