@@ -30,7 +30,9 @@ static void sift_down(drift_hit *h, size_t n, size_t i)
 	}
 }
 
-void drift_topk_push(drift_topk *t, drift_hit hit)
+/* The heap work behind drift_topk_push (it checks again: a direct call is
+ * safe). */
+void drift_topk_insert(drift_topk *t, drift_hit hit)
 {
 	if (t->n < t->k) {
 		t->h[t->n] = hit;

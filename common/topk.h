@@ -28,7 +28,15 @@ static inline float drift_topk_bound(const drift_topk *t)
 	return t->n < t->k ? __builtin_inff() : t->h[0].distance;
 }
 
-void drift_topk_push(drift_topk *t, drift_hit hit);
+/* Keeps hit if it belongs to the top k. The common case, a hit that does
+ * not beat a full top-k's root, is decided inline. */
+void drift_topk_insert(drift_topk *t, drift_hit hit);
+static inline void drift_topk_push(drift_topk *t, drift_hit hit)
+{
+	if (t->n == t->k && (t->k == 0 || !drift_hit_less(hit, t->h[0])))
+		return;
+	drift_topk_insert(t, hit);
+}
 
 /* Sorts the kept hits best first (in place, in t->h) and returns how many;
  * the top-k is then empty of heap order and must be re-initialised before
