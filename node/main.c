@@ -59,7 +59,7 @@ static const drift_cfg_opt opts[] = {
 	OPT("node.max_workers", NULL, DRIFT_CFG_INT, max_workers, "256",
 	    "handlers running at once at most", 1, 65536),
 	OPT("node.cpu_workers", "cpu-workers", DRIFT_CFG_INT, cpu_workers, "0",
-	    "threads that run Search, SearchBatch and Get, in arrival order "
+	    "threads that run Search and Get calls, in arrival order "
 	    "(0: one per online CPU)",
 	    0, 1024),
 	OPT("node.max_message", NULL, DRIFT_CFG_SIZE, max_message, "64MiB",

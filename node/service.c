@@ -807,8 +807,12 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 		{"/drift.v1.Drift/Delete", DRIFT_GRPC_UNARY, delete_, false},
 		{"/drift.v1.Drift/Get", DRIFT_GRPC_UNARY, get, true},
 		{"/drift.v1.Drift/Search", DRIFT_GRPC_UNARY, search, true},
+		/* Not on the CPU pool: up to DRIFT_NODE_MAX_BATCH_QUERIES
+		 * queries can take seconds, and the Search calls queued
+		 * behind it would wait that long; over many queries, the
+		 * elastic pool's thread costs nothing. */
 		{"/drift.v1.Drift/SearchBatch", DRIFT_GRPC_UNARY, search_batch,
-		 true},
+		 false},
 		{"/drift.v1.Drift/Flush", DRIFT_GRPC_UNARY, flush, false},
 		{"/drift.v1.Cluster/Status", DRIFT_GRPC_UNARY, status, false},
 		{"/drift.v1.Cluster/AddNode", DRIFT_GRPC_UNARY, no_cluster,

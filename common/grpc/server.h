@@ -93,7 +93,9 @@ int drift_grpc_server_add(drift_grpc_server *s, const char *path,
  * handlers run on a fixed pool of cpu_workers threads, in arrival order,
  * so that many calls in flight share the cores instead of each taking a
  * thread of its own (oversubscribed, they would cost a context switch and
- * a cold cache each). Same returns as drift_grpc_server_add. */
+ * a cold cache each). Keep it to handlers that are also short: the calls
+ * queued behind a long one wait for it. Same returns as
+ * drift_grpc_server_add. */
 int drift_grpc_server_add_cpu(drift_grpc_server *s, const char *path,
 			      drift_grpc_handler fn, void *ctx);
 
