@@ -13,12 +13,12 @@
  *   nothing behind. It is derived data: the truth is the segment blocks
  *   (l1_persist.c), from which an opening index rebuilds it. Rows missing
  *   from the row cache are read with pread by the calling thread (runs of
- *   adjacent rows in one call), appends written with pwrite. The row cache is
- * direct-mapped (entry = row mod entries) with cache_bytes / (4 * dim) entries:
- * when the budget holds every row, no two rows share an entry and everything
- * stays cached (written through on append); with less, reads still answer, from
- * disk (in practice the kernel's page cache, which is not this process's
- *   memory).
+ *   adjacent rows in one call), appends written with pwrite. The row
+ *   cache is direct-mapped (entry = row mod entries) with
+ *   cache_bytes / (4 * dim) entries: when the budget holds every row, no
+ *   two rows share an entry and everything stays cached (written through
+ *   on append); with less, reads still answer, from disk (in practice the
+ *   kernel's page cache, which is not this process's memory).
  *
  * Rows are recycled: a row released by the writer (its vector deleted or
  * replaced, and no reader able to hold it any more) is reused by a later

@@ -324,6 +324,13 @@ static void call_abort(drift_grpc_call *c, int code, int user_err,
 		call_sync(c);
 }
 
+/* The handler sends exactly one message. */
+static bool unary_output(const struct method *m)
+{
+	return m->kind == DRIFT_GRPC_UNARY ||
+	       m->kind == DRIFT_GRPC_CLIENT_STREAM;
+}
+
 /* ---- Dispatch ---- */
 
 static void run_handler(void *arg)
@@ -363,8 +370,7 @@ static void dispatch(drift_grpc_call *c)
 	/* A unary or client-streaming call sends one message: it goes out
 	 * when the handler finishes, headers, message and trailers in one
 	 * write, and the loop is woken once. */
-	c->st.out_hold = c->m->kind == DRIFT_GRPC_UNARY ||
-			 c->m->kind == DRIFT_GRPC_CLIENT_STREAM;
+	c->st.out_hold = unary_output(c->m);
 	drift_grpc_stream_ref(&c->st);
 	atomic_fetch_add(&s->calls_active, 1);
 	atomic_fetch_add(&s->calls_total, 1);
@@ -938,10 +944,10 @@ static void on_async(uv_async_t *a)
 	pthread_mutex_unlock(&s->mu);
 	/* An element stays marked queued until it is taken from the local
 	 * list, so a concurrent wake cannot relink it while the rest of
-	 * the list is still to be walked. */
-	/* Each connection is flushed once, after all its calls are synced:
-	 * the responses that finished together go out in one write. Nothing
-	 * here closes a connection, so the list stays valid. */
+	 * the list is still to be walked. Each connection is flushed once,
+	 * after all its calls are synced: the responses that finished
+	 * together go out in one write. Nothing here closes a connection,
+	 * so the flush list stays valid. */
 	struct conn *flush = NULL;
 	while (list != NULL) {
 		pthread_mutex_lock(&s->mu);
@@ -1338,10 +1344,7 @@ int drift_grpc_call_send(drift_grpc_call *c, const void *data, size_t len)
 	pthread_mutex_unlock(&c->st.mu);
 	if (fin)
 		return DRIFT_EINVAL;
-	if (c->m != NULL &&
-	    (c->m->kind == DRIFT_GRPC_UNARY ||
-	     c->m->kind == DRIFT_GRPC_CLIENT_STREAM) &&
-	    c->sent > 0)
+	if (c->m != NULL && unary_output(c->m) && c->sent > 0)
 		return DRIFT_EINVAL;
 	int rv = drift_grpc_stream_push_out(&c->st, data, len, c->deadline);
 	if (rv == 0)
@@ -1375,9 +1378,7 @@ void drift_grpc_call_finish(drift_grpc_call *c, int code, const char *fmt, ...)
 		vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
 	}
-	if (code == DRIFT_GRPC_OK && c->m != NULL &&
-	    (c->m->kind == DRIFT_GRPC_UNARY ||
-	     c->m->kind == DRIFT_GRPC_CLIENT_STREAM) &&
+	if (code == DRIFT_GRPC_OK && c->m != NULL && unary_output(c->m) &&
 	    c->sent != 1) {
 		code = DRIFT_GRPC_INTERNAL;
 		snprintf(msg, sizeof(msg), "handler sent no response message");

@@ -66,14 +66,18 @@ def log(msg):
 
 # ---- Running systems --------------------------------------------------------
 
-def rss_exec():
-    """rss-exec, copied out of the build tree like drift-bench."""
-    exe = os.path.join(OUT, "rss-exec")
-    if not getattr(rss_exec, "copied", False):
+_copied = set()
+
+
+def copied_tool(name):
+    """A tool of build/tests/bench, copied out of the build tree on first
+    use so that a rebuild during a long run does not change what is
+    measured."""
+    exe = os.path.join(OUT, name)
+    if name not in _copied:
         os.makedirs(OUT, exist_ok=True)
-        shutil.copy2(os.path.join(ROOT, "build", "tests", "bench",
-                                  "rss-exec"), exe)
-        rss_exec.copied = True
+        shutil.copy2(os.path.join(ROOT, "build", "tests", "bench", name), exe)
+        _copied.add(name)
     return exe
 
 
@@ -83,10 +87,11 @@ def run_system(cmd, timeout=7200):
     process would count this process's memory too (see rss_exec.c)."""
     log("$ " + " ".join(cmd))
     t0 = time.time()
+    rss = copied_tool("rss-exec")  # creates OUT, where its file goes
     fd, rss_file = tempfile.mkstemp(prefix="rss-", dir=OUT)
     os.close(fd)
-    p = subprocess.Popen([rss_exec(), rss_file] + cmd,
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([rss, rss_file] + cmd, stdout=subprocess.PIPE,
+                         text=True)
     records = []
     for line in p.stdout:
         line = line.strip()
@@ -111,17 +116,6 @@ def hnswlib_binary():
         os.makedirs(OUT, exist_ok=True)
         subprocess.run(["g++", "-O3", "-march=native", "-std=c++17", "-pthread",
                         "-o", exe, src], check=True)
-    return exe
-
-
-def drift_binary():
-    """drift-bench, copied out of the build tree at the start of the run so
-    that a rebuild during a long run does not change what is measured."""
-    exe = os.path.join(OUT, "drift-bench")
-    if not getattr(drift_binary, "copied", False):
-        os.makedirs(OUT, exist_ok=True)
-        shutil.copy2(os.path.join(ROOT, "build", "tests", "bench", "drift-bench"), exe)
-        drift_binary.copied = True
     return exe
 
 
@@ -151,7 +145,7 @@ def static_systems(folder, quick=False):
     gt = f"{folder}/gt_l2.ivecs"
     query, gt = query_subset(folder, STATIC_QUICK_QUERIES if quick
                              else STATIC_FULL_QUERIES)
-    drift = drift_binary()
+    drift = copied_tool("drift-bench")
     faiss = [sys.executable, os.path.join(HERE, "peers", "faiss_bench.py"), "static"]
     fq = (["--train-per-list", "64", "--nprobes", "1,2,4,8,16,32,64",
            "--no-single"] if quick else [])
@@ -220,7 +214,7 @@ def scenario_drift(results, quick=False, share=DRIFT_SHARE):
         steps = datasets.drift_steps(folder)
     base = datasets.drift_base(folder, steps)
     query = f"{folder}/query.fvecs"
-    drift = drift_binary()
+    drift = copied_tool("drift-bench")
     faiss = [sys.executable, os.path.join(HERE, "peers", "faiss_bench.py"), "drift",
              base, steps, query, "--share", str(share)]
     cmds = {
@@ -394,7 +388,8 @@ def scenario_ingest(names, results, quick):
         # A set too small for the default memtable over 100,000 L1 rows
         # (Fashion-MNIST's 60,000) is split in half: L1, then a memtable
         # of the other half, filled.
-        n = json.load(open(os.path.join(folder, "meta.json")))["rows"]
+        with open(os.path.join(folder, "meta.json")) as f:
+            n = json.load(f)["rows"]
         rmem = mem or min(INGEST_RECOVER_MEMTABLE, n // 2)
         rl1 = min(INGEST_RECOVER_L1_ROWS, n - rmem)
         rec = [exe, "recover", base, "--sync", "batch", "--threads", threads,
