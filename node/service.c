@@ -107,6 +107,8 @@ static int fill_info(drift_collection *col, Drift__V1__CollectionInfo *info)
 	info->shards = cfg->shards;
 	info->replication_factor = cfg->replication_factor;
 	info->wal_sync = (Drift__V1__WalSync)cfg->sync;
+	info->memtable_rows = cfg->memtable_rows;
+	info->default_recall = cfg->default_recall;
 	drift_shard_stats *st = drift_mallocarray(cfg->shards, sizeof(*st));
 	Drift__V1__ShardStats *ps = drift_mallocarray(cfg->shards, sizeof(*ps));
 	Drift__V1__ShardStats **pp =
@@ -243,14 +245,36 @@ static void list_collections(drift_grpc_call *c, void *ctx)
 		recv_req(c, &drift__v1__list_collections_request__descriptor);
 	if (req == NULL)
 		return;
+	char token[DRIFT_COLLECTION_NAME_MAX + 1] = "";
+	size_t page = req->page_size == 0 || req->page_size > DRIFT_NODE_MAX_PAGE
+			      ? DRIFT_NODE_MAX_PAGE
+			      : req->page_size;
+	if (req->page_token[0] != '\0' &&
+	    !drift_collection_name_ok(req->page_token)) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
+				       "page_token is not one this server "
+				       "gave (a collection name)");
+		protobuf_c_message_free_unpacked(&req->base, NULL);
+		return;
+	}
+	snprintf(token, sizeof(token), "%s", req->page_token);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
-	char **names = NULL;
-	size_t n = 0;
-	if (drift_cm_list(svc.cm, &names, &n) != 0) {
+	char **all = NULL;
+	size_t n_all = 0;
+	if (drift_cm_list(svc.cm, &all, &n_all) != 0) {
 		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
 				       "out of memory");
 		return;
 	}
+	/* The page: the names after the token, sorted, at most page of them
+	 * (the token is the last name of the previous page). */
+	size_t first = 0;
+	while (token[0] != '\0' && first < n_all &&
+	       strcmp(all[first], token) <= 0)
+		first++;
+	char **names = all + first;
+	size_t n = n_all - first < page ? n_all - first : page;
+	bool more = first + n < n_all;
 	Drift__V1__CollectionInfo *infos =
 		drift_calloc(n ? n : 1, sizeof(*infos));
 	Drift__V1__CollectionInfo **pp = drift_calloc(n ? n : 1, sizeof(*pp));
@@ -270,6 +294,8 @@ static void list_collections(drift_grpc_call *c, void *ctx)
 			DRIFT__V1__LIST_COLLECTIONS_RESPONSE__INIT;
 		resp.n_collections = n;
 		resp.collections = pp;
+		if (more)
+			resp.next_page_token = names[n - 1];
 		reply(c, &resp.base);
 	} else {
 		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
@@ -280,9 +306,10 @@ static void list_collections(drift_grpc_call *c, void *ctx)
 			free_info(&infos[i]);
 			drift_cm_release(svc.cm, held[i]);
 		}
-		drift_free(names[i]);
 	}
-	drift_free(names);
+	for (size_t i = 0; i < n_all; i++)
+		drift_free(all[i]);
+	drift_free(all);
 	drift_free(infos);
 	drift_free(pp);
 	drift_free(held);

@@ -29,6 +29,8 @@
 #define DRIFT_NODE_MAX_K 10000
 #define DRIFT_NODE_MAX_GET 100000
 #define DRIFT_NODE_MAX_BATCH_QUERIES 10000
+/* Collections per ListCollections page at most. */
+#define DRIFT_NODE_MAX_PAGE 10000
 
 /* Registers every method on srv (before it starts), serving cm. node_id
  * names the node in Status. */

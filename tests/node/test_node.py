@@ -148,6 +148,25 @@ def main():
         lst = s.ListCollections(pb.ListCollectionsRequest(), timeout=30)
         tap.check([c.name for c in lst.collections] == ["alpha"],
                   "ListCollections")
+        for nm in ("p1", "p2", "p3"):
+            s.CreateCollection(pb.CreateCollectionRequest(
+                name=nm, dimension=4), timeout=30)
+        pages, tok = [], ""
+        for _ in range(5):
+            r = s.ListCollections(pb.ListCollectionsRequest(
+                page_size=2, page_token=tok), timeout=30)
+            pages.append([c.name for c in r.collections])
+            tok = r.next_page_token
+            if not tok:
+                break
+        tap.check(pages == [["alpha", "p1"], ["p2", "p3"]],
+                  "ListCollections pages: page_size, next_page_token")
+        c, msg = code_of(lambda: s.ListCollections(pb.ListCollectionsRequest(
+            page_token="no such/token"), timeout=30))
+        tap.check(c == C.INVALID_ARGUMENT and "page_token" in msg,
+                  "ListCollections: a bad page_token is INVALID_ARGUMENT")
+        for nm in ("p1", "p2", "p3"):
+            s.DropCollection(pb.DropCollectionRequest(name=nm), timeout=30)
         hs = hpbg.HealthStub(n.ch)
         ok = all(hs.Check(hpb.HealthCheckRequest(service=x),
                           timeout=10).status == 1
