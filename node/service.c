@@ -246,9 +246,10 @@ static void list_collections(drift_grpc_call *c, void *ctx)
 	if (req == NULL)
 		return;
 	char token[DRIFT_COLLECTION_NAME_MAX + 1] = "";
-	size_t page = req->page_size == 0 || req->page_size > DRIFT_NODE_MAX_PAGE
-			      ? DRIFT_NODE_MAX_PAGE
-			      : req->page_size;
+	size_t page =
+		req->page_size == 0 || req->page_size > DRIFT_NODE_MAX_PAGE
+			? DRIFT_NODE_MAX_PAGE
+			: req->page_size;
 	if (req->page_token[0] != '\0' &&
 	    !drift_collection_name_ok(req->page_token)) {
 		drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
