@@ -8,11 +8,10 @@
 #include "common/err.h"
 #include "common/hash.h"
 
-/* Seeds keep the three uses of the hash independent of each other. They are
+/* Seeds keep the two uses of the hash independent of each other. They are
  * part of the placement: changing one moves every shard. */
 #define VNODE_SEED UINT64_C(0x64726966742d766e) /* "drift-vn" */
 #define SHARD_SEED UINT64_C(0x64726966742d7368) /* "drift-sh" */
-#define ID_SEED UINT64_C(0x64726966742d6964)	/* "drift-id" */
 
 typedef struct point {
 	uint64_t pos;
@@ -154,9 +153,4 @@ uint64_t drift_shard_key(const char *collection, uint32_t shard)
 	memcpy(buf, collection, len);
 	drift_store_le32(buf + len, shard);
 	return drift_hash64_seeded(buf, len + 4, SHARD_SEED);
-}
-
-uint32_t drift_shard_of_id(uint64_t id, uint32_t shards)
-{
-	return (uint32_t)(drift_hash_u64(id, ID_SEED) % shards);
 }

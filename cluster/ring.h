@@ -9,8 +9,8 @@
  * shards. Both hashes are fixed by the xxHash specification, so every
  * process and version computes the same placement.
  *
- * An id's shard is drift_shard_of_id(id, shard_count): a hash of the id
- * modulo the collection's shard count, fixed when the collection is created.
+ * An id's shard is not the ring's business: drift_shard_of_id in
+ * cluster/placement.h is the one function for it.
  *
  * A drift_ring is a plain value owned by one thread (the cluster state
  * machine builds one per map version; readers share it read-only).
@@ -52,8 +52,5 @@ unsigned drift_ring_place(const drift_ring *r, uint64_t key, unsigned rf,
 
 /* The ring position of shard `shard` of collection `collection`. */
 uint64_t drift_shard_key(const char *collection, uint32_t shard);
-
-/* The shard (0..shards-1) that holds id; shards > 0. */
-uint32_t drift_shard_of_id(uint64_t id, uint32_t shards);
 
 #endif /* DRIFT_CLUSTER_RING_H */

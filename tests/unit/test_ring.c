@@ -172,16 +172,3 @@ DRIFT_TEST(ring, failed_add_changes_nothing)
 	cr_assert_eq(primary(7), before);
 	cr_assert_eq(drift_ring_add(ring, 99), 0);
 }
-
-DRIFT_TEST(ring, ids_spread_over_shards)
-{
-	enum { N = 8 };
-	long count[N] = {0};
-	for (uint64_t id = 0; id < 80000; id++)
-		count[drift_shard_of_id(id, N)]++;
-	for (int i = 0; i < N; i++)
-		cr_assert(count[i] > 9500 && count[i] < 10500, "shard %d: %ld",
-			  i, count[i]);
-	cr_assert_eq(drift_shard_of_id(UINT64_MAX, 1), 0);
-	cr_assert_eq(drift_shard_of_id(12345, 7), drift_shard_of_id(12345, 7));
-}
