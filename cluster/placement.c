@@ -39,6 +39,7 @@ typedef struct plan {
 	size_t *ids; /* rank -> index into the caller's nodes[] */
 	const struct drift_placement_node *nodes;
 	bool *acc;
+	uint64_t *id_hash; /* XXH64 of each id, for tie_key */
 	size_t n_acc;
 	long *load; /* replicas per rank */
 	long *prim; /* primaries per rank */
@@ -143,19 +144,41 @@ static int replace(plan *p, size_t s, uint32_t i, int to)
 	return 0;
 }
 
+/* Breaks ties of load between nodes for shard s: a hash of the node's id
+ * and the shard's index. Ties in id order would give every shard the same
+ * partners (rf = 5 over 10 nodes: shards alternate between nodes 0-4 and
+ * 5-9), and then a leaving node's replicas could only go to half of the
+ * cluster, which a balanced result has to undo with more moves. */
+static uint64_t tie_key(const plan *p, size_t s, int rank)
+{
+	return drift_hash_u64(p->id_hash[rank], (uint64_t)s);
+}
+
 /* The least-loaded accepting node that does not hold shard s; for a primary
- * slot, fewest primaries breaks a tie of load. NONE when there is none. */
+ * slot, fewest primaries breaks a tie of load, then tie_key. NONE when
+ * there is none. */
 static int least_loaded(plan *p, size_t s, bool primary)
 {
 	int best = NONE;
+	uint64_t best_key = 0;
 	for (size_t r = 0; r < p->nn; r++) {
 		int rank = (int)r;
 		if (!p->acc[r] || holds(p, s, rank))
 			continue;
-		if (best == NONE || p->load[r] < p->load[best] ||
-		    (primary && p->load[r] == p->load[best] &&
-		     p->prim[r] < p->prim[best]))
-			best = rank;
+		uint64_t key = tie_key(p, s, rank);
+		if (best != NONE) {
+			if (p->load[r] != p->load[best]) {
+				if (p->load[r] > p->load[best])
+					continue;
+			} else if (primary && p->prim[r] != p->prim[best]) {
+				if (p->prim[r] > p->prim[best])
+					continue;
+			} else if (key >= best_key) {
+				continue; /* equal keys: the lower rank stays */
+			}
+		}
+		best = rank;
+		best_key = key;
 	}
 	return best;
 }
@@ -268,17 +291,23 @@ static size_t ordered(plan *p, const long *count, bool desc, int *out)
 	return n;
 }
 
-/* A slot of shard held by x and not by y, preferring a non-primary one;
- * the lowest shard index wins. Returns whether one was found. */
+/* A slot held by x in a shard y does not hold: first one whose replica
+ * this plan placed (re-aiming it costs no copy), then one that is not
+ * primary, then a primary; the lowest shard index wins. Returns whether one
+ * was found. */
 static bool movable(plan *p, int x, int y, size_t *s_out, uint32_t *i_out)
 {
-	for (int pass = 0; pass < 2; pass++) {
+	for (int pass = 0; pass < 3; pass++) {
 		for (size_t s = 0; s < p->ns; s++) {
-			uint32_t i0 = pass == 0 ? 1 : 0;
-			uint32_t i1 = pass == 0 ? p->cnt[s] : 1;
-			for (uint32_t i = i0; i < i1; i++) {
-				if (*slot(p, s, i) != x || holds(p, s, y))
+			for (uint32_t i = pass == 1; i < p->cnt[s]; i++) {
+				if (*slot(p, s, i) != x)
 					continue;
+				if ((pass == 0 &&
+				     p->placed_by[s * MAX_RF + i] == NONE) ||
+				    (pass == 2 && i != 0))
+					continue;
+				if (holds(p, s, y))
+					break;
 				*s_out = s;
 				*i_out = i;
 				return true;
@@ -459,6 +488,7 @@ static void plan_free(plan *p)
 {
 	drift_free(p->ids);
 	drift_free(p->acc);
+	drift_free(p->id_hash);
 	drift_free(p->load);
 	drift_free(p->prim);
 	drift_free(p->rf);
@@ -483,6 +513,7 @@ static int plan_init(plan *p, const struct drift_placement_node *nodes,
 	size_t scratch = nn + ns + 1;
 	p->ids = drift_mallocarray(nn + 1, sizeof(*p->ids));
 	p->acc = drift_calloc(nn + 1, sizeof(*p->acc));
+	p->id_hash = drift_mallocarray(nn + 1, sizeof(*p->id_hash));
 	p->load = drift_calloc(nn + 1, sizeof(*p->load));
 	p->prim = drift_calloc(nn + 1, sizeof(*p->prim));
 	p->rf = drift_mallocarray(ns + 1, sizeof(*p->rf));
@@ -494,7 +525,7 @@ static int plan_init(plan *p, const struct drift_placement_node *nodes,
 	p->queue = drift_mallocarray(scratch, sizeof(int));
 	p->by_prim_start = drift_mallocarray(nn + 2, sizeof(long));
 	p->by_prim = drift_mallocarray(ns + 1, sizeof(long));
-	if (!p->ids || !p->acc || !p->load || !p->prim || !p->rf || !p->cnt ||
+	if (!p->ids || !p->acc || !p->id_hash || !p->load || !p->prim || !p->rf || !p->cnt ||
 	    !p->rep || !p->placed_by || !p->bfs_prev_node ||
 	    !p->bfs_prev_shard || !p->queue || !p->by_prim_start ||
 	    !p->by_prim)
@@ -507,13 +538,15 @@ static int plan_init(plan *p, const struct drift_placement_node *nodes,
 		if (r > 0 && strcmp(nodes[p->ids[r - 1]].id,
 				    nodes[p->ids[r]].id) == 0)
 			return DRIFT_EINVAL; /* a repeated id */
+		const char *id = nodes[p->ids[r]].id;
+		p->id_hash[r] = drift_hash64_seeded(id, strlen(id), 0);
 		p->acc[r] = nodes[p->ids[r]].accepts;
 		p->n_acc += p->acc[r];
 	}
 
 	for (size_t s = 0; s < ns; s++) {
 		p->rf[s] = shards[s].rf;
-		p->cnt[s] = shards[s].n;
+		p->cnt[s] = 0;
 		for (uint32_t i = 0; i < MAX_RF; i++)
 			p->placed_by[s * MAX_RF + i] = NONE;
 		for (uint32_t i = 0; i < shards[s].n; i++) {
@@ -521,6 +554,7 @@ static int plan_init(plan *p, const struct drift_placement_node *nodes,
 			if (rank == NONE || holds(p, s, rank))
 				return DRIFT_EINVAL; /* unknown or twice */
 			*slot(p, s, i) = rank;
+			p->cnt[s]++;
 			p->load[rank]++;
 			if (i == 0)
 				p->prim[rank]++;

@@ -18,8 +18,10 @@
  * placement_bench.c) behind the choice.
  *
  * The plan is deterministic: the same input gives the same moves in every
- * process and version (ties are broken by node id, in strcmp order, then by
- * shard index), so a leader and a test agree.
+ * process and version, whatever the order of nodes[] (a tie of load is
+ * broken by a hash of the node id and the shard index, so that a shard's
+ * partners differ from shard to shard, then by id in strcmp order), so a
+ * leader and a test agree.
  */
 #ifndef DRIFT_CLUSTER_PLACEMENT_H
 #define DRIFT_CLUSTER_PLACEMENT_H
@@ -78,8 +80,9 @@ struct drift_placement_move {
  *     floor(mean) or ceil(mean) replicas: each move brings one node closer,
  *     so the number of moves is the least that reaches that bound (the
  *     larger of the replicas above ceil(mean) and the replicas missing
- *     below floor(mean)); a replica that is not primary is moved rather
- *     than a primary;
+ *     below floor(mean)). It prefers a replica this plan placed itself
+ *     (re-aimed, it is still one move: a leaving node's replicas go
+ *     straight to where they end up), then one that is not primary;
  *  5. when rebalance is true, primaries are balanced to floor..ceil of the
  *     mean primary count per accepting node where the replica sets allow it,
  *     by reordering nodes[] within shards (a leadership change, no data

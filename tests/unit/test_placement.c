@@ -108,20 +108,19 @@ static void counts(size_t n_nodes, size_t n_shards, bool primaries,
  * for primaries. */
 static void assert_balanced(size_t n_nodes, size_t n_shards)
 {
-	long count[MAX_NODES], min, max, total = 0;
-	size_t acc = 0;
+	long count[MAX_NODES], min, max, total = 0, acc = 0;
 	for (size_t i = 0; i < n_nodes; i++)
 		acc += nodes[i].accepts;
 	for (size_t s = 0; s < n_shards; s++)
 		total += shards[s].rf;
 	counts(n_nodes, n_shards, false, count, &min, &max);
-	cr_assert(min >= total / (long)acc && max <= (total + acc - 1) / acc,
-		  "replicas per node %ld..%ld, total %ld over %zu", min, max,
+	cr_assert(min >= total / acc && max <= (total + acc - 1) / acc,
+		  "replicas per node %ld..%ld, total %ld over %ld", min, max,
 		  total, acc);
 	counts(n_nodes, n_shards, true, count, &min, &max);
 	long ns = (long)n_shards;
-	cr_assert(min >= ns / (long)acc && max <= (ns + (long)acc - 1) / acc,
-		  "primaries per node %ld..%ld over %zu", min, max, acc);
+	cr_assert(min >= ns / acc && max <= (ns + acc - 1) / acc,
+		  "primaries per node %ld..%ld over %ld", min, max, acc);
 }
 
 /* Replaying the moves on `before` gives the replica sets of shards[]. */
@@ -207,20 +206,45 @@ DRIFT_TEST(placement, ids_spread_over_shards)
 
 /* ---- Cases: shard -> nodes -------------------------------------------- */
 
-DRIFT_TEST(placement, new_shards_fill_the_least_loaded_by_id)
+DRIFT_TEST(placement, new_shards_fill_the_least_loaded)
 {
 	new_shards(4, 1);
 	struct drift_placement_move *mv;
 	cr_assert_eq(plan_ok(3, 4, false, &mv), 4);
-	/* Ties go to the first id: n00, n01, n02, then n00 again. */
-	const char *want[] = {"n00", "n01", "n02", "n00"};
 	for (int s = 0; s < 4; s++) {
 		cr_assert_eq(mv[s].shard, (uint32_t)s);
 		cr_assert_null(mv[s].from);
-		cr_assert_str_eq(mv[s].to, want[s]);
-		cr_assert_str_eq(shards[s].nodes[0], want[s]);
+		cr_assert_eq(mv[s].to, shards[s].nodes[0]);
 	}
+	/* The first three take one node each; the fourth any of them. */
+	cr_assert_str_neq(mv[0].to, mv[1].to);
+	cr_assert_str_neq(mv[0].to, mv[2].to);
+	cr_assert_str_neq(mv[1].to, mv[2].to);
 	drift_free(mv);
+}
+
+/* A leaving node's replicas must be able to go anywhere: its shards'
+ * other replicas are spread over the cluster, not the same few nodes. */
+DRIFT_TEST(placement, replica_partners_are_spread)
+{
+	enum { NODES = 10, SHARDS = 200 };
+	new_shards(SHARDS, 5);
+	struct drift_placement_move *mv;
+	plan_ok(NODES, SHARDS, true, &mv);
+	drift_free(mv);
+	long together[NODES] = {0};
+	for (int s = 0; s < SHARDS; s++) {
+		bool has0 = false;
+		for (int i = 0; i < 5; i++)
+			has0 |= strcmp(shards[s].nodes[i], "n00") == 0;
+		for (int i = 0; has0 && i < 5; i++)
+			together[node_index(NODES, shards[s].nodes[i])]++;
+	}
+	/* n00 holds 100 shards; each other node shares 400/9 = 44 of them on
+	 * average. Ties in id order would give 100 to four nodes, 0 to five. */
+	for (int i = 1; i < NODES; i++)
+		cr_assert(together[i] >= 25 && together[i] <= 65,
+			  "n00 and n%02d share %ld shards", i, together[i]);
 }
 
 DRIFT_TEST(placement, a_new_collection_is_balanced)
