@@ -41,8 +41,10 @@ typedef struct plan {
 	bool *acc;
 	uint64_t *id_hash; /* XXH64 of each id, for tie_key */
 	size_t n_acc;
-	long *load; /* replicas per rank */
-	long *prim; /* primaries per rank */
+	long *load;	  /* replicas per rank */
+	long *prim;	  /* primaries per rank */
+	long *placed_cnt; /* replicas per rank placed by this plan */
+	size_t *cursor;	  /* per rank: where movable() looks next */
 
 	size_t ns;
 	uint32_t *rf, *cnt;
@@ -128,12 +130,14 @@ static int replace(plan *p, size_t s, uint32_t i, int to)
 		move *m = &p->mv[*by];
 		m->to = to;
 		m->dead = m->from == to;
+		p->placed_cnt[from]--;
 	} else {
 		int rv = add_move(p, (uint32_t)s, from, to);
 		if (rv != 0)
 			return rv;
 		*by = (long)p->n_mv - 1;
 	}
+	p->placed_cnt[to]++;
 	p->load[from]--;
 	p->load[to]++;
 	if (i == 0) {
@@ -252,6 +256,7 @@ static int fill(plan *p)
 			if (rv != 0)
 				return rv;
 			p->placed_by[s * MAX_RF + i] = (long)p->n_mv - 1;
+			p->placed_cnt[to]++;
 			*slot(p, s, i) = to;
 			p->cnt[s]++;
 			p->load[to]++;
@@ -293,23 +298,29 @@ static size_t ordered(plan *p, const long *count, bool desc, int *out)
 
 /* A slot held by x in a shard y does not hold: first one whose replica
  * this plan placed (re-aiming it costs no copy), then one that is not
- * primary, then a primary; the lowest shard index wins. Returns whether one
- * was found. */
+ * primary, then a primary. Each search goes round the shards from where
+ * the last one for x stopped, so that a long rebalance costs about one
+ * look per move rather than a scan of every shard. Returns whether one was
+ * found. */
 static bool movable(plan *p, int x, int y, size_t *s_out, uint32_t *i_out)
 {
 	for (int pass = 0; pass < 3; pass++) {
-		for (size_t s = 0; s < p->ns; s++) {
+		if (pass == 0 && p->placed_cnt[x] == 0)
+			continue;
+		size_t s = p->cursor[x];
+		for (size_t k = 0; k < p->ns; k++, s = s + 1 == p->ns ? 0 : s + 1) {
 			for (uint32_t i = pass == 1; i < p->cnt[s]; i++) {
 				if (*slot(p, s, i) != x)
 					continue;
 				if ((pass == 0 &&
 				     p->placed_by[s * MAX_RF + i] == NONE) ||
 				    (pass == 2 && i != 0))
-					continue;
+					break;
 				if (holds(p, s, y))
 					break;
 				*s_out = s;
 				*i_out = i;
+				p->cursor[x] = s + 1 == p->ns ? 0 : s + 1;
 				return true;
 			}
 		}
@@ -491,6 +502,8 @@ static void plan_free(plan *p)
 	drift_free(p->id_hash);
 	drift_free(p->load);
 	drift_free(p->prim);
+	drift_free(p->placed_cnt);
+	drift_free(p->cursor);
 	drift_free(p->rf);
 	drift_free(p->cnt);
 	drift_free(p->rep);
@@ -516,6 +529,8 @@ static int plan_init(plan *p, const struct drift_placement_node *nodes,
 	p->id_hash = drift_mallocarray(nn + 1, sizeof(*p->id_hash));
 	p->load = drift_calloc(nn + 1, sizeof(*p->load));
 	p->prim = drift_calloc(nn + 1, sizeof(*p->prim));
+	p->placed_cnt = drift_calloc(nn + 1, sizeof(*p->placed_cnt));
+	p->cursor = drift_calloc(nn + 1, sizeof(*p->cursor));
 	p->rf = drift_mallocarray(ns + 1, sizeof(*p->rf));
 	p->cnt = drift_mallocarray(ns + 1, sizeof(*p->cnt));
 	p->rep = drift_mallocarray(ns * MAX_RF + 1, sizeof(*p->rep));
@@ -525,7 +540,8 @@ static int plan_init(plan *p, const struct drift_placement_node *nodes,
 	p->queue = drift_mallocarray(scratch, sizeof(int));
 	p->by_prim_start = drift_mallocarray(nn + 2, sizeof(long));
 	p->by_prim = drift_mallocarray(ns + 1, sizeof(long));
-	if (!p->ids || !p->acc || !p->id_hash || !p->load || !p->prim || !p->rf || !p->cnt ||
+	if (!p->ids || !p->acc || !p->id_hash || !p->load || !p->prim ||
+	    !p->placed_cnt || !p->cursor || !p->rf || !p->cnt ||
 	    !p->rep || !p->placed_by || !p->bfs_prev_node ||
 	    !p->bfs_prev_shard || !p->queue || !p->by_prim_start ||
 	    !p->by_prim)
