@@ -5,6 +5,7 @@
 #   make test    deps, build, whole suite: release + ASan/UBSan + fuzz smoke
 #   make run     deps, build, start what exists
 #   make bench   benchmarks (full); make bench-quick for the subset
+#   make bench-placement  shard placement schemes side by side (seconds)
 #   make fuzz    each fuzz target for FUZZ_SECONDS (default 60)
 #   make format  clang-format over the tree
 
@@ -39,7 +40,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 
 .PHONY: deps deps-bench build build-asan build-fuzz test run bench \
-	bench-quick fuzz format clean
+	bench-quick bench-placement fuzz format clean
 
 deps:
 	@tests/install-deps.sh $(DEPS)
@@ -81,6 +82,10 @@ bench: deps-bench build
 
 bench-quick: deps-bench build
 	@tests/bench/run.sh --quick
+
+# docs/placement.md's tables (a simulation: no data, no network).
+bench-placement: build
+	@build/tests/bench/placement-bench
 
 format: deps
 	@git ls-files --cached --others --exclude-standard '*.c' '*.h' '*.cpp' \

@@ -48,7 +48,7 @@ typedef struct plan {
 
 	size_t ns;
 	uint32_t *rf, *cnt;
-	int *rep;	/* ns * MAX_RF ranks, primary first */
+	int *rep;	 /* ns * MAX_RF ranks, primary first */
 	long *placed_by; /* ns * MAX_RF: the move that put this replica in
 			    its slot during this plan, or NONE */
 
@@ -234,8 +234,8 @@ static int evacuate(plan *p)
 		for (uint32_t i = 0; i < p->cnt[s]; i++) {
 			if (p->acc[*slot(p, s, i)])
 				continue;
-			/* rf <= accepting nodes (checked) and the shard holds at
-			 * most rf replicas now, one of them here: a node is
+			/* rf <= accepting nodes (checked) and the shard holds
+			 * at most rf replicas now, one of them here: a node is
 			 * free. */
 			int to = least_loaded(p, s, i == 0);
 			int rv = replace(p, s, i, to);
@@ -308,7 +308,8 @@ static bool movable(plan *p, int x, int y, size_t *s_out, uint32_t *i_out)
 		if (pass == 0 && p->placed_cnt[x] == 0)
 			continue;
 		size_t s = p->cursor[x];
-		for (size_t k = 0; k < p->ns; k++, s = s + 1 == p->ns ? 0 : s + 1) {
+		for (size_t k = 0; k < p->ns;
+		     k++, s = s + 1 == p->ns ? 0 : s + 1) {
 			for (uint32_t i = pass == 1; i < p->cnt[s]; i++) {
 				if (*slot(p, s, i) != x)
 					continue;
@@ -432,8 +433,9 @@ static bool shift_primary(plan *p, int x, long lo, long hi)
 					continue;
 				prev[z] = a;
 				via[z] = (long)s;
-				bool takes = p->prim[z] < hi &&
-					     (p->prim[x] > hi || p->prim[z] < lo);
+				bool takes =
+					p->prim[z] < hi &&
+					(p->prim[x] > hi || p->prim[z] < lo);
 				if (!takes) {
 					p->queue[tail++] = z;
 					continue;
@@ -541,18 +543,17 @@ static int plan_init(plan *p, const struct drift_placement_node *nodes,
 	p->by_prim_start = drift_mallocarray(nn + 2, sizeof(long));
 	p->by_prim = drift_mallocarray(ns + 1, sizeof(long));
 	if (!p->ids || !p->acc || !p->id_hash || !p->load || !p->prim ||
-	    !p->placed_cnt || !p->cursor || !p->rf || !p->cnt ||
-	    !p->rep || !p->placed_by || !p->bfs_prev_node ||
-	    !p->bfs_prev_shard || !p->queue || !p->by_prim_start ||
-	    !p->by_prim)
+	    !p->placed_cnt || !p->cursor || !p->rf || !p->cnt || !p->rep ||
+	    !p->placed_by || !p->bfs_prev_node || !p->bfs_prev_shard ||
+	    !p->queue || !p->by_prim_start || !p->by_prim)
 		return DRIFT_ENOMEM;
 
 	for (size_t i = 0; i < nn; i++)
 		p->ids[i] = i;
 	qsort_r(p->ids, nn, sizeof(*p->ids), rank_cmp, (void *)nodes);
 	for (size_t r = 0; r < nn; r++) {
-		if (r > 0 && strcmp(nodes[p->ids[r - 1]].id,
-				    nodes[p->ids[r]].id) == 0)
+		if (r > 0 &&
+		    strcmp(nodes[p->ids[r - 1]].id, nodes[p->ids[r]].id) == 0)
 			return DRIFT_EINVAL; /* a repeated id */
 		const char *id = nodes[p->ids[r]].id;
 		p->id_hash[r] = drift_hash64_seeded(id, strlen(id), 0);

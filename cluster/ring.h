@@ -1,7 +1,7 @@
 /*
- * Consistent hashing: which nodes hold a shard, and which shard holds an id.
+ * Consistent hashing: which nodes would hold a shard on a ring.
  *
- * Placement (DESIGN.md, "The cluster"): every node owns `vnodes` points on a
+ * The ring (DESIGN.md, "The cluster"): every node owns `vnodes` points on a
  * 64-bit ring, at XXH64(node id, vnode index); shard s of collection c lives
  * on the first rf distinct nodes met clockwise from drift_shard_key(c, s).
  * Adding a node takes over only the arcs in front of its own points, so only
@@ -12,8 +12,13 @@
  * An id's shard is not the ring's business: drift_shard_of_id in
  * cluster/placement.h is the one function for it.
  *
- * A drift_ring is a plain value owned by one thread (the cluster state
- * machine builds one per map version; readers share it read-only).
+ * The cluster does not place shards this way: it keeps an explicit
+ * placement table (cluster/placement.h), which docs/placement.md chose by
+ * measurement. The ring stays as the baseline tests/bench/placement_bench.c
+ * measures the table against.
+ *
+ * A drift_ring is a plain value owned by one thread; readers may share it
+ * read-only.
  */
 #ifndef DRIFT_CLUSTER_RING_H
 #define DRIFT_CLUSTER_RING_H

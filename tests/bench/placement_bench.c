@@ -48,6 +48,7 @@
 
 enum { MAX_NODES = 101, MAX_SHARDS = 4096, RF_MAX = DRIFT_PLACEMENT_MAX_RF };
 enum { TABLE, RING, HRW, HRW_CAP, SCHEMES };
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 static const char *scheme_name[SCHEMES] = {"table", "ring", "hrw", "hrw-cap"};
 
 /* A placement: node numbers (0..) per shard, primary first. */
@@ -166,8 +167,8 @@ typedef struct table {
 static void table_plan(table *t, const cluster *c, layout *out)
 {
 	for (size_t i = 0; i < c->n_nodes; i++)
-		t->nodes[i] = (struct drift_placement_node){names[i],
-							    c->present[i]};
+		t->nodes[i] =
+			(struct drift_placement_node){names[i], c->present[i]};
 	struct drift_placement_move *mv;
 	size_t n_mv;
 	double t0 = now_ms();
@@ -287,12 +288,118 @@ static result measure(int scheme, size_t n_nodes, uint32_t rf, size_t shards,
 	return r;
 }
 
+/* ---- A table with a history ------------------------------------------- */
+
+static long copies_of(const struct drift_placement_move *mv, size_t n)
+{
+	long c = 0;
+	for (size_t i = 0; i < n; i++)
+		c += mv[i].to != NULL;
+	return c;
+}
+
+static long held_by(const table *t, size_t shards, const char *id)
+{
+	long n = 0;
+	for (size_t s = 0; s < shards; s++)
+		for (uint32_t k = 0; k < t->sh[s].n; k++)
+			n += strcmp(t->sh[s].nodes[k], id) == 0;
+	return n;
+}
+
+static double table_max_mean(const table *t, size_t n_nodes, size_t shards)
+{
+	long count[MAX_NODES] = {0}, total = 0, max = 0;
+	size_t members = 0;
+	for (size_t s = 0; s < shards; s++)
+		for (uint32_t k = 0; k < t->sh[s].n; k++, total++)
+			count[atoi(t->sh[s].nodes[k] + 5)]++;
+	for (size_t i = 0; i < n_nodes; i++) {
+		members += t->nodes[i].accepts;
+		if (t->nodes[i].accepts && count[i] > max)
+			max = count[i];
+	}
+	return (double)max / ((double)total / (double)members);
+}
+
+static long plan_copies(table *t, size_t n_nodes, size_t shards)
+{
+	struct drift_placement_move *mv;
+	size_t n;
+	int rv = drift_placement_plan(t->nodes, n_nodes, t->sh, shards, true,
+				      &mv, &n);
+	if (rv != 0)
+		die("plan", rv);
+	long c = copies_of(mv, n);
+	drift_free(mv);
+	return c;
+}
+
+/*
+ * The stateless schemes place the same whatever the history; the table
+ * does not. Here a cluster grows from half its size one node at a time
+ * (rebalance after each join), then an original node and the last to join
+ * leave in turn: moved / minimal as above, worst over the joins.
+ */
+static void growth(bool quick)
+{
+	static const size_t sizes[] = {10, 20, 50, 100};
+	static const uint32_t grf[] = {3, 5};
+	static const size_t gshards[] = {256, 4096};
+	printf("\nThe table after growth from nodes/2, one join at a time:\n\n"
+	       "| nodes | rf | shards | worst join | leave of an original | "
+	       "then leave of the last joined | max/mean at the end |\n"
+	       "|---|---|---|---|---|---|---|\n");
+	for (size_t a = 0; a < COUNT(sizes); a++)
+		for (size_t b = 0; b < COUNT(grf); b++)
+			for (size_t d = 0; d < COUNT(gshards); d++) {
+				if (quick && (a % 2 || d % 2))
+					continue;
+				size_t nn = sizes[a], ns = gshards[d];
+				uint32_t rf = grf[b];
+				table *t = &tables;
+				for (size_t i = 0; i < nn; i++)
+					t->nodes[i] =
+						(struct drift_placement_node){
+							names[i], true};
+				for (size_t s = 0; s < ns; s++)
+					t->sh[s] =
+						(struct drift_placement_shard){
+							.rf = rf};
+				plan_copies(t, nn / 2, ns);
+				double worst_join = 0;
+				for (size_t k = nn / 2 + 1; k <= nn; k++) {
+					double share =
+						(double)ns * rf / (double)k;
+					double r =
+						(double)plan_copies(t, k, ns) /
+						share;
+					worst_join = fmax(worst_join, r);
+				}
+				double leave[2];
+				size_t gone[2] = {0, nn - 1};
+				for (int g = 0; g < 2; g++) {
+					long must =
+						held_by(t, ns, names[gone[g]]);
+					t->nodes[gone[g]].accepts = false;
+					leave[g] =
+						(double)plan_copies(t, nn, ns) /
+						(double)must;
+				}
+				printf("| %zu | %u | %zu | %.3f | %.3f | %.3f "
+				       "| "
+				       "%.3f |\n",
+				       nn, rf, ns, worst_join, leave[0],
+				       leave[1], table_max_mean(t, nn, ns));
+				fflush(stdout);
+			}
+}
+
 /* ---- Main ------------------------------------------------------------- */
 
 static const size_t node_counts[] = {3, 5, 10, 20, 50, 100};
 static const uint32_t rfs[] = {1, 2, 3, 5};
 static const size_t shard_counts[] = {64, 256, 1024, 4096};
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 typedef struct summary {
 	double worst_max, worst_prim, worst_add, worst_remove;
@@ -326,7 +433,8 @@ int main(int argc, char **argv)
 	for (size_t a = 0; a < COUNT(node_counts); a++) {
 		for (size_t b = 0; b < COUNT(rfs); b++) {
 			for (size_t d = 0; d < COUNT(shard_counts); d++) {
-				size_t nn = node_counts[a], ns = shard_counts[d];
+				size_t nn = node_counts[a],
+				       ns = shard_counts[d];
 				uint32_t rf = rfs[b];
 				if (rf > nn || (quick && (d % 2 || a % 2)))
 					continue;
@@ -341,7 +449,8 @@ int main(int argc, char **argv)
 					if (ms > worst_plan_ms)
 						worst_plan_ms = ms;
 				}
-				printf("| %zu | %u | %zu | %.1f | %.3f | %.3f |",
+				printf("| %zu | %u | %zu | %.1f | %.3f | %.3f "
+				       "|",
 				       nn, rf, ns, mean, bound, pbound);
 				for (int s = 0; s < SCHEMES; s++)
 					printf(" %.3f |", r[s].max_mean);
@@ -364,10 +473,11 @@ int main(int argc, char **argv)
 					if (pbound <= 1.05) {
 						u->prim_rows++;
 						u->prim_met +=
-							r[s].prim_max_mean <= 1.05;
-						u->worst_prim =
-							fmax(u->worst_prim,
-							     r[s].prim_max_mean);
+							r[s].prim_max_mean <=
+							1.05;
+						u->worst_prim = fmax(
+							u->worst_prim,
+							r[s].prim_max_mean);
 					}
 					if (bound > 1.05)
 						continue;
@@ -375,12 +485,14 @@ int main(int argc, char **argv)
 					u->met += r[s].max_mean <= 1.05 &&
 						  r[s].add <= 1.1 &&
 						  !(r[s].remove > 1.1);
-					u->worst_max =
-						fmax(u->worst_max, r[s].max_mean);
-					u->worst_add = fmax(u->worst_add, r[s].add);
+					u->worst_max = fmax(u->worst_max,
+							    r[s].max_mean);
+					u->worst_add =
+						fmax(u->worst_add, r[s].add);
 					if (!isnan(r[s].remove))
-						u->worst_remove = fmax(
-							u->worst_remove, r[s].remove);
+						u->worst_remove =
+							fmax(u->worst_remove,
+							     r[s].remove);
 				}
 			}
 		}
@@ -399,5 +511,6 @@ int main(int argc, char **argv)
 		       sum[s].prim_met, sum[s].prim_rows, sum[s].worst_prim);
 	printf("\nSlowest table plan (a join, rebalance on): %.1f ms\n",
 	       worst_plan_ms);
+	growth(quick);
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include "cluster/placement.h"
 #include "common/alloc.h"
 #include "common/err.h"
+#include "common/rand.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---------------------------------------------------------- */
@@ -85,8 +86,8 @@ static void assert_valid(size_t n_nodes, size_t n_shards)
 
 /* Replicas (or primaries) per node into count[]; returns min and max over
  * accepting nodes through the pointers. */
-static void counts(size_t n_nodes, size_t n_shards, bool primaries,
-		   long *count, long *min, long *max)
+static void counts(size_t n_nodes, size_t n_shards, bool primaries, long *count,
+		   long *min, long *max)
 {
 	memset(count, 0, n_nodes * sizeof(*count));
 	for (size_t s = 0; s < n_shards; s++)
@@ -187,10 +188,10 @@ DRIFT_TEST(placement, shard_of_id_is_pinned)
 	};
 	for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++)
 		for (size_t k = 0; k < 5; k++)
-			cr_assert_eq(drift_shard_of_id(pins[i].id, counts_of[k]),
-				     pins[i].shard[k], "id %#llx, %u shards",
-				     (unsigned long long)pins[i].id,
-				     counts_of[k]);
+			cr_assert_eq(
+				drift_shard_of_id(pins[i].id, counts_of[k]),
+				pins[i].shard[k], "id %#llx, %u shards",
+				(unsigned long long)pins[i].id, counts_of[k]);
 }
 
 DRIFT_TEST(placement, ids_spread_over_shards)
@@ -400,6 +401,81 @@ DRIFT_TEST(placement, plans_do_not_depend_on_node_order)
 			cr_assert_str_eq(first[s].nodes[i], shards[s].nodes[i]);
 	drift_free(a);
 	drift_free(b);
+}
+
+/* Seeded random life of a cluster: nodes join and leave, collections of
+ * mixed rf come; after every plan the map is valid, balanced and explained
+ * by its moves, and copies no more than the change forces when nothing
+ * else was out of balance. */
+DRIFT_TEST(placement, random_membership_changes_stay_balanced)
+{
+	drift_rand rng;
+	drift_rand_seed(&rng, 17);
+	size_t n_nodes = 4, n_shards = 0;
+	int joins = 0, leaves = 0;
+	static struct drift_placement_shard before[MAX_SHARDS];
+	for (int round = 0; round < 60; round++) {
+		size_t acc = 0;
+		for (size_t i = 0; i < n_nodes; i++)
+			acc += nodes[i].accepts;
+		uint64_t what = drift_rand_below(&rng, 3);
+		long forced = 0; /* replicas that must be copied */
+		bool leave = false, join = false;
+		if (what == 0 && n_nodes < MAX_NODES) {
+			n_nodes++; /* a node joins */
+			join = true;
+		} else if (what == 1 && acc > 10) {
+			leave = true;
+			size_t i;
+			do
+				i = drift_rand_below(&rng, n_nodes);
+			while (!nodes[i].accepts);
+			nodes[i].accepts = false; /* a node leaves */
+			for (size_t s = 0; s < n_shards; s++)
+				for (uint32_t k = 0; k < shards[s].n; k++)
+					forced += shards[s].nodes[k] ==
+						  nodes[i].id;
+		} else if (n_shards + 64 <= MAX_SHARDS) {
+			/* A collection of 1..64 shards, rf 1..5. */
+			size_t add = 1 + drift_rand_below(&rng, 64);
+			uint32_t rf = 1 + (uint32_t)drift_rand_below(&rng, 5);
+			for (size_t s = n_shards; s < n_shards + add; s++)
+				shards[s] = (struct drift_placement_shard){
+					.rf = rf};
+			n_shards += add;
+			forced = (long)add * rf;
+		}
+		memcpy(before, shards, n_shards * sizeof(*before));
+		struct drift_placement_move *mv;
+		size_t n = plan_ok(n_nodes, n_shards, true, &mv);
+		assert_valid(n_nodes, n_shards);
+		assert_balanced(n_nodes, n_shards);
+		assert_moves_explain(before, n_shards, mv, n);
+		/* A leave must copy the leaver's replicas; a join its share.
+		 * Both within the 1.1x the issue asks for. (With few nodes and
+		 * rf 5 a leave can need more: when the only nodes a leaver's
+		 * shards may go to are the ones that joined last, they end up
+		 * above the mean and must pass others on. Hence leaves only
+		 * while more than 10 nodes accept.) */
+		long total = 0;
+		for (size_t s = 0; s < n_shards; s++)
+			total += shards[s].rf;
+		joins += join;
+		leaves += leave;
+		if (leave)
+			cr_assert(
+				forced <= (long)n && (double)n <= 1.1 * forced,
+				"round %d: a leave of %ld replicas copied %zu",
+				round, forced, n);
+		if (join)
+			cr_assert((double)n <= 1.1 * total / (acc + 1) + 1,
+				  "round %d: a join copied %zu of %ld", round,
+				  n, total);
+		drift_free(mv);
+	}
+	cr_assert(joins >= 8 && leaves >= 3, "%d joins, %d leaves", joins,
+		  leaves);
+	cr_assert_gt(n_shards, 300);
 }
 
 DRIFT_TEST(placement, bad_input_changes_nothing)
