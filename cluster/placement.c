@@ -55,7 +55,7 @@ typedef struct plan {
 	move *mv;
 	size_t n_mv, cap_mv;
 
-	/* Scratch for the primary chains (nn + ns + nn + ns entries). */
+	/* Scratch for the primary chains (shift_primary). */
 	int *bfs_prev_node;
 	long *bfs_prev_shard;
 	int *queue;
@@ -228,9 +228,39 @@ static int drop_surplus(plan *p)
 	return 0;
 }
 
+/* A leaving primary hands its role to the shard's accepting replica with
+ * fewest primaries (it has the data already; a newcomer would serve
+ * nothing until its copy is done), and then leaves as a secondary. */
+static void hand_over_primary(plan *p, size_t s)
+{
+	uint32_t best = 0;
+	for (uint32_t i = 1; i < p->cnt[s]; i++) {
+		int r = *slot(p, s, i);
+		if (!p->acc[r])
+			continue;
+		if (best == 0 || p->prim[r] < p->prim[*slot(p, s, best)] ||
+		    (p->prim[r] == p->prim[*slot(p, s, best)] &&
+		     r < *slot(p, s, best)))
+			best = i;
+	}
+	if (best == 0)
+		return; /* no replica to take over: the newcomer will */
+	int old = *slot(p, s, 0), heir = *slot(p, s, best);
+	*slot(p, s, 0) = heir;
+	*slot(p, s, best) = old;
+	long *by = &p->placed_by[s * MAX_RF];
+	long t = by[0];
+	by[0] = by[best];
+	by[best] = t;
+	p->prim[old]--;
+	p->prim[heir]++;
+}
+
 static int evacuate(plan *p)
 {
 	for (size_t s = 0; s < p->ns; s++) {
+		if (p->cnt[s] > 0 && !p->acc[*slot(p, s, 0)])
+			hand_over_primary(p, s);
 		for (uint32_t i = 0; i < p->cnt[s]; i++) {
 			if (p->acc[*slot(p, s, i)])
 				continue;
@@ -483,7 +513,7 @@ static int check(const struct drift_placement_node *nodes, size_t n_nodes,
 			return DRIFT_EINVAL;
 		n_acc += nodes[i].accepts;
 	}
-	if (n_shards > UINT32_MAX)
+	if (n_shards > UINT32_MAX || n_nodes > INT32_MAX)
 		return DRIFT_EINVAL;
 	for (size_t s = 0; s < n_shards; s++) {
 		const struct drift_placement_shard *sh = &shards[s];

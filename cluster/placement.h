@@ -70,8 +70,10 @@ struct drift_placement_move {
  *  1. a shard with more than rf replicas drops the surplus (replicas on
  *     non-accepting nodes first, then those on the most loaded nodes);
  *  2. every replica on a non-accepting node moves to the least-loaded
- *     accepting node the shard is not on (it takes the same slot, primary
- *     included);
+ *     accepting node the shard is not on; a non-accepting primary first
+ *     hands the role to the shard's accepting replica with fewest
+ *     primaries (which has the data), and only with none left does the
+ *     newcomer become primary;
  *  3. missing replicas go to the least-loaded accepting nodes the shard is
  *     not on; a new primary goes to the node with fewest primaries among
  *     the least loaded;
@@ -97,7 +99,8 @@ struct drift_placement_move {
  *   DRIFT_EINVAL  a node id NULL or repeated; a shard with rf 0 or above
  *                 DRIFT_PLACEMENT_MAX_RF, rf above the accepting nodes,
  *                 n above DRIFT_PLACEMENT_MAX_RF, a replica on a node not in
- *                 nodes[] or twice on one node; more than UINT32_MAX shards;
+ *                 nodes[] or twice on one node; more than UINT32_MAX shards
+ *                 or INT32_MAX nodes;
  *   DRIFT_ENOMEM.
  * On error nothing is written: shards[], *moves and *n_moves are unchanged.
  */

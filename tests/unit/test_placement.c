@@ -319,14 +319,23 @@ DRIFT_TEST(placement, a_leaving_node_is_emptied_by_its_own_replicas)
 		cr_assert_str_eq(mv[m].from, "n03");
 	assert_valid(NODES, SHARDS);
 	assert_moves_explain(before, SHARDS, mv, n);
-	/* The replacement takes the slot: the primary stays put elsewhere. */
-	long moved_primaries = 0;
-	for (size_t s = 0; s < SHARDS; s++)
-		if (strcmp(before[s].nodes[0], "n03") == 0)
-			moved_primaries++;
-		else
+	/* Its primaries go to replicas that have the data; the other
+	 * shards keep theirs. */
+	long handed = 0;
+	for (size_t s = 0; s < SHARDS; s++) {
+		if (strcmp(before[s].nodes[0], "n03") != 0) {
 			cr_assert_eq(shards[s].nodes[0], before[s].nodes[0]);
-	cr_assert_eq(moved_primaries, primaries[3]);
+			continue;
+		}
+		handed++;
+		bool had = false;
+		for (uint32_t i = 1; i < 3; i++)
+			had |= shards[s].nodes[0] == before[s].nodes[i];
+		cr_assert(had, "shard %zu: primary %s had no replica", s,
+			  shards[s].nodes[0]);
+	}
+	cr_assert_eq(handed, primaries[3]);
+	cr_assert_gt(handed, 0);
 	drift_free(mv);
 	/* Least-loaded placement keeps the rest balanced; rebalance then has
 	 * only primaries (no data) to even out, if anything. */
@@ -460,6 +469,12 @@ DRIFT_TEST(placement, random_membership_changes_stay_balanced)
 		long total = 0;
 		for (size_t s = 0; s < n_shards; s++)
 			total += shards[s].rf;
+		/* A plan is a fixed point: planning again changes nothing. */
+		memcpy(before, shards, n_shards * sizeof(*before));
+		struct drift_placement_move *again;
+		cr_assert_eq(plan_ok(n_nodes, n_shards, true, &again), 0);
+		cr_assert_eq(memcmp(before, shards, n_shards * sizeof(*before)),
+			     0, "round %d: a second plan reordered", round);
 		joins += join;
 		leaves += leave;
 		if (leave)
