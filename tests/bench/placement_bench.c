@@ -430,6 +430,7 @@ int main(int argc, char **argv)
 
 	summary sum[SCHEMES] = {0};
 	double worst_plan_ms = 0;
+	size_t worst_at[3] = {0, 0, 0};
 	for (size_t a = 0; a < COUNT(node_counts); a++) {
 		for (size_t b = 0; b < COUNT(rfs); b++) {
 			for (size_t d = 0; d < COUNT(shard_counts); d++) {
@@ -446,8 +447,12 @@ int main(int argc, char **argv)
 				for (int s = 0; s < SCHEMES; s++) {
 					double ms = 0;
 					r[s] = measure(s, nn, rf, ns, &ms);
-					if (ms > worst_plan_ms)
+					if (ms > worst_plan_ms) {
 						worst_plan_ms = ms;
+						worst_at[0] = nn;
+						worst_at[1] = rf;
+						worst_at[2] = ns;
+					}
 				}
 				printf("| %zu | %u | %zu | %.1f | %.3f | %.3f "
 				       "|",
@@ -509,8 +514,9 @@ int main(int argc, char **argv)
 		       scheme_name[s], sum[s].met, sum[s].rows,
 		       sum[s].worst_max, sum[s].worst_add, sum[s].worst_remove,
 		       sum[s].prim_met, sum[s].prim_rows, sum[s].worst_prim);
-	printf("\nSlowest table plan (a join, rebalance on): %.1f ms\n",
-	       worst_plan_ms);
+	printf("\nSlowest table plan (a join, rebalance on): %.1f ms, at %zu "
+	       "nodes, rf %zu, %zu shards\n",
+	       worst_plan_ms, worst_at[0], worst_at[1], worst_at[2]);
 	growth(quick);
 	return 0;
 }
