@@ -30,6 +30,9 @@ DEPS_STORAGE := liburing-dev
 DEPS_FUZZ := clang libclang-rt-14-dev llvm
 # Formatting.
 DEPS_FORMAT := clang-format
+# From bookworm-backports: the Raft library of the metadata group (bookworm's
+# 0.15 lacks canonical/raft#220, committing entries of earlier terms).
+DEPS_BACKPORTS := libraft-dev>=0.22.1
 
 DEPS := $(DEPS_BUILD) $(DEPS_GRPC) $(DEPS_INTEROP) $(DEPS_DATA) \
 	$(DEPS_STORAGE) $(DEPS_FUZZ) $(DEPS_FORMAT)
@@ -44,6 +47,7 @@ FUZZ_SMOKE_SECONDS ?= 5
 
 deps:
 	@tests/install-deps.sh $(DEPS)
+	@tests/install-deps.sh --backports '$(DEPS_BACKPORTS)'
 
 deps-bench: deps
 	@if [ -f $(BENCH_PACKAGES) ]; then \

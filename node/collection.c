@@ -113,11 +113,12 @@ static int write_conf(const char *dir, const drift_collection_config *c,
 			 "name=%s\ndim=%u\nmetric=%s\nshards=%u\n"
 			 "replication_factor=%u\nwal_sync=%s\n"
 			 "memtable_rows=%u\ndefault_recall=%.9g\n"
-			 "memory_limit=%llu\n",
+			 "memory_limit=%llu\ncluster_version=%llu\n",
 			 c->name, c->dim, metric_names[c->metric], c->shards,
 			 c->replication_factor, sync_names[c->sync],
 			 c->memtable_rows, (double)c->default_recall,
-			 (unsigned long long)c->memory_limit);
+			 (unsigned long long)c->memory_limit,
+			 (unsigned long long)c->cluster_version);
 	if (snprintf(path, sizeof(path), "%s/collection.conf", dir) >=
 	    (int)sizeof(path))
 		return drift_err_set(err, DRIFT_ERANGE, "path too long");
@@ -194,6 +195,9 @@ static int read_conf(const char *dir, drift_collection_config *c,
 		} else if (strcmp(k, "memory_limit") == 0 && num) {
 			c->memory_limit = u;
 			bit = 8;
+		} else if (strcmp(k, "cluster_version") == 0 && num) {
+			c->cluster_version = u; /* optional: 0 before it */
+			bit = 9;
 		} else if (strcmp(k, "default_recall") == 0) {
 			float f = strtof(v, &end);
 			if (*end == '\0' && f > 0 && f <= 1) {
@@ -467,8 +471,8 @@ void drift_cm_close(drift_cm *cm)
 	drift_free(cm);
 }
 
-int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
-		    drift_err *err)
+int drift_cm_check(const drift_cm *cm, const drift_collection_config *in,
+		   drift_collection_config *out, drift_err *err)
 {
 	drift_collection_config cfg = *in;
 	if (!drift_collection_name_ok(cfg.name))
@@ -499,10 +503,12 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 	if (cfg.replication_factor == 0)
 		cfg.replication_factor = 1;
 	if (cfg.replication_factor > 1)
-		return drift_err_set(err, DRIFT_EINVAL,
-				     "replication_factor %u needs a cluster of "
-				     "that many nodes; this node runs alone",
-				     cfg.replication_factor);
+		return drift_err_set(
+			err, DRIFT_EINVAL,
+			"replication_factor %u: this version keeps "
+			"one replica of each shard (replication "
+			"is not built yet)",
+			cfg.replication_factor);
 	if (cfg.memtable_rows == 0)
 		cfg.memtable_rows = cm->o.memtable_rows;
 	if (cfg.memtable_rows < 16 || cfg.memtable_rows > (1u << 24))
@@ -515,8 +521,18 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 		return drift_err_set(err, DRIFT_EINVAL,
 				     "default_recall %g out of range (0, 1]",
 				     (double)cfg.default_recall);
+	*out = cfg;
+	return 0;
+}
+
+int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
+		    drift_err *err)
+{
+	drift_collection_config cfg;
+	int rv = drift_cm_check(cm, in, &cfg, err);
+	if (rv != 0)
+		return rv;
 	pthread_mutex_lock(&cm->mu);
-	int rv = 0;
 	if (find(cm, cfg.name) != NULL) {
 		rv = drift_err_set(err, DRIFT_EEXIST,
 				   "collection \"%s\" already exists",
@@ -727,6 +743,11 @@ size_t drift_collection_max_batch(const drift_collection *c)
 static uint32_t shard_of(const drift_collection *c, uint64_t id)
 {
 	return (uint32_t)(drift_hash_u64(id, SHARD_SEED) % c->cfg.shards);
+}
+
+uint32_t drift_cm_shard_of_id(uint64_t id, uint32_t shards)
+{
+	return (uint32_t)(drift_hash_u64(id, SHARD_SEED) % shards);
 }
 
 /* A batch over several shards is written shard by shard; each part is all

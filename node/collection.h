@@ -75,6 +75,9 @@ typedef struct drift_collection_config {
 	uint32_t memtable_rows;
 	float default_recall;
 	uint64_t memory_limit; /* bytes; 0: a share of the node's budget */
+	/* The cluster map version that created it (node/cluster_sync.h):
+	 * 0 for a collection made before the node was in a cluster. */
+	uint64_t cluster_version;
 } drift_collection_config;
 
 typedef struct drift_cm drift_cm;
@@ -108,6 +111,13 @@ void drift_cm_close(drift_cm *cm);
 int drift_cm_create(drift_cm *cm, const drift_collection_config *cfg,
 		    drift_err *err);
 
+/* The checks and defaults of drift_cm_create without creating anything:
+ * *out is in with its zero fields defaulted. 0 or DRIFT_EINVAL naming the
+ * bad field (the cluster validates a CreateCollection with it before the
+ * Raft group agrees on it). */
+int drift_cm_check(const drift_cm *cm, const drift_collection_config *in,
+		   drift_collection_config *out, drift_err *err);
+
 /* Drops a collection and deletes its files: 0 or DRIFT_ENOENT. */
 int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err);
 
@@ -122,6 +132,10 @@ void drift_cm_release(drift_cm *cm, drift_collection *c);
 int drift_cm_list(drift_cm *cm, char ***names, size_t *n);
 
 const drift_collection_config *drift_collection_cfg(const drift_collection *c);
+
+/* The shard (0..shards-1) of an id: a hash of the id modulo the shard
+ * count, fixed when the collection is created. */
+uint32_t drift_cm_shard_of_id(uint64_t id, uint32_t shards);
 
 /* The most points of one upsert (or ids of one delete). */
 size_t drift_collection_max_batch(const drift_collection *c);

@@ -15,10 +15,11 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "drift/v1/drift.pb-c.h"
+#include "node/cluster_svc.h"
 
 struct service {
 	drift_cm *cm;
-	char node_id[128];
+	drift_node_cluster *nc; /* NULL: no cluster (tests of the API) */
 };
 
 static struct service svc;
@@ -82,11 +83,40 @@ static drift_collection *acquire(drift_grpc_call *c, const char *name)
 		return NULL;
 	}
 	int rv = drift_cm_acquire(svc.cm, name, &col, &err);
+	if (rv == DRIFT_ENOENT && svc.nc != NULL) {
+		/* Not here: on another node, or not opened here yet. */
+		drift_err rerr;
+		drift_err_clear(&rerr);
+		int r = drift_cluster_svc_route(svc.nc, name, NULL, 0, &rerr);
+		if (r != 0 && r != DRIFT_ENOENT) {
+			fail_err(c, r, &rerr);
+			return NULL;
+		}
+		if (r == 0)
+			rv = drift_cm_acquire(svc.cm, name, &col, &err);
+	}
 	if (rv != 0) {
 		fail_err(c, rv, &err);
 		return NULL;
 	}
 	return col;
+}
+
+/* 0 when this node holds the shards of the n ids (all shards when ids is
+ * NULL), else the call is finished with FAILED_PRECONDITION naming the
+ * node that does (after prefix). */
+static int route(drift_grpc_call *c, const char *name, const uint64_t *ids,
+		 size_t n, const char *prefix)
+{
+	if (svc.nc == NULL)
+		return 0;
+	drift_err err;
+	drift_err_clear(&err);
+	int rv = drift_cluster_svc_route(svc.nc, name, ids, n, &err);
+	if (rv == 0 || rv == DRIFT_ENOENT)
+		return 0;
+	fail_err_at(c, prefix, rv, &err);
+	return -1;
 }
 
 static Drift__V1__Metric metric_to_pb(enum drift_metric m)
@@ -194,17 +224,47 @@ static void create_collection(drift_grpc_call *c, void *ctx)
 	cfg.memtable_rows = req->memtable_rows;
 	cfg.default_recall = req->default_recall;
 	cfg.memory_limit = req->memory_limit;
-	int rv = drift_cm_create(svc.cm, &cfg, &err);
+	int rv;
+	if (svc.nc != NULL) {
+		/* Checked here, agreed on by the Raft group, opened by the
+		 * nodes the placement names. */
+		drift_collection_config checked;
+		if ((rv = drift_cm_check(svc.cm, &cfg, &checked, &err)) != 0) {
+			fail_err(c, rv, &err);
+			goto out;
+		}
+		if (!drift_cluster_svc_lead(
+			    svc.nc, c, &req->base,
+			    &drift__v1__create_collection_response__descriptor))
+			goto out;
+		rv = drift_cluster_svc_create(svc.nc, &checked, &err);
+		cfg = checked;
+	} else {
+		rv = drift_cm_create(svc.cm, &cfg, &err);
+	}
 	if (rv != 0) {
 		fail_err(c, rv, &err);
 		goto out;
 	}
-	drift_collection *col = acquire(c, cfg.name);
-	if (col == NULL)
-		goto out;
 	Drift__V1__CollectionInfo info;
 	Drift__V1__CreateCollectionResponse resp =
 		DRIFT__V1__CREATE_COLLECTION_RESPONSE__INIT;
+	drift_collection *col = NULL;
+	if (drift_cm_acquire(svc.cm, cfg.name, &col, NULL) != 0) {
+		/* Its shards are on other nodes: the configuration. */
+		drift__v1__collection_info__init(&info);
+		info.name = cfg.name;
+		info.dimension = cfg.dim;
+		info.metric = metric_to_pb(cfg.metric);
+		info.shards = cfg.shards;
+		info.replication_factor = cfg.replication_factor;
+		info.wal_sync = (Drift__V1__WalSync)cfg.sync;
+		info.memtable_rows = cfg.memtable_rows;
+		info.default_recall = cfg.default_recall;
+		resp.collection = &info;
+		reply(c, &resp.base);
+		goto out;
+	}
 	if (fill_info(col, &info) == 0) {
 		resp.collection = &info;
 		reply(c, &resp.base);
@@ -227,7 +287,23 @@ static void drop_collection(drift_grpc_call *c, void *ctx)
 		return;
 	drift_err err;
 	drift_err_clear(&err);
-	int rv = drift_cm_drop(svc.cm, req->name, &err);
+	int rv;
+	if (svc.nc != NULL) {
+		if (!drift_collection_name_ok(req->name)) {
+			drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
+					       "collection name \"%.80s\" must "
+					       "match [A-Za-z0-9_-]{1,64}",
+					       req->name);
+			goto out;
+		}
+		if (!drift_cluster_svc_lead(
+			    svc.nc, c, &req->base,
+			    &drift__v1__drop_collection_response__descriptor))
+			goto out;
+		rv = drift_cluster_svc_drop(svc.nc, req->name, &err);
+	} else {
+		rv = drift_cm_drop(svc.cm, req->name, &err);
+	}
 	if (rv != 0) {
 		fail_err(c, rv, &err);
 	} else {
@@ -235,6 +311,7 @@ static void drop_collection(drift_grpc_call *c, void *ctx)
 			DRIFT__V1__DROP_COLLECTION_RESPONSE__INIT;
 		reply(c, &resp.base);
 	}
+out:
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -391,6 +468,10 @@ static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
 		memcpy(vecs + i * cfg->dim, req->points[i]->vector,
 		       cfg->dim * sizeof(float));
 	}
+	if (route(c, cfg->name, ids, n, prefix) != 0) {
+		rv = -1;
+		goto out;
+	}
 	drift_err err;
 	drift_err_clear(&err);
 	int r = drift_collection_upsert(col, ids, vecs, n, &err);
@@ -461,6 +542,11 @@ static void delete_(drift_grpc_call *c, void *ctx)
 	if (req == NULL)
 		return;
 	drift_collection *col = acquire(c, req->collection);
+	if (col != NULL &&
+	    route(c, req->collection, req->ids, req->n_ids, "") != 0) {
+		drift_cm_release(svc.cm, col);
+		col = NULL;
+	}
 	if (col != NULL) {
 		drift_err err;
 		drift_err_clear(&err);
@@ -500,6 +586,8 @@ static void get(drift_grpc_call *c, void *ctx)
 				       n, DRIFT_NODE_MAX_GET);
 		goto rel;
 	}
+	if (route(c, req->collection, req->ids, n, "") != 0)
+		goto rel;
 	Drift__V1__Point *pts = drift_calloc(n ? n : 1, sizeof(*pts));
 	Drift__V1__Point **pp = drift_calloc(n ? n : 1, sizeof(*pp));
 	float *vecs = drift_mallocarray(n ? n * dim : 1, sizeof(float));
@@ -662,6 +750,8 @@ static void search(drift_grpc_call *c, void *ctx)
 				 sizeof(msg)) != 0) {
 			drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
 					       "%s", msg);
+		} else if (route(c, req->collection, NULL, 0, "") != 0) {
+			/* answered: not every shard is here */
 		} else {
 			Drift__V1__SearchResponse resp;
 			int rv = run_search(col, req, &resp);
@@ -773,48 +863,11 @@ static void flush(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
-/* ---- Cluster ---- */
-
-static void status(drift_grpc_call *c, void *ctx)
-{
-	(void)ctx;
-	Drift__V1__StatusRequest *req =
-		recv_req(c, &drift__v1__status_request__descriptor);
-	if (req == NULL)
-		return;
-	protobuf_c_message_free_unpacked(&req->base, NULL);
-	char **names = NULL;
-	size_t n = 0;
-	if (drift_cm_list(svc.cm, &names, &n) != 0) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
-				       "out of memory");
-		return;
-	}
-	Drift__V1__StatusResponse resp = DRIFT__V1__STATUS_RESPONSE__INIT;
-	resp.node_id = svc.node_id;
-	resp.version = (char *)DRIFT_NODE_VERSION;
-	resp.n_collections = n;
-	resp.collections = names;
-	reply(c, &resp.base);
-	for (size_t i = 0; i < n; i++)
-		drift_free(names[i]);
-	drift_free(names);
-}
-
-static void no_cluster(drift_grpc_call *c, void *ctx)
-{
-	(void)ctx;
-	drift_grpc_call_finish(c, DRIFT_GRPC_UNIMPLEMENTED,
-			       "%s: this drift-node runs alone (the cluster "
-			       "metadata group is not available yet)",
-			       drift_grpc_call_path(c));
-}
-
 int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
-				const char *node_id)
+				drift_node_cluster *nc)
 {
 	svc.cm = cm;
-	snprintf(svc.node_id, sizeof(svc.node_id), "%s", node_id);
+	svc.nc = nc;
 	static const struct {
 		const char *path;
 		enum drift_grpc_kind kind;
@@ -842,17 +895,6 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 		{"/drift.v1.Drift/SearchBatch", DRIFT_GRPC_UNARY, search_batch,
 		 false},
 		{"/drift.v1.Drift/Flush", DRIFT_GRPC_UNARY, flush, false},
-		{"/drift.v1.Cluster/Status", DRIFT_GRPC_UNARY, status, false},
-		{"/drift.v1.Cluster/AddNode", DRIFT_GRPC_UNARY, no_cluster,
-		 false},
-		{"/drift.v1.Cluster/RemoveNode", DRIFT_GRPC_UNARY, no_cluster,
-		 false},
-		{"/drift.v1.Cluster/ShardMap", DRIFT_GRPC_UNARY, no_cluster,
-		 false},
-		{"/drift.v1.Cluster/WatchShardMap", DRIFT_GRPC_SERVER_STREAM,
-		 no_cluster, false},
-		{"/drift.v1.Cluster/Rebalance", DRIFT_GRPC_UNARY, no_cluster,
-		 false},
 	};
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
 		int rv = m[i].cpu ? drift_grpc_server_add_cpu(srv, m[i].path,
@@ -863,5 +905,5 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 		if (rv != 0)
 			return rv;
 	}
-	return 0;
+	return nc != NULL ? drift_cluster_svc_register(srv, nc) : 0;
 }

@@ -23,6 +23,7 @@
 #define DRIFT_NODE_SERVICE_H
 
 #include "common/grpc/server.h"
+#include "node/cluster.h"
 #include "node/collection.h"
 
 #define DRIFT_NODE_VERSION "0.1.0"
@@ -32,9 +33,10 @@
 /* Collections per ListCollections page at most. */
 #define DRIFT_NODE_MAX_PAGE 10000
 
-/* Registers every method on srv (before it starts), serving cm. node_id
- * names the node in Status. */
+/* Registers every method on srv (before it starts), serving cm, with the
+ * cluster nc (node/cluster.h: drift.v1.Cluster, metadata changes through
+ * Raft, routing checks). */
 int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
-				const char *node_id);
+				drift_node_cluster *nc);
 
 #endif /* DRIFT_NODE_SERVICE_H */

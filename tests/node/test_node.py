@@ -173,11 +173,18 @@ def main():
                  for x in ("", "drift.v1.Drift"))
         tap.check(ok, "health: \"\" and drift.v1.Drift SERVING")
         st = pbg.ClusterStub(n.ch).Status(pb.StatusRequest(), timeout=10)
-        tap.check(list(st.collections) == ["alpha"], "Cluster.Status")
-        c, _ = code_of(lambda: pbg.ClusterStub(n.ch).ShardMap(
-            pb.ShardMapRequest(), timeout=10))
-        tap.check(c == C.UNIMPLEMENTED, "Cluster.ShardMap: UNIMPLEMENTED "
-                  "on a lone node")
+        tap.check(list(st.collections) == ["alpha"] and len(st.nodes) == 1
+                  and st.leader == st.node_id == st.nodes[0].id
+                  and st.nodes[0].role == pb.NODE_ROLE_LEADER
+                  and st.nodes[0].state == pb.NODE_STATE_UP,
+                  "Cluster.Status: a lone node is a cluster of one, its "
+                  "leader (%s)" % st.node_id)
+        sm = pbg.ClusterStub(n.ch).ShardMap(pb.ShardMapRequest(), timeout=10)
+        tap.check(sm.version == st.map_version
+                  and [(a.collection, a.shard, list(a.nodes))
+                       for a in sm.shards]
+                  == [("alpha", i, [st.node_id]) for i in range(2)],
+                  "Cluster.ShardMap: both shards of alpha on the node")
 
     def errors():
         s = n.s

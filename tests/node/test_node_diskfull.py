@@ -289,6 +289,9 @@ def main():
         # freed, and then open without a restart (after_freeing).
         n.kill()
         n.start()
+        # The Raft member's start gives back the log segments it had
+        # preallocated: fill that space too, so the disk is full again.
+        fill(filler + "-2")
         code, msg, _ = code_of(lambda: present("one", [5050]))
         health = hpbg.HealthStub(n.ch).Check(hpb.HealthCheckRequest(
             service=""), timeout=10).status
@@ -298,7 +301,9 @@ def main():
                   "collection answers %s (%s)" % (code, msg[:160]))
 
     def after_freeing():
-        os.unlink(filler)
+        for f in (filler, filler + "-2"):
+            if os.path.exists(f):
+                os.unlink(f)
         s = n.s
         code, msg, _ = code_of(lambda: upsert("one", range(400000, 400050)))
         tap.check(code == C.OK, "space freed: Upsert works again (%s %s)" %
@@ -342,8 +347,9 @@ def main():
         tap.run(name, fn)
     rc = n.stop()
     tap.check(rc == 0, "clean shutdown, exit status %r" % rc)
-    if os.path.exists(filler):
-        os.unlink(filler)
+    for f in (filler, filler + "-2"):
+        if os.path.exists(f):
+            os.unlink(f)
     subprocess.run(["umount", mnt])
     os.rmdir(mnt)
     tap.done()

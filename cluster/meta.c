@@ -1,0 +1,812 @@
+/*
+ * The cluster metadata state and its commands (see meta.h).
+ */
+#include "cluster/meta.h"
+
+#include <raft.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/endian.h"
+#include "common/hash.h"
+
+/* The reference count lives next to the state, hidden from readers. */
+struct meta_box {
+	atomic_uint refs;
+	drift_meta m;
+};
+
+#define BOX(m) ((struct meta_box *)((char *)(m)-offsetof(struct meta_box, m)))
+
+/* ---- Helpers ---- */
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+	snprintf(dst, cap, "%s", src != NULL ? src : "");
+}
+
+static bool str_fits(const char *s, size_t max)
+{
+	return s != NULL && strlen(s) <= max;
+}
+
+static void col_free(drift_meta_collection *c)
+{
+	drift_free(c->shard);
+	c->shard = NULL;
+}
+
+static void meta_clear(drift_meta *m)
+{
+	for (size_t i = 0; i < m->n_cols; i++)
+		col_free(&m->cols[i]);
+	drift_free(m->cols);
+	drift_free(m->nodes);
+	memset(m, 0, sizeof(*m));
+}
+
+static drift_meta_node *node_find(drift_meta *m, const char *id)
+{
+	for (size_t i = 0; i < m->n_nodes; i++)
+		if (strcmp(m->nodes[i].id, id) == 0)
+			return &m->nodes[i];
+	return NULL;
+}
+
+/* Index of the first collection whose name is >= name. */
+static size_t col_lower(const drift_meta *m, const char *name)
+{
+	size_t lo = 0, hi = m->n_cols;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(m->cols[mid].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static drift_meta_collection *col_find(drift_meta *m, const char *name)
+{
+	size_t i = col_lower(m, name);
+	if (i < m->n_cols && strcmp(m->cols[i].name, name) == 0)
+		return &m->cols[i];
+	return NULL;
+}
+
+bool drift_meta_node_id_ok(const char *id)
+{
+	size_t n = id != NULL ? strlen(id) : 0;
+	if (n == 0 || n > DRIFT_NODE_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = id[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+		      ch == '.'))
+			return false;
+	}
+	return true;
+}
+
+uint64_t drift_meta_raft_id(const char *node_id)
+{
+	uint64_t h = drift_hash64_seeded(node_id, strlen(node_id),
+					 0x64726966746e6f64ULL);
+	return h != 0 ? h : 1;
+}
+
+/* ---- Life ---- */
+
+int drift_meta_new(drift_meta **out)
+{
+	struct meta_box *b = drift_calloc(1, sizeof(*b));
+	if (b == NULL)
+		return DRIFT_ENOMEM;
+	atomic_init(&b->refs, 1);
+	b->m.max_voters = 3;
+	*out = &b->m;
+	return 0;
+}
+
+int drift_meta_clone(const drift_meta *src, drift_meta **out)
+{
+	drift_meta *m;
+	if (drift_meta_new(&m) != 0)
+		return DRIFT_ENOMEM;
+	memcpy(m->cluster_id, src->cluster_id, sizeof(m->cluster_id));
+	m->version = src->version;
+	m->max_voters = src->max_voters;
+	if (src->n_nodes > 0) {
+		m->nodes = drift_mallocarray(src->n_nodes, sizeof(*m->nodes));
+		if (m->nodes == NULL)
+			goto fail;
+		memcpy(m->nodes, src->nodes, src->n_nodes * sizeof(*m->nodes));
+		m->n_nodes = src->n_nodes;
+	}
+	if (src->n_cols > 0) {
+		m->cols = drift_calloc(src->n_cols, sizeof(*m->cols));
+		if (m->cols == NULL)
+			goto fail;
+		for (size_t i = 0; i < src->n_cols; i++) {
+			const drift_meta_collection *c = &src->cols[i];
+			m->cols[i] = *c;
+			m->cols[i].shard =
+				drift_mallocarray(c->shards, sizeof(*c->shard));
+			if (m->cols[i].shard == NULL) {
+				m->n_cols = i;
+				goto fail;
+			}
+			memcpy(m->cols[i].shard, c->shard,
+			       c->shards * sizeof(*c->shard));
+		}
+		m->n_cols = src->n_cols;
+	}
+	*out = m;
+	return 0;
+fail:
+	drift_meta_unref(m);
+	return DRIFT_ENOMEM;
+}
+
+drift_meta *drift_meta_ref(drift_meta *m)
+{
+	if (m != NULL)
+		atomic_fetch_add(&BOX(m)->refs, 1);
+	return m;
+}
+
+void drift_meta_unref(drift_meta *m)
+{
+	if (m == NULL)
+		return;
+	struct meta_box *b = BOX(m);
+	if (atomic_fetch_sub(&b->refs, 1) != 1)
+		return;
+	meta_clear(&b->m);
+	drift_free(b);
+}
+
+/* ---- Lookups ---- */
+
+const drift_meta_node *drift_meta_node_find(const drift_meta *m, const char *id)
+{
+	return node_find((drift_meta *)m, id);
+}
+
+const drift_meta_node *drift_meta_node_by_raft(const drift_meta *m,
+					       uint64_t raft_id)
+{
+	for (size_t i = 0; i < m->n_nodes; i++)
+		if (m->nodes[i].raft_id == raft_id)
+			return &m->nodes[i];
+	return NULL;
+}
+
+const drift_meta_collection *drift_meta_col_find(const drift_meta *m,
+						 const char *name)
+{
+	return col_find((drift_meta *)m, name);
+}
+
+uint32_t drift_meta_node_load(const drift_meta *m, const char *id,
+			      uint32_t *primaries)
+{
+	uint32_t n = 0, p = 0;
+	for (size_t i = 0; i < m->n_cols; i++) {
+		const drift_meta_collection *c = &m->cols[i];
+		for (uint32_t s = 0; s < c->shards; s++)
+			for (uint32_t r = 0; r < c->shard[s].n; r++)
+				if (strcmp(c->shard[s].nodes[r], id) == 0) {
+					n++;
+					p += r == 0;
+				}
+	}
+	if (primaries != NULL)
+		*primaries = p;
+	return n;
+}
+
+/* Whether node i is a better place than node j for a replica: fewer
+ * replicas, then (for a primary) fewer primaries, then the smaller id. */
+static bool better(const drift_meta *m, const uint32_t *load,
+		   const uint32_t *prim, bool primary, size_t i, size_t j)
+{
+	if (load[i] != load[j])
+		return load[i] < load[j];
+	if (primary && prim[i] != prim[j])
+		return prim[i] < prim[j];
+	return strcmp(m->nodes[i].id, m->nodes[j].id) < 0;
+}
+
+int drift_meta_place(const drift_meta *m, uint32_t shards, uint32_t rf,
+		     uint32_t **idx)
+{
+	uint32_t ok = 0;
+	for (size_t i = 0; i < m->n_nodes; i++)
+		ok += m->nodes[i].state != DRIFT_NODE_LEAVING;
+	if (rf == 0 || rf > ok || rf > DRIFT_META_MAX_RF || shards == 0)
+		return DRIFT_EINVAL;
+	uint32_t *load = drift_calloc(m->n_nodes, sizeof(*load));
+	uint32_t *prim = drift_calloc(m->n_nodes, sizeof(*prim));
+	uint32_t *out = drift_mallocarray((size_t)shards * rf, sizeof(*out));
+	if (load == NULL || prim == NULL || out == NULL) {
+		drift_free(load);
+		drift_free(prim);
+		drift_free(out);
+		return DRIFT_ENOMEM;
+	}
+	for (size_t i = 0; i < m->n_nodes; i++)
+		load[i] = drift_meta_node_load(m, m->nodes[i].id, &prim[i]);
+	for (uint32_t s = 0; s < shards; s++) {
+		for (uint32_t r = 0; r < rf; r++) {
+			size_t best = SIZE_MAX;
+			for (size_t i = 0; i < m->n_nodes; i++) {
+				if (m->nodes[i].state == DRIFT_NODE_LEAVING)
+					continue;
+				bool taken = false;
+				for (uint32_t q = 0; q < r; q++)
+					taken |= out[(size_t)s * rf + q] == i;
+				if (taken)
+					continue;
+				if (best == SIZE_MAX ||
+				    better(m, load, prim, r == 0, i, best))
+					best = i;
+			}
+			out[(size_t)s * rf + r] = (uint32_t)best;
+			load[best]++;
+			prim[best] += r == 0;
+		}
+	}
+	drift_free(load);
+	drift_free(prim);
+	*idx = out;
+	return 0;
+}
+
+uint32_t drift_meta_voters(const drift_meta *m)
+{
+	uint32_t v = 0;
+	for (size_t i = 0; i < m->n_nodes; i++)
+		v += m->nodes[i].role == DRIFT_ROLE_VOTER;
+	return v;
+}
+
+/* ---- Commands ---- */
+
+static int node_from_pb(const Drift__Cluster__V1__Node *p, drift_meta_node *n,
+			drift_err *err)
+{
+	if (p == NULL || !drift_meta_node_id_ok(p->id))
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "node id %s%s%s is not [A-Za-z0-9_.-]"
+				     "{1,64}",
+				     p && p->id ? "\"" : "",
+				     p && p->id ? p->id : "(none)",
+				     p && p->id ? "\"" : "");
+	if (!str_fits(p->address, DRIFT_ADDR_MAX) || p->address[0] == '\0' ||
+	    !str_fits(p->raft_address, DRIFT_ADDR_MAX) ||
+	    p->raft_address[0] == '\0')
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "node %s: gRPC and Raft addresses must "
+				     "be 1..%d characters",
+				     p->id, DRIFT_ADDR_MAX);
+	memset(n, 0, sizeof(*n));
+	copy_str(n->id, sizeof(n->id), p->id);
+	n->raft_id = p->raft_id;
+	copy_str(n->address, sizeof(n->address), p->address);
+	copy_str(n->raft_address, sizeof(n->raft_address), p->raft_address);
+	n->state = p->state;
+	n->role = p->role == DRIFT_ROLE_STANDBY ? DRIFT_ROLE_STANDBY
+						: DRIFT_ROLE_VOTER;
+	n->added_version = p->added_version;
+	return 0;
+}
+
+static int add_node(drift_meta *m, const drift_meta_node *n, drift_err *err)
+{
+	for (size_t i = 0; i < m->n_nodes; i++) {
+		const drift_meta_node *o = &m->nodes[i];
+		if (strcmp(o->id, n->id) == 0)
+			return drift_err_set(err, DRIFT_EEXIST,
+					     "node %s is already a member",
+					     n->id);
+		if (o->raft_id == n->raft_id)
+			return drift_err_set(err, DRIFT_EEXIST,
+					     "node %s: its Raft id is node "
+					     "%s's (choose another id)",
+					     n->id, o->id);
+		if (strcmp(o->address, n->address) == 0 ||
+		    strcmp(o->raft_address, n->raft_address) == 0)
+			return drift_err_set(err, DRIFT_EEXIST,
+					     "node %s: address %s / %s is "
+					     "already node %s's",
+					     n->id, n->address, n->raft_address,
+					     o->id);
+	}
+	drift_meta_node *nn =
+		drift_realloc(m->nodes, (m->n_nodes + 1) * sizeof(*nn));
+	if (nn == NULL)
+		return DRIFT_ENOMEM;
+	m->nodes = nn;
+	m->nodes[m->n_nodes] = *n;
+	m->nodes[m->n_nodes].added_version = m->version + 1;
+	m->n_nodes++;
+	return 0;
+}
+
+static int apply_bootstrap(drift_meta *m,
+			   const Drift__Cluster__V1__Bootstrap *b,
+			   drift_err *err)
+{
+	if (m->cluster_id[0] != '\0')
+		return drift_err_set(err, DRIFT_EEXIST,
+				     "the cluster is already bootstrapped "
+				     "(id %s)",
+				     m->cluster_id);
+	if (!drift_meta_node_id_ok(b->cluster_id))
+		return drift_err_set(err, DRIFT_EINVAL, "bad cluster id");
+	drift_meta_node n;
+	int rv = node_from_pb(b->node, &n, err);
+	if (rv != 0)
+		return rv;
+	n.role = DRIFT_ROLE_VOTER;
+	n.state = DRIFT_NODE_UP;
+	if ((rv = add_node(m, &n, err)) != 0)
+		return rv;
+	copy_str(m->cluster_id, sizeof(m->cluster_id), b->cluster_id);
+	m->max_voters = b->max_voters == 5 ? 5 : 3;
+	return 0;
+}
+
+static bool node_holds_shards(const drift_meta *m, const char *id, char *what,
+			      size_t cap)
+{
+	size_t used = 0;
+	bool any = false;
+	what[0] = '\0';
+	for (size_t i = 0; i < m->n_cols; i++) {
+		const drift_meta_collection *c = &m->cols[i];
+		for (uint32_t s = 0; s < c->shards; s++)
+			for (uint32_t r = 0; r < c->shard[s].n; r++) {
+				if (strcmp(c->shard[s].nodes[r], id) != 0)
+					continue;
+				if (used + 1 < cap) {
+					int w = snprintf(what + used,
+							 cap - used, "%s%s/%u",
+							 any ? ", " : "",
+							 c->name, s);
+					if (w > 0)
+						used += (size_t)w < cap - used
+								? (size_t)w
+								: cap - used -
+									  1;
+				}
+				any = true;
+			}
+	}
+	return any;
+}
+
+static int apply_remove(drift_meta *m, const char *id, drift_err *err)
+{
+	drift_meta_node *n = node_find(m, id != NULL ? id : "");
+	if (n == NULL)
+		return drift_err_set(err, DRIFT_ENOENT, "no node %s",
+				     id != NULL ? id : "");
+	char what[200];
+	if (node_holds_shards(m, id, what, sizeof(what)))
+		return drift_err_set(err, DRIFT_EBUSY,
+				     "node %s still holds shards (%s): they "
+				     "must move first",
+				     id, what);
+	size_t i = (size_t)(n - m->nodes);
+	memmove(&m->nodes[i], &m->nodes[i + 1],
+		(m->n_nodes - i - 1) * sizeof(*m->nodes));
+	m->n_nodes--;
+	return 0;
+}
+
+static int apply_set_node(drift_meta *m, const Drift__Cluster__V1__SetNode *s,
+			  drift_err *err)
+{
+	drift_meta_node *n = node_find(m, s->id != NULL ? s->id : "");
+	if (n == NULL)
+		return drift_err_set(err, DRIFT_ENOENT, "no node %s",
+				     s->id != NULL ? s->id : "");
+	if (s->state < DRIFT_NODE_UP || s->state > DRIFT_NODE_LEAVING ||
+	    (s->role != DRIFT_ROLE_VOTER && s->role != DRIFT_ROLE_STANDBY))
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "node %s: bad state %d or role %d", s->id,
+				     s->state, s->role);
+	n->state = s->state;
+	n->role = s->role;
+	return 0;
+}
+
+/* Checks and converts a shard placement of collection c. */
+static int shard_from_pb(const drift_meta *m, const drift_meta_collection *c,
+			 const Drift__Cluster__V1__Shard *p,
+			 drift_meta_shard *out, drift_err *err)
+{
+	if (p->n_nodes == 0 || p->n_nodes > DRIFT_META_MAX_RF)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "%s/%u: 1..%d replicas, not %zu", c->name,
+				     p->shard, DRIFT_META_MAX_RF, p->n_nodes);
+	memset(out, 0, sizeof(*out));
+	for (size_t r = 0; r < p->n_nodes; r++) {
+		if (drift_meta_node_find(m, p->nodes[r]) == NULL)
+			return drift_err_set(err, DRIFT_ENOENT,
+					     "%s/%u: no node %s", c->name,
+					     p->shard, p->nodes[r]);
+		for (size_t q = 0; q < r; q++)
+			if (strcmp(p->nodes[q], p->nodes[r]) == 0)
+				return drift_err_set(err, DRIFT_EINVAL,
+						     "%s/%u: node %s twice",
+						     c->name, p->shard,
+						     p->nodes[r]);
+		copy_str(out->nodes[r], sizeof(out->nodes[r]), p->nodes[r]);
+	}
+	out->n = (uint32_t)p->n_nodes;
+	for (size_t i = 0; i < p->n_in_sync; i++)
+		for (uint32_t r = 0; r < out->n; r++)
+			if (strcmp(p->in_sync[i], out->nodes[r]) == 0)
+				out->in_sync |= 1u << r;
+	return 0;
+}
+
+static int apply_create(drift_meta *m,
+			const Drift__Cluster__V1__CreateCollection *cc,
+			drift_err *err)
+{
+	const Drift__Cluster__V1__Collection *p = cc->collection;
+	if (p == NULL || !str_fits(p->name, DRIFT_META_NAME_MAX) ||
+	    p->name[0] == '\0')
+		return drift_err_set(err, DRIFT_EINVAL, "bad collection name");
+	if (col_find(m, p->name) != NULL)
+		return drift_err_set(err, DRIFT_EEXIST,
+				     "collection %s already exists", p->name);
+	if (p->shards == 0 || p->dimension == 0 || p->replication_factor == 0 ||
+	    cc->n_shards != p->shards)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "collection %s: %u shards, %zu placed, "
+				     "dimension %u, replication %u",
+				     p->name, p->shards, cc->n_shards,
+				     p->dimension, p->replication_factor);
+	drift_meta_collection c;
+	memset(&c, 0, sizeof(c));
+	copy_str(c.name, sizeof(c.name), p->name);
+	c.dimension = p->dimension;
+	c.metric = p->metric;
+	c.wal_sync = p->wal_sync;
+	c.shards = p->shards;
+	c.replication_factor = p->replication_factor;
+	c.memtable_rows = p->memtable_rows;
+	c.default_recall = p->default_recall;
+	c.memory_limit = p->memory_limit;
+	c.created_version = m->version + 1;
+	c.shard = drift_calloc(c.shards, sizeof(*c.shard));
+	if (c.shard == NULL)
+		return DRIFT_ENOMEM;
+	for (size_t i = 0; i < cc->n_shards; i++) {
+		const Drift__Cluster__V1__Shard *s = cc->shards[i];
+		int rv;
+		if (s->shard >= c.shards || c.shard[s->shard].n != 0)
+			rv = drift_err_set(err, DRIFT_EINVAL,
+					   "collection %s: shard %u placed "
+					   "twice or out of range",
+					   c.name, s->shard);
+		else
+			rv = shard_from_pb(m, &c, s, &c.shard[s->shard], err);
+		if (rv != 0) {
+			col_free(&c);
+			return rv;
+		}
+	}
+	drift_meta_collection *nc =
+		drift_realloc(m->cols, (m->n_cols + 1) * sizeof(*nc));
+	if (nc == NULL) {
+		col_free(&c);
+		return DRIFT_ENOMEM;
+	}
+	m->cols = nc;
+	size_t at = col_lower(m, c.name);
+	memmove(&m->cols[at + 1], &m->cols[at],
+		(m->n_cols - at) * sizeof(*m->cols));
+	m->cols[at] = c;
+	m->n_cols++;
+	return 0;
+}
+
+static int apply_drop(drift_meta *m, const char *name, drift_err *err)
+{
+	drift_meta_collection *c = col_find(m, name != NULL ? name : "");
+	if (c == NULL)
+		return drift_err_set(err, DRIFT_ENOENT, "no collection %s",
+				     name != NULL ? name : "");
+	size_t i = (size_t)(c - m->cols);
+	col_free(c);
+	memmove(&m->cols[i], &m->cols[i + 1],
+		(m->n_cols - i - 1) * sizeof(*m->cols));
+	m->n_cols--;
+	return 0;
+}
+
+static int apply_set_shards(drift_meta *m,
+			    const Drift__Cluster__V1__SetShards *ss,
+			    drift_err *err)
+{
+	/* Check everything first: a command applies whole or not at all. */
+	drift_meta_shard *tmp =
+		drift_calloc(ss->n_shards ? ss->n_shards : 1, sizeof(*tmp));
+	if (tmp == NULL)
+		return DRIFT_ENOMEM;
+	int rv = 0;
+	for (size_t i = 0; rv == 0 && i < ss->n_shards; i++) {
+		const Drift__Cluster__V1__Shard *s = ss->shards[i];
+		drift_meta_collection *c =
+			col_find(m, s->collection ? s->collection : "");
+		if (c == NULL)
+			rv = drift_err_set(err, DRIFT_ENOENT,
+					   "no collection %s", s->collection);
+		else if (s->shard >= c->shards)
+			rv = drift_err_set(err, DRIFT_EINVAL,
+					   "collection %s has no shard %u",
+					   c->name, s->shard);
+		else
+			rv = shard_from_pb(m, c, s, &tmp[i], err);
+	}
+	for (size_t i = 0; rv == 0 && i < ss->n_shards; i++) {
+		drift_meta_collection *c =
+			col_find(m, ss->shards[i]->collection);
+		if (c != NULL)
+			c->shard[ss->shards[i]->shard] = tmp[i];
+	}
+	drift_free(tmp);
+	return rv;
+}
+
+int drift_meta_apply(drift_meta *m, const Drift__Cluster__V1__Command *cmd,
+		     drift_err *err)
+{
+	int rv;
+	switch (cmd->cmd_case) {
+	case DRIFT__CLUSTER__V1__COMMAND__CMD_BOOTSTRAP:
+		rv = apply_bootstrap(m, cmd->bootstrap, err);
+		break;
+	case DRIFT__CLUSTER__V1__COMMAND__CMD_ADD_NODE: {
+		drift_meta_node n;
+		rv = node_from_pb(cmd->add_node->node, &n, err);
+		if (rv == 0)
+			rv = add_node(m, &n, err);
+		break;
+	}
+	case DRIFT__CLUSTER__V1__COMMAND__CMD_REMOVE_NODE:
+		rv = apply_remove(m, cmd->remove_node->id, err);
+		break;
+	case DRIFT__CLUSTER__V1__COMMAND__CMD_SET_NODE:
+		rv = apply_set_node(m, cmd->set_node, err);
+		break;
+	case DRIFT__CLUSTER__V1__COMMAND__CMD_CREATE_COLLECTION:
+		rv = apply_create(m, cmd->create_collection, err);
+		break;
+	case DRIFT__CLUSTER__V1__COMMAND__CMD_DROP_COLLECTION:
+		rv = apply_drop(m, cmd->drop_collection->name, err);
+		break;
+	case DRIFT__CLUSTER__V1__COMMAND__CMD_SET_SHARDS:
+		rv = apply_set_shards(m, cmd->set_shards, err);
+		break;
+	default:
+		rv = drift_err_set(err, DRIFT_EINVAL, "unknown command %d",
+				   (int)cmd->cmd_case);
+	}
+	if (rv == 0)
+		m->version++;
+	return rv;
+}
+
+/* ---- Encoding ---- */
+
+int drift_meta_cmd_encode(const Drift__Cluster__V1__Command *cmd,
+			  bool raft_alloc, void **buf, size_t *len)
+{
+	size_t body = drift__cluster__v1__command__get_packed_size(cmd);
+	size_t total = (8 + body + 7) & ~(size_t)7;
+	uint8_t *b = raft_alloc ? raft_malloc(total) : drift_malloc(total);
+	if (b == NULL)
+		return DRIFT_ENOMEM;
+	memset(b, 0, total);
+	drift_store_le64(b, body);
+	drift__cluster__v1__command__pack(cmd, b + 8);
+	*buf = b;
+	*len = total;
+	return 0;
+}
+
+int drift_meta_cmd_decode(const void *buf, size_t len,
+			  Drift__Cluster__V1__Command **cmd)
+{
+	if (len < 8)
+		return DRIFT_ECORRUPT;
+	uint64_t body = drift_load_le64(buf);
+	if (body > len - 8)
+		return DRIFT_ECORRUPT;
+	Drift__Cluster__V1__Command *c = drift__cluster__v1__command__unpack(
+		NULL, (size_t)body, (const uint8_t *)buf + 8);
+	if (c == NULL)
+		return DRIFT_ECORRUPT;
+	*cmd = c;
+	return 0;
+}
+
+int drift_meta_encode(const drift_meta *m, void **buf, size_t *len)
+{
+	int rv = DRIFT_ENOMEM;
+	size_t n_shards = 0;
+	for (size_t i = 0; i < m->n_cols; i++)
+		n_shards += m->cols[i].shards;
+	Drift__Cluster__V1__Node *nodes =
+		drift_calloc(m->n_nodes + 1, sizeof(*nodes));
+	Drift__Cluster__V1__Node **pn =
+		drift_calloc(m->n_nodes + 1, sizeof(*pn));
+	Drift__Cluster__V1__Collection *cols =
+		drift_calloc(m->n_cols + 1, sizeof(*cols));
+	Drift__Cluster__V1__Collection **pc =
+		drift_calloc(m->n_cols + 1, sizeof(*pc));
+	Drift__Cluster__V1__Shard *shards =
+		drift_calloc(n_shards + 1, sizeof(*shards));
+	Drift__Cluster__V1__Shard **ps =
+		drift_calloc(n_shards + 1, sizeof(*ps));
+	/* Node id pointers of every shard's replicas and in-sync set. */
+	char **ids = drift_calloc(2 * n_shards * DRIFT_META_MAX_RF + 1,
+				  sizeof(*ids));
+	uint8_t *out = NULL;
+	if (!nodes || !pn || !cols || !pc || !shards || !ps || !ids)
+		goto done;
+	Drift__Cluster__V1__State st = DRIFT__CLUSTER__V1__STATE__INIT;
+	st.format = 1;
+	st.cluster_id = (char *)m->cluster_id;
+	st.version = m->version;
+	st.max_voters = m->max_voters;
+	for (size_t i = 0; i < m->n_nodes; i++) {
+		const drift_meta_node *n = &m->nodes[i];
+		drift__cluster__v1__node__init(&nodes[i]);
+		nodes[i].id = (char *)n->id;
+		nodes[i].raft_id = n->raft_id;
+		nodes[i].address = (char *)n->address;
+		nodes[i].raft_address = (char *)n->raft_address;
+		nodes[i].state = n->state;
+		nodes[i].role = n->role;
+		nodes[i].added_version = n->added_version;
+		pn[i] = &nodes[i];
+	}
+	st.n_nodes = m->n_nodes;
+	st.nodes = pn;
+	size_t k = 0, idn = 0;
+	for (size_t i = 0; i < m->n_cols; i++) {
+		const drift_meta_collection *c = &m->cols[i];
+		drift__cluster__v1__collection__init(&cols[i]);
+		cols[i].name = (char *)c->name;
+		cols[i].dimension = c->dimension;
+		cols[i].metric = c->metric;
+		cols[i].shards = c->shards;
+		cols[i].replication_factor = c->replication_factor;
+		cols[i].wal_sync = c->wal_sync;
+		cols[i].memtable_rows = c->memtable_rows;
+		cols[i].default_recall = c->default_recall;
+		cols[i].memory_limit = c->memory_limit;
+		cols[i].created_version = c->created_version;
+		pc[i] = &cols[i];
+		for (uint32_t s = 0; s < c->shards; s++, k++) {
+			const drift_meta_shard *sh = &c->shard[s];
+			drift__cluster__v1__shard__init(&shards[k]);
+			shards[k].collection = (char *)c->name;
+			shards[k].shard = s;
+			shards[k].nodes = &ids[idn];
+			for (uint32_t r = 0; r < sh->n; r++)
+				ids[idn++] = (char *)sh->nodes[r];
+			shards[k].n_nodes = sh->n;
+			shards[k].in_sync = &ids[idn];
+			for (uint32_t r = 0; r < sh->n; r++)
+				if (sh->in_sync & (1u << r)) {
+					ids[idn++] = (char *)sh->nodes[r];
+					shards[k].n_in_sync++;
+				}
+			ps[k] = &shards[k];
+		}
+	}
+	st.n_collections = m->n_cols;
+	st.collections = pc;
+	st.n_shards = n_shards;
+	st.shards = ps;
+	size_t sz = drift__cluster__v1__state__get_packed_size(&st);
+	out = drift_malloc(sz ? sz : 1);
+	if (out == NULL)
+		goto done;
+	drift__cluster__v1__state__pack(&st, out);
+	*buf = out;
+	*len = sz;
+	rv = 0;
+done:
+	drift_free(nodes);
+	drift_free(pn);
+	drift_free(cols);
+	drift_free(pc);
+	drift_free(shards);
+	drift_free(ps);
+	drift_free(ids);
+	return rv;
+}
+
+int drift_meta_decode(const void *buf, size_t len, drift_meta **out,
+		      drift_err *err)
+{
+	Drift__Cluster__V1__State *st =
+		drift__cluster__v1__state__unpack(NULL, len, buf);
+	if (st == NULL)
+		return drift_err_set(err, DRIFT_ECORRUPT,
+				     "metadata snapshot: not a State message");
+	drift_meta *m = NULL;
+	int rv = drift_meta_new(&m);
+	if (rv != 0)
+		goto done;
+	if (st->format != 1 || !str_fits(st->cluster_id, DRIFT_NODE_ID_MAX)) {
+		rv = drift_err_set(err, DRIFT_ECORRUPT,
+				   "metadata snapshot: format %u", st->format);
+		goto done;
+	}
+	copy_str(m->cluster_id, sizeof(m->cluster_id), st->cluster_id);
+	m->max_voters = st->max_voters;
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		drift_meta_node n;
+		if ((rv = node_from_pb(st->nodes[i], &n, err)) != 0 ||
+		    (rv = add_node(m, &n, err)) != 0)
+			goto corrupt;
+		m->nodes[m->n_nodes - 1].added_version =
+			st->nodes[i]->added_version;
+	}
+	for (size_t i = 0; i < st->n_collections; i++) {
+		Drift__Cluster__V1__Collection *p = st->collections[i];
+		/* The collection's shards, in order, follow in st->shards. */
+		Drift__Cluster__V1__CreateCollection cc =
+			DRIFT__CLUSTER__V1__CREATE_COLLECTION__INIT;
+		cc.collection = p;
+		size_t first = 0;
+		while (first < st->n_shards &&
+		       strcmp(st->shards[first]->collection, p->name) != 0)
+			first++;
+		size_t n = 0;
+		while (first + n < st->n_shards &&
+		       strcmp(st->shards[first + n]->collection, p->name) == 0)
+			n++;
+		cc.n_shards = n;
+		cc.shards = st->shards + first;
+		if ((rv = apply_create(m, &cc, err)) != 0)
+			goto corrupt;
+		drift_meta_collection *made = col_find(m, p->name);
+		if (made != NULL)
+			made->created_version = p->created_version;
+	}
+	m->version = st->version;
+	*out = m;
+	m = NULL;
+	rv = 0;
+	goto done;
+corrupt:
+	if (err != NULL) {
+		char why[DRIFT_ERR_MSG_MAX];
+		snprintf(why, sizeof(why), "%s", err->msg);
+		rv = drift_err_set(err, DRIFT_ECORRUPT, "metadata snapshot: %s",
+				   why);
+	} else {
+		rv = DRIFT_ECORRUPT;
+	}
+done:
+	drift_meta_unref(m);
+	drift__cluster__v1__state__free_unpacked(st, NULL);
+	return rv;
+}

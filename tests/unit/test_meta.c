@@ -1,0 +1,281 @@
+/* Tests of cluster/meta: the metadata state machine's commands (every
+ * rule, and that a refused command changes nothing), the padded entry
+ * encoding, and snapshots that round-trip exactly. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cluster/meta.h"
+#include "common/alloc.h"
+#include "common/err.h"
+#include "drift_test.h"
+
+/* ---- Fixture ---------------------------------------------------------- */
+
+static drift_meta *st;
+
+static void setup(void)
+{
+	cr_assert_eq(drift_meta_new(&st), 0);
+}
+
+static void teardown(void)
+{
+	drift_failalloc_arm(0, 0);
+	drift_meta_unref(st);
+}
+
+TestSuite(meta, .init = setup, .fini = teardown);
+
+/* ---- Helpers ---------------------------------------------------------- */
+
+static Drift__Cluster__V1__Node pbnode(const char *id, int port)
+{
+	static char addr[8][64], raddr[8][64];
+	static int slot;
+	slot = (slot + 1) % 8;
+	snprintf(addr[slot], sizeof(addr[slot]), "127.0.0.1:%d", port);
+	snprintf(raddr[slot], sizeof(raddr[slot]), "127.0.0.1:%d", port + 10);
+	Drift__Cluster__V1__Node n = DRIFT__CLUSTER__V1__NODE__INIT;
+	n.id = (char *)id;
+	n.raft_id = drift_meta_raft_id(id);
+	n.address = addr[slot];
+	n.raft_address = raddr[slot];
+	return n;
+}
+
+/* Applies to a clone and keeps it only on success, as cluster/fsm.c does. */
+static int apply(const Drift__Cluster__V1__Command *cmd, drift_err *err)
+{
+	drift_meta *next;
+	int rv = drift_meta_clone(st, &next);
+	if (rv != 0)
+		return rv;
+	rv = drift_meta_apply(next, cmd, err);
+	if (rv == 0) {
+		drift_meta_unref(st);
+		st = next;
+	} else {
+		drift_meta_unref(next);
+	}
+	return rv;
+}
+
+static int bootstrap(const char *id)
+{
+	Drift__Cluster__V1__Node n = pbnode(id, 7401);
+	Drift__Cluster__V1__Bootstrap b = DRIFT__CLUSTER__V1__BOOTSTRAP__INIT;
+	b.cluster_id = "c1";
+	b.node = &n;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_BOOTSTRAP;
+	c.bootstrap = &b;
+	return apply(&c, NULL);
+}
+
+static int add_node(const char *id, int port, drift_err *err)
+{
+	Drift__Cluster__V1__Node n = pbnode(id, port);
+	Drift__Cluster__V1__AddNode a = DRIFT__CLUSTER__V1__ADD_NODE__INIT;
+	a.node = &n;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_ADD_NODE;
+	c.add_node = &a;
+	return apply(&c, err);
+}
+
+/* A collection of `shards` shards, shard i on nodes[i % n_nodes]. */
+static int create(const char *name, uint32_t shards, const char **nodes,
+		  size_t n_nodes, drift_err *err)
+{
+	Drift__Cluster__V1__Collection col =
+		DRIFT__CLUSTER__V1__COLLECTION__INIT;
+	col.name = (char *)name;
+	col.dimension = 8;
+	col.shards = shards;
+	col.replication_factor = 1;
+	Drift__Cluster__V1__Shard sh[16], *ps[16];
+	char *ids[16];
+	for (uint32_t i = 0; i < shards; i++) {
+		drift__cluster__v1__shard__init(&sh[i]);
+		sh[i].collection = (char *)name;
+		sh[i].shard = i;
+		ids[i] = (char *)nodes[i % n_nodes];
+		sh[i].nodes = &ids[i];
+		sh[i].n_nodes = 1;
+		ps[i] = &sh[i];
+	}
+	Drift__Cluster__V1__CreateCollection cc =
+		DRIFT__CLUSTER__V1__CREATE_COLLECTION__INIT;
+	cc.collection = &col;
+	cc.shards = ps;
+	cc.n_shards = shards;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_CREATE_COLLECTION;
+	c.create_collection = &cc;
+	return apply(&c, err);
+}
+
+static int remove_node(const char *id, drift_err *err)
+{
+	Drift__Cluster__V1__RemoveNode r =
+		DRIFT__CLUSTER__V1__REMOVE_NODE__INIT;
+	r.id = (char *)id;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_REMOVE_NODE;
+	c.remove_node = &r;
+	return apply(&c, err);
+}
+
+static int drop(const char *name)
+{
+	Drift__Cluster__V1__DropCollection d =
+		DRIFT__CLUSTER__V1__DROP_COLLECTION__INIT;
+	d.name = (char *)name;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_DROP_COLLECTION;
+	c.drop_collection = &d;
+	return apply(&c, NULL);
+}
+
+static void assert_same(const drift_meta *a, const drift_meta *b)
+{
+	void *ea, *eb;
+	size_t la, lb;
+	cr_assert_eq(drift_meta_encode(a, &ea, &la), 0);
+	cr_assert_eq(drift_meta_encode(b, &eb, &lb), 0);
+	cr_assert_eq(la, lb);
+	cr_assert(memcmp(ea, eb, la) == 0);
+	drift_free(ea);
+	drift_free(eb);
+}
+
+/* ---- Cases ------------------------------------------------------------ */
+
+DRIFT_TEST(meta, bootstrap_once)
+{
+	cr_assert_eq(bootstrap("n1"), 0);
+	cr_assert_str_eq(st->cluster_id, "c1");
+	cr_assert_eq(st->version, 1);
+	cr_assert_eq(st->n_nodes, 1);
+	cr_assert_eq(st->nodes[0].role, DRIFT_ROLE_VOTER);
+	cr_assert_eq(bootstrap("n2"), DRIFT_EEXIST);
+	cr_assert_eq(st->version, 1);
+}
+
+DRIFT_TEST(meta, nodes_are_unique)
+{
+	drift_err err;
+	cr_assert_eq(bootstrap("n1"), 0);
+	cr_assert_eq(add_node("n2", 7402, &err), 0);
+	cr_assert_eq(add_node("n2", 7403, &err), DRIFT_EEXIST);
+	cr_assert(strstr(err.msg, "already a member") != NULL);
+	cr_assert_eq(add_node("n3", 7402, &err), DRIFT_EEXIST, "same address");
+	cr_assert(strstr(err.msg, "n2") != NULL);
+	cr_assert_eq(add_node("bad id!", 7409, &err), DRIFT_EINVAL);
+	cr_assert_eq(st->n_nodes, 2);
+	cr_assert_eq(st->version, 2);
+}
+
+DRIFT_TEST(meta, collections_and_placement)
+{
+	drift_err err;
+	const char *two[] = {"n1", "n2"};
+	cr_assert_eq(bootstrap("n1"), 0);
+	cr_assert_eq(add_node("n2", 7402, NULL), 0);
+	cr_assert_eq(create("b", 4, two, 2, &err), 0);
+	cr_assert_eq(create("a", 1, two, 1, &err), 0);
+	cr_assert_eq(create("a", 1, two, 1, &err), DRIFT_EEXIST);
+	const char *ghost[] = {"n9"};
+	cr_assert_eq(create("c", 1, ghost, 1, &err), DRIFT_ENOENT);
+	cr_assert(strstr(err.msg, "n9") != NULL);
+	cr_assert_eq(st->n_cols, 2);
+	cr_assert_str_eq(st->cols[0].name, "a", "sorted by name");
+	const drift_meta_collection *b = drift_meta_col_find(st, "b");
+	cr_assert_not_null(b);
+	cr_assert_eq(b->created_version, 3);
+	cr_assert_str_eq(b->shard[3].nodes[0], "n2");
+	uint32_t prim;
+	cr_assert_eq(drift_meta_node_load(st, "n1", &prim), 3);
+	cr_assert_eq(prim, 3);
+	uint64_t v = st->version;
+	cr_assert_eq(remove_node("n2", &err), DRIFT_EBUSY);
+	cr_assert(strstr(err.msg, "b/1") != NULL, "names the shards: %s",
+		  err.msg);
+	cr_assert_eq(st->version, v, "a refused command changes nothing");
+	cr_assert_eq(drop("b"), 0);
+	cr_assert_eq(drop("b"), DRIFT_ENOENT);
+	cr_assert_eq(remove_node("n2", &err), 0);
+	cr_assert_eq(st->n_nodes, 1);
+}
+
+DRIFT_TEST(meta, entries_are_padded)
+{
+	Drift__Cluster__V1__RemoveNode r =
+		DRIFT__CLUSTER__V1__REMOVE_NODE__INIT;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_REMOVE_NODE;
+	c.remove_node = &r;
+	const char *ids[] = {"a", "ab", "abc", "abcdefg", "abcdefgh"};
+	for (size_t i = 0; i < 5; i++) {
+		r.id = (char *)ids[i];
+		void *buf;
+		size_t len;
+		cr_assert_eq(drift_meta_cmd_encode(&c, false, &buf, &len), 0);
+		cr_assert_eq(len % 8, 0);
+		Drift__Cluster__V1__Command *back;
+		cr_assert_eq(drift_meta_cmd_decode(buf, len, &back), 0);
+		cr_assert_str_eq(back->remove_node->id, ids[i]);
+		drift__cluster__v1__command__free_unpacked(back, NULL);
+		cr_assert_eq(drift_meta_cmd_decode(buf, 4, &back),
+			     DRIFT_ECORRUPT);
+		((unsigned char *)buf)[0] = 0xff; /* length past the end */
+		cr_assert_eq(drift_meta_cmd_decode(buf, len, &back),
+			     DRIFT_ECORRUPT);
+		drift_free(buf);
+	}
+}
+
+DRIFT_TEST(meta, snapshot_round_trip)
+{
+	const char *two[] = {"n1", "n2"};
+	cr_assert_eq(bootstrap("n1"), 0);
+	cr_assert_eq(add_node("n2", 7402, NULL), 0);
+	cr_assert_eq(create("b", 5, two, 2, NULL), 0);
+	cr_assert_eq(create("a", 2, two, 2, NULL), 0);
+	void *buf;
+	size_t len;
+	cr_assert_eq(drift_meta_encode(st, &buf, &len), 0);
+	drift_meta *back;
+	cr_assert_eq(drift_meta_decode(buf, len, &back, NULL), 0);
+	assert_same(st, back);
+	cr_assert_eq(back->version, st->version);
+	cr_assert_eq(drift_meta_col_find(back, "b")->created_version, 3);
+	drift_meta_unref(back);
+	drift_err err;
+	cr_assert_eq(drift_meta_decode("\x08\x09garbage", 9, &back, &err),
+		     DRIFT_ECORRUPT);
+	cr_assert(strstr(err.msg, "snapshot") != NULL);
+	drift_free(buf);
+}
+
+DRIFT_TEST(meta, allocation_failures_change_nothing)
+{
+	const char *one[] = {"n1"};
+	cr_assert_eq(bootstrap("n1"), 0);
+	for (long nth = 1; nth < 20; nth++) {
+		uint64_t v = st->version;
+		size_t n = st->n_cols;
+		drift_failalloc_arm(nth, 0);
+		char name[16];
+		snprintf(name, sizeof(name), "c%ld", nth);
+		int rv = create(name, 3, one, 1, NULL);
+		drift_failalloc_arm(0, 0);
+		if (rv == 0) {
+			cr_assert_eq(st->version, v + 1);
+			cr_assert_eq(st->n_cols, n + 1);
+		} else {
+			cr_assert_eq(st->version, v);
+			cr_assert_eq(st->n_cols, n);
+		}
+	}
+}
