@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void *libc_malloc(void *ctx, size_t size)
 {
@@ -165,4 +166,19 @@ char *drift_strndup(const char *s, size_t n)
 char *drift_strdup(const char *s)
 {
 	return drift_strndup(s, SIZE_MAX);
+}
+
+void *drift_reserve(size_t size)
+{
+	if (should_fail())
+		return NULL;
+	void *p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void drift_unreserve(void *ptr, size_t size)
+{
+	if (ptr != NULL)
+		munmap(ptr, size ? size : 1);
 }

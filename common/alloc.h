@@ -32,6 +32,19 @@ void *drift_realloc(void *ptr, size_t size);
 void *drift_aligned_alloc(size_t align, size_t size);
 void drift_free(void *ptr);
 
+/* Large zero-filled memory straight from the kernel (an anonymous private
+ * mapping, without swap reservation): no page is resident until it is
+ * first touched, and drift_unreserve gives every page back at once. For
+ * arenas sized for a maximum that fill as they are used (node/hnsw.c): the
+ * C library would serve them from its heap once its mmap threshold has
+ * grown past their size, and its calloc then writes every byte. Not
+ * served by the allocator of drift_alloc_set, but counted and failed by
+ * drift_failalloc_arm. NULL on failure; size is rounded up to pages. */
+void *drift_reserve(size_t size);
+/* Releases what drift_reserve returned, with the same size; NULL does
+ * nothing. */
+void drift_unreserve(void *ptr, size_t size);
+
 /* A copy of s (NUL-terminated) or of its first n bytes plus a NUL. */
 char *drift_strdup(const char *s);
 char *drift_strndup(const char *s, size_t n);

@@ -6,18 +6,24 @@
  *
  * DESIGN
  *
- * Arenas. Everything is allocated by drift_hnsw_new, sized by the capacity:
+ * Arenas. drift_hnsw_new reserves one mapping (drift_reserve) sized by the
+ * capacity, and its pages become resident as rows fill them, in row order:
  *   vecs     capacity * stride floats (stride = dim rounded up to 16, so
  *            every row starts on a cache line)
- *   ids, seqnos, level, state   one value per row
- *   l0       layer-0 neighbour lists, capacity * (1 + 3M) uint32 (room0 = 2M +
- * M) up       the lists of layers >= 1, (1 + M + M/2) uint32 each; row r's list
- * of layer l is up[up_off[r] + l - 1] map      the id map, open addressing (see
- * below) A list is [count, entry 0, ..., entry max-1]. The node levels are
- * drawn at creation for every row to come (level = floor(-ln(u) * mL), mL = 1 /
- * ln(M), the paper's choice, from the seeded generator, capped at MAX_LEVEL),
- * so the upper arena has exactly the size the rows need and row r's level
- * depends only on the seed and r.
+ *   ids, seqnos, level, up_off, state   one value per row
+ *   l0       layer-0 neighbour lists, capacity * (1 + 3M) uint32
+ *            (room0 = 2M + M)
+ *   up       the lists of layers >= 1, (1 + M + M/2) uint32 each; row r's
+ *            list of layer l is up[up_off[r] + l - 1], up_off[r] taken
+ *            from a bump counter when r is taken
+ * A list is [count, entry 0, ..., entry max-1]. Row r's level is
+ * floor(-ln(u) * mL), mL = 1 / ln(M) (the paper's choice), capped at
+ * MAX_LEVEL, with u drawn from a hash of (seed, r): it depends only on the
+ * seed and r, so drift_hnsw_new sums the levels of every row to come
+ * without storing them, and the upper arena has exactly the size the rows
+ * need. So an empty memtable costs a few pages whatever its capacity (a
+ * shard's memtable is sized for 65,536 rows; a tenant may hold 100), and
+ * freeing it unmaps everything it touched.
  *
  * Rows and states. A row is taken by a compare-and-swap on nrows, filled
  * (vector, id, seqno), linked into the graph (Algorithm 1, in two phases:
@@ -29,12 +35,17 @@
  * ENOMEM). Searches return LIVE rows only; every row, whatever its state,
  * is a waypoint of the graph, so deleting never disconnects it.
  *
- * Id map. Linear probing over a power-of-two table at most half full
- * (capacity + max_tombstones ids), slots {key, val, tomb seqno}, never
- * removed. val is 0 (empty), ROW | row, or TOMB (seqno in the slot).
- * Writers change it under map_lock (a commit is a few stores, so one lock
- * costs little next to the graph search of an insert); readers probe it
- * without a lock.
+ * Id map. Linear probing over a power-of-two table at most half full,
+ * slots {key, val, tomb seqno}, never removed. val is 0 (empty), ROW |
+ * row, or TOMB (seqno in the slot). Writers change it under map_lock (a
+ * commit is a few stores, so one lock costs little next to the graph
+ * search of an insert); readers probe it without a lock. The table starts
+ * at MAP_MIN slots and doubles when half full (the writer copies it under
+ * map_lock and publishes the copy with release); the tables it replaced
+ * stay allocated until drift_hnsw_free (together smaller than the last),
+ * so a reader still probing one reads a state the map had during its
+ * call. Hashed slots are scattered, so a table sized for the capacity
+ * would make every id cost a resident page.
  *
  * Concurrency (the memory-ordering rule). Writers lock a node (one of
  * NLOCKS striped mutexes, by row) to change its neighbour lists, one node
@@ -90,7 +101,10 @@
 #include "common/vec.h"
 
 #define MAX_LEVEL 15
-#define NLOCKS 1024
+/* Node lock stripes: an insert holds one node's lock at a time, briefly,
+ * so a few hundred stripes keep writers apart on any core count. */
+#define NLOCKS 256
+#define MAP_MIN 64
 
 enum { STATE_PENDING = 0, STATE_LIVE = 1, STATE_DEAD = 2 };
 
@@ -110,18 +124,28 @@ typedef struct map_slot {
 	_Atomic uint64_t tseq; /* seqno of the tombstone when val is TOMB */
 } map_slot;
 
+typedef struct map_table {
+	struct map_table *prev; /* the table this one replaced */
+	size_t mask;
+	map_slot slot[];
+} map_table;
+
 struct drift_hnsw {
 	uint32_t dim, stride, capacity, max_tombstones;
 	uint32_t m, m0, efc;
 	uint32_t room0, roomu; /* list capacity: the degree plus slack */
 	enum drift_metric metric;
 
+	void *arena; /* one reservation holding every array below */
+	size_t arena_bytes;
 	float *vecs;
 	uint64_t *ids, *seqnos;
 	uint8_t *level;
 	uint32_t *up_off;
 	_Atomic uint8_t *state;
 	_Atomic uint32_t *l0, *up;
+	_Atomic uint32_t up_used; /* upper lists handed out */
+	size_t n_up;		  /* upper lists of all rows to come */
 
 	pthread_mutex_t *locks; /* NLOCKS, or fewer for small capacities */
 	uint32_t lock_mask;
@@ -129,19 +153,29 @@ struct drift_hnsw {
 	_Atomic uint64_t ep;
 	_Atomic uint32_t nrows;
 
-	map_slot *map;
-	size_t map_mask;
-	uint64_t hash_seed;
+	_Atomic(map_table *) map;
+	uint64_t hash_seed, level_seed;
+	double ml; /* 1 / ln(M) */
 	pthread_mutex_t map_lock;
 	uint32_t tomb_new; /* ids added by deletes; under map_lock */
 	_Atomic uint32_t live, tombs, nids;
 
 	struct scratch_pool *pool; /* of searches and inserts */
 
-	uint64_t bytes;
+	uint64_t fixed_bytes; /* the handle, locks and scratch pool */
+	_Atomic uint64_t map_bytes; /* every map table allocated */
 };
 
 /* ---- Rows, lists, distances --------------------------------------------- */
+
+/* Row r's level (see the top of this file). */
+static int level_of(const drift_hnsw *h, uint32_t r)
+{
+	uint64_t x = drift_hash_u64(r, h->level_seed);
+	double u = (double)((x >> 11) + 1) * 0x1p-53; /* (0, 1] */
+	double lv = floor(-log(u) * h->ml);
+	return lv > MAX_LEVEL ? MAX_LEVEL : (int)lv;
+}
 
 static inline const float *vec_of(const drift_hnsw *h, uint32_t r)
 {
@@ -291,12 +325,35 @@ static nd heap_pop(heap *hp)
 typedef struct vset {
 	uint16_t *mark;
 	uint16_t tag;
-	uint32_t cap;
+	uint32_t cap; /* marks allocated: grows with the rows visited */
+	uint32_t max; /* the memtable's capacity */
 } vset;
 
-/* 1 when r was added, 0 when it was there. */
+/* Room for row r's mark (new marks are zero: never visited). */
+static int vset_grow(vset *s, uint32_t r)
+{
+	size_t cap = s->cap ? 2 * (size_t)s->cap : 1024;
+	while (cap <= r)
+		cap *= 2;
+	if (cap > s->max)
+		cap = s->max;
+	uint16_t *m = drift_realloc(s->mark, cap * sizeof(uint16_t));
+	if (m == NULL)
+		return DRIFT_ENOMEM;
+	memset(m + s->cap, 0, (cap - s->cap) * sizeof(uint16_t));
+	s->mark = m;
+	s->cap = (uint32_t)cap;
+	return 0;
+}
+
+/* 1 when r was added, 0 when it was there, DRIFT_ENOMEM. */
 static inline int vset_add(vset *s, uint32_t r)
 {
+	if (r >= s->cap) {
+		int rv = vset_grow(s, r);
+		if (rv != 0)
+			return rv;
+	}
 	if (s->mark[r] == s->tag)
 		return 0;
 	s->mark[r] = s->tag;
@@ -350,8 +407,7 @@ static scratch *scratch_new(const drift_hnsw *h)
 	scratch *s = drift_calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
-	s->seen.cap = h->capacity;
-	s->seen.mark = drift_calloc(h->capacity, sizeof(uint16_t));
+	s->seen.max = h->capacity;
 	s->seen.tag = 1;
 	s->cand.cap = 256;
 	s->cand.a = drift_mallocarray(s->cand.cap, sizeof(nd));
@@ -360,7 +416,7 @@ static scratch *scratch_new(const drift_hnsw *h)
 	s->tmp = drift_mallocarray((size_t)h->room0 + 1, sizeof(nd));
 	s->plan = drift_mallocarray((size_t)(MAX_LEVEL + 1) * h->m,
 				    sizeof(uint32_t));
-	if (s->seen.mark == NULL || s->cand.a == NULL || s->sel == NULL ||
+	if (s->cand.a == NULL || s->sel == NULL ||
 	    s->tmp == NULL || s->plan == NULL) {
 		scratch_free(s);
 		return NULL;
@@ -772,8 +828,9 @@ static int link_row(drift_hnsw *h, const drift_vec_kernels *k, scratch *s,
 	float curd = dist(h, k, q, vec_of(h, cur));
 	descend(h, k, q, &cur, &curd, top, l);
 	scratch_reset(s);
-	(void)vset_add(&s->seen, r); /* never its own neighbour */
-	rv = seed(h, s, cur, curd, false);
+	rv = vset_add(&s->seen, r); /* never its own neighbour */
+	if (rv >= 0)
+		rv = seed(h, s, cur, curd, false);
 	for (lc = low; lc >= 0 && rv >= 0; lc--) {
 		rv = search_layer(h, k, q, s, lc, false);
 		if (rv != 0)
@@ -790,7 +847,7 @@ static int link_row(drift_hnsw *h, const drift_vec_kernels *k, scratch *s,
 			break;
 		/* W is the entry point set of the next layer. */
 		scratch_reset(s);
-		(void)vset_add(&s->seen, r);
+		rv = vset_add(&s->seen, r);
 		for (size_t i = 0; i < nw && rv >= 0; i++)
 			rv = seed(h, s, s->w[i].r, s->w[i].d, false);
 	}
@@ -811,35 +868,83 @@ static int link_row(drift_hnsw *h, const drift_vec_kernels *k, scratch *s,
 
 /* ---- Id map ------------------------------------------------------------- */
 
-/* The slot of id, or NULL. Lock-free. */
-static const map_slot *map_get(const drift_hnsw *h, uint64_t id)
+static map_table *map_table_new(size_t n)
 {
-	size_t i = drift_hash_u64(id, h->hash_seed) & h->map_mask;
+	map_table *t = drift_calloc(1, sizeof(*t) + n * sizeof(map_slot));
+	if (t != NULL)
+		t->mask = n - 1;
+	return t;
+}
+
+/* The slot of id in t, or NULL. Lock-free. */
+static const map_slot *map_get(const drift_hnsw *h, const map_table *t,
+			       uint64_t id)
+{
+	size_t i = drift_hash_u64(id, h->hash_seed) & t->mask;
 	for (;;) {
-		const map_slot *s = &h->map[i];
+		const map_slot *s = &t->slot[i];
 		uint64_t v =
 			atomic_load_explicit(&s->val, memory_order_acquire);
 		if (v == 0)
 			return NULL;
 		if (atomic_load_explicit(&s->key, memory_order_relaxed) == id)
 			return s;
-		i = (i + 1) & h->map_mask;
+		i = (i + 1) & t->mask;
 	}
 }
 
-/* Under map_lock: the slot of id, or the empty slot where it goes. */
-static map_slot *map_find(drift_hnsw *h, uint64_t id)
+/* Under map_lock: the slot of id in t, or the empty slot where it goes. */
+static map_slot *map_slot_of(drift_hnsw *h, map_table *t, uint64_t id)
 {
-	size_t i = drift_hash_u64(id, h->hash_seed) & h->map_mask;
+	size_t i = drift_hash_u64(id, h->hash_seed) & t->mask;
 	for (;;) {
-		map_slot *s = &h->map[i];
+		map_slot *s = &t->slot[i];
 		uint64_t v =
 			atomic_load_explicit(&s->val, memory_order_relaxed);
 		if (v == 0 ||
 		    atomic_load_explicit(&s->key, memory_order_relaxed) == id)
 			return s;
-		i = (i + 1) & h->map_mask;
+		i = (i + 1) & t->mask;
 	}
+}
+
+/* Under map_lock: the slot of id, or the empty slot where it goes, with
+ * room for it (the table doubled first when a new id would fill it past
+ * half); NULL when the table cannot grow. */
+static map_slot *map_find(drift_hnsw *h, uint64_t id)
+{
+	map_table *t = atomic_load_explicit(&h->map, memory_order_relaxed);
+	map_slot *s = map_slot_of(h, t, id);
+	uint32_t ids = atomic_load_explicit(&h->nids, memory_order_relaxed);
+	if (atomic_load_explicit(&s->val, memory_order_relaxed) != 0 ||
+	    2 * ((size_t)ids + 1) <= t->mask + 1)
+		return s;
+	size_t n = 2 * (t->mask + 1);
+	map_table *nt = map_table_new(n);
+	if (nt == NULL)
+		return NULL;
+	for (size_t i = 0; i <= t->mask; i++) {
+		const map_slot *o = &t->slot[i];
+		uint64_t v =
+			atomic_load_explicit(&o->val, memory_order_relaxed);
+		if (v == 0)
+			continue;
+		uint64_t key =
+			atomic_load_explicit(&o->key, memory_order_relaxed);
+		map_slot *d = map_slot_of(h, nt, key);
+		atomic_store_explicit(&d->key, key, memory_order_relaxed);
+		atomic_store_explicit(
+			&d->tseq,
+			atomic_load_explicit(&o->tseq, memory_order_relaxed),
+			memory_order_relaxed);
+		atomic_store_explicit(&d->val, v, memory_order_relaxed);
+	}
+	nt->prev = t;
+	atomic_fetch_add_explicit(&h->map_bytes, n * sizeof(map_slot),
+				  memory_order_relaxed);
+	/* Every slot of nt before readers can find it. */
+	atomic_store_explicit(&h->map, nt, memory_order_release);
+	return map_slot_of(h, nt, id);
 }
 
 /* The seqno of a slot's entry (val != 0). */
@@ -872,6 +977,12 @@ static int commit_row(drift_hnsw *h, uint64_t id, uint64_t seqno, uint32_t r)
 	int rv = 0;
 	pthread_mutex_lock(&h->map_lock);
 	map_slot *s = map_find(h, id);
+	if (s == NULL) {
+		atomic_store_explicit(&h->state[r], STATE_DEAD,
+				      memory_order_release);
+		rv = DRIFT_ENOMEM;
+		goto out;
+	}
 	uint64_t v = atomic_load_explicit(&s->val, memory_order_relaxed);
 	if (v != 0 && slot_seqno(h, s, v) > seqno) {
 		atomic_store_explicit(&h->state[r], STATE_DEAD,
@@ -938,6 +1049,10 @@ int drift_hnsw_insert(drift_hnsw *h, uint64_t id, const float *vec,
 		memcpy(dst, vec, h->dim * sizeof(float));
 	h->ids[r] = id;
 	h->seqnos[r] = seqno;
+	int lvl = level_of(h, r);
+	h->level[r] = (uint8_t)lvl;
+	h->up_off[r] = atomic_fetch_add_explicit(&h->up_used, (uint32_t)lvl,
+						 memory_order_relaxed);
 
 	rv = link_row(h, k, s, r);
 	scratch_put(h, s);
@@ -957,6 +1072,10 @@ int drift_hnsw_delete(drift_hnsw *h, uint64_t id, uint64_t seqno)
 	int rv = 0;
 	pthread_mutex_lock(&h->map_lock);
 	map_slot *s = map_find(h, id);
+	if (s == NULL) {
+		rv = DRIFT_ENOMEM;
+		goto out;
+	}
 	uint64_t v = atomic_load_explicit(&s->val, memory_order_relaxed);
 	if (v == 0) {
 		if (h->tomb_new >= h->max_tombstones) {
@@ -986,7 +1105,8 @@ out:
 
 int drift_hnsw_lookup(const drift_hnsw *h, uint64_t id, drift_hnsw_entry *out)
 {
-	const map_slot *s = map_get(h, id);
+	const map_slot *s = map_get(
+		h, atomic_load_explicit(&h->map, memory_order_acquire), id);
 	if (s == NULL)
 		return DRIFT_ENOENT;
 	entry_of(h, s, atomic_load_explicit(&s->val, memory_order_acquire),
@@ -997,14 +1117,16 @@ int drift_hnsw_lookup(const drift_hnsw *h, uint64_t id, drift_hnsw_entry *out)
 void drift_hnsw_iter_init(drift_hnsw_iter *it, const drift_hnsw *h)
 {
 	it->h = h;
+	it->table = atomic_load_explicit(&h->map, memory_order_acquire);
 	it->slot = 0;
 }
 
 bool drift_hnsw_iter_next(drift_hnsw_iter *it, drift_hnsw_entry *out)
 {
 	const drift_hnsw *h = it->h;
-	while (it->slot <= h->map_mask) {
-		const map_slot *s = &h->map[it->slot++];
+	const map_table *t = it->table;
+	while (it->slot <= t->mask) {
+		const map_slot *s = &t->slot[it->slot++];
 		uint64_t v =
 			atomic_load_explicit(&s->val, memory_order_acquire);
 		if (v != 0) {
@@ -1024,7 +1146,15 @@ void drift_hnsw_stats_get(const drift_hnsw *h, drift_hnsw_stats *st)
 	st->tombstones = atomic_load_explicit(&h->tombs, memory_order_relaxed);
 	st->ids = atomic_load_explicit(&h->nids, memory_order_relaxed);
 	st->levels = epv == 0 ? 0 : (uint32_t)EP_LEVEL(epv) + 1;
-	st->bytes = h->bytes;
+	/* The pages the rows filled (the arenas fill in row order) and the
+	 * map's tables. */
+	uint64_t rows = st->rows, up = atomic_load_explicit(
+					      &h->up_used, memory_order_relaxed);
+	st->bytes = h->fixed_bytes +
+		    atomic_load_explicit(&h->map_bytes, memory_order_relaxed) +
+		    rows * (h->stride * sizeof(float) + 1 + 4 + 8 + 8 + 1 +
+			    (1 + (uint64_t)h->room0) * sizeof(uint32_t)) +
+		    up * (1 + (uint64_t)h->roomu) * sizeof(uint32_t);
 }
 
 uint32_t drift_hnsw_count(const drift_hnsw *h)
@@ -1046,15 +1176,13 @@ enum drift_metric drift_hnsw_metric(const drift_hnsw *h)
 
 static void release_arenas(drift_hnsw *h)
 {
-	drift_free(h->vecs);
-	drift_free(h->ids);
-	drift_free(h->seqnos);
-	drift_free(h->level);
-	drift_free(h->up_off);
-	drift_free((void *)h->state);
-	drift_free((void *)h->l0);
-	drift_free((void *)h->up);
-	drift_free(h->map);
+	drift_unreserve(h->arena, h->arena_bytes);
+	map_table *t = atomic_load_explicit(&h->map, memory_order_relaxed);
+	while (t != NULL) {
+		map_table *prev = t->prev;
+		drift_free(t);
+		t = prev;
+	}
 	drift_free(h->locks);
 	if (h->pool != NULL) {
 		for (int i = 0; i < h->pool->n; i++)
@@ -1104,21 +1232,12 @@ static int check_opts(const drift_hnsw_opts *o, drift_err *err)
 	return 0;
 }
 
-/* Draws every row's level and lays out the upper lists. */
-static int plan_levels(drift_hnsw *h, uint64_t seed, size_t *n_up,
-		       drift_err *err)
+/* The upper lists every row to come will take. */
+static int count_levels(drift_hnsw *h, size_t *n_up, drift_err *err)
 {
-	drift_rand rng;
-	drift_rand_seed(&rng, seed);
-	double ml = 1.0 / log((double)h->m);
 	size_t total = 0;
 	for (uint32_t r = 0; r < h->capacity; r++) {
-		double u = 1.0 - drift_rand_unit(&rng); /* (0, 1] */
-		double lv = floor(-log(u) * ml);
-		int l = lv > MAX_LEVEL ? MAX_LEVEL : (int)lv;
-		h->level[r] = (uint8_t)l;
-		h->up_off[r] = (uint32_t)total;
-		total += (size_t)l;
+		total += (size_t)level_of(h, r);
 		if (total > UINT32_MAX)
 			return drift_err_set(err, DRIFT_EINVAL,
 					     "hnsw: capacity %u too large",
@@ -1126,6 +1245,15 @@ static int plan_levels(drift_hnsw *h, uint64_t seed, size_t *n_up,
 	}
 	*n_up = total;
 	return 0;
+}
+
+/* Bytes rounded up to a cache line: where the next array of the arena
+ * starts. */
+static size_t arena_take(size_t *off, size_t bytes)
+{
+	size_t at = *off;
+	*off = (at + bytes + 63) & ~(size_t)63;
+	return at;
 }
 
 int drift_hnsw_new(const drift_hnsw_opts *opts, drift_hnsw **out,
@@ -1151,46 +1279,56 @@ int drift_hnsw_new(const drift_hnsw_opts *opts, drift_hnsw **out,
 	h->metric = opts->metric;
 	h->hash_seed = opts->seed ^ 0x6a09e667f3bcc908ull;
 
+	h->level_seed = opts->seed;
+	h->ml = 1.0 / log((double)h->m);
 	size_t cap = h->capacity;
 	size_t nlocks = pow2_at_least(cap < NLOCKS ? cap : NLOCKS);
-	size_t map_n = pow2_at_least(2 * (cap + h->max_tombstones));
 	h->lock_mask = (uint32_t)(nlocks - 1);
-	h->level = drift_malloc(cap);
-	h->up_off = drift_mallocarray(cap, sizeof(uint32_t));
-	if (h->level == NULL || h->up_off == NULL) {
-		rv = drift_err_set(err, DRIFT_ENOMEM, "hnsw: levels");
-		goto fail;
-	}
 	size_t n_up = 0;
-	rv = plan_levels(h, opts->seed, &n_up, err);
+	rv = count_levels(h, &n_up, err);
 	if (rv != 0)
 		goto fail;
+	h->n_up = n_up;
 
-	size_t vbytes = cap * h->stride * sizeof(float);
-	size_t l0n = cap * (1 + h->room0), upn = n_up * (1 + h->roomu);
-	h->vecs = drift_aligned_alloc(DRIFT_ALIGN_CACHE, vbytes);
-	h->ids = drift_mallocarray(cap, sizeof(uint64_t));
-	h->seqnos = drift_mallocarray(cap, sizeof(uint64_t));
-	h->state = drift_calloc(cap, sizeof(*h->state));
-	h->l0 = drift_calloc(l0n, sizeof(*h->l0));
-	h->up = drift_calloc(upn ? upn : 1, sizeof(*h->up));
-	h->map = drift_calloc(map_n, sizeof(map_slot));
+	size_t off = 0;
+	size_t o_vecs = arena_take(&off, cap * h->stride * sizeof(float));
+	size_t o_ids = arena_take(&off, cap * sizeof(uint64_t));
+	size_t o_seq = arena_take(&off, cap * sizeof(uint64_t));
+	size_t o_upoff = arena_take(&off, cap * sizeof(uint32_t));
+	size_t o_l0 = arena_take(&off, cap * (1 + (size_t)h->room0) *
+					       sizeof(uint32_t));
+	size_t o_up = arena_take(&off, (n_up ? n_up : 1) *
+					       (1 + (size_t)h->roomu) *
+					       sizeof(uint32_t));
+	size_t o_level = arena_take(&off, cap);
+	size_t o_state = arena_take(&off, cap * sizeof(*h->state));
+	h->arena_bytes = off;
+	h->arena = drift_reserve(off);
+	map_table *map = map_table_new(MAP_MIN);
+	atomic_init(&h->map, map);
 	h->locks = drift_mallocarray(nlocks, sizeof(pthread_mutex_t));
 	h->pool = drift_calloc(1, sizeof(*h->pool));
 	if (h->pool != NULL)
 		pthread_mutex_init(&h->pool->lock, NULL);
-	if (h->vecs == NULL || h->ids == NULL || h->seqnos == NULL ||
-	    h->state == NULL || h->l0 == NULL || h->up == NULL ||
-	    h->map == NULL || h->locks == NULL || h->pool == NULL) {
+	if (h->arena == NULL || map == NULL || h->locks == NULL ||
+	    h->pool == NULL) {
 		rv = drift_err_set(err, DRIFT_ENOMEM,
 				   "hnsw: arenas for %u rows of %u floats",
 				   h->capacity, h->dim);
 		goto fail;
 	}
-	h->map_mask = map_n - 1;
-	h->bytes = sizeof(*h) + vbytes + cap * (1 + 4 + 8 + 8 + 1) +
-		   (l0n + upn) * sizeof(uint32_t) + map_n * sizeof(map_slot) +
-		   nlocks * sizeof(pthread_mutex_t);
+	char *a = h->arena;
+	h->vecs = (float *)(a + o_vecs);
+	h->ids = (uint64_t *)(a + o_ids);
+	h->seqnos = (uint64_t *)(a + o_seq);
+	h->up_off = (uint32_t *)(a + o_upoff);
+	h->l0 = (_Atomic uint32_t *)(a + o_l0);
+	h->up = (_Atomic uint32_t *)(a + o_up);
+	h->level = (uint8_t *)(a + o_level);
+	h->state = (_Atomic uint8_t *)(a + o_state);
+	h->fixed_bytes = sizeof(*h) + sizeof(*h->pool) +
+			 nlocks * sizeof(pthread_mutex_t);
+	atomic_init(&h->map_bytes, MAP_MIN * sizeof(map_slot));
 
 	for (size_t i = 0; i < nlocks; i++)
 		pthread_mutex_init(&h->locks[i], NULL);

@@ -16,9 +16,12 @@
  *
  * Size. The capacity (rows) and the number of ids a delete may add (ids not
  * yet here: a delete of a vector that lives in L1 still needs a tombstone
- * here to hide it) are fixed at creation; all memory is allocated then, in
- * arenas (vectors, levels, neighbour lists, the id map), so an insert never
- * allocates per row and nothing is freed before drift_hnsw_free. A full
+ * here to hide it) are fixed at creation. The arenas (vectors, levels,
+ * neighbour lists) are reserved then, as address space: their pages become
+ * resident as rows fill them, so memory follows the rows written, not the
+ * capacity, and an insert never allocates per row. The id map starts small
+ * and doubles as ids arrive. Nothing is freed before drift_hnsw_free, which
+ * gives it all back to the system. A full
  * memtable answers DRIFT_ELIMIT; the shard then rotates it (a fresh
  * memtable takes the writes, this one is flushed into L1 and freed once no
  * reader can still see it, by the owner's epoch scheme).
@@ -68,7 +71,7 @@ typedef struct drift_hnsw_opts {
 
 typedef struct drift_hnsw drift_hnsw;
 
-/* Creates an empty memtable with all of its memory. 0, DRIFT_EINVAL (an
+/* Creates an empty memtable (its arenas reserved, not yet resident). 0, DRIFT_EINVAL (an
  * option out of range; message in err) or DRIFT_ENOMEM. *out is written
  * only on success; the caller frees it with drift_hnsw_free. */
 int drift_hnsw_new(const drift_hnsw_opts *opts, drift_hnsw **out,
@@ -83,16 +86,17 @@ void drift_hnsw_free(drift_hnsw *h);
  * Returns 0; DRIFT_EINVAL when vec has a NaN or infinite component, or no
  * direction (zero norm) under COSINE; DRIFT_ESTALE when the id's newest
  * entry has a higher seqno; DRIFT_ELIMIT when all rows are used;
- * DRIFT_ENOMEM when the search's scratch cannot grow. After ESTALE (found
- * late, racing another writer of the id) or ENOMEM the row may be used up
- * as a waypoint that is never returned. Thread-safe. */
+ * DRIFT_ENOMEM when the search's scratch or the id map cannot grow. After
+ * ESTALE (found late, racing another writer of the id) or ENOMEM the row
+ * may be used up as a waypoint that is never returned. Thread-safe. */
 int drift_hnsw_insert(drift_hnsw *h, uint64_t id, const float *vec,
 		      uint64_t seqno, uint32_t *row);
 
 /* Writes a tombstone: id's newest entry becomes a deletion with seqno, so
  * its rows here are hidden (and, by the shard, its L1 copy). An id not here
  * yet takes one of max_tombstones ids. Returns 0, DRIFT_ESTALE (a newer
- * entry is here; nothing changes) or DRIFT_ELIMIT (no room for a new id).
+ * entry is here; nothing changes), DRIFT_ELIMIT (no room for a new id) or
+ * DRIFT_ENOMEM (the id map cannot grow; nothing changes).
  * Thread-safe. */
 int drift_hnsw_delete(drift_hnsw *h, uint64_t id, uint64_t seqno);
 
@@ -136,7 +140,8 @@ typedef struct drift_hnsw_stats {
 	uint32_t tombstones; /* ids whose newest entry is a tombstone */
 	uint32_t ids;	     /* ids with an entry (live + tombstones) */
 	uint32_t levels;     /* layers of the graph (0 when empty) */
-	uint64_t bytes;	     /* memory held */
+	uint64_t bytes;	     /* memory in use: the pages the rows filled,
+			      * the id map, the handle */
 } drift_hnsw_stats;
 
 /* A snapshot of the counters (each exact; together exact only when no
@@ -165,6 +170,7 @@ enum drift_metric drift_hnsw_metric(const drift_hnsw *h);
  * during the walk. Lock-free; an iterator holds no resources. */
 typedef struct drift_hnsw_iter {
 	const drift_hnsw *h;
+	const void *table; /* the id map's table when the walk began */
 	size_t slot;
 } drift_hnsw_iter;
 

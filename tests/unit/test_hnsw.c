@@ -568,7 +568,8 @@ DRIFT_TEST(hnsw, allocation_failures)
 		cr_assert_eq(x, (drift_hnsw *)&fails, "out written");
 		fails++;
 	}
-	cr_assert_geq(fails, 8, "each arena is one allocation");
+	cr_assert_geq(fails, 5,
+		      "the handle, arena, id map, locks and scratch pool");
 
 	drift_rand r;
 	drift_rand_seed(&r, 5);
@@ -618,6 +619,77 @@ DRIFT_TEST(hnsw, allocation_failures)
 	cr_assert_eq(rv, DRIFT_ENOMEM);
 	cr_assert_eq(drift_hnsw_search(h, v, 5, 4000, hit, &n), 0);
 	cr_assert_eq(n, 5);
+}
+
+/* The id map starts small and doubles (as scratch lists grow): an insert
+ * or delete whose allocation fails leaves no trace, and the same write
+ * then succeeds. */
+DRIFT_TEST(hnsw, growth_failures_change_nothing)
+{
+	make(8, DRIFT_METRIC_L2, 1000, 0);
+	float v[8] = {0};
+	/* The first insert allocates the scratch and its marks. */
+	cr_assert_eq(drift_hnsw_insert(h, 0, v, 1, NULL), 0);
+	int fails = 0;
+	drift_hnsw_entry e;
+	for (uint64_t id = 1; id < 600; id++) {
+		v[0] = (float)id;
+		drift_failalloc_arm(1, 1);
+		int rv = id % 2 ? drift_hnsw_insert(h, id, v, id + 1, NULL)
+				: drift_hnsw_delete(h, id, id + 1);
+		int fired = drift_failalloc_fired();
+		drift_failalloc_arm(0, 0);
+		if (!fired) {
+			cr_assert_eq(rv, 0);
+			continue;
+		}
+		fails++;
+		cr_assert_eq(rv, DRIFT_ENOMEM);
+		cr_assert_eq(drift_hnsw_lookup(h, id, &e), DRIFT_ENOENT);
+		rv = id % 2 ? drift_hnsw_insert(h, id, v, id + 1, NULL)
+			    : drift_hnsw_delete(h, id, id + 1);
+		cr_assert_eq(rv, 0);
+	}
+	/* 64 slots at first, doubled at 32, 64, 128, 256 and 512 ids. */
+	cr_assert_geq(fails, 5, "the map grew %d times", fails);
+	for (uint64_t id = 0; id < 600; id++) {
+		cr_assert_eq(drift_hnsw_lookup(h, id, &e), 0, "id %llu",
+			     (unsigned long long)id);
+		cr_assert_eq(e.kind, id % 2 || id == 0 ? DRIFT_HNSW_LIVE
+						       : DRIFT_HNSW_TOMBSTONE);
+	}
+	size_t n = 0;
+	drift_hnsw_iter it;
+	drift_hnsw_iter_init(&it, h);
+	while (drift_hnsw_iter_next(&it, &e))
+		n++;
+	cr_assert_eq(n, 600, "each id once after the map doubled");
+}
+
+/* Memory follows the rows written, not the capacity: a memtable sized
+ * for a shard's 65,536 rows costs little while it is empty. */
+DRIFT_TEST(hnsw, memory_follows_rows)
+{
+	make(64, DRIFT_METRIC_COSINE, 65536, 0);
+	drift_hnsw_stats st;
+	drift_hnsw_stats_get(h, &st);
+	cr_assert_lt(st.bytes, 32 << 10, "empty: %llu bytes",
+		     (unsigned long long)st.bytes);
+	uint64_t empty = st.bytes;
+	drift_rand r;
+	drift_rand_seed(&r, 9);
+	float v[64];
+	for (uint64_t i = 0; i < 1000; i++) {
+		for (int j = 0; j < 64; j++)
+			v[j] = (float)drift_rand_normal(&r);
+		cr_assert_eq(drift_hnsw_insert(h, i, v, i + 1, NULL), 0);
+	}
+	drift_hnsw_stats_get(h, &st);
+	/* Each row: its vector (256 bytes), its layer-0 list (196), its
+	 * id, seqno and state, its id map slots. */
+	uint64_t per_row = (st.bytes - empty) / 1000;
+	cr_assert(per_row >= 64 * 4 + 196 && per_row < 1024,
+		  "%llu bytes per row", (unsigned long long)per_row);
 }
 
 /* ---- Cases: concurrency ----------------------------------------------- */
