@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -60,6 +61,7 @@ struct drift_cm {
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* a release happened */
 	drift_collection *list;
+	drift_janitor *janitor; /* every shard's Janitor (o.janitor) */
 };
 
 static const char *const metric_names[] = {"l2", "ip", "cosine", NULL};
@@ -257,6 +259,7 @@ static int open_shards(drift_cm *cm, drift_collection *c, drift_err *err)
 			.memtable_rows = c->cfg.memtable_rows,
 			.default_recall = c->cfg.default_recall,
 			.janitor = cm->o.janitor,
+			.pool = cm->janitor,
 			.seed = SHARD_SEED + i,
 		};
 		int rv = drift_shard_open(&so, &c->shards[i], err);
@@ -373,6 +376,24 @@ static drift_collection *new_collection(drift_cm *cm, const char *name)
 	return c;
 }
 
+/* The node's allocator (glibc malloc) keeps to memory that follows
+ * content. Its mmap threshold starts at 128 KiB but grows to the largest
+ * block freed (up to 32 MiB); past that, large blocks (a row cache's tag
+ * table, a segment's buffers) come from its heaps, where calloc writes
+ * every byte (resident at once, used or not) and a freed block stays
+ * with the process. Fixed at 128 KiB, every larger block is a mapping of
+ * its own: untouched pages cost nothing and free gives it all back. */
+static void tune_allocator_once(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 128 << 10);
+}
+
+static void tune_allocator(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, tune_allocator_once);
+}
+
 int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 		  drift_cm **out, drift_err *err)
 {
@@ -392,7 +413,11 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 	snprintf(cm->dir, sizeof(cm->dir), "%s/collections", data_dir);
 	pthread_mutex_init(&cm->mu, NULL);
 	pthread_cond_init(&cm->cv, NULL);
+	tune_allocator();
 	int rv = drift_fs_mkdir_p(drift_fs_posix(), cm->dir, err);
+	if (rv == 0 && cm->o.janitor)
+		rv = drift_janitor_new(cm->o.janitor_threads, &cm->janitor,
+				       err);
 	if (rv != 0) {
 		drift_cm_close(cm);
 		return rv;
@@ -466,6 +491,7 @@ void drift_cm_close(drift_cm *cm)
 		cm->list = c->next;
 		free_collection(c);
 	}
+	drift_janitor_free(cm->janitor);
 	pthread_mutex_destroy(&cm->mu);
 	pthread_cond_destroy(&cm->cv);
 	drift_free(cm);
@@ -632,6 +658,8 @@ int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err)
 	pthread_mutex_unlock(&cm->mu);
 	free_collection(c);
 	rmtree(gone);
+	/* The heaps' pages its small blocks left free go back now. */
+	malloc_trim(0);
 	DRIFT_INFO("collection %s: dropped", name);
 	return 0;
 }

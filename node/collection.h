@@ -89,7 +89,9 @@ typedef struct drift_cm_opts {
 	uint64_t memory_budget; /* bytes for all collections; 0: none */
 	uint32_t max_dim;	/* largest dimension of a new collection;
 				 * 0: DRIFT_COLLECTION_MAX_DIM */
-	bool janitor;		/* background Janitor per shard */
+	bool janitor;		/* background Janitor of every shard */
+	unsigned janitor_threads; /* its pool (node/janitor.h), shared by
+				   * every shard; 0: one per online CPU */
 } drift_cm_opts;
 
 /* Whether name matches [A-Za-z0-9_-]{1,64}. */

@@ -8,7 +8,7 @@
  * one record win over earlier ones for the same id.
  *
  * Locks, in the order they may be taken:
- *   s->mu     rotation state, the Janitor's flags and wake-ups
+ *   s->mu     rotation state
  *   s->wlock  writers share it around "WAL append + memtable insert";
  *             the rotation takes it alone to swap memtables and WAL files,
  *             so no write is ever split across a rotation
@@ -33,9 +33,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +72,6 @@ struct drift_shard {
 	uint64_t mem_seed;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
 	pthread_rwlock_t wlock;
 	pthread_mutex_t l1mu;
 
@@ -93,9 +94,12 @@ struct drift_shard {
 	uint64_t flush_retry_ns, flush_warn_ns;
 	unsigned flush_fails;
 
-	/* Under mu. */
-	pthread_t thread;
-	bool janitor_running, stop, want_flush;
+	/* The Janitor: a task of pool (janitor.h); own_pool when the shard
+	 * made the pool itself. */
+	drift_janitor *pool;
+	bool own_pool;
+	drift_janitor_task task;
+	atomic_bool trim_due; /* memory was freed since the last idle turn */
 
 	atomic_ullong flushes, splits, merges, recenters, flushed_seq;
 };
@@ -520,11 +524,12 @@ static int flush_imm(drift_shard *s, drift_err *err)
 		DRIFT_WARN("shard %s: retiring WAL files: %s", s->dir,
 			   werr.msg);
 	atomic_fetch_add(&s->flushes, 1);
+	atomic_store(&s->trim_due, true);
 out:
 	pthread_mutex_unlock(&s->l1mu);
-	pthread_mutex_lock(&s->mu);
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
+	/* What the flush changed in L1 may want maintenance. */
+	if (rv == 0 && s->pool != NULL)
+		drift_janitor_post(s->pool, &s->task, DRIFT_JANITOR_MAINT, 0);
 	return rv;
 }
 
@@ -566,8 +571,8 @@ static int rotate(drift_shard *s, unsigned need, bool force, drift_err *err)
 	atomic_store(&s->imm, act);
 	atomic_store(&s->act, fresh);
 	atomic_store(&s->reserved, 0);
-	s->want_flush = true;
-	pthread_cond_broadcast(&s->cv);
+	if (s->pool != NULL)
+		drift_janitor_post(s->pool, &s->task, DRIFT_JANITOR_FLUSH, 0);
 out:
 	pthread_rwlock_unlock(&s->wlock);
 	pthread_mutex_unlock(&s->mu);
@@ -624,13 +629,33 @@ static void flush_failed(drift_shard *s, const drift_err *err)
 	s->flush_warn_ns = now;
 }
 
-/* One round of the Janitor: a pending flush, then up to maint_per_tick
- * maintenance actions. Returns true when maintenance used its whole budget
- * (more is waiting: the next round starts at once instead of after the
- * period, so a backlog of splits after a large flush is worked off at the
- * Janitor's full speed, and only an index in good shape waits). */
-static bool janitor_tick(drift_shard *s)
+/* One turn of the Janitor: a pending flush, then up to maint_per_tick
+ * maintenance actions, then what it wants next: a turn at once when
+ * maintenance used its whole budget (a backlog of splits after a large
+ * flush is worked off at the pool's full speed, taking turns with the
+ * other shards), a turn after the period while it still finds work or
+ * has changes to persist, the flush retried after its backoff, or
+ * nothing (an index in good shape waits for its next flush). */
+/* Gives the heaps' free pages back to the system (malloc_trim): the
+ * blocks a flush, a compaction or a merge freed sit in the middle of the
+ * allocator's heaps, where it keeps them. At most once per TRIM_NS over
+ * the process: a trim walks every heap. */
+#define TRIM_NS (1000 * 1000000ull)
+
+static void trim_heaps(void)
 {
+	static _Atomic uint64_t last;
+	uint64_t now = drift_now_ns(), was = atomic_load(&last);
+	if (now - was < TRIM_NS ||
+	    !atomic_compare_exchange_strong(&last, &was, now))
+		return;
+	malloc_trim(0);
+}
+
+static void janitor_run(drift_janitor_task *t)
+{
+	drift_shard *s =
+		(drift_shard *)((char *)t - offsetof(drift_shard, task));
 	drift_err err;
 	drift_err_clear(&err);
 	if (atomic_load(&s->imm) != NULL &&
@@ -658,40 +683,31 @@ static bool janitor_tick(drift_shard *s)
 	 * on (a crash before that only loses the rearrangement, never data).
 	 * Under a steady ingest the flushes persist it: a bucket that splits
 	 * and then takes a flush is written once, not twice. */
+	uint64_t actions = ms.splits + ms.merges + ms.recenters;
+	if (actions > 0)
+		atomic_store(&s->trim_due, true);
 	if (drift_l1_dirty_count(s->l1) > 0 &&
-	    (ms.splits + ms.merges + ms.recenters == 0 ||
+	    (actions == 0 ||
 	     drift_now_ns() - s->last_persist_ns > MAINT_PERSIST_NS) &&
 	    persist(s, s->man.wal_seq, &err) != 0)
 		DRIFT_WARN("shard %s: persisting maintenance: %s", s->dir,
 			   err.msg);
+	bool dirty = drift_l1_dirty_count(s->l1) > 0;
 	pthread_mutex_unlock(&s->l1mu);
-	return ms.splits + ms.merges + ms.recenters >= s->o.maint_per_tick;
-}
-
-static void *janitor_main(void *arg)
-{
-	drift_shard *s = arg;
-	pthread_mutex_lock(&s->mu);
-	bool busy = false;
-	while (!s->stop) {
-		if (!s->want_flush && !busy) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			uint64_t ns =
-				(uint64_t)ts.tv_nsec + s->o.janitor_period_ns;
-			ts.tv_sec += (time_t)(ns / 1000000000u);
-			ts.tv_nsec = (long)(ns % 1000000000u);
-			pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-		}
-		if (s->stop)
-			break;
-		s->want_flush = false;
-		pthread_mutex_unlock(&s->mu);
-		busy = janitor_tick(s);
-		pthread_mutex_lock(&s->mu);
+	if (actions >= s->o.maint_per_tick)
+		drift_janitor_post(s->pool, t, DRIFT_JANITOR_MAINT, 0);
+	else if (actions > 0 || dirty)
+		drift_janitor_post(s->pool, t, DRIFT_JANITOR_MAINT,
+				   s->o.janitor_period_ns);
+	else if (atomic_exchange(&s->trim_due, false))
+		trim_heaps(); /* idle after freeing */
+	if (atomic_load(&s->imm) != NULL) {
+		uint64_t now = drift_now_ns();
+		drift_janitor_post(s->pool, t, DRIFT_JANITOR_FLUSH,
+				   s->flush_retry_ns > now
+					   ? s->flush_retry_ns - now
+					   : 0);
 	}
-	pthread_mutex_unlock(&s->mu);
-	return NULL;
 }
 
 /* ---- Open: hydration ---- */
@@ -904,7 +920,6 @@ int drift_shard_open(const drift_shard_opts *opts, drift_shard **out,
 		s->o.janitor_period_ns = 50000000ull;
 	s->fs = opts->fs != NULL ? opts->fs : drift_fs_posix();
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
 	/* The rotation must not starve behind a stream of writers. */
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
@@ -996,12 +1011,15 @@ int drift_shard_open(const drift_shard_opts *opts, drift_shard **out,
 	}
 	s->last_persist_ns = drift_now_ns();
 	if (s->o.janitor) {
-		rv = pthread_create(&s->thread, NULL, janitor_main, s);
-		if (rv != 0) {
-			rv = drift_err_errno(err, rv, "shard: janitor thread");
-			goto fail;
+		s->pool = opts->pool;
+		if (s->pool == NULL) {
+			if ((rv = drift_janitor_new(1, &s->pool, err)) != 0)
+				goto fail;
+			s->own_pool = true;
 		}
-		s->janitor_running = true;
+		drift_janitor_task_init(&s->task, janitor_run);
+		/* What hydration left to maintain. */
+		drift_janitor_post(s->pool, &s->task, DRIFT_JANITOR_MAINT, 0);
 	}
 	*out = s;
 	return 0;
@@ -1014,12 +1032,10 @@ void drift_shard_close(drift_shard *s)
 {
 	if (s == NULL)
 		return;
-	if (s->janitor_running) {
-		pthread_mutex_lock(&s->mu);
-		s->stop = true;
-		pthread_cond_broadcast(&s->cv);
-		pthread_mutex_unlock(&s->mu);
-		pthread_join(s->thread, NULL);
+	if (s->pool != NULL) {
+		drift_janitor_detach(s->pool, &s->task);
+		if (s->own_pool)
+			drift_janitor_free(s->pool);
 	}
 	drift_wal_close(s->wal);
 	if (s->epoch != NULL)
@@ -1032,7 +1048,6 @@ void drift_shard_close(drift_shard *s)
 	drift_free(s->slot_len);
 	drift_free(s->space);
 	pthread_mutex_destroy(&s->mu);
-	pthread_cond_destroy(&s->cv);
 	pthread_rwlock_destroy(&s->wlock);
 	pthread_mutex_destroy(&s->l1mu);
 	drift_free(s);

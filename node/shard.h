@@ -27,9 +27,12 @@
  * wait only when L0 is over budget (a full active memtable while the
  * previous one is still being flushed): back-pressure. Reads (search, get,
  * stats) from any number of threads, without locks on L0 (L1 takes its
- * read lock for the duration of a bucket scan). The Janitor thread, when
- * enabled, is the only writer of L1: it flushes full memtables, runs
- * bounded maintenance steps, and persists what maintenance changed.
+ * read lock for the duration of a bucket scan). The Janitor, when
+ * enabled, is a task of a pool shared by the node's shards (node/
+ * janitor.h) and the only background writer of L1: a rotation posts its
+ * flush (priority FLUSH), and after a flush it runs bounded maintenance
+ * steps (priority MAINT), one per turn, and persists what they changed;
+ * a shard whose index needs nothing takes no turns until its next flush.
  */
 #ifndef DRIFT_NODE_SHARD_H
 #define DRIFT_NODE_SHARD_H
@@ -41,6 +44,7 @@
 #include "common/err.h"
 #include "common/fs.h"
 #include "common/hit.h"
+#include "node/janitor.h"
 #include "node/l1.h"
 #include "node/wal.h"
 
@@ -67,7 +71,11 @@ typedef struct drift_shard_opts {
 	float default_recall;	    /* searches that give no knob; 0: 0.95 */
 	uint32_t maint_per_tick;    /* Janitor maintenance actions; 0: 4 */
 	uint64_t janitor_period_ns; /* 0: 50 ms */
-	bool janitor;		    /* run the background Janitor thread */
+	bool janitor;		    /* run the background Janitor */
+	/* The Janitor's threads, shared by the node's shards (node/
+	 * janitor.h; outlives the shard). NULL with janitor: a pool of one
+	 * thread of the shard's own. */
+	drift_janitor *pool;
 	uint64_t seed;
 } drift_shard_opts;
 
