@@ -62,6 +62,9 @@ struct drift_cm {
 	pthread_cond_t cv; /* a release happened */
 	drift_collection *list;
 	drift_janitor *janitor; /* every shard's Janitor (o.janitor) */
+	drift_janitor *syncer;	/* the WALs' BATCH syncs: short, on a thread
+				 * of their own so that no flush delays
+				 * them */
 };
 
 static const char *const metric_names[] = {"l2", "ip", "cosine", NULL};
@@ -260,6 +263,7 @@ static int open_shards(drift_cm *cm, drift_collection *c, drift_err *err)
 			.default_recall = c->cfg.default_recall,
 			.janitor = cm->o.janitor,
 			.pool = cm->janitor,
+			.wal_pool = cm->syncer,
 			.seed = SHARD_SEED + i,
 		};
 		int rv = drift_shard_open(&so, &c->shards[i], err);
@@ -418,6 +422,8 @@ int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
 	if (rv == 0 && cm->o.janitor)
 		rv = drift_janitor_new(cm->o.janitor_threads, &cm->janitor,
 				       err);
+	if (rv == 0)
+		rv = drift_janitor_new(1, &cm->syncer, err);
 	if (rv != 0) {
 		drift_cm_close(cm);
 		return rv;
@@ -492,6 +498,7 @@ void drift_cm_close(drift_cm *cm)
 		free_collection(c);
 	}
 	drift_janitor_free(cm->janitor);
+	drift_janitor_free(cm->syncer);
 	pthread_mutex_destroy(&cm->mu);
 	pthread_cond_destroy(&cm->cv);
 	drift_free(cm);

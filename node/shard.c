@@ -995,7 +995,10 @@ int drift_shard_open(const drift_shard_opts *opts, drift_shard **out,
 			   .err = err,
 			   .l1_seq = s->man.wal_seq,
 			   .act_seq = s->man.wal_seq};
-	drift_wal_opts wo = {.fs = s->fs, .dir = s->waldir, .sync = opts->sync};
+	drift_wal_opts wo = {.fs = s->fs,
+			     .dir = s->waldir,
+			     .sync = opts->sync,
+			     .pool = opts->wal_pool};
 	rv = drift_wal_open(&wo, s->man.wal_seq, replay_fn, &r, &s->wal, err);
 	if (rv != 0) {
 		drift_err_wrap(err, rv, "shard %s", s->dir);

@@ -76,6 +76,9 @@ typedef struct drift_shard_opts {
 	 * janitor.h; outlives the shard). NULL with janitor: a pool of one
 	 * thread of the shard's own. */
 	drift_janitor *pool;
+	/* The WAL's BATCH syncs (node/wal.h; outlives the shard); NULL: a
+	 * thread of the WAL's own. */
+	drift_janitor *wal_pool;
 	uint64_t seed;
 } drift_shard_opts;
 

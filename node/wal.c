@@ -40,6 +40,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,15 @@ struct drift_wal {
 
 	pthread_t syncer;
 	bool syncer_running, stopping;
+	/* BATCH with a pool: the sync task, and whether it is posted. */
+	drift_janitor_task sync_task;
+	bool sync_posted;
 };
+
+/* A group larger than this is written from a buffer freed afterwards: a
+ * log keeps no more than this (twice: pending and spare) for its next
+ * writes, whatever the largest batch it ever took. */
+#define KEEP_BUFFER (64u << 10)
 
 /* ---- Names and headers -------------------------------------------------- */
 
@@ -410,8 +419,19 @@ static void lead(drift_wal *w)
 			t->rv = result;
 			t->done = true;
 		}
+		if (buf.cap > KEEP_BUFFER) {
+			drift_abuf_free(&buf);
+			drift_abuf_init(&buf, DRIFT_ALIGN_CACHE);
+		}
 		w->spare = buf;
 		drift_abuf_clear(&w->spare);
+		if (w->o.sync == DRIFT_WAL_BATCH && w->o.pool != NULL &&
+		    !w->sync_posted && w->durable_seq < w->written_seq) {
+			w->sync_posted = true;
+			drift_janitor_post(w->o.pool, &w->sync_task,
+					   DRIFT_JANITOR_FLUSH,
+					   w->o.batch_interval_ns);
+		}
 		pthread_cond_broadcast(&w->cond);
 	}
 	w->leader = false;
@@ -512,6 +532,19 @@ static void *syncer_main(void *arg)
 	return NULL;
 }
 
+/* BATCH with a pool: one sync, batch_interval after the write that found
+ * none posted. */
+static void sync_task_fn(drift_janitor_task *t)
+{
+	drift_wal *w = (drift_wal *)((char *)t - offsetof(drift_wal, sync_task));
+	pthread_mutex_lock(&w->lock);
+	w->sync_posted = false;
+	bool need = w->poisoned == 0 && w->durable_seq < w->written_seq;
+	pthread_mutex_unlock(&w->lock);
+	if (need)
+		drift_wal_sync(w, NULL);
+}
+
 /* ---- Lifecycle ---------------------------------------------------------- */
 
 int drift_wal_open(const drift_wal_opts *opts, uint64_t after_seq,
@@ -570,7 +603,9 @@ int drift_wal_open(const drift_wal_opts *opts, uint64_t after_seq,
 	rv = start_file(w, w->next_seq, err);
 	if (rv != 0)
 		goto fail;
-	if (w->o.sync == DRIFT_WAL_BATCH) {
+	if (w->o.sync == DRIFT_WAL_BATCH && w->o.pool != NULL) {
+		drift_janitor_task_init(&w->sync_task, sync_task_fn);
+	} else if (w->o.sync == DRIFT_WAL_BATCH) {
 		rv = pthread_create(&w->syncer, NULL, syncer_main, w);
 		if (rv != 0) {
 			rv = drift_err_errno(err, rv, "starting WAL syncer");
@@ -675,6 +710,8 @@ void drift_wal_close(drift_wal *w)
 {
 	if (w == NULL)
 		return;
+	if (w->o.sync == DRIFT_WAL_BATCH && w->o.pool != NULL)
+		drift_janitor_detach(w->o.pool, &w->sync_task);
 	if (w->syncer_running) {
 		pthread_mutex_lock(&w->lock);
 		w->stopping = true;

@@ -11,7 +11,8 @@
  *   written and synced together by the next one, so one fsync covers every
  *   writer waiting in that window.
  * - DRIFT_WAL_BATCH: append returns once the record is written to the
- *   kernel; a background thread syncs at most batch_interval later. A
+ *   kernel; a background sync (a task of opts.pool, or a thread of the
+ *   log's own) follows at most batch_interval later. A
  *   process crash loses nothing; a machine crash may lose that window.
  * - DRIFT_WAL_NONE: written to the kernel; synced only on rotate and
  *   close.
@@ -39,6 +40,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/fs.h"
+#include "node/janitor.h"
 
 enum drift_wal_sync {
 	DRIFT_WAL_ALWAYS = 0,
@@ -54,6 +56,10 @@ typedef struct drift_wal_opts {
 	const char *dir; /* the shard's WAL directory (exists) */
 	enum drift_wal_sync sync;
 	uint64_t batch_interval_ns; /* BATCH: 0 means 10 ms */
+	/* BATCH: the syncs are tasks of this pool (node/janitor.h; it
+	 * outlives the log), posted when a write leaves data unsynced; NULL:
+	 * a thread of the log's own. */
+	drift_janitor *pool;
 } drift_wal_opts;
 
 /* Called for each record during recovery, in sequence order. A non-zero

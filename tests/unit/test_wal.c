@@ -374,6 +374,35 @@ DRIFT_TEST(wal, batch_syncs_within_its_window)
 		      "thread");
 }
 
+/* The same with the syncs as tasks of a pool (a node's WALs share one
+ * thread): each write that leaves data unsynced gets one sync. */
+DRIFT_TEST(wal, batch_syncs_on_a_pool)
+{
+	drift_err err;
+	drift_janitor *pool;
+	cr_assert_eq(drift_janitor_new(1, &pool, &err), 0, "%s", err.msg);
+	drift_wal_opts o = {.fs = &ff.fs,
+			    .dir = dir,
+			    .sync = DRIFT_WAL_BATCH,
+			    .batch_interval_ns = 2 * DRIFT_NS_PER_MS,
+			    .pool = pool};
+	cr_assert_eq(drift_wal_open(&o, 0, NULL, NULL, &w, &err), 0);
+	for (uint64_t want = 1; want <= 3; want++) {
+		cr_assert_eq(append_nth((int)want, &err), 0);
+		for (int i = 0; i < 500 && drift_wal_syncs(w) < want; i++) {
+			struct timespec ts = {0, 2 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		cr_assert_eq(drift_wal_syncs(w), want, "one sync per write");
+	}
+	struct timespec ts = {0, 20 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	cr_assert_eq(drift_wal_syncs(w), 3, "nothing to sync: no sync");
+	drift_wal_close(w);
+	w = NULL;
+	drift_janitor_free(pool);
+}
+
 DRIFT_TEST(wal, rotate_and_retire)
 {
 	drift_err err;
