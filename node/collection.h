@@ -90,8 +90,9 @@ typedef struct drift_cm_opts {
 	uint32_t max_dim;	/* largest dimension of a new collection;
 				 * 0: DRIFT_COLLECTION_MAX_DIM */
 	bool janitor;		/* background Janitor of every shard */
-	unsigned janitor_threads; /* its pool (node/janitor.h), shared by
-				   * every shard; 0: one per online CPU */
+	/* Threads of the Janitor pool every shard shares (node/janitor.h);
+	 * 0: one per online CPU. */
+	unsigned janitor_threads;
 } drift_cm_opts;
 
 /* Whether name matches [A-Za-z0-9_-]{1,64}. */

@@ -162,7 +162,7 @@ struct drift_hnsw {
 
 	struct scratch_pool *pool; /* of searches and inserts */
 
-	uint64_t fixed_bytes; /* the handle, locks and scratch pool */
+	uint64_t fixed_bytes;	    /* the handle, locks and scratch pool */
 	_Atomic uint64_t map_bytes; /* every map table allocated */
 };
 
@@ -416,8 +416,8 @@ static scratch *scratch_new(const drift_hnsw *h)
 	s->tmp = drift_mallocarray((size_t)h->room0 + 1, sizeof(nd));
 	s->plan = drift_mallocarray((size_t)(MAX_LEVEL + 1) * h->m,
 				    sizeof(uint32_t));
-	if (s->cand.a == NULL || s->sel == NULL ||
-	    s->tmp == NULL || s->plan == NULL) {
+	if (s->cand.a == NULL || s->sel == NULL || s->tmp == NULL ||
+	    s->plan == NULL) {
 		scratch_free(s);
 		return NULL;
 	}
@@ -1148,8 +1148,8 @@ void drift_hnsw_stats_get(const drift_hnsw *h, drift_hnsw_stats *st)
 	st->levels = epv == 0 ? 0 : (uint32_t)EP_LEVEL(epv) + 1;
 	/* The pages the rows filled (the arenas fill in row order) and the
 	 * map's tables. */
-	uint64_t rows = st->rows, up = atomic_load_explicit(
-					      &h->up_used, memory_order_relaxed);
+	uint64_t rows = st->rows,
+		 up = atomic_load_explicit(&h->up_used, memory_order_relaxed);
 	st->bytes = h->fixed_bytes +
 		    atomic_load_explicit(&h->map_bytes, memory_order_relaxed) +
 		    rows * (h->stride * sizeof(float) + 1 + 4 + 8 + 8 + 1 +
@@ -1297,9 +1297,9 @@ int drift_hnsw_new(const drift_hnsw_opts *opts, drift_hnsw **out,
 	size_t o_upoff = arena_take(&off, cap * sizeof(uint32_t));
 	size_t o_l0 = arena_take(&off, cap * (1 + (size_t)h->room0) *
 					       sizeof(uint32_t));
-	size_t o_up = arena_take(&off, (n_up ? n_up : 1) *
-					       (1 + (size_t)h->roomu) *
-					       sizeof(uint32_t));
+	size_t o_up =
+		arena_take(&off, (n_up ? n_up : 1) * (1 + (size_t)h->roomu) *
+					 sizeof(uint32_t));
 	size_t o_level = arena_take(&off, cap);
 	size_t o_state = arena_take(&off, cap * sizeof(*h->state));
 	h->arena_bytes = off;

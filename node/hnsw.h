@@ -71,9 +71,9 @@ typedef struct drift_hnsw_opts {
 
 typedef struct drift_hnsw drift_hnsw;
 
-/* Creates an empty memtable (its arenas reserved, not yet resident). 0, DRIFT_EINVAL (an
- * option out of range; message in err) or DRIFT_ENOMEM. *out is written
- * only on success; the caller frees it with drift_hnsw_free. */
+/* Creates an empty memtable (its arenas reserved, not yet resident). 0,
+ * DRIFT_EINVAL (an option out of range; message in err) or DRIFT_ENOMEM. *out
+ * is written only on success; the caller frees it with drift_hnsw_free. */
 int drift_hnsw_new(const drift_hnsw_opts *opts, drift_hnsw **out,
 		   drift_err *err);
 

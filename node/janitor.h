@@ -50,13 +50,13 @@ typedef void drift_janitor_fn(drift_janitor_task *t);
 struct drift_janitor_task {
 	drift_janitor_fn *fn;
 	drift_janitor_task *prev, *next;
-	uint64_t due_ns;	  /* when queued on the timer list */
-	int where;		  /* list it is on, or none */
-	int prio;		  /* of its queued or pending run */
-	bool running, pending;	  /* a post arrived during the run */
-	int pend_prio;		  /* the most urgent such post */
-	uint64_t pend_due_ns;	  /* and the earliest */
-	bool detached;		  /* posts are ignored */
+	uint64_t due_ns;       /* when queued on the timer list */
+	int where;	       /* list it is on, or none */
+	int prio;	       /* of its queued or pending run */
+	bool running, pending; /* a post arrived during the run */
+	int pend_prio;	       /* the most urgent such post */
+	uint64_t pend_due_ns;  /* and the earliest */
+	bool detached;	       /* posts are ignored */
 };
 
 /* A pool of `threads` threads (0: one per online CPU). 0, DRIFT_ENOMEM or

@@ -703,10 +703,9 @@ static void janitor_run(drift_janitor_task *t)
 		trim_heaps(); /* idle after freeing */
 	if (atomic_load(&s->imm) != NULL) {
 		uint64_t now = drift_now_ns();
-		drift_janitor_post(s->pool, t, DRIFT_JANITOR_FLUSH,
-				   s->flush_retry_ns > now
-					   ? s->flush_retry_ns - now
-					   : 0);
+		drift_janitor_post(
+			s->pool, t, DRIFT_JANITOR_FLUSH,
+			s->flush_retry_ns > now ? s->flush_retry_ns - now : 0);
 	}
 }
 

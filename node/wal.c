@@ -536,7 +536,8 @@ static void *syncer_main(void *arg)
  * none posted. */
 static void sync_task_fn(drift_janitor_task *t)
 {
-	drift_wal *w = (drift_wal *)((char *)t - offsetof(drift_wal, sync_task));
+	drift_wal *w =
+		(drift_wal *)((char *)t - offsetof(drift_wal, sync_task));
 	pthread_mutex_lock(&w->lock);
 	w->sync_posted = false;
 	bool need = w->poisoned == 0 && w->durable_seq < w->written_seq;

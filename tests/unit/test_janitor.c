@@ -35,10 +35,10 @@ typedef struct job {
 	drift_janitor_task task;
 	int name;
 	atomic_int runs;
-	atomic_int again;	 /* re-posts left */
-	atomic_int inside;	 /* runs in progress (must stay <= 1) */
-	atomic_int overlapped;	 /* a second run started during one */
-	unsigned sleep_us;	 /* each run sleeps this long */
+	atomic_int again;      /* re-posts left */
+	atomic_int inside;     /* runs in progress (must stay <= 1) */
+	atomic_int overlapped; /* a second run started during one */
+	unsigned sleep_us;     /* each run sleeps this long */
 	uint64_t first_run_ns;
 } job;
 
@@ -53,8 +53,8 @@ static void job_fn(drift_janitor_task *t)
 		atomic_store(&j->overlapped, 1);
 	int now = atomic_fetch_add(&running_now, 1) + 1;
 	int max = atomic_load(&running_max);
-	while (now > max && !atomic_compare_exchange_weak(&running_max, &max,
-							  now))
+	while (now > max &&
+	       !atomic_compare_exchange_weak(&running_max, &max, now))
 		;
 	if (j->first_run_ns == 0)
 		j->first_run_ns = drift_now_ns();
@@ -114,10 +114,9 @@ DRIFT_TEST(janitor, every_task_runs_on_bounded_threads)
 		atomic_store(&js[i].again, 2);
 	}
 	for (int i = 0; i < 200; i++)
-		drift_janitor_post(pool, &js[i].task,
-				   i % 2 ? DRIFT_JANITOR_MAINT
-					 : DRIFT_JANITOR_FLUSH,
-				   0);
+		drift_janitor_post(
+			pool, &js[i].task,
+			i % 2 ? DRIFT_JANITOR_MAINT : DRIFT_JANITOR_FLUSH, 0);
 	wait_runs(js, 200, 3);
 	usleep(20000);
 	for (int i = 0; i < 200; i++) {
