@@ -633,8 +633,9 @@ static void flush_failed(drift_shard *s, const drift_err *err)
  * maintenance actions, then what it wants next: a turn at once when
  * maintenance used its whole budget (a backlog of splits after a large
  * flush is worked off at the pool's full speed, taking turns with the
- * other shards), a turn after the period while it still finds work or
- * has changes to persist, the flush retried after its backoff, or
+ * other shards), a turn after the period while it still finds work, has
+ * changes to persist or wrote a manifest (compaction looks at the space
+ * that left), the flush retried after its backoff, or
  * nothing (an index in good shape waits for its next flush). */
 /* Gives the heaps' free pages back to the system (malloc_trim): the
  * blocks a flush, a compaction or a merge freed sit in the middle of the
@@ -671,6 +672,7 @@ static void janitor_run(drift_janitor_task *t)
 		}
 	}
 	pthread_mutex_lock(&s->l1mu);
+	uint64_t generation = s->man.generation;
 	drift_l1_maint_stats ms = {0};
 	if (drift_l1_maintain(s->l1, s->o.maint_per_tick, &ms, &err) != 0)
 		DRIFT_WARN("shard %s: maintenance: %s", s->dir, err.msg);
@@ -692,7 +694,10 @@ static void janitor_run(drift_janitor_task *t)
 	    persist(s, s->man.wal_seq, &err) != 0)
 		DRIFT_WARN("shard %s: persisting maintenance: %s", s->dir,
 			   err.msg);
-	bool dirty = drift_l1_dirty_count(s->l1) > 0;
+	/* A manifest written since the turn began (here or by a flush) may
+	 * leave a segment mostly garbage: one more turn checks. */
+	bool dirty = drift_l1_dirty_count(s->l1) > 0 ||
+		     s->man.generation != generation;
 	pthread_mutex_unlock(&s->l1mu);
 	if (actions >= s->o.maint_per_tick)
 		drift_janitor_post(s->pool, t, DRIFT_JANITOR_MAINT, 0);
