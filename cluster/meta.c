@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/placement.h"
 #include "common/alloc.h"
 #include "common/endian.h"
 #include "common/hash.h"
@@ -213,59 +214,68 @@ uint32_t drift_meta_node_load(const drift_meta *m, const char *id,
 
 /* Whether node i is a better place than node j for a replica: fewer
  * replicas, then (for a primary) fewer primaries, then the smaller id. */
-static bool better(const drift_meta *m, const uint32_t *load,
-		   const uint32_t *prim, bool primary, size_t i, size_t j)
+/* The index of node id in m->nodes, or m->n_nodes. */
+static size_t node_index(const drift_meta *m, const char *id)
 {
-	if (load[i] != load[j])
-		return load[i] < load[j];
-	if (primary && prim[i] != prim[j])
-		return prim[i] < prim[j];
-	return strcmp(m->nodes[i].id, m->nodes[j].id) < 0;
+	size_t i = 0;
+	while (i < m->n_nodes && strcmp(m->nodes[i].id, id) != 0)
+		i++;
+	return i;
 }
 
-int drift_meta_place(const drift_meta *m, uint32_t shards, uint32_t rf,
-		     uint32_t **idx)
+int drift_meta_place(const drift_meta *m, const bool *skip, uint32_t shards,
+		     uint32_t rf, uint32_t **idx)
 {
-	uint32_t ok = 0;
-	for (size_t i = 0; i < m->n_nodes; i++)
-		ok += m->nodes[i].state != DRIFT_NODE_LEAVING;
-	if (rf == 0 || rf > ok || rf > DRIFT_META_MAX_RF || shards == 0)
+	if (shards == 0 || m->n_nodes == 0)
 		return DRIFT_EINVAL;
-	uint32_t *load = drift_calloc(m->n_nodes, sizeof(*load));
-	uint32_t *prim = drift_calloc(m->n_nodes, sizeof(*prim));
+	/* Every shard of the cluster, so that the plan counts the load,
+	 * then the new ones (n = 0). */
+	size_t n_old = 0;
+	for (size_t c = 0; c < m->n_cols; c++)
+		n_old += m->cols[c].shards;
+	struct drift_placement_node *nodes =
+		drift_calloc(m->n_nodes, sizeof(*nodes));
+	struct drift_placement_shard *sh =
+		drift_calloc(n_old + shards, sizeof(*sh));
 	uint32_t *out = drift_mallocarray((size_t)shards * rf, sizeof(*out));
-	if (load == NULL || prim == NULL || out == NULL) {
-		drift_free(load);
-		drift_free(prim);
-		drift_free(out);
-		return DRIFT_ENOMEM;
+	struct drift_placement_move *moves = NULL;
+	size_t n_moves = 0;
+	int rv = DRIFT_ENOMEM;
+	if (nodes == NULL || sh == NULL || out == NULL)
+		goto out;
+	for (size_t i = 0; i < m->n_nodes; i++) {
+		nodes[i].id = m->nodes[i].id;
+		nodes[i].accepts = m->nodes[i].state == DRIFT_NODE_UP &&
+				   (skip == NULL || !skip[i]);
 	}
-	for (size_t i = 0; i < m->n_nodes; i++)
-		load[i] = drift_meta_node_load(m, m->nodes[i].id, &prim[i]);
-	for (uint32_t s = 0; s < shards; s++) {
-		for (uint32_t r = 0; r < rf; r++) {
-			size_t best = SIZE_MAX;
-			for (size_t i = 0; i < m->n_nodes; i++) {
-				if (m->nodes[i].state == DRIFT_NODE_LEAVING)
-					continue;
-				bool taken = false;
-				for (uint32_t q = 0; q < r; q++)
-					taken |= out[(size_t)s * rf + q] == i;
-				if (taken)
-					continue;
-				if (best == SIZE_MAX ||
-				    better(m, load, prim, r == 0, i, best))
-					best = i;
+	size_t k = 0;
+	for (size_t c = 0; c < m->n_cols; c++)
+		for (uint32_t s = 0; s < m->cols[c].shards; s++, k++) {
+			const drift_meta_shard *ms = &m->cols[c].shard[s];
+			sh[k].rf = m->cols[c].replication_factor;
+			for (uint32_t r = 0; r < ms->n; r++) {
+				size_t i = node_index(m, ms->nodes[r]);
+				if (i < m->n_nodes)
+					sh[k].nodes[sh[k].n++] = nodes[i].id;
 			}
-			out[(size_t)s * rf + r] = (uint32_t)best;
-			load[best]++;
-			prim[best] += r == 0;
 		}
-	}
-	drift_free(load);
-	drift_free(prim);
+	for (uint32_t s = 0; s < shards; s++)
+		sh[n_old + s].rf = rf;
+	if ((rv = drift_placement_plan(nodes, m->n_nodes, sh, n_old + shards,
+				       false, &moves, &n_moves)) != 0)
+		goto out;
+	for (uint32_t s = 0; s < shards; s++)
+		for (uint32_t r = 0; r < rf; r++)
+			out[(size_t)s * rf + r] =
+				(uint32_t)node_index(m, sh[n_old + s].nodes[r]);
 	*idx = out;
-	return 0;
+	out = NULL;
+out:
+	drift_free(moves);
+	drift_free(out);
+	drift_free(sh);
+	drift_free(nodes);
+	return rv;
 }
 
 uint32_t drift_meta_voters(const drift_meta *m)

@@ -139,14 +139,15 @@ const drift_meta_collection *drift_meta_col_find(const drift_meta *m,
 uint32_t drift_meta_node_load(const drift_meta *m, const char *id,
 			      uint32_t *primaries);
 
-/* Places a new collection's shards: for each of `shards` shards, rf
- * distinct nodes (indexes into m->nodes, primary first) among the nodes
- * that are not LEAVING, each time on the node with the fewest replicas
- * (then the fewest primaries, then the smallest id) so far, counting the
- * replicas already placed. *idx (shards * rf entries) is the caller's
- * (drift_free). DRIFT_EINVAL when fewer than rf nodes can take one. */
-int drift_meta_place(const drift_meta *m, uint32_t shards, uint32_t rf,
-		     uint32_t **idx);
+/* Places a new collection's shards with drift_placement_plan
+ * (cluster/placement.h) over every shard of the state and the nodes that
+ * are UP (and not skip[i], when skip is not NULL: one flag per node of
+ * m->nodes): for each of `shards` shards, rf distinct nodes (indexes
+ * into m->nodes, primary first) on the least loaded. *idx (shards * rf
+ * entries) is the caller's (drift_free). DRIFT_EINVAL when fewer than rf
+ * nodes can take one. */
+int drift_meta_place(const drift_meta *m, const bool *skip, uint32_t shards,
+		     uint32_t rf, uint32_t **idx);
 
 /* Voters in the state (role VOTER). */
 uint32_t drift_meta_voters(const drift_meta *m);

@@ -20,6 +20,11 @@
 
 #define PATHLEN 4096
 #define MAX_CLIENTS 256
+/* The leader probes every node's health this often, and marks a node
+ * that has not answered for DOWN_AFTER_NS DOWN (no new shards go to it)
+ * until it answers again. */
+#define PROBE_NS 500000000ull
+#define DOWN_AFTER_NS 1500000000ull
 
 struct peer_client {
 	char address[DRIFT_ADDR_MAX + 1];
@@ -57,6 +62,8 @@ struct drift_node_cluster {
 	size_t n_failures;
 	pthread_t watcher;
 	bool watching;
+	pthread_t prober;
+	bool probing;
 };
 
 /* ---- Identity ---- */
@@ -147,7 +154,7 @@ int drift_node_cluster_client(drift_node_cluster *nc, const char *address,
 		goto out;
 	}
 	drift_grpc_client_opts co = {.connect_timeout_ns = 2000000000ull,
-				     .backoff_max_ns = 1000000000ull};
+				     .backoff_max_ns = PROBE_NS};
 	drift_grpc_client *c;
 	if ((rv = drift_grpc_client_new(address, &co, &c, err)) != 0)
 		goto out;
@@ -358,6 +365,107 @@ int drift_node_cluster_wait_applied(drift_node_cluster *nc, uint64_t version,
 	int rv = nc->applied >= version ? 0 : DRIFT_ETIMEDOUT;
 	pthread_mutex_unlock(&nc->mu);
 	return rv;
+}
+
+/* ---- Liveness ---- */
+
+bool drift_node_cluster_alive(drift_node_cluster *nc, const char *address,
+			      uint64_t timeout_ns)
+{
+	drift_grpc_client *cl;
+	if (drift_node_cluster_client(nc, address, &cl, NULL) != 0)
+		return false;
+	drift_grpc_msg *resp = NULL;
+	/* An empty HealthCheckRequest: the server as a whole. */
+	int rv = drift_grpc_client_unary(cl, "/grpc.health.v1.Health/Check",
+					 "", 0, timeout_ns, &resp, NULL);
+	drift_grpc_msg_free(resp);
+	return rv == 0;
+}
+
+static void set_state(drift_node_cluster *nc, const drift_meta_node *n,
+		      int state)
+{
+	Drift__Cluster__V1__SetNode sn = DRIFT__CLUSTER__V1__SET_NODE__INIT;
+	sn.id = (char *)n->id;
+	sn.state = state;
+	sn.role = n->role;
+	Drift__Cluster__V1__Command cmd = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	cmd.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_NODE;
+	cmd.set_node = &sn;
+	drift_err err;
+	drift_err_clear(&err);
+	if (drift_member_propose(nc->member, &cmd, DOWN_AFTER_NS, &err) == 0)
+		DRIFT_WARN("cluster: node %s (%s) is %s", n->id, n->address,
+			   state == DRIFT_NODE_DOWN ? "DOWN: it has not "
+						      "answered for 1.5 s"
+						    : "UP again");
+}
+
+/* The leader's prober: every PROBE_NS, the health of every other node;
+ * UP <-> DOWN changes go through Raft. */
+static void *probe_main(void *arg)
+{
+	drift_node_cluster *nc = arg;
+	struct {
+		char id[DRIFT_NODE_ID_MAX + 1];
+		uint64_t since; /* first failed probe of a run, 0: none */
+	} fail[MAX_CLIENTS];
+	size_t n_fail = 0;
+	for (;;) {
+		uint64_t next = drift_now_ns() + PROBE_NS;
+		pthread_mutex_lock(&nc->mu);
+		while (!nc->closing && drift_now_ns() < next) {
+			struct timespec ts = {
+				.tv_sec = (time_t)(next / 1000000000u),
+				.tv_nsec = (long)(next % 1000000000u)};
+			pthread_cond_timedwait(&nc->cond, &nc->mu, &ts);
+		}
+		bool closing = nc->closing;
+		pthread_mutex_unlock(&nc->mu);
+		if (closing)
+			break;
+		drift_member_info in;
+		drift_member_info_get(nc->member, &in);
+		if (!in.leader) {
+			n_fail = 0; /* a new leader starts afresh */
+			continue;
+		}
+		drift_meta *st = drift_member_state(nc->member);
+		for (size_t i = 0; i < st->n_nodes; i++) {
+			const drift_meta_node *n = &st->nodes[i];
+			if (strcmp(n->id, nc->node_id) == 0 ||
+			    (n->state != DRIFT_NODE_UP &&
+			     n->state != DRIFT_NODE_DOWN))
+				continue;
+			size_t f = 0;
+			while (f < n_fail && strcmp(fail[f].id, n->id) != 0)
+				f++;
+			if (f == n_fail) {
+				if (n_fail == MAX_CLIENTS)
+					continue;
+				snprintf(fail[f].id, sizeof(fail[f].id), "%s",
+					 n->id);
+				fail[f].since = 0;
+				n_fail++;
+			}
+			uint64_t now = drift_now_ns();
+			if (drift_node_cluster_alive(nc, n->address,
+						     PROBE_NS)) {
+				fail[f].since = 0;
+				if (n->state == DRIFT_NODE_DOWN)
+					set_state(nc, n, DRIFT_NODE_UP);
+				continue;
+			}
+			if (fail[f].since == 0)
+				fail[f].since = now;
+			if (n->state == DRIFT_NODE_UP &&
+			    now - fail[f].since >= DOWN_AFTER_NS)
+				set_state(nc, n, DRIFT_NODE_DOWN);
+		}
+		drift_meta_unref(st);
+	}
+	return NULL;
 }
 
 /* ---- Bootstrap and join ---- */
@@ -655,6 +763,9 @@ int drift_node_cluster_start(drift_node_cluster *nc, uint64_t timeout_ns,
 	if (pthread_create(&nc->watcher, NULL, watch_main, nc) != 0)
 		return drift_err_set(err, DRIFT_ENOMEM, "no watcher thread");
 	nc->watching = true;
+	if (pthread_create(&nc->prober, NULL, probe_main, nc) != 0)
+		return drift_err_set(err, DRIFT_ENOMEM, "no prober thread");
+	nc->probing = true;
 	return 0;
 }
 
@@ -666,6 +777,9 @@ void drift_node_cluster_stop(drift_node_cluster *nc)
 	nc->closing = true;
 	pthread_cond_broadcast(&nc->cond);
 	pthread_mutex_unlock(&nc->mu);
+	if (nc->probing)
+		pthread_join(nc->prober, NULL);
+	nc->probing = false;
 	drift_member_stop(nc->member);
 	if (nc->watching)
 		pthread_join(nc->watcher, NULL);

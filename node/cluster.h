@@ -79,6 +79,13 @@ drift_cm *drift_node_cluster_cm(drift_node_cluster *nc);
 int drift_node_cluster_client(drift_node_cluster *nc, const char *address,
 			      drift_grpc_client **out, drift_err *err);
 
+/* Whether the node at address answers its gRPC health check within
+ * timeout_ns. (The leader probes every node every 500 ms and marks one
+ * that has not answered for 1.5 s DOWN in the state, UP again when it
+ * answers: no new shard is placed on a DOWN node.) */
+bool drift_node_cluster_alive(drift_node_cluster *nc, const char *address,
+			      uint64_t timeout_ns);
+
 /* Waits until the watcher has applied map version `version` locally.
  * 0 or DRIFT_ETIMEDOUT. */
 int drift_node_cluster_wait_applied(drift_node_cluster *nc, uint64_t version,

@@ -4,6 +4,8 @@
  */
 #include "node/cluster_svc.h"
 
+#include "cluster/placement.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +19,8 @@
 
 #define CHANGE_TIMEOUT_NS 5000000000ull
 #define PEER_TIMEOUT_NS 2000000000ull
+/* A health check of a peer before placing shards on it. */
+#define PROBE_TIMEOUT_NS 300000000ull
 
 /* ---- Helpers ---- */
 
@@ -231,7 +235,7 @@ int drift_cluster_svc_route(drift_node_cluster *nc, const char *name,
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		uint32_t s = drift_cm_shard_of_id(ids[i], mc->shards);
+		uint32_t s = drift_shard_of_id(ids[i], mc->shards);
 		if (holds(&mc->shard[s], self))
 			continue;
 		holder_text(st, &mc->shard[s], who, sizeof(who));
@@ -313,8 +317,9 @@ static int peer_opened(drift_node_cluster *nc, const drift_meta_node *n,
 
 /* Waits (bounded) until every node that holds a shard of collection mc
  * (in state st) has opened it: 0, or the first error a holder answers
- * (the collection cannot be opened there), or DRIFT_EUNAVAIL when a
- * holder did not answer in time. */
+ * (the collection cannot be opened there). A holder that does not answer
+ * for PEER_TIMEOUT_NS is passed over: it opens the collection when it is
+ * back. */
 static int wait_opened(drift_node_cluster *nc, const drift_meta *st,
 		       const drift_meta_collection *mc, drift_err *err)
 {
@@ -339,14 +344,19 @@ static int wait_opened(drift_node_cluster *nc, const drift_meta *st,
 				drift_err_wrap(err, rv, "node %s", self);
 			continue;
 		}
-		uint64_t until = drift_now_ns() + 3 * PEER_TIMEOUT_NS;
+		uint64_t until = drift_now_ns() + PEER_TIMEOUT_NS;
 		while ((rv = peer_opened(nc, n, mc->name, err)) ==
 			       DRIFT_EUNAVAIL &&
 		       drift_now_ns() < until)
 			usleep(10000);
-		if (rv == DRIFT_EUNAVAIL)
-			drift_err_set(err, rv, "node %s (%s) did not open it",
-				      n->id, n->address);
+		if (rv == DRIFT_EUNAVAIL) {
+			/* Down since the placement: the create stands (it is
+			 * in the map), the node opens it when it is back. */
+			DRIFT_WARN("cluster: node %s (%s) has not opened "
+				   "collection %s yet",
+				   n->id, n->address, mc->name);
+			rv = 0;
+		}
 	}
 	return rv;
 }
@@ -382,20 +392,37 @@ int drift_cluster_svc_create(drift_node_cluster *nc,
 	int rv = 0;
 	Drift__Cluster__V1__Shard *sh = NULL, **ps = NULL;
 	char **ids = NULL;
+	bool *skip = NULL;
 	if (drift_meta_col_find(st, cfg->name) != NULL) {
 		rv = drift_err_set(err, DRIFT_EEXIST,
 				   "collection \"%s\" already exists",
 				   cfg->name);
 		goto out;
 	}
+	/* Only on nodes that answer now (the state marks a node DOWN only
+	 * 1.5 s after it stopped answering). */
+	skip = drift_calloc(st->n_nodes + 1, sizeof(*skip));
+	if (skip == NULL) {
+		rv = DRIFT_ENOMEM;
+		goto out;
+	}
 	uint32_t up = 0;
-	for (size_t i = 0; i < st->n_nodes; i++)
-		up += st->nodes[i].state != DRIFT_NODE_LEAVING;
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		const drift_meta_node *n = &st->nodes[i];
+		skip[i] = n->state != DRIFT_NODE_UP ||
+			  (strcmp(n->id, drift_node_cluster_node_id(nc)) != 0 &&
+			   !drift_node_cluster_alive(nc, n->address,
+						     PROBE_TIMEOUT_NS));
+		up += !skip[i];
+	}
 	if (cfg->replication_factor > up) {
-		rv = drift_err_set(err, DRIFT_EINVAL,
+		rv = drift_err_set(err,
+				   up < st->n_nodes ? DRIFT_EUNAVAIL
+						    : DRIFT_EINVAL,
 				   "replication_factor %u is more than the "
-				   "%u nodes of the cluster",
-				   cfg->replication_factor, up);
+				   "%u nodes of the cluster that are up (of "
+				   "%zu)",
+				   cfg->replication_factor, up, st->n_nodes);
 		goto out;
 	}
 	sh = drift_calloc(cfg->shards, sizeof(*sh));
@@ -408,7 +435,7 @@ int drift_cluster_svc_create(drift_node_cluster *nc,
 	}
 	/* Placement: each shard's replicas on the least-loaded nodes. */
 	uint32_t *idx = NULL;
-	if ((rv = drift_meta_place(st, cfg->shards, cfg->replication_factor,
+	if ((rv = drift_meta_place(st, skip, cfg->shards, cfg->replication_factor,
 				   &idx)) != 0)
 		goto out;
 	for (uint32_t s = 0; s < cfg->shards; s++) {
@@ -464,6 +491,7 @@ int drift_cluster_svc_create(drift_node_cluster *nc,
 				   cfg->name, derr.msg);
 	}
 out:
+	drift_free(skip);
 	drift_free(sh);
 	drift_free(ps);
 	drift_free(ids);

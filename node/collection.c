@@ -22,6 +22,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "cluster/placement.h"
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/fs.h"
@@ -36,6 +37,8 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
+/* Seeds of the shards' own hashes (the id -> shard hash is
+ * drift_shard_of_id). */
 #define SHARD_SEED 0x5eedc011ec7105ull
 #define RETRY_NS 1000000000ull
 
@@ -777,12 +780,7 @@ size_t drift_collection_max_batch(const drift_collection *c)
 
 static uint32_t shard_of(const drift_collection *c, uint64_t id)
 {
-	return (uint32_t)(drift_hash_u64(id, SHARD_SEED) % c->cfg.shards);
-}
-
-uint32_t drift_cm_shard_of_id(uint64_t id, uint32_t shards)
-{
-	return (uint32_t)(drift_hash_u64(id, SHARD_SEED) % shards);
+	return drift_shard_of_id(id, c->cfg.shards);
 }
 
 /* A batch over several shards is written shard by shard; each part is all

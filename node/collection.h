@@ -136,10 +136,6 @@ int drift_cm_list(drift_cm *cm, char ***names, size_t *n);
 
 const drift_collection_config *drift_collection_cfg(const drift_collection *c);
 
-/* The shard (0..shards-1) of an id: a hash of the id modulo the shard
- * count, fixed when the collection is created. */
-uint32_t drift_cm_shard_of_id(uint64_t id, uint32_t shards);
-
 /* The most points of one upsert (or ids of one delete). */
 size_t drift_collection_max_batch(const drift_collection *c);
 
