@@ -7,6 +7,7 @@
 #   make bench   benchmarks (full); make bench-quick for the subset
 #   make bench-placement  shard placement schemes side by side (seconds)
 #   make fuzz    each fuzz target for FUZZ_SECONDS (default 60)
+#   make test-cluster-long  the cluster's fault rounds at length
 #   make format  clang-format over the tree
 
 SHELL := /bin/bash
@@ -42,7 +43,8 @@ MESON_OPTS := -Dwerror=true
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 
-.PHONY: deps deps-bench build build-asan build-fuzz test run bench \
+.PHONY: deps deps-bench build build-asan build-fuzz test test-cluster-long \
+	run bench \
 	bench-quick bench-placement fuzz format clean
 
 deps:
@@ -74,6 +76,14 @@ build-fuzz: deps build-fuzz/build.ninja
 
 test: build build-asan build-fuzz
 	@tests/run-all.sh build build-asan build-fuzz $(FUZZ_SMOKE_SECONDS)
+
+# The cluster's fault rounds at length (make test runs 3 of each):
+# CLUSTER_ROUNDS kill -9 rounds of the Raft leader.
+CLUSTER_ROUNDS ?= 20
+test-cluster-long: build
+	DRIFT_NODE=$(CURDIR)/build/node/drift-node DRIFT_PROTO_DIR=$(CURDIR)/proto \
+	  DRIFT_CLUSTER_ROUNDS=$(CLUSTER_ROUNDS) \
+	  /usr/bin/python3 tests/cluster/test_cluster.py
 
 fuzz: build-fuzz
 	@tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
