@@ -49,10 +49,10 @@ export DEBIAN_FRONTEND=noninteractive
 if [ -n "$suite" ] && ! grep -rqs -E "^[^#]*\b$suite\b" \
     /etc/apt/sources.list /etc/apt/sources.list.d/; then
   # The archive the machine already uses for bookworm.
-  uri=$(grep -hs -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources \
-          /etc/apt/sources.list 2>/dev/null |
-        grep -v -e security -e '^#' | head -n1 |
-        sed -E 's/^URIs: *//; s/^deb +(\[[^]]*\] +)?//; s/ .*//')
+  uri=$( (cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list \
+            2>/dev/null || true) |
+        grep -E '^(URIs:|deb )' | grep -v security | head -n1 |
+        sed -E 's/^URIs: *//; s/^deb +(\[[^]]*\] +)?//; s/ .*//' || true)
   [ -n "$uri" ] || uri=http://deb.debian.org/debian
   keyring=/usr/share/keyrings/debian-archive-keyring.gpg
   [ -f "$keyring" ] || $sudo apt-get install -y -qq debian-archive-keyring
