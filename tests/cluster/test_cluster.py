@@ -228,7 +228,8 @@ def main():
             pb.RemoveNodeRequest(id=oid), timeout=10))
         tap.check(code == C.FAILED_PRECONDITION and "last" in msg,
                   "RemoveNode of the last voter: %s (%s)" % (code, msg[:100]))
-        other.stop()
+        rc = other.stop()
+        tap.check(rc == 0, "a cluster of one stops cleanly (exit %r)" % rc)
 
     def kill_rounds():
         times = []
@@ -370,9 +371,11 @@ def main():
                       "no term had two leaders (%d terms seen)" %
                       len(leaders))
         finally:
+            rcs = [n.stop() for n in pn]
             for n in pn:
-                n.stop()
                 n.proxy.close()
+            tap.check(rcs == [0, 0, 0], "the partitioned cluster stops "
+                      "cleanly (exit %s)" % rcs)
             shutil.rmtree(pbase, ignore_errors=True)
 
     def adopt_old_directory():
@@ -401,7 +404,8 @@ def main():
                       for i in range(D)],
                   "a data directory of before the cluster: adopted by a "
                   "cluster of one, 200 vectors intact")
-        n.stop()
+        rc = n.stop()
+        tap.check(rc == 0, "and stops cleanly (exit %r)" % rc)
 
     for name, fn in [("formation", formation), ("collections", collections),
                      ("watch", watch), ("bad_inputs", bad_inputs),
