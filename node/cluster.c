@@ -377,8 +377,8 @@ bool drift_node_cluster_alive(drift_node_cluster *nc, const char *address,
 		return false;
 	drift_grpc_msg *resp = NULL;
 	/* An empty HealthCheckRequest: the server as a whole. */
-	int rv = drift_grpc_client_unary(cl, "/grpc.health.v1.Health/Check",
-					 "", 0, timeout_ns, &resp, NULL);
+	int rv = drift_grpc_client_unary(cl, "/grpc.health.v1.Health/Check", "",
+					 0, timeout_ns, &resp, NULL);
 	drift_grpc_msg_free(resp);
 	return rv == 0;
 }
