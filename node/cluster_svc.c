@@ -416,13 +416,12 @@ int drift_cluster_svc_create(drift_node_cluster *nc,
 		up += !skip[i];
 	}
 	if (cfg->replication_factor > up) {
-		rv = drift_err_set(err,
-				   up < st->n_nodes ? DRIFT_EUNAVAIL
-						    : DRIFT_EINVAL,
-				   "replication_factor %u is more than the "
-				   "%u nodes of the cluster that are up (of "
-				   "%zu)",
-				   cfg->replication_factor, up, st->n_nodes);
+		rv = drift_err_set(
+			err, up < st->n_nodes ? DRIFT_EUNAVAIL : DRIFT_EINVAL,
+			"replication_factor %u is more than the "
+			"%u nodes of the cluster that are up (of "
+			"%zu)",
+			cfg->replication_factor, up, st->n_nodes);
 		goto out;
 	}
 	sh = drift_calloc(cfg->shards, sizeof(*sh));
@@ -435,8 +434,8 @@ int drift_cluster_svc_create(drift_node_cluster *nc,
 	}
 	/* Placement: each shard's replicas on the least-loaded nodes. */
 	uint32_t *idx = NULL;
-	if ((rv = drift_meta_place(st, skip, cfg->shards, cfg->replication_factor,
-				   &idx)) != 0)
+	if ((rv = drift_meta_place(st, skip, cfg->shards,
+				   cfg->replication_factor, &idx)) != 0)
 		goto out;
 	for (uint32_t s = 0; s < cfg->shards; s++) {
 		drift__cluster__v1__shard__init(&sh[s]);
