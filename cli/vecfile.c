@@ -11,9 +11,9 @@
 #include "common/endian.h"
 
 /* Element types of the values in a row. */
-enum elem { ELEM_F32, ELEM_F64, ELEM_U8, ELEM_I32, ELEM_I64 };
+enum elem { ELEM_F32, ELEM_F64, ELEM_U8, ELEM_I32, ELEM_I64, ELEM_F16, ELEM_U64 };
 
-static const size_t elem_size[] = {4, 8, 1, 4, 8};
+static const size_t elem_size[] = {4, 8, 1, 4, 8, 2, 8};
 
 struct drift_vecfile {
 	FILE *fp;
@@ -111,7 +111,7 @@ static int npy_parse_descr(const char *p, enum elem *elem)
 	} types[] = {
 		{"<f4", ELEM_F32}, {"<f8", ELEM_F64}, {"|u1", ELEM_U8},
 		{"<u1", ELEM_U8},  {"u1", ELEM_U8},   {"<i4", ELEM_I32},
-		{"<i8", ELEM_I64},
+		{"<i8", ELEM_I64}, {"<f2", ELEM_F16}, {"<u8", ELEM_U64},
 	};
 	if (p == NULL || (*p != '\'' && *p != '"'))
 		return DRIFT_ECORRUPT;
@@ -130,7 +130,7 @@ static int npy_parse_descr(const char *p, enum elem *elem)
 	return DRIFT_ENOTSUP;
 }
 
-/* Parses "(rows, dim)" into its two numbers. */
+/* Parses "(rows, dim)" into its two numbers; "(rows,)" is (rows, 1). */
 static int npy_parse_shape(const char *p, uint64_t dims[2])
 {
 	if (p == NULL || *p++ != '(')
@@ -155,6 +155,8 @@ static int npy_parse_shape(const char *p, uint64_t dims[2])
 		if (*p == ',')
 			p++;
 	}
+	if (n == 1)
+		dims[n++] = 1;
 	return n == 2 ? 0 : DRIFT_ENOTSUP;
 }
 
@@ -204,8 +206,8 @@ static int open_npy(drift_vecfile *f, uint64_t size, drift_err *err)
 	rv = npy_parse_descr(npy_field(header, "descr"), &f->elem);
 	if (rv != 0) {
 		rv = drift_err_set(err, rv,
-				   "%s: element type must be one of <f4, <f8, "
-				   "|u1, <i4, <i8 (little endian)",
+				   "%s: element type must be one of <f4, <f2, "
+				   "<f8, |u1, <i4, <i8, <u8 (little endian)",
 				   f->path);
 		goto out;
 	}
@@ -221,7 +223,8 @@ static int open_npy(drift_vecfile *f, uint64_t size, drift_err *err)
 	rv = npy_parse_shape(npy_field(header, "shape"), dims);
 	if (rv != 0) {
 		rv = drift_err_set(err, rv,
-				   "%s: shape must be (rows, dimension)",
+				   "%s: shape must be (rows, dimension) or "
+				   "(rows,)",
 				   f->path);
 		goto out;
 	}
@@ -320,6 +323,33 @@ uint64_t drift_vecfile_rows(const drift_vecfile *f)
 
 /* ---- Reading ------------------------------------------------------------ */
 
+/* IEEE 754 binary16 to float: every half value, subnormals, infinities and
+ * NaN included, is exactly a float. */
+static float half_to_float(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h >> 15) << 31;
+	uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
+	uint32_t bits;
+	if (e == 0x1f) {
+		bits = sign | 0x7f800000u | (m << 13);
+	} else if (e != 0) {
+		bits = sign | ((e + 112) << 23) | (m << 13);
+	} else if (m == 0) {
+		bits = sign;
+	} else {
+		/* Subnormal: normalise the mantissa. */
+		e = 113;
+		while ((m & 0x400) == 0) {
+			m <<= 1;
+			e--;
+		}
+		bits = sign | (e << 23) | ((m & 0x3ff) << 13);
+	}
+	float f;
+	memcpy(&f, &bits, sizeof(f));
+	return f;
+}
+
 /* Reads the next row into f->row and returns a pointer to its values. */
 static int next_row(drift_vecfile *f, const uint8_t **values, drift_err *err)
 {
@@ -378,6 +408,12 @@ int drift_vecfile_read(drift_vecfile *f, float *out, size_t max_rows,
 				dst[i] = (float)(int64_t)drift_load_le64(v +
 									 8 * i);
 				break;
+			case ELEM_F16:
+				dst[i] = half_to_float(drift_load_le16(v + 2 * i));
+				break;
+			case ELEM_U64:
+				dst[i] = (float)drift_load_le64(v + 8 * i);
+				break;
 			}
 		}
 		n++;
@@ -389,7 +425,7 @@ int drift_vecfile_read(drift_vecfile *f, float *out, size_t max_rows,
 int drift_vecfile_read_i32(drift_vecfile *f, int32_t *out, size_t max_rows,
 			   size_t *n_read, drift_err *err)
 {
-	if (f->elem == ELEM_F32 || f->elem == ELEM_F64)
+	if (f->elem == ELEM_F32 || f->elem == ELEM_F64 || f->elem == ELEM_F16)
 		return drift_err_set(err, DRIFT_EINVAL,
 				     "%s holds floats, not integer ids",
 				     f->path);
@@ -406,8 +442,10 @@ int drift_vecfile_read_i32(drift_vecfile *f, int32_t *out, size_t max_rows,
 			} else if (f->elem == ELEM_I32) {
 				dst[i] = (int32_t)drift_load_le32(v + 4 * i);
 			} else {
-				int64_t x = (int64_t)drift_load_le64(v + 8 * i);
-				if (x < INT32_MIN || x > INT32_MAX)
+				uint64_t u = drift_load_le64(v + 8 * i);
+				int64_t x = (int64_t)u;
+				if ((f->elem == ELEM_U64 && u > INT32_MAX) ||
+				    x < INT32_MIN || x > INT32_MAX)
 					return drift_err_set(
 						err, DRIFT_ERANGE,
 						"%s: row %llu holds %lld, "
@@ -417,6 +455,48 @@ int drift_vecfile_read_i32(drift_vecfile *f, int32_t *out, size_t max_rows,
 						(long long)x);
 				dst[i] = (int32_t)x;
 			}
+		}
+		n++;
+	}
+	*n_read = n;
+	return 0;
+}
+
+int drift_vecfile_read_u64(drift_vecfile *f, uint64_t *out, size_t max_rows,
+			   size_t *n_read, drift_err *err)
+{
+	if (f->elem == ELEM_F32 || f->elem == ELEM_F64 || f->elem == ELEM_F16)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "%s holds floats, not integer ids",
+				     f->path);
+	size_t n = 0;
+	while (n < max_rows && f->next < f->rows) {
+		const uint8_t *v = NULL;
+		int rv = next_row(f, &v, err);
+		if (rv != 0)
+			return rv;
+		uint64_t *dst = out + n * f->dim;
+		for (uint32_t i = 0; i < f->dim; i++) {
+			int64_t x;
+			if (f->elem == ELEM_U8) {
+				x = v[i];
+			} else if (f->elem == ELEM_I32) {
+				x = (int32_t)drift_load_le32(v + 4 * i);
+			} else if (f->elem == ELEM_U64) {
+				dst[i] = drift_load_le64(v + 8 * i);
+				continue;
+			} else {
+				x = (int64_t)drift_load_le64(v + 8 * i);
+			}
+			if (x < 0)
+				return drift_err_set(
+					err, DRIFT_ERANGE,
+					"%s: row %llu holds %lld: ids are "
+					"unsigned",
+					f->path,
+					(unsigned long long)f->next - 1,
+					(long long)x);
+			dst[i] = (uint64_t)x;
 		}
 		n++;
 	}

@@ -8,8 +8,9 @@
  * - .npy (NumPy format 1.0, 2.0 or 3.0): magic "\x93NUMPY", version, header
  *   length (uint16 for 1.0, uint32 after), a Python dict literal with
  *   'descr', 'fortran_order' and 'shape', then the data in C order. A
- *   two-dimensional shape (rows, dim) of '<f4', '<f8', '|u1', '<i4' or '<i8'
- *   is accepted.
+ *   shape (rows, dim), or (rows,) read as (rows, 1), of '<f4', '<f2'
+ *   (IEEE half), '<f8', '|u1', '<i4', '<i8' or '<u8' is accepted; Fortran
+ *   order is refused.
  *
  * Opening checks the whole file's shape: every row of an *vecs file must
  * have the first row's dimension (checked as rows are read) and the file
@@ -58,6 +59,11 @@ int drift_vecfile_read(drift_vecfile *f, float *out, size_t max_rows,
 /* The same as int32 (ivecs, and .npy of integers): ground-truth ids. Float
  * files give DRIFT_EINVAL. */
 int drift_vecfile_read_i32(drift_vecfile *f, int32_t *out, size_t max_rows,
+			   size_t *n_read, drift_err *err);
+
+/* The same as uint64 (ids files): integer files only (DRIFT_EINVAL for
+ * floats); a negative value is DRIFT_ERANGE naming the row. */
+int drift_vecfile_read_u64(drift_vecfile *f, uint64_t *out, size_t max_rows,
 			   size_t *n_read, drift_err *err);
 
 #endif /* DRIFT_CLI_VECFILE_H */

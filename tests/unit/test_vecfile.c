@@ -215,9 +215,9 @@ DRIFT_TEST(vecfile, malformed_files_are_refused)
 	open_fails("trunc.npy", buf, len, DRIFT_ECORRUPT, "do not hold");
 	len = make_npy(buf,
 		       "{'descr': '<f4', 'fortran_order': False, "
-		       "'shape': (6,)}\n",
+		       "'shape': ()}\n",
 		       data, 24);
-	open_fails("1d.npy", buf, len, DRIFT_ENOTSUP, "shape must be");
+	open_fails("0d.npy", buf, len, DRIFT_ENOTSUP, "shape must be");
 
 	drift_vecfile *f;
 	drift_err err;
