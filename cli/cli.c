@@ -109,6 +109,14 @@ static void print_usage(FILE *f, const char *usage)
 		usage);
 }
 
+/* A usage error: one line, with the way to the command's help. */
+static int usage_error(drift_cli *cli, const char *what)
+{
+	return drift_cli_fail(cli, DRIFT_CLI_EXIT_USAGE,
+			      "%s (drift-cli %s --help shows the usage)", what,
+			      cli->command != NULL ? cli->command : "");
+}
+
 int drift_cli_parse(drift_cli *cli, const char *usage, drift_cli_opt *opts,
 		    size_t n_opts, int argc, char **argv, char **pos,
 		    int min_pos, int max_pos, int *n_pos)
@@ -120,10 +128,10 @@ int drift_cli_parse(drift_cli *cli, const char *usage, drift_cli_opt *opts,
 		if (opts_done || a[0] != '-' || a[1] != '-') {
 			/* "-0.5" and friends are values, not options. */
 			if (max_pos >= 0 && np == max_pos) {
-				print_usage(stderr, usage);
-				return drift_cli_fail(
-					cli, DRIFT_CLI_EXIT_USAGE,
-					"unexpected argument \"%s\"", a);
+				char m[300];
+				snprintf(m, sizeof(m),
+					 "unexpected argument \"%.200s\"", a);
+				return usage_error(cli, m);
 			}
 			pos[np++] = argv[i];
 			continue;
@@ -145,10 +153,10 @@ int drift_cli_parse(drift_cli *cli, const char *usage, drift_cli_opt *opts,
 			    memcmp(opts[k].name, name, len) == 0)
 				o = &opts[k];
 		if (o == NULL) {
-			print_usage(stderr, usage);
-			return drift_cli_fail(cli, DRIFT_CLI_EXIT_USAGE,
-					      "unknown option \"%.*s\"",
-					      (int)len + 2, a);
+			char m[300];
+			snprintf(m, sizeof(m), "unknown option \"%.*s\"",
+				 len > 200 ? 200 : (int)len + 2, a);
+			return usage_error(cli, m);
 		}
 		if (o->metavar == NULL) {
 			if (eq != NULL)
@@ -170,9 +178,9 @@ int drift_cli_parse(drift_cli *cli, const char *usage, drift_cli_opt *opts,
 		o->set = true;
 	}
 	if (np < min_pos) {
-		print_usage(stderr, usage);
-		return drift_cli_fail(cli, DRIFT_CLI_EXIT_USAGE,
-				      "missing arguments");
+		char m[300];
+		snprintf(m, sizeof(m), "missing arguments: %.250s", usage);
+		return usage_error(cli, m);
 	}
 	*n_pos = np;
 	return 0;

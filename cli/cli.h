@@ -79,7 +79,7 @@ typedef struct drift_cli_opt {
  * anywhere, the rest positional into pos (room for max_pos; max_pos < 0:
  * no limit, pos must then have room for argc). "--help" prints usage to
  * stdout and returns DRIFT_CLI_HELP. An unknown option, a missing value or
- * a wrong number of positionals prints the problem and the usage line and
+ * a wrong number of positionals is one line naming the problem and
  * returns DRIFT_CLI_EXIT_USAGE. "--" ends the options. */
 int drift_cli_parse(drift_cli *cli, const char *usage, drift_cli_opt *opts,
 		    size_t n_opts, int argc, char **argv, char **pos,
