@@ -93,9 +93,9 @@ int drift_cli_collection_dim(drift_cli *cli, const char *name, uint32_t *dim,
 		return rv;
 	*dim = r->collection != NULL ? r->collection->dimension : 0;
 	if (memtable_rows != NULL)
-		*memtable_rows =
-			r->collection != NULL ? r->collection->memtable_rows
-					      : 0;
+		*memtable_rows = r->collection != NULL
+					 ? r->collection->memtable_rows
+					 : 0;
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;
 }
@@ -104,8 +104,9 @@ int drift_cli_collection_dim(drift_cli *cli, const char *name, uint32_t *dim,
 
 static void print_usage(FILE *f, const char *usage)
 {
-	fprintf(f, "usage: drift-cli [--addr HOST:PORT] [--output text|json] "
-		   "[--timeout SECONDS] %s\n",
+	fprintf(f,
+		"usage: drift-cli [--addr HOST:PORT] [--output text|json] "
+		"[--timeout SECONDS] %s\n",
 		usage);
 }
 
@@ -160,9 +161,9 @@ int drift_cli_parse(drift_cli *cli, const char *usage, drift_cli_opt *opts,
 		}
 		if (o->metavar == NULL) {
 			if (eq != NULL)
-				return drift_cli_fail(
-					cli, DRIFT_CLI_EXIT_USAGE,
-					"--%s takes no value", o->name);
+				return drift_cli_fail(cli, DRIFT_CLI_EXIT_USAGE,
+						      "--%s takes no value",
+						      o->name);
 			o->set = true;
 			continue;
 		}
@@ -186,8 +187,8 @@ int drift_cli_parse(drift_cli *cli, const char *usage, drift_cli_opt *opts,
 	return 0;
 }
 
-int drift_cli_u64(drift_cli *cli, const char *what, const char *s,
-		  uint64_t min, uint64_t max, uint64_t *out)
+int drift_cli_u64(drift_cli *cli, const char *what, const char *s, uint64_t min,
+		  uint64_t max, uint64_t *out)
 {
 	char *end;
 	errno = 0;
@@ -205,16 +206,16 @@ int drift_cli_u64(drift_cli *cli, const char *what, const char *s,
 	return 0;
 }
 
-int drift_cli_f64(drift_cli *cli, const char *what, const char *s,
-		  double min, double max, double *out)
+int drift_cli_f64(drift_cli *cli, const char *what, const char *s, double min,
+		  double max, double *out)
 {
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
 	if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
 		return drift_cli_fail(cli, DRIFT_CLI_EXIT_USAGE,
-				      "%s: \"%s\" is not a finite number",
-				      what, s);
+				      "%s: \"%s\" is not a finite number", what,
+				      s);
 	if (v < min || v > max)
 		return drift_cli_fail(cli, DRIFT_CLI_EXIT_USAGE,
 				      "%s: %g is out of range %g..%g", what, v,

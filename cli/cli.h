@@ -32,11 +32,11 @@ enum {
 };
 
 typedef struct drift_cli {
-	const char *addr;	/* --addr */
-	bool json;		/* --output json */
-	uint64_t timeout_ns;	/* --timeout, per call */
-	unsigned connections;	/* HTTP/2 connections (bench raises it) */
-	const char *command;	/* "collection create": for messages */
+	const char *addr;	   /* --addr */
+	bool json;		   /* --output json */
+	uint64_t timeout_ns;	   /* --timeout, per call */
+	unsigned connections;	   /* HTTP/2 connections (bench raises it) */
+	const char *command;	   /* "collection create": for messages */
 	drift_grpc_client *client; /* made on first use */
 } drift_cli;
 
@@ -87,10 +87,10 @@ int drift_cli_parse(drift_cli *cli, const char *usage, drift_cli_opt *opts,
 
 /* Value parsers for options and positionals: 0 or DRIFT_CLI_EXIT_USAGE
  * with a message naming what (an option "--k" or "id"). */
-int drift_cli_u64(drift_cli *cli, const char *what, const char *s,
-		  uint64_t min, uint64_t max, uint64_t *out);
-int drift_cli_f64(drift_cli *cli, const char *what, const char *s,
-		  double min, double max, double *out);
+int drift_cli_u64(drift_cli *cli, const char *what, const char *s, uint64_t min,
+		  uint64_t max, uint64_t *out);
+int drift_cli_f64(drift_cli *cli, const char *what, const char *s, double min,
+		  double max, double *out);
 
 /* --k (default 10), --nprobe and --recall-target (at most one) into a
  * search request (search and bench). 0 or DRIFT_CLI_EXIT_USAGE. */

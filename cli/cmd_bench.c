@@ -99,8 +99,8 @@ static double pct_ms(const uint64_t *sorted, size_t n, double p)
 }
 
 /* Reads a whole file: floats (queries) or ints (ground truth). */
-static int read_all(drift_cli *cli, const char *path, bool ints,
-		    uint64_t limit, void **out, size_t *rows, uint32_t *dim)
+static int read_all(drift_cli *cli, const char *path, bool ints, uint64_t limit,
+		    void **out, size_t *rows, uint32_t *dim)
 {
 	drift_vecfile *f = NULL;
 	drift_err err;
@@ -169,15 +169,13 @@ int drift_cli_cmd_bench(drift_cli *cli, int argc, char **argv)
 	    (rv = drift_cli_u64(cli, "--concurrency", opts[3].value, 1,
 				MAX_CONCURRENCY, &conc)))
 		return rv;
-	if (opts[6].set &&
-	    (rv = drift_cli_u64(cli, "--limit", opts[6].value, 1, UINT64_MAX,
-				&limit)))
+	if (opts[6].set && (rv = drift_cli_u64(cli, "--limit", opts[6].value, 1,
+					       UINT64_MAX, &limit)))
 		return rv;
 	void *q = NULL, *gt = NULL;
 	pthread_t th[MAX_CONCURRENCY];
 	size_t started = 0, gt_rows = 0;
-	if ((rv = read_all(cli, opts[0].value, false, limit, &q, &b.n,
-			   &b.dim)))
+	if ((rv = read_all(cli, opts[0].value, false, limit, &q, &b.n, &b.dim)))
 		goto out;
 	if ((rv = read_all(cli, opts[1].value, true, b.n, &gt, &gt_rows,
 			   &b.gt_dim)))

@@ -78,8 +78,8 @@ static void text_move(const Drift__V1__ShardMove *m)
 int drift_cli_cmd_status(drift_cli *cli, int argc, char **argv)
 {
 	int np;
-	int rv = drift_cli_parse(cli, "status", NULL, 0, argc, argv, NULL, 0,
-				 0, &np);
+	int rv = drift_cli_parse(cli, "status", NULL, 0, argc, argv, NULL, 0, 0,
+				 &np);
 	if (rv != 0)
 		return rv;
 	Drift__V1__StatusRequest req = DRIFT__V1__STATUS_REQUEST__INIT;
@@ -197,8 +197,7 @@ int drift_cli_cmd_node_remove(drift_cli *cli, int argc, char **argv)
 				 argv, pos, 1, 1, &np);
 	if (rv != 0)
 		return rv;
-	Drift__V1__RemoveNodeRequest req =
-		DRIFT__V1__REMOVE_NODE_REQUEST__INIT;
+	Drift__V1__RemoveNodeRequest req = DRIFT__V1__REMOVE_NODE_REQUEST__INIT;
 	req.id = pos[0];
 	ProtobufCMessage *r = NULL;
 	rv = drift_cli_call(cli, "/drift.v1.Cluster/RemoveNode", &req.base,
@@ -287,8 +286,8 @@ int drift_cli_cmd_shard_map(drift_cli *cli, int argc, char **argv)
 		drift_json_obj_end(&j);
 		drift_json_done(&j);
 	} else {
-		printf("shard map version %" PRIu64 ", leader %s\n",
-		       r->version, r->leader[0] ? r->leader : "(none)");
+		printf("shard map version %" PRIu64 ", leader %s\n", r->version,
+		       r->leader[0] ? r->leader : "(none)");
 		printf("%-24s %6s  %-40s %s\n", "COLLECTION", "SHARD",
 		       "NODES (primary first)", "IN SYNC");
 		for (size_t i = 0; i < r->n_shards; i++) {
@@ -346,8 +345,7 @@ int drift_cli_cmd_rebalance(drift_cli *cli, int argc, char **argv)
 		drift_json_done(&j);
 	} else {
 		printf("%u shard move%s %s\n", r->moves,
-		       r->moves == 1 ? "" : "s",
-		       req.wait ? "done" : "started");
+		       r->moves == 1 ? "" : "s", req.wait ? "done" : "started");
 	}
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;

@@ -44,7 +44,8 @@ static void json_info(drift_json *j, const Drift__V1__CollectionInfo *c,
 			const Drift__V1__ShardStats *s = c->shard_stats[i];
 			drift_json_obj_begin(j);
 			/* Every field of ShardStats under its proto name. */
-			const ProtobufCMessageDescriptor *d = s->base.descriptor;
+			const ProtobufCMessageDescriptor *d =
+				s->base.descriptor;
 			for (unsigned f = 0; f < d->n_fields; f++) {
 				const ProtobufCFieldDescriptor *fd =
 					&d->fields[f];
@@ -182,8 +183,8 @@ int drift_cli_cmd_collection_create(drift_cli *cli, int argc, char **argv)
 		req.default_recall = (float)t;
 	}
 	if (opts[7].set) {
-		if ((rv = drift_cli_u64(cli, "--memory-limit", opts[7].value,
-					1, UINT64_MAX, &v)))
+		if ((rv = drift_cli_u64(cli, "--memory-limit", opts[7].value, 1,
+					UINT64_MAX, &v)))
 			return rv;
 		req.memory_limit = v;
 	}
@@ -284,8 +285,8 @@ int drift_cli_cmd_collection_describe(drift_cli *cli, int argc, char **argv)
 {
 	char *pos[1];
 	int np;
-	int rv = drift_cli_parse(cli, "collection describe NAME", NULL, 0,
-				 argc, argv, pos, 1, 1, &np);
+	int rv = drift_cli_parse(cli, "collection describe NAME", NULL, 0, argc,
+				 argv, pos, 1, 1, &np);
 	if (rv != 0)
 		return rv;
 	Drift__V1__DescribeCollectionRequest req =

@@ -50,8 +50,9 @@ static int ids_text(drift_cli *cli, const char *path, uint64_t rows,
 	int rv = 0;
 	while (fgets(line, sizeof(line), fp) != NULL) {
 		size_t len = strlen(line);
-		while (len > 0 && (line[len - 1] == '\n' ||
-				   line[len - 1] == '\r' || line[len - 1] == ' '))
+		while (len > 0 &&
+		       (line[len - 1] == '\n' || line[len - 1] == '\r' ||
+			line[len - 1] == ' '))
 			line[--len] = '\0';
 		char *end;
 		errno = 0;
@@ -65,10 +66,11 @@ static int ids_text(drift_cli *cli, const char *path, uint64_t rows,
 			goto out;
 		}
 		if (n == rows) {
-			rv = drift_cli_fail(cli, DRIFT_CLI_EXIT_USAGE,
-					    "%s holds more ids than the %" PRIu64
-					    " vectors",
-					    path, rows);
+			rv = drift_cli_fail(
+				cli, DRIFT_CLI_EXIT_USAGE,
+				"%s holds more ids than the %" PRIu64
+				" vectors",
+				path, rows);
 			goto out;
 		}
 		ids[n++] = v;
@@ -277,9 +279,8 @@ int drift_cli_cmd_load(drift_cli *cli, int argc, char **argv)
 	load l = {.cli = cli, .name = pos[0]};
 	uint64_t *ids = NULL;
 	uint64_t batch = 0;
-	if (opts[1].set &&
-	    (rv = drift_cli_u64(cli, "--batch", opts[1].value, 1, 1000000,
-				&batch)))
+	if (opts[1].set && (rv = drift_cli_u64(cli, "--batch", opts[1].value, 1,
+					       1000000, &batch)))
 		return rv;
 	drift_err err;
 	drift_err_clear(&err);

@@ -301,10 +301,8 @@ static int search_file(drift_cli *cli, drift_vecfile *f, uint64_t limit,
 {
 	uint32_t dim = drift_vecfile_dim(f);
 	float *buf = drift_malloc(sizeof(float) * dim * SEARCH_BATCH);
-	Drift__V1__SearchRequest *qs =
-		drift_calloc(SEARCH_BATCH, sizeof(*qs));
-	Drift__V1__SearchRequest **qp =
-		drift_calloc(SEARCH_BATCH, sizeof(*qp));
+	Drift__V1__SearchRequest *qs = drift_calloc(SEARCH_BATCH, sizeof(*qs));
+	Drift__V1__SearchRequest **qp = drift_calloc(SEARCH_BATCH, sizeof(*qp));
 	int rv = 0;
 	if (buf == NULL || qs == NULL || qp == NULL) {
 		rv = drift_cli_fail(cli, DRIFT_CLI_EXIT_USAGE, "out of memory");
@@ -397,12 +395,12 @@ int drift_cli_cmd_search(drift_cli *cli, int argc, char **argv)
 	Drift__V1__SearchRequest req = DRIFT__V1__SEARCH_REQUEST__INIT;
 	req.collection = pos[0];
 	req.with_vectors = opts[5].set;
-	if ((rv = drift_cli_search_params(cli, &opts[2], &opts[3], &opts[4], &req)))
+	if ((rv = drift_cli_search_params(cli, &opts[2], &opts[3], &opts[4],
+					  &req)))
 		return rv;
 	uint64_t limit = UINT64_MAX;
-	if (opts[6].set &&
-	    (rv = drift_cli_u64(cli, "--limit", opts[6].value, 1, UINT64_MAX,
-				&limit)))
+	if (opts[6].set && (rv = drift_cli_u64(cli, "--limit", opts[6].value, 1,
+					       UINT64_MAX, &limit)))
 		return rv;
 	float *v = NULL;
 	drift_vecfile *f = NULL;

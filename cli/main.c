@@ -15,7 +15,8 @@
 #include "common/alloc.h"
 
 typedef struct command {
-	const char *word1, *word2; /* "collection", "create"; word2 may be NULL */
+	const char *word1,
+		*word2; /* "collection", "create"; word2 may be NULL */
 	drift_cli_cmd_fn fn;
 	const char *summary;
 } command;
@@ -164,10 +165,11 @@ int main(int argc, char **argv)
 			usage(n < 2 ? stderr : stdout);
 			rv = n < 2 ? DRIFT_CLI_EXIT_USAGE : 0;
 		} else if (word1_known) {
-			rv = drift_cli_fail(&cli, DRIFT_CLI_EXIT_USAGE,
-					    "unknown command \"%s %s\" (drift-cli "
-					    "--help lists them)",
-					    rest[0], rest[1]);
+			rv = drift_cli_fail(
+				&cli, DRIFT_CLI_EXIT_USAGE,
+				"unknown command \"%s %s\" (drift-cli "
+				"--help lists them)",
+				rest[0], rest[1]);
 		} else {
 			rv = drift_cli_fail(&cli, DRIFT_CLI_EXIT_USAGE,
 					    "unknown command \"%s\" (drift-cli "

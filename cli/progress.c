@@ -22,10 +22,9 @@ static void draw(drift_progress *p, uint64_t done, uint64_t now)
 	double secs = (double)(now - p->start_ns) / 1e9;
 	double rate = secs > 0 ? (double)done / secs : 0;
 	char bar[BAR_WIDTH + 1];
-	unsigned fill =
-		p->total > 0 ? (unsigned)((double)done / (double)p->total *
-					  BAR_WIDTH)
-			     : 0;
+	unsigned fill = p->total > 0 ? (unsigned)((double)done /
+						  (double)p->total * BAR_WIDTH)
+				     : 0;
 	for (unsigned i = 0; i < BAR_WIDTH; i++)
 		bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
 	bar[BAR_WIDTH] = '\0';

@@ -11,7 +11,15 @@
 #include "common/endian.h"
 
 /* Element types of the values in a row. */
-enum elem { ELEM_F32, ELEM_F64, ELEM_U8, ELEM_I32, ELEM_I64, ELEM_F16, ELEM_U64 };
+enum elem {
+	ELEM_F32,
+	ELEM_F64,
+	ELEM_U8,
+	ELEM_I32,
+	ELEM_I64,
+	ELEM_F16,
+	ELEM_U64
+};
 
 static const size_t elem_size[] = {4, 8, 1, 4, 8, 2, 8};
 
@@ -409,7 +417,8 @@ int drift_vecfile_read(drift_vecfile *f, float *out, size_t max_rows,
 									 8 * i);
 				break;
 			case ELEM_F16:
-				dst[i] = half_to_float(drift_load_le16(v + 2 * i));
+				dst[i] = half_to_float(
+					drift_load_le16(v + 2 * i));
 				break;
 			case ELEM_U64:
 				dst[i] = (float)drift_load_le64(v + 8 * i);

@@ -481,17 +481,26 @@ def cluster_cases(tap, tmp):
                   s["leader"] in ("n0", "n1", "n2"),
                   "status on a 3-node cluster: 3 nodes, one leader (%s)" %
                   roles)
-        # Membership changes may still be settling: UNAVAILABLE is the
-        # retryable answer then.
-        deadline = time.time() + 30
+        # Membership changes may still be settling: UNAVAILABLE and (seen
+        # once in a few runs, a forwarded create that never answered)
+        # DEADLINE_EXCEEDED are retried; after a retry the first attempt
+        # may have created it.
+        deadline = time.time() + 60
+        tries = 0
         while True:
-            rc, out, err = cli(nodes[1].addr, "collection", "create", "s",
-                               "--dim", "4", "--shards", "6")
-            if rc == 0 or "UNAVAILABLE" not in err or \
+            rc, out, err = cli(nodes[1].addr, "--timeout", "10",
+                               "collection", "create", "s", "--dim", "4",
+                               "--shards", "6")
+            tries += 1
+            if rc == 1 and tries > 1 and "ALREADY_EXISTS" in err:
+                rc = 0
+            if rc == 0 or not ("UNAVAILABLE" in err or
+                               "DEADLINE_EXCEEDED" in err) or \
                     time.time() > deadline:
                 break
             time.sleep(0.5)
-        tap.check(rc == 0, "collection create through a node (%r)" % err)
+        tap.check(rc == 0, "collection create through a node (%d tries, "
+                  "%r)" % (tries, err))
         # A node's view of the map follows the leader's log: wait for it.
         deadline = time.time() + 30
         while time.time() < deadline:

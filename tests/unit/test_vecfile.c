@@ -184,6 +184,65 @@ DRIFT_TEST(vecfile, npy_types)
 	drift_vecfile_close(f);
 }
 
+DRIFT_TEST(vecfile, npy_half_floats_and_uint64_ids)
+{
+	static uint8_t buf[4096];
+	/* binary16: 1.0, -2.0, 0.5, 65504 (largest), 2^-24 (smallest
+	 * subnormal), -0. */
+	const uint16_t h[6] = {0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001, 0x8000};
+	const float want[6] = {1.0f,	 -2.0f,		0.5f,
+			       65504.0f, 5.9604645e-8f, -0.0f};
+	uint8_t le[12];
+	for (int i = 0; i < 6; i++)
+		drift_store_le16(le + 2 * i, h[i]);
+	size_t len = make_npy(buf,
+			      "{'descr': '<f2', 'fortran_order': False, "
+			      "'shape': (3, 2)}\n",
+			      le, sizeof(le));
+	const char *path = write_file("h.npy", buf, len);
+	drift_vecfile *f;
+	drift_err err;
+	cr_assert_eq(drift_vecfile_open(path, &f, &err), 0, "%s", err.msg);
+	float out[6];
+	size_t n;
+	cr_assert_eq(drift_vecfile_read(f, out, 3, &n, &err), 0);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(memcmp(out, want, sizeof(want)), 0);
+	drift_vecfile_close(f);
+
+	/* A 1-D '<u8' array: (rows,) is (rows, 1), the whole uint64 range. */
+	uint8_t u[24];
+	drift_store_le64(u, 0);
+	drift_store_le64(u + 8, UINT64_MAX);
+	drift_store_le64(u + 16, (uint64_t)1 << 63);
+	len = make_npy(buf,
+		       "{'descr': '<u8', 'fortran_order': False, "
+		       "'shape': (3,)}\n",
+		       u, sizeof(u));
+	path = write_file("ids.npy", buf, len);
+	cr_assert_eq(drift_vecfile_open(path, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq(drift_vecfile_dim(f), 1);
+	uint64_t ids[3];
+	cr_assert_eq(drift_vecfile_read_u64(f, ids, 3, &n, &err), 0);
+	cr_assert(n == 3 && ids[0] == 0 && ids[1] == UINT64_MAX &&
+		  ids[2] == (uint64_t)1 << 63);
+	drift_vecfile_close(f);
+
+	/* Negative ids are refused, naming the row. */
+	uint8_t i4[8];
+	drift_store_le32(i4, 7);
+	drift_store_le32(i4 + 4, (uint32_t)-1);
+	len = make_npy(buf,
+		       "{'descr': '<i4', 'fortran_order': False, "
+		       "'shape': (2,)}\n",
+		       i4, sizeof(i4));
+	path = write_file("neg.npy", buf, len);
+	cr_assert_eq(drift_vecfile_open(path, &f, &err), 0, "%s", err.msg);
+	cr_assert_eq(drift_vecfile_read_u64(f, ids, 2, &n, &err), DRIFT_ERANGE);
+	cr_assert_not_null(strstr(err.msg, "row 1"), "%s", err.msg);
+	drift_vecfile_close(f);
+}
+
 DRIFT_TEST(vecfile, malformed_files_are_refused)
 {
 	static uint8_t buf[1 << 16];
