@@ -45,7 +45,7 @@ FUZZ_SMOKE_SECONDS ?= 5
 
 .PHONY: deps deps-bench build build-asan build-fuzz test test-cluster-long \
 	run bench \
-	bench-quick bench-placement fuzz format clean
+	bench-quick bench-placement bench-cluster fuzz format clean
 
 deps:
 	@tests/install-deps.sh $(DEPS)
@@ -84,6 +84,10 @@ test-cluster-long: build
 	DRIFT_NODE=$(CURDIR)/build/node/drift-node DRIFT_PROTO_DIR=$(CURDIR)/proto \
 	  DRIFT_CLUSTER_ROUNDS=$(CLUSTER_ROUNDS) \
 	  /usr/bin/python3 tests/cluster/test_cluster.py
+
+# The Raft metadata group's figures (docs/cluster.md).
+bench-cluster: build
+	/usr/bin/python3 tests/bench/cluster_bench.py --node build/node/drift-node
 
 fuzz: build-fuzz
 	@tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
