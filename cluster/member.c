@@ -65,6 +65,8 @@ struct drift_member {
 	/* Loop thread only. */
 	struct raft_change change; /* one configuration change at a time */
 	bool change_busy;
+	struct raft_barrier barrier; /* see notify_commit */
+	bool barrier_busy, barrier_again;
 	struct raft_transfer transfer;
 	bool transfer_busy;
 	bool closing;
@@ -145,6 +147,37 @@ static void refresh_info(drift_member *m)
 
 /* ---- Loop: requests ---- */
 
+static void notify_commit(drift_member *m);
+
+static void barrier_cb(struct raft_barrier *b, int status)
+{
+	(void)status;
+	drift_member *m = b->data;
+	m->barrier_busy = false;
+	if (m->barrier_again) {
+		m->barrier_again = false;
+		notify_commit(m);
+	}
+}
+
+/* The library tells followers a new commit index only with its next
+ * message to them: a heartbeat, up to heartbeat_ms later. A barrier right
+ * after a change commits is such a message at once, so the followers
+ * apply the change (and open a new collection's shards) about a round
+ * trip after the leader, not a heartbeat. One at a time. */
+static void notify_commit(drift_member *m)
+{
+	if (raft_state(&m->raft) != RAFT_LEADER || m->closing)
+		return;
+	if (m->barrier_busy) {
+		m->barrier_again = true;
+		return;
+	}
+	m->barrier.data = m;
+	if (raft_barrier(&m->raft, &m->barrier, barrier_cb) == 0)
+		m->barrier_busy = true;
+}
+
 static void apply_cb(struct raft_apply *a, int status, void *result)
 {
 	(void)result;
@@ -164,6 +197,7 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
 				      : "");
 	} else {
 		rv = drift_fsm_last(mem->fsm, &err);
+		notify_commit(mem);
 	}
 	refresh_info(mem);
 	req_complete(mem, q, rv, &err);
