@@ -21,7 +21,25 @@ struct drift_fsm {
 	void *arg;
 	int last_rv; /* Raft thread only */
 	drift_err last_err;
+	/* The messages of the last commands, for their apply callbacks: the
+	 * result argument carries a command's sequence number and code. */
+	uint64_t seq; /* commands applied */
+	struct {
+		uint64_t seq;
+		drift_err err;
+	} results[DRIFT_FSM_RESULTS];
 };
+
+/* The result argument of the command just applied (rv in f->last_rv, its
+ * message in f->last_err): its sequence number above the low 8 bits, -rv
+ * in them (the DRIFT_E* codes are -1..-20, far from -255). */
+static void *keep_result(drift_fsm *f)
+{
+	uint64_t seq = ++f->seq;
+	f->results[seq % DRIFT_FSM_RESULTS].seq = seq;
+	f->results[seq % DRIFT_FSM_RESULTS].err = f->last_err;
+	return (void *)(uintptr_t)((seq << 8) | (uint8_t)-f->last_rv);
+}
 
 static void set_state(drift_fsm *f, drift_meta *m)
 {
@@ -50,6 +68,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf,
 					   "decode (%zu bytes)",
 					   buf->len);
 		DRIFT_WARN("cluster: %s", f->last_err.msg);
+		*result = keep_result(f);
 		return 0;
 	}
 	drift_meta *cur = drift_fsm_state(f), *next = NULL;
@@ -63,6 +82,7 @@ static int fsm_apply(struct raft_fsm *rf, const struct raft_buffer *buf,
 		drift_meta_unref(next);
 		return RAFT_NOMEM; /* not applied: the member stops */
 	}
+	*result = keep_result(f);
 	if (rv != 0) {
 		drift_meta_unref(next);
 		return 0;
@@ -198,6 +218,23 @@ void drift_fsm_wake(drift_fsm *f)
 	f->closing = true;
 	pthread_cond_broadcast(&f->cond);
 	pthread_mutex_unlock(&f->mu);
+}
+
+int drift_fsm_result(drift_fsm *f, const void *result, drift_err *err)
+{
+	uintptr_t v = (uintptr_t)result;
+	int rv = -(int)(v & 0xff);
+	uint64_t seq = (uint64_t)(v >> 8);
+	if (err == NULL)
+		return rv;
+	if (seq != 0 && f->results[seq % DRIFT_FSM_RESULTS].seq == seq)
+		*err = f->results[seq % DRIFT_FSM_RESULTS].err;
+	else if (rv != 0)
+		drift_err_set(err, rv, "metadata change: %s",
+			      drift_strerror(rv));
+	else
+		drift_err_clear(err);
+	return rv;
 }
 
 int drift_fsm_last(drift_fsm *f, drift_err *err)

@@ -6,10 +6,11 @@
  * state; the copy replaces the state only when the command succeeds, so a
  * command that is invalid in the state (every member finds the same)
  * changes nothing. Its result (0 or the DRIFT_E* code, and the message)
- * is kept for the apply callback of the member that proposed it
- * (drift_fsm_last). snapshot serialises the state; restore replaces it
- * wholesale: the library replays the log into the state machine at start,
- * so the state is always rebuilt from snapshot + log, never appended to.
+ * goes to the apply callback of the member that proposed it through the
+ * callback's result argument (drift_fsm_result). snapshot serialises the
+ * state; restore replaces it wholesale: the library replays the log into
+ * the state machine at start, so the state is always rebuilt from
+ * snapshot + log, never appended to.
  *
  * Threads: apply, snapshot and restore run on the Raft loop thread;
  * drift_fsm_state and drift_fsm_wait may be called from any thread.
@@ -51,8 +52,18 @@ int drift_fsm_wait(drift_fsm *f, uint64_t known, uint64_t deadline_ns,
 /* Wakes every waiter (shutdown). */
 void drift_fsm_wake(drift_fsm *f);
 
-/* The result of the last command applied (on the Raft thread, in the
- * proposer's apply callback): 0 or its code, and its message in err. */
+/* The result of the command an apply callback (raft_apply_cb) is for,
+ * from the callback's result argument (on the Raft thread): 0 or the
+ * command's code, and its message in err (a generic one if more than
+ * DRIFT_FSM_RESULTS commands were applied after it before the callback
+ * ran; the code is always the command's own). */
+#define DRIFT_FSM_RESULTS 64
+int drift_fsm_result(drift_fsm *f, const void *result, drift_err *err);
+
+/* The result of the last command applied (on the Raft thread). Not the
+ * proposer's in an apply callback: the library applies every entry that
+ * commits at once before it fires their callbacks, so there it is the
+ * batch's last command's result for all of them; use drift_fsm_result. */
 int drift_fsm_last(drift_fsm *f, drift_err *err);
 
 #endif /* DRIFT_CLUSTER_FSM_H */
