@@ -1231,27 +1231,86 @@ DRIFT_TEST(raft_fixture, results_past_the_ring)
 
 static const char *col_names[] = {"c0", "c1", "c2", "c3", "c4", "c5"};
 
+static struct prop *propose_remove_node(unsigned i, unsigned node)
+{
+	Drift__Cluster__V1__RemoveNode r =
+		DRIFT__CLUSTER__V1__REMOVE_NODE__INIT;
+	r.id = (char *)node_id(node);
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_REMOVE_NODE;
+	c.remove_node = &r;
+	return propose(i, &c);
+}
+
+/* A move of one shard of one of member i's collections to rf random
+ * distinct nodes (the first of them in sync), as a failover would. */
+static void propose_random_move(drift_rand *rng, unsigned i, unsigned n)
+{
+	drift_meta *st = state_of(i);
+	if (st->n_cols == 0) {
+		drift_meta_unref(st);
+		return;
+	}
+	const drift_meta_collection *col =
+		&st->cols[drift_rand_below(rng, st->n_cols)];
+	uint32_t rf = col->replication_factor;
+	unsigned pick[MAXN];
+	for (unsigned k = 0; k < n; k++)
+		pick[k] = k;
+	for (unsigned k = 0; k + 1 < n; k++) {
+		unsigned o = k + (unsigned)drift_rand_below(rng, n - k);
+		unsigned t = pick[k];
+		pick[k] = pick[o];
+		pick[o] = t;
+	}
+	char *ids[DRIFT_META_MAX_RF];
+	for (uint32_t r = 0; r < rf && r < n; r++)
+		ids[r] = (char *)node_id(pick[r]);
+	Drift__Cluster__V1__Shard sh = DRIFT__CLUSTER__V1__SHARD__INIT;
+	Drift__Cluster__V1__Shard *ps = &sh;
+	sh.collection = (char *)col->name;
+	sh.shard = (uint32_t)drift_rand_below(rng, col->shards);
+	sh.nodes = ids;
+	sh.n_nodes = rf < n ? rf : n;
+	sh.in_sync = ids;
+	sh.n_in_sync = 1;
+	Drift__Cluster__V1__SetShards ss = DRIFT__CLUSTER__V1__SET_SHARDS__INIT;
+	ss.shards = &ps;
+	ss.n_shards = 1;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_SHARDS;
+	c.set_shards = &ss;
+	(void)propose(i, &c);
+	drift_meta_unref(st);
+}
+
 static void random_command(drift_rand *rng, unsigned l, unsigned n)
 {
-	unsigned what = (unsigned)drift_rand_below(rng, 10);
+	unsigned what = (unsigned)drift_rand_below(rng, 13);
 	const char *name = col_names[drift_rand_below(rng, 6)];
 	if (what < 4) {
 		uint32_t rf = 1 + (uint32_t)drift_rand_below(rng, 3);
 		(void)propose_create(
 			l, name, 1 + (uint32_t)drift_rand_below(rng, 4), rf);
-	} else if (what < 7) {
+	} else if (what < 6) {
 		(void)propose_drop(l, name);
-	} else if (what < 9) {
+	} else if (what < 8) {
 		unsigned node = (unsigned)drift_rand_below(rng, n);
 		(void)propose_set_node(l, node,
 				       drift_rand_below(rng, 2)
 					       ? DRIFT_NODE_UP
 					       : DRIFT_NODE_DOWN,
 				       DRIFT_ROLE_VOTER);
-	} else {
-		/* Already a member: refused alike everywhere. */
+	} else if (what < 9) {
+		/* Often already a member: refused alike everywhere. */
 		(void)propose_add_node(l, (unsigned)drift_rand_below(rng, n),
 				       DRIFT_ROLE_VOTER);
+	} else if (what < 11) {
+		propose_random_move(rng, l, n);
+	} else {
+		/* Refused while the node holds shards. */
+		(void)propose_remove_node(l,
+					  (unsigned)drift_rand_below(rng, n));
 	}
 }
 
@@ -1323,7 +1382,8 @@ static void schedule(uint64_t seed, unsigned n, unsigned steps, bool snaps)
 	/* Each member applied every committed command at most once per
 	 * incarnation (checked on every apply); the state is not empty. */
 	drift_meta *st = state_of(0);
-	cr_assert_eq(st->n_nodes, n);
+	cr_assert_str_eq(st->cluster_id, "c1");
+	cr_assert_gt(st->version, n);
 	drift_meta_unref(st);
 }
 
