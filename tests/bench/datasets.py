@@ -177,9 +177,58 @@ def _extract(path):
     return desc[order].astype(np.float32)
 
 
+def shuffle_queries(folder):
+    """Puts the queries of a cache written in image order (before
+    query_order "random" was recorded in meta.json) in a seeded random
+    order: query.fvecs, both ground truths and query_sources.txt are
+    permuted together, the drift steps' query indices are mapped to the new
+    order (their selection and ground truth stay valid), and the quick and
+    ingest subsets, cut from the old order, are removed."""
+    import shutil
+    meta_path = os.path.join(folder, "meta.json")
+    meta = json.load(open(meta_path))
+    if meta.get("query_order") == "random":
+        return
+    log(f"{folder}: queries in image order; shuffling them")
+    queries = vecio.read_fvecs(os.path.join(folder, "query.fvecs"))
+    perm = np.random.default_rng(8).permutation(len(queries))
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm))
+    vecio.write_fvecs(os.path.join(folder, "query.fvecs.tmp"), queries[perm])
+    os.replace(os.path.join(folder, "query.fvecs.tmp"),
+               os.path.join(folder, "query.fvecs"))
+    for metric in ("l2", "ip"):
+        p = os.path.join(folder, f"gt_{metric}.ivecs")
+        vecio.write_ivecs(p + ".tmp", vecio.read_ivecs(p)[perm])
+        os.replace(p + ".tmp", p)
+    qs = os.path.join(folder, "query_sources.txt")
+    if os.path.exists(qs):
+        qimg = np.loadtxt(qs, dtype=np.int64)
+        np.savetxt(qs + ".tmp", qimg[perm], fmt="%d")
+        os.replace(qs + ".tmp", qs)
+    for sub in os.listdir(folder):
+        d = os.path.join(folder, sub)
+        if sub.startswith("drift") and os.path.isdir(d):
+            for f in os.listdir(d):
+                if f.startswith("queries_") and f.endswith(".txt"):
+                    idx = np.atleast_1d(np.loadtxt(os.path.join(d, f),
+                                                   dtype=np.int64))
+                    np.savetxt(os.path.join(d, f + ".tmp"),
+                               inv[idx], fmt="%d")
+                    os.replace(os.path.join(d, f + ".tmp"),
+                               os.path.join(d, f))
+    for sub in ("quick", "ingest"):
+        shutil.rmtree(os.path.join(folder, sub), ignore_errors=True)
+    meta["query_order"] = "random"
+    with open(meta_path + ".tmp", "w") as f:
+        json.dump(meta, f, indent=1)
+    os.replace(meta_path + ".tmp", meta_path)
+
+
 def sift():
     folder = os.path.join(cache_dir(), "sift")
     if os.path.exists(os.path.join(folder, "meta.json")):
+        shuffle_queries(folder)
         return folder
     os.makedirs(folder, exist_ok=True)
     images = list_images()
@@ -216,7 +265,8 @@ def sift():
     qall = np.concatenate(qparts)
     qimg = np.concatenate(qorder)
     rng = np.random.default_rng(8)
-    pick = np.sort(rng.choice(len(qall), min(SIFT_QUERIES, len(qall)), replace=False))
+    # Random order, not sorted: see the top of this file.
+    pick = rng.choice(len(qall), min(SIFT_QUERIES, len(qall)), replace=False)
     queries, qimg = qall[pick], qimg[pick]
     with open(os.path.join(folder, "sources.tsv"), "w") as f:
         for s in sources:
@@ -226,6 +276,7 @@ def sift():
         f"(extraction {extract_s:.0f} s); ground truth ...")
     finish(folder, base, queries, {"name": "sift", "images": len(images),
                                    "packages": SIFT_PACKAGES,
+                                   "query_order": "random",
                                    "extract_seconds": round(extract_s, 1)})
     return folder
 
