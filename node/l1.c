@@ -29,9 +29,10 @@
 
 /* ---- Buckets ------------------------------------------------------------ */
 
-int l1_bucket_alloc(uint32_t dim, uint32_t n, uint32_t nnew,
+int l1_bucket_alloc(const drift_l1 *l1, uint32_t n, uint32_t nnew,
 		    const float *centroid, l1_bucket **out)
 {
+	uint32_t dim = l1->dim;
 	l1_bucket *b = drift_calloc(1, sizeof(*b));
 	if (b == NULL)
 		return DRIFT_ENOMEM;
@@ -49,8 +50,16 @@ int l1_bucket_alloc(uint32_t dim, uint32_t n, uint32_t nnew,
 	if (nnew > 0)
 		b->newvecs = drift_aligned_alloc(
 			DRIFT_ALIGN_CACHE, (size_t)nnew * dim * sizeof(float));
+	bool bits_ok = true;
+	if (l1->rq != NULL) {
+		b->bits = drift_calloc(1, drift_rabitq_code_bytes(l1->pdim, n));
+		b->bfac = drift_mallocarray((size_t)n * 2 + 1, sizeof(float));
+		b->pcent = drift_mallocarray(l1->pdim, sizeof(float));
+		bits_ok = b->bits && b->bfac && b->pcent;
+	}
 	if (!b->centroid || !b->sum || !b->ids || !b->versions || !b->rows ||
-	    !b->codes || !b->qmin || !b->qscale || (nnew > 0 && !b->newvecs)) {
+	    !b->codes || !b->qmin || !b->qscale || (nnew > 0 && !b->newvecs) ||
+	    !bits_ok) {
 		l1_bucket_free(b);
 		return DRIFT_ENOMEM;
 	}
@@ -85,6 +94,36 @@ static float sq8_error_bound(const float *min, const float *scale, uint32_t dim,
 	if (rounding != NULL)
 		*rounding = (float)sqrt(r);
 	return (float)(sqrt(e) * 1.0001);
+}
+
+/* RaBitQ codes of rows [from, from + n) of b from their vectors v (n *
+ * dim); from 0 also rotates the centroid. Writer thread (its scratch). */
+static void rabitq_encode_rows(drift_l1 *l1, l1_bucket *b, const float *v,
+			       uint32_t from, uint32_t n)
+{
+	if (l1->rq == NULL)
+		return;
+	float *t = l1->rq_scratch;
+	if (from == 0)
+		drift_rabitq_rotate(l1->rq, b->centroid, b->pcent);
+	for (uint32_t r = 0; r < n; r++) {
+		drift_rabitq_rotate(l1->rq, v + (size_t)r * l1->dim, t);
+		for (uint32_t j = 0; j < l1->pdim; j++)
+			t[j] -= b->pcent[j];
+		drift_rabitq_encode(l1->pdim, t, b->bits, from + r, b->bfac);
+	}
+}
+
+void l1_bucket_copy_codes(const drift_l1 *l1, l1_bucket *dst, uint32_t dr,
+			  const l1_bucket *src, uint32_t sr)
+{
+	memcpy(dst->codes + (size_t)dr * l1->dim,
+	       src->codes + (size_t)sr * l1->dim, l1->dim);
+	if (l1->rq == NULL)
+		return;
+	drift_rabitq_copy(l1->pdim, dst->bits, dr, src->bits, sr);
+	dst->bfac[2 * dr] = src->bfac[2 * sr];
+	dst->bfac[2 * dr + 1] = src->bfac[2 * sr + 1];
 }
 
 int l1_bucket_finish(drift_l1 *l1, l1_bucket *b)
@@ -137,6 +176,7 @@ int l1_bucket_finish(drift_l1 *l1, l1_bucket *b)
 	(void)rv;
 	drift_sq8_encode(b->qmin, b->qscale, dim, v, b->n, b->codes);
 	b->qerr = sq8_error_bound(b->qmin, b->qscale, dim, NULL);
+	rabitq_encode_rows(l1, b, v, 0, b->n);
 	if (v != b->newvecs)
 		drift_free(v);
 	drift_free(b->newvecs);
@@ -191,6 +231,12 @@ int l1_bucket_finish_update(drift_l1 *l1, l1_bucket *b, const l1_bucket *old,
 	memcpy(b->sum, old->sum, dim * sizeof(double));
 	memcpy(b->qmin, old->qmin, dim * sizeof(float));
 	memcpy(b->qscale, old->qscale, dim * sizeof(float));
+	if (l1->rq != NULL) {
+		/* The same centroid: old's rotated one, and codes for the new
+		 * rows only. */
+		memcpy(b->pcent, old->pcent, l1->pdim * sizeof(float));
+		rabitq_encode_rows(l1, b, b->newvecs, nold, b->nnew);
+	}
 	for (size_t r = 0; r < ndead; r++) {
 		const float *v = x + r * dim;
 		for (uint32_t j = 0; j < dim; j++)
@@ -230,6 +276,9 @@ void l1_bucket_free(l1_bucket *b)
 	drift_free(b->codes);
 	drift_free(b->qmin);
 	drift_free(b->qscale);
+	drift_free(b->bits);
+	drift_free(b->bfac);
+	drift_free(b->pcent);
 	drift_free(b);
 }
 
@@ -437,6 +486,22 @@ int drift_l1_new(const drift_l1_opts *opts, drift_l1 **out, drift_err *err)
 		drift_free(l1);
 		return drift_err_wrap(err, rv, "L1 index");
 	}
+	if (o.dim <= RABITQ_MAX_DIM) {
+		rv = drift_rabitq_new(o.dim, o.seed, &l1->rq);
+		if (rv == 0) {
+			l1->pdim = drift_rabitq_pdim(l1->rq);
+			l1->rq_scratch =
+				drift_mallocarray(l1->pdim, sizeof(float));
+			if (l1->rq_scratch == NULL)
+				rv = DRIFT_ENOMEM;
+		}
+		if (rv != 0) {
+			drift_rabitq_free(l1->rq);
+			drift_vstore_close(l1->vs);
+			drift_free(l1);
+			return drift_err_set(err, rv, "L1 index: rotation");
+		}
+	}
 	drift_kv_init(&l1->kv);
 	drift_rand_seed(&l1->rng, o.seed);
 	pthread_rwlock_init(&l1->lock, NULL);
@@ -461,6 +526,8 @@ void drift_l1_free(drift_l1 *l1)
 	l1_graph_free(l1);
 	drift_kv_free(&l1->kv);
 	drift_vstore_close(l1->vs);
+	drift_rabitq_free(l1->rq);
+	drift_free(l1->rq_scratch);
 	pthread_rwlock_destroy(&l1->lock);
 	drift_free(l1);
 }
@@ -572,7 +639,7 @@ static int build_buckets(drift_l1 *l1, const uint64_t *ids, const float *x,
 		if (size == 0)
 			continue;
 		l1_bucket *b;
-		rv = l1_bucket_alloc(dim, size, size, cent + (size_t)c * dim,
+		rv = l1_bucket_alloc(l1, size, size, cent + (size_t)c * dim,
 				     &b);
 		if (rv != 0)
 			goto out;
@@ -708,7 +775,7 @@ static int rebuild_slot(drift_l1 *l1, apply_work *w, uint32_t s, size_t *ri,
 		return 0;
 	}
 	l1_bucket *b;
-	int rv = l1_bucket_alloc(dim, (uint32_t)n, (uint32_t)nadd,
+	int rv = l1_bucket_alloc(l1, (uint32_t)n, (uint32_t)nadd,
 				 l1->cent + (size_t)s * dim, &b);
 	if (rv != 0)
 		return rv;
@@ -721,8 +788,7 @@ static int rebuild_slot(drift_l1 *l1, apply_work *w, uint32_t s, size_t *ri,
 		b->ids[o] = old->ids[r];
 		b->versions[o] = old->versions[r];
 		b->rows[o] = old->rows[r];
-		memcpy(b->codes + (size_t)o * dim, old->codes + (size_t)r * dim,
-		       dim);
+		l1_bucket_copy_codes(l1, b, (uint32_t)o, old, r);
 		o++;
 	}
 	for (size_t a = a0; a < *ai; a++, o++) {
@@ -1045,6 +1111,125 @@ float l1_lower_bound(const drift_l1 *l1, float key, uint32_t s, float qnorm)
 	}
 }
 
+/* Prepares qn for the SQ8 kernels over b's ranges into tq; returns the
+ * bias to add to their results. */
+static float sq8_prepare(const drift_l1 *l1, const l1_bucket *b,
+			 const float *qn, float *tq)
+{
+	if (l1->o.metric == DRIFT_METRIC_L2) {
+		drift_sq8_prepare_l2(b->qmin, l1->dim, qn, tq);
+		return 0;
+	}
+	return drift_sq8_prepare_ip(b->qmin, b->qscale, l1->dim, qn, tq) +
+	       (l1->o.metric == DRIFT_METRIC_COSINE ? 1.0f : 0.0f);
+}
+
+/* Ranks the candidates of cand (id: slot << 32 | row) by their exact
+ * distance into top: one batched read of their rows. */
+static int rerank_candidates(const drift_l1 *l1, const float *qn,
+			     const drift_topk *cand, drift_topk *top,
+			     float *vbuf, uint32_t *vrow)
+{
+	const drift_vec_kernels *k = drift_vec();
+	for (size_t c = 0; c < cand->n; c++) {
+		const l1_bucket *b = l1->b[cand->h[c].id >> 32];
+		vrow[c] = b->rows[(uint32_t)cand->h[c].id];
+	}
+	int rv = drift_vstore_read(l1->vs, vrow, cand->n, vbuf);
+	for (size_t c = 0; c < cand->n && rv == 0; c++) {
+		const l1_bucket *b = l1->b[cand->h[c].id >> 32];
+		uint32_t r = (uint32_t)cand->h[c].id;
+		float d = drift_metric_dist(k, l1->o.metric, qn,
+					    vbuf + c * l1->dim, l1->dim);
+		drift_topk_push(top, (drift_hit){b->ids[r], d});
+	}
+	return rv;
+}
+
+/* Rows of a bucket whose RaBitQ lower bound is below the SQ8 candidates'
+ * bound are scored by SQ8: the bound's eps (the paper's eps0 is 1.9;
+ * measured in docs/search-profile.md). */
+#define RABITQ_EPS 1.9f
+
+/* The three-pass scan (RaBitQ bounds, SQ8 for the rows they cannot rule
+ * out, exact distances for the rerank best) of the buckets pr[0..limit):
+ * each bucket's 1-bit codes bound every member's distance from below
+ * (node/codec/rabitq.h); a member whose bound is above the rerank-th best
+ * SQ8 distance so far is skipped, as the SQ8 scan would have dropped it
+ * too, but for the bound's small failure probability. */
+static int rabitq_scan(const drift_l1 *l1, const float *qn, const probe *pr,
+		       size_t limit, size_t rerank, drift_hit *cbuf,
+		       drift_topk *top, float *vbuf, uint32_t *vrow,
+		       uint32_t *probed, uint64_t *scanned)
+{
+	uint32_t dim = l1->dim, pdim = l1->pdim;
+	const drift_sq8_kernels *sk = drift_sq8();
+	bool l2 = l1->o.metric == DRIFT_METRIC_L2;
+	float cos1 = l1->o.metric == DRIFT_METRIC_COSINE ? 1.0f : 0.0f;
+	drift_rabitq_query pq;
+	int rv = drift_rabitq_query_init(&pq, pdim);
+	if (rv != 0)
+		return rv;
+	float *qr = drift_mallocarray(2 * (size_t)pdim + dim, sizeof(float));
+	uint32_t lbcap = 0;
+	float *lb = NULL;
+	if (qr == NULL) {
+		rv = DRIFT_ENOMEM;
+		goto out;
+	}
+	float *t = qr + pdim, *tq = t + pdim;
+	drift_rabitq_rotate(l1->rq, qn, qr);
+	drift_topk cand;
+	drift_topk_init(&cand, cbuf, rerank);
+	for (size_t i = 0; i < limit; i++) {
+		uint32_t s = pr[i].slot;
+		const l1_bucket *b = l1->b[s];
+		if (b->n > lbcap) {
+			drift_free(lb);
+			lbcap = b->n + 64;
+			lb = drift_mallocarray(lbcap, sizeof(float));
+			if (lb == NULL) {
+				rv = DRIFT_ENOMEM;
+				goto out;
+			}
+		}
+		if (l2) {
+			for (uint32_t j = 0; j < pdim; j++)
+				t[j] = qr[j] - b->pcent[j];
+			drift_rabitq_prepare(&pq, t, true, 0);
+		} else {
+			/* The probe key is -<q, c>. */
+			drift_rabitq_prepare(&pq, qr, false, pr[i].key + cos1);
+		}
+		drift_rabitq_bounds(&pq, b->bits, b->bfac, b->n, RABITQ_EPS,
+				    NULL, lb);
+		float bias = sq8_prepare(l1, b, qn, tq);
+		float bound = drift_topk_bound(&cand);
+		for (uint32_t r = 0; r < b->n; r++) {
+			if (lb[r] > bound)
+				continue;
+			float d;
+			const uint8_t *c = b->codes + (size_t)r * dim;
+			if (l2)
+				sk->l2(tq, b->qscale, c, 1, dim, &d);
+			else
+				sk->ip(tq, c, 1, dim, &d);
+			drift_topk_push(&cand,
+					(drift_hit){(uint64_t)s << 32 | r,
+						    d + bias});
+			bound = drift_topk_bound(&cand);
+		}
+		(*probed)++;
+		*scanned += b->n;
+	}
+	rv = rerank_candidates(l1, qn, &cand, top, vbuf, vrow);
+out:
+	drift_rabitq_query_free(&pq);
+	drift_free(qr);
+	drift_free(lb);
+	return rv;
+}
+
 int drift_l1_search(drift_l1 *l1, const float *q,
 		    const drift_l1_search_opts *so, drift_hit *out,
 		    size_t *n_out, drift_l1_search_stats *stats)
@@ -1062,6 +1247,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	if (so->nprobe == 0 && target == 0 && !so->exhaustive)
 		target = l1->o.default_recall;
 	bool exact = so->exhaustive || so->exact || target >= 1.0f;
+	bool use_rabitq = l1->rq != NULL && !so->sq8_scan;
 	/* Full vectors come from the store, a block of rows at a time (the
 	 * re-rank candidates, or EXACT_BLOCK rows of a bucket). */
 	size_t vrows = exact ? EXACT_BLOCK : rerank;
@@ -1203,6 +1389,9 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 			probed++;
 			scanned += b->n;
 		}
+	} else if (use_rabitq) {
+		rv = rabitq_scan(l1, qn, pr, limit, rerank, cbuf, &top, vbuf,
+				 vrow, &probed, &scanned);
 	} else {
 		/* SQ8 asymmetric distances pick rerank candidates, which
 		 * are then ranked by their exact distance. The candidate's
@@ -1214,15 +1403,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		for (size_t i = 0; i < limit; i++) {
 			uint32_t s = pr[i].slot;
 			const l1_bucket *b = l1->b[s];
-			float bias = 0;
-			if (l1->o.metric == DRIFT_METRIC_L2)
-				drift_sq8_prepare_l2(b->qmin, dim, qn, tq);
-			else
-				bias = drift_sq8_prepare_ip(b->qmin, b->qscale,
-							    dim, qn, tq) +
-				       (l1->o.metric == DRIFT_METRIC_COSINE
-						? 1.0f
-						: 0.0f);
+			float bias = sq8_prepare(l1, b, qn, tq);
 			for (uint32_t r0 = 0; r0 < b->n; r0 += 256) {
 				uint32_t m = b->n - r0 < 256 ? b->n - r0 : 256;
 				const uint8_t *c = b->codes + (size_t)r0 * dim;
@@ -1240,19 +1421,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 			probed++;
 			scanned += b->n;
 		}
-		/* One batched read of every candidate's row. */
-		for (size_t c = 0; c < cand.n; c++) {
-			const l1_bucket *b = l1->b[cand.h[c].id >> 32];
-			vrow[c] = b->rows[(uint32_t)cand.h[c].id];
-		}
-		rv = drift_vstore_read(l1->vs, vrow, cand.n, vbuf);
-		for (size_t c = 0; c < cand.n && rv == 0; c++) {
-			const l1_bucket *b = l1->b[cand.h[c].id >> 32];
-			uint32_t r = (uint32_t)cand.h[c].id;
-			float d = drift_metric_dist(k, l1->o.metric, qn,
-						    vbuf + c * dim, dim);
-			drift_topk_push(&top, (drift_hit){b->ids[r], d});
-		}
+		rv = rerank_candidates(l1, qn, &cand, &top, vbuf, vrow);
 	}
 	pthread_rwlock_unlock(&l1->lock);
 	if (rv != 0)

@@ -119,6 +119,8 @@ typedef struct drift_l1_search_opts {
 	bool exhaustive;     /* scan everything (ground truth, tests) */
 	bool exact; /* full precision: with nprobe, the true top-k of the
 		     * nprobe nearest buckets (recall calibration) */
+	bool sq8_scan; /* score every member by SQ8, without the RaBitQ
+			* first pass (comparisons, tests) */
 } drift_l1_search_opts;
 
 typedef struct drift_l1_search_stats {

@@ -13,7 +13,12 @@
 #include "node/hnsw.h"
 #include "node/kv.h"
 #include "node/l1.h"
+#include "node/codec/rabitq.h"
 #include "node/vstore.h"
+
+/* Dimensions up to which buckets carry RaBitQ codes: above it the 16-bit
+ * table sums of the scan could overflow (4,096 / 4 groups of at most 56). */
+#define RABITQ_MAX_DIM 4096u
 
 /* One immutable version of a bucket. Columns are row-aligned: row r is
  * ids[r], versions[r], codes[r * dim ...] and the full vector in row
@@ -37,6 +42,12 @@ typedef struct l1_bucket {
 	/* A bound on |x - decode(code(x))| over the members (every member
 	 * lies in the trained range), or +inf when none is known. */
 	float qerr;
+	/* RaBitQ codes (node/codec/rabitq.h), when the index has a rotation:
+	 * the first pass of a search. bits in blocks of 32 rows, bfac 2 per
+	 * row, pcent the rotated centroid (pdim). */
+	uint8_t *bits;
+	float *bfac;
+	float *pcent;
 } l1_bucket;
 
 /* The recall calibration: sorted "gaps" of the buckets holding true
@@ -77,6 +88,9 @@ struct drift_l1 {
 	uint32_t ndirty;
 	uint64_t count;
 	drift_vstore *vs; /* the full vectors */
+	drift_rabitq *rq; /* RaBitQ rotation; NULL above RABITQ_MAX_DIM */
+	uint32_t pdim;	  /* its padded dimension */
+	float *rq_scratch; /* pdim: the writer's rotated vector */
 	drift_kv kv;
 	l1_calib calib;
 	l1_sample sample;
@@ -105,16 +119,16 @@ typedef struct l1_change {
 /* A new bucket of n rows around centroid (copied), the last nnew of them
  * new vectors. The caller fills ids, versions, the rows of the first
  * n - nnew and the vectors of the others (newvecs); then l1_bucket_finish
- * stores the new vectors, reads the others, and computes sum, radius, rms
- * and the SQ8 codes. */
-int l1_bucket_alloc(uint32_t dim, uint32_t n, uint32_t nnew,
+ * stores the new vectors, reads the others, and computes sum, radius, rms,
+ * the SQ8 codes and the RaBitQ codes. */
+int l1_bucket_alloc(const drift_l1 *l1, uint32_t n, uint32_t nnew,
 		    const float *centroid, l1_bucket **out);
 /* 0, DRIFT_ENOMEM or DRIFT_EIO (the store); on failure nothing was
  * stored. */
 int l1_bucket_finish(drift_l1 *l1, l1_bucket *b);
 /* Finishes b, a new version of old around the same centroid: its first
  * n - nnew rows are old's members (ids, versions, rows and codes copied by
- * the caller), the last nnew new vectors; dead (ndead) are the store rows
+ * the caller, codes with l1_bucket_copy_codes), the last nnew new vectors; dead (ndead) are the store rows
  * of old's members that left. Reads only the new and the dead vectors:
  * old's SQ8 ranges stay when the new vectors fit them closely (their
  * reconstruction error within twice the ranges' own bound), the running
@@ -123,6 +137,9 @@ int l1_bucket_finish(drift_l1 *l1, l1_bucket *b);
 int l1_bucket_finish_update(drift_l1 *l1, l1_bucket *b, const l1_bucket *old,
 			    const uint32_t *dead, size_t ndead);
 void l1_bucket_free(l1_bucket *b);
+/* Copies the codes (SQ8 and RaBitQ) of row sr of src into row dr of dst. */
+void l1_bucket_copy_codes(const drift_l1 *l1, l1_bucket *dst, uint32_t dr,
+			  const l1_bucket *src, uint32_t sr);
 /* Frees a finished bucket that was never published, giving its new rows
  * back to the store. */
 void l1_bucket_discard(drift_l1 *l1, l1_bucket *b);

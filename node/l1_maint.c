@@ -135,7 +135,7 @@ static int redistribute(drift_l1 *l1, const uint32_t *src, size_t nsrc, dest *d,
 		c->slot = d[i].slot;
 		if (own + d[i].n == 0)
 			continue; /* becomes free (nb NULL) */
-		rv = l1_bucket_alloc(dim, own + d[i].n, 0, d[i].centroid,
+		rv = l1_bucket_alloc(l1, own + d[i].n, 0, d[i].centroid,
 				     &c->nb);
 		if (rv != 0)
 			goto out;

@@ -221,7 +221,7 @@ int drift_l1_load_block(drift_l1 *l1, uint32_t slot, const void *block,
 		}
 	}
 	l1_bucket *b = NULL;
-	int rv = l1_bucket_alloc(dim, n, n, cent, &b);
+	int rv = l1_bucket_alloc(l1, n, n, cent, &b);
 	drift_free(cent);
 	if (rv != 0)
 		return drift_err_set(err, rv, "L1 bucket %u", slot);

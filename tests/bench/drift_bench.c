@@ -4,7 +4,7 @@
  *
  *   drift-bench static BASE.fvecs QUERY.fvecs GT.ivecs [--threads N]
  *               [--bucket N] [--load-only] [--vec-dir DIR | --vec-memory]
- *               [--cache-mb N]
+ *               [--cache-mb N] [--scan rabitq|sq8|both]
  *   drift-bench drift BASE.fvecs STEPS.tsv QUERY.fvecs
  *               [--budget NPROBE | --share FRACTION] [--no-maintenance]
  *               [--bucket N]
@@ -14,7 +14,9 @@
  * QPS and recall@10 for one thread and for --threads threads. Full vectors
  * live in a scratch file in --vec-dir (default $TMPDIR, else /var/tmp)
  * behind a row cache of --cache-mb MiB (default 0), as node/vstore.h
- * describes; --vec-memory keeps them in memory instead.
+ * describes; --vec-memory keeps them in memory instead. --scan picks the
+ * first pass over the codes: RaBitQ bounds, then SQ8 where they cannot
+ * rule a row out (default), SQ8 alone, or both at every point.
  * drift: inserts the base rows in order in the steps of STEPS.tsv (lines
  * "end_row <TAB> gt.ivecs <TAB> queries.idx"), maintaining buckets after
  * each step unless told not to, and prints recall@10, p50/p99 latency and
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/vecfile.h"
 #include "common/alloc.h"
@@ -92,11 +95,20 @@ typedef struct job {
 	drift_hit *out; /* q->rows * 10 */
 	double *lat;	/* per query, seconds */
 	uint64_t probed, scanned;
+	uint64_t cpu_ns; /* the thread's CPU time over its queries */
 } job;
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void *run_job(void *arg)
 {
 	job *j = arg;
+	uint64_t c0 = thread_cpu_ns();
 	for (size_t i = j->from; i < j->to; i++) {
 		size_t n;
 		drift_l1_search_stats st;
@@ -109,14 +121,17 @@ static void *run_job(void *arg)
 		j->probed += st.probed;
 		j->scanned += st.scanned;
 	}
+	j->cpu_ns = thread_cpu_ns() - c0;
 	return NULL;
 }
 
-/* Runs all queries with `threads` threads; returns wall seconds. */
+/* Runs all queries with `threads` threads; returns wall seconds. The
+ * mean CPU time per query goes to *cpu_us when not NULL: on a shared
+ * machine it moves less than the wall time. */
 static double run_queries(drift_l1 *l1, const matrix *q,
 			  drift_l1_search_opts so, int threads, drift_hit *out,
 			  double *lat, double *mean_probed,
-			  double *mean_scanned)
+			  double *mean_scanned, double *cpu_us)
 {
 	job jobs[64];
 	pthread_t t[64];
@@ -130,15 +145,19 @@ static double run_queries(drift_l1 *l1, const matrix *q,
 				out,
 				lat,
 				0,
+				0,
 				0};
 		pthread_create(&t[i], NULL, run_job, &jobs[i]);
 	}
-	uint64_t probed = 0, scanned = 0;
+	uint64_t probed = 0, scanned = 0, cpu = 0;
 	for (int i = 0; i < threads; i++) {
 		pthread_join(t[i], NULL);
 		probed += jobs[i].probed;
 		scanned += jobs[i].scanned;
+		cpu += jobs[i].cpu_ns;
 	}
+	if (cpu_us != NULL)
+		*cpu_us = (double)cpu / 1e3 / (double)q->rows;
 	if (mean_probed != NULL)
 		*mean_probed = (double)probed / (double)q->rows;
 	if (mean_scanned != NULL)
@@ -216,6 +235,7 @@ static int cmd_static(int argc, char **argv)
 	int threads = 2;
 	uint32_t bucket = 0;
 	int load_only = 0;
+	const char *scan = "rabitq";
 	const char *vec_dir = getenv("TMPDIR");
 	if (vec_dir == NULL || vec_dir[0] == 0)
 		vec_dir = "/var/tmp";
@@ -233,6 +253,15 @@ static int cmd_static(int argc, char **argv)
 			bucket = (uint32_t)atoi(argv[++i]);
 		else if (strcmp(argv[i], "--load-only") == 0)
 			load_only = 1;
+		else if (strcmp(argv[i], "--scan") == 0 && i + 1 < argc)
+			scan = argv[++i];
+	}
+	if (strcmp(scan, "rabitq") != 0 && strcmp(scan, "sq8") != 0 &&
+	    strcmp(scan, "both") != 0) {
+		fprintf(stderr, "drift-bench: --scan %s: want rabitq, sq8 or "
+				"both\n",
+			scan);
+		return 2;
 	}
 	if (threads < 1 || threads > 64)
 		threads = 2;
@@ -274,23 +303,36 @@ static int cmd_static(int argc, char **argv)
 				      targets[i],
 				      {.k = 10, .recall_target = targets[i]}};
 	const int tcounts[2] = {1, threads};
+	/* --scan both: each point with the RaBitQ first pass and with SQ8
+	 * alone, one after the other (a side-by-side in one run). */
+	int passes = strcmp(scan, "both") == 0 ? 2 : 1;
 	for (int p = 0; p < np; p++) {
-		for (int ti = 0; ti < (threads > 1 ? 2 : 1); ti++) {
-			double probed;
-			double secs =
-				run_queries(l1, &q, points[p].so, tcounts[ti],
-					    out, lat, &probed, NULL);
-			double r = recall10(out, gt, gtd, q.rows, NULL);
-			printf("{\"event\": \"search\", \"system\": \"drift\", "
-			       "\"param\": \"%s\", \"value\": %g, "
-			       "\"threads\": %d, \"qps\": %.1f, "
-			       "\"recall10\": %.4f, \"probed\": %.1f, "
-			       "\"p50_ms\": %.3f, \"p99_ms\": %.3f}\n",
-			       points[p].param, points[p].value, tcounts[ti],
-			       (double)q.rows / secs, r, probed,
-			       1e3 * percentile(lat, q.rows, 0.5),
-			       1e3 * percentile(lat, q.rows, 0.99));
-			fflush(stdout);
+		for (int pass = 0; pass < passes; pass++) {
+			drift_l1_search_opts so = points[p].so;
+			so.sq8_scan = strcmp(scan, "sq8") == 0 || pass == 1;
+			for (int ti = 0; ti < (threads > 1 ? 2 : 1); ti++) {
+				double probed, scanned, cpu;
+				double secs = run_queries(l1, &q, so,
+							  tcounts[ti], out, lat,
+							  &probed, &scanned,
+							  &cpu);
+				double r = recall10(out, gt, gtd, q.rows, NULL);
+				printf("{\"event\": \"search\", "
+				       "\"system\": \"drift\", "
+				       "\"scan\": \"%s\", "
+				       "\"param\": \"%s\", \"value\": %g, "
+				       "\"threads\": %d, \"qps\": %.1f, "
+				       "\"recall10\": %.4f, \"probed\": %.1f, "
+				       "\"scanned\": %.0f, \"cpu_us\": %.1f, "
+				       "\"p50_ms\": %.3f, \"p99_ms\": %.3f}\n",
+				       so.sq8_scan ? "sq8" : "rabitq",
+				       points[p].param, points[p].value,
+				       tcounts[ti], (double)q.rows / secs, r,
+				       probed, scanned, cpu,
+				       1e3 * percentile(lat, q.rows, 0.5),
+				       1e3 * percentile(lat, q.rows, 0.99));
+				fflush(stdout);
+			}
 		}
 	}
 	drift_l1_free(l1);
@@ -392,7 +434,8 @@ static int cmd_drift(int argc, char **argv)
 		}
 		drift_l1_search_opts so = {.k = 10, .nprobe = nprobe};
 		double probed, scanned;
-		run_queries(l1, &sub, so, 1, out, lat, &probed, &scanned);
+		run_queries(l1, &sub, so, 1, out, lat, &probed, &scanned,
+			    NULL);
 		double r = recall10(out, gt, gd, nw, NULL);
 		drift_l1_stats st;
 		drift_l1_stats_get(l1, &st);
@@ -437,7 +480,7 @@ int main(int argc, char **argv)
 			"usage: drift-bench static BASE QUERY GT [--threads N] "
 			"[--bucket N] [--load-only] [--vec-dir DIR | "
 			"--vec-memory] "
-			"[--cache-mb N]\n"
+			"[--cache-mb N] [--scan rabitq|sq8|both]\n"
 			"       drift-bench drift BASE STEPS.tsv QUERY "
 			"[--budget N | --share F] [--bucket N] "
 			"[--no-maintenance]\n");
