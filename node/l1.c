@@ -53,7 +53,8 @@ int l1_bucket_alloc(const drift_l1 *l1, uint32_t n, uint32_t nnew,
 	bool bits_ok = true;
 	if (l1->rq != NULL) {
 		b->bits = drift_calloc(1, drift_rabitq_code_bytes(l1->pdim, n));
-		b->bfac = drift_mallocarray((size_t)n * 2 + 1, sizeof(float));
+		b->bfac = drift_mallocarray(drift_rabitq_fac_count(n) + 1,
+					    sizeof(float));
 		b->pcent = drift_mallocarray(l1->pdim, sizeof(float));
 		bits_ok = b->bits && b->bfac && b->pcent;
 	}
@@ -121,9 +122,8 @@ void l1_bucket_copy_codes(const drift_l1 *l1, l1_bucket *dst, uint32_t dr,
 	       src->codes + (size_t)sr * l1->dim, l1->dim);
 	if (l1->rq == NULL)
 		return;
-	drift_rabitq_copy(l1->pdim, dst->bits, dr, src->bits, sr);
-	dst->bfac[2 * dr] = src->bfac[2 * sr];
-	dst->bfac[2 * dr + 1] = src->bfac[2 * sr + 1];
+	drift_rabitq_copy(l1->pdim, dst->bits, dst->bfac, dr, src->bits,
+			  src->bfac, sr);
 }
 
 int l1_bucket_finish(drift_l1 *l1, l1_bucket *b)
@@ -968,6 +968,35 @@ static int probe_cmp(const void *a, const void *b)
 	return x->slot < y->slot ? -1 : x->slot > y->slot;
 }
 
+/* Puts the `want` least probes of pr[0..n) first, in order. A probe
+ * budget needs only its few nearest of all the buckets: a quickselect
+ * (Lomuto partitions; keys are distinct in probe_cmp order) and a sort of
+ * those, instead of a sort of all (measured: docs/search-profile.md). */
+static void probe_select(probe *pr, size_t n, size_t want)
+{
+	size_t lo = 0, hi = n;
+	while (want < n && hi - lo > 1) {
+		probe p = pr[lo + (hi - lo) / 2];
+		pr[lo + (hi - lo) / 2] = pr[hi - 1];
+		size_t at = lo;
+		for (size_t i = lo; i + 1 < hi; i++)
+			if (probe_cmp(&pr[i], &p) < 0) {
+				probe t = pr[i];
+				pr[i] = pr[at];
+				pr[at++] = t;
+			}
+		pr[hi - 1] = pr[at];
+		pr[at] = p;
+		if (at == want)
+			break;
+		if (at < want)
+			lo = at + 1;
+		else
+			hi = at;
+	}
+	qsort(pr, want < n ? want : n, sizeof(probe), probe_cmp);
+}
+
 void l1_exact_scratch_free(l1_exact_scratch *sc)
 {
 	drift_free(sc->lb);
@@ -1124,43 +1153,101 @@ static float sq8_prepare(const drift_l1 *l1, const l1_bucket *b,
 	       (l1->o.metric == DRIFT_METRIC_COSINE ? 1.0f : 0.0f);
 }
 
+/* The greatest exact distance a member of b can have whose SQ8 distance
+ * is d (+inf without a bound). */
+static float sq8_upper_bound(const drift_l1 *l1, const l1_bucket *b, float d,
+			     float qnorm)
+{
+	float e = b->qerr;
+	if (!(e < INFINITY))
+		return INFINITY;
+	if (l1->o.metric == DRIFT_METRIC_L2) {
+		float a = sqrtf(d > 0 ? d : 0) * (1.0f + 1e-4f) + e;
+		return a * a;
+	}
+	return d + qnorm * e + 1e-4f * (fabsf(d) + qnorm * e) + 1e-6f;
+}
+
+/* The least exact distance a member of b can have whose SQ8 distance is
+ * d (qnorm: the query's norm): the decoded vector is within b->qerr of the
+ * member (as in l1_exact_scan, with slack for float rounding). */
+static float sq8_lower_bound(const drift_l1 *l1, const l1_bucket *b, float d,
+			     float qnorm)
+{
+	float e = b->qerr;
+	if (!(e < INFINITY))
+		return -INFINITY;
+	if (l1->o.metric == DRIFT_METRIC_L2) {
+		float a = sqrtf(d > 0 ? d : 0) * (1.0f - 1e-4f) - e;
+		return a > 0 ? a * a : 0.0f;
+	}
+	return d - qnorm * e - 1e-4f * (fabsf(d) + qnorm * e) - 1e-6f;
+}
+
 /* Ranks the candidates of cand (id: slot << 32 | row) by their exact
- * distance into top: one batched read of their rows. */
-static int rerank_candidates(const drift_l1 *l1, const float *qn,
-			     const drift_topk *cand, drift_topk *top,
-			     float *vbuf, uint32_t *vrow)
+ * distance into top. They are taken in SQ8 order and their rows read a
+ * block at a time, until the SQ8 bound of the next one shows that it
+ * cannot beat the k-th exact distance: the result is that of reading
+ * them all, and usually little more than k rows are read. cand is sorted
+ * (and emptied of heap order). */
+static int rerank_candidates(const drift_l1 *l1, const float *qn, float qnorm,
+			     drift_topk *cand, drift_topk *top, float *vbuf,
+			     uint32_t *vrow)
 {
 	const drift_vec_kernels *k = drift_vec();
-	for (size_t c = 0; c < cand->n; c++) {
-		const l1_bucket *b = l1->b[cand->h[c].id >> 32];
-		vrow[c] = b->rows[(uint32_t)cand->h[c].id];
-	}
-	int rv = drift_vstore_read(l1->vs, vrow, cand->n, vbuf);
-	for (size_t c = 0; c < cand->n && rv == 0; c++) {
-		const l1_bucket *b = l1->b[cand->h[c].id >> 32];
-		uint32_t r = (uint32_t)cand->h[c].id;
-		float d = drift_metric_dist(k, l1->o.metric, qn,
-					    vbuf + c * l1->dim, l1->dim);
-		drift_topk_push(top, (drift_hit){b->ids[r], d});
+	uint32_t dim = l1->dim;
+	size_t n = drift_topk_sort(cand), i = 0;
+	/* The first block fills the top; later ones are small. */
+	size_t blk = top->k;
+	int rv = 0;
+	while (i < n && rv == 0) {
+		size_t c = n - i < blk ? n - i : blk;
+		size_t m = 0;
+		for (; m < c; m++) {
+			const drift_hit *h = &cand->h[i + m];
+			const l1_bucket *b = l1->b[h->id >> 32];
+			if (sq8_lower_bound(l1, b, h->distance, qnorm) >
+			    drift_topk_bound(top))
+				break;
+			vrow[m] = b->rows[(uint32_t)h->id];
+		}
+		if (m == 0)
+			break;
+		rv = drift_vstore_read(l1->vs, vrow, m, vbuf);
+		for (size_t j = 0; j < m && rv == 0; j++) {
+			const drift_hit *h = &cand->h[i + j];
+			const l1_bucket *b = l1->b[h->id >> 32];
+			float d = drift_metric_dist(k, l1->o.metric, qn,
+						    vbuf + j * dim, dim);
+			drift_topk_push(
+				top, (drift_hit){b->ids[(uint32_t)h->id], d});
+		}
+		if (m < c)
+			break;
+		i += m;
+		blk = 8;
 	}
 	return rv;
 }
 
-/* Rows of a bucket whose RaBitQ lower bound is below the SQ8 candidates'
- * bound are scored by SQ8: the bound's eps (the paper's eps0 is 1.9;
- * measured in docs/search-profile.md). */
+/* The eps of the RaBitQ bound (the paper's eps0 is 1.9; measured in
+ * docs/search-profile.md). */
 #define RABITQ_EPS 1.9f
 
 /* The three-pass scan (RaBitQ bounds, SQ8 for the rows they cannot rule
- * out, exact distances for the rerank best) of the buckets pr[0..limit):
- * each bucket's 1-bit codes bound every member's distance from below
- * (node/codec/rabitq.h); a member whose bound is above the rerank-th best
- * SQ8 distance so far is skipped, as the SQ8 scan would have dropped it
- * too, but for the bound's small failure probability. */
-static int rabitq_scan(const drift_l1 *l1, const float *qn, const probe *pr,
-		       size_t limit, size_t rerank, drift_hit *cbuf,
-		       drift_topk *top, float *vbuf, uint32_t *vrow,
-		       uint32_t *probed, uint64_t *scanned)
+ * out, exact distances for the best of those) of the buckets
+ * pr[0..limit). Each bucket's 1-bit codes bound every member's distance
+ * from below (node/codec/rabitq.h). A member is scored by SQ8 only when
+ * that bound is below both the rerank-th best SQ8 distance (where the
+ * SQ8 scan would drop it) and the k-th best upper bound of an exact
+ * distance so far (from SQ8 distances and their error bound: it cannot
+ * enter the top k), so, but for the RaBitQ bound's small failure
+ * probability, the answer is the SQ8 scan's. */
+static int rabitq_scan(const drift_l1 *l1, const float *qn, float qnorm,
+		       const probe *pr, size_t limit, size_t rerank,
+		       drift_hit *cbuf, drift_topk *top, float *vbuf,
+		       uint32_t *vrow, uint32_t *probed, uint64_t *scanned,
+		       uint64_t *nrefined)
 {
 	uint32_t dim = l1->dim, pdim = l1->pdim;
 	const drift_sq8_kernels *sk = drift_sq8();
@@ -1173,22 +1260,28 @@ static int rabitq_scan(const drift_l1 *l1, const float *qn, const probe *pr,
 	float *qr = drift_mallocarray(2 * (size_t)pdim + dim, sizeof(float));
 	uint32_t lbcap = 0;
 	float *lb = NULL;
+	uint32_t *sel = NULL;
 	if (qr == NULL) {
 		rv = DRIFT_ENOMEM;
 		goto out;
 	}
 	float *t = qr + pdim, *tq = t + pdim;
 	drift_rabitq_rotate(l1->rq, qn, qr);
-	drift_topk cand;
+	drift_topk cand, kth;
 	drift_topk_init(&cand, cbuf, rerank);
+	drift_topk_init(&kth, cbuf + rerank, top->k);
+	uint64_t refined = 0;
 	for (size_t i = 0; i < limit; i++) {
 		uint32_t s = pr[i].slot;
 		const l1_bucket *b = l1->b[s];
 		if (b->n > lbcap) {
+			/* Whole blocks of bounds. */
 			drift_free(lb);
-			lbcap = b->n + 64;
+			drift_free(sel);
+			lbcap = b->n + DRIFT_RABITQ_BLOCK;
 			lb = drift_mallocarray(lbcap, sizeof(float));
-			if (lb == NULL) {
+			sel = drift_mallocarray(lbcap, sizeof(uint32_t));
+			if (lb == NULL || sel == NULL) {
 				rv = DRIFT_ENOMEM;
 				goto out;
 			}
@@ -1204,8 +1297,22 @@ static int rabitq_scan(const drift_l1 *l1, const float *qn, const probe *pr,
 		drift_rabitq_bounds(&pq, b->bits, b->bfac, b->n, RABITQ_EPS,
 				    NULL, lb);
 		float bias = sq8_prepare(l1, b, qn, tq);
-		float bound = drift_topk_bound(&cand);
+		float bc = drift_topk_bound(&cand), bk = drift_topk_bound(&kth);
+		float bound = bc < bk ? bc : bk;
+		/* The rows the bound lets through, their codes fetched
+		 * ahead: they are scattered over the bucket, and waiting on
+		 * each in turn cost more than the scan (measured). */
+		uint32_t nsel = 0;
 		for (uint32_t r = 0; r < b->n; r++) {
+			sel[nsel] = r;
+			nsel += lb[r] <= bound;
+		}
+		for (uint32_t i2 = 0; i2 < nsel; i2++)
+			for (uint32_t off = 0; off < dim; off += 64)
+				__builtin_prefetch(b->codes +
+						   (size_t)sel[i2] * dim + off);
+		for (uint32_t i2 = 0; i2 < nsel; i2++) {
+			uint32_t r = sel[i2];
 			if (lb[r] > bound)
 				continue;
 			float d;
@@ -1214,19 +1321,26 @@ static int rabitq_scan(const drift_l1 *l1, const float *qn, const probe *pr,
 				sk->l2(tq, b->qscale, c, 1, dim, &d);
 			else
 				sk->ip(tq, c, 1, dim, &d);
-			drift_topk_push(&cand,
-					(drift_hit){(uint64_t)s << 32 | r,
-						    d + bias});
-			bound = drift_topk_bound(&cand);
+			d += bias;
+			refined++;
+			drift_hit h = {(uint64_t)s << 32 | r, d};
+			drift_topk_push(&cand, h);
+			h.distance = sq8_upper_bound(l1, b, d, qnorm);
+			drift_topk_push(&kth, h);
+			bc = drift_topk_bound(&cand);
+			bk = drift_topk_bound(&kth);
+			bound = bc < bk ? bc : bk;
 		}
 		(*probed)++;
 		*scanned += b->n;
 	}
-	rv = rerank_candidates(l1, qn, &cand, top, vbuf, vrow);
+	*nrefined = refined;
+	rv = rerank_candidates(l1, qn, qnorm, &cand, top, vbuf, vrow);
 out:
 	drift_rabitq_query_free(&pq);
 	drift_free(qr);
 	drift_free(lb);
+	drift_free(sel);
 	return rv;
 }
 
@@ -1257,7 +1371,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	float *qn = drift_aligned_alloc(DRIFT_ALIGN_CACHE, dim * sizeof(float));
 	float *tq = drift_mallocarray(dim, sizeof(float));
 	drift_hit *heap = drift_mallocarray(so->k, sizeof(drift_hit));
-	drift_hit *cbuf = drift_mallocarray(rerank, sizeof(drift_hit));
+	drift_hit *cbuf = drift_mallocarray(rerank + so->k, sizeof(drift_hit));
 	probe *pr = NULL;
 	int rv = DRIFT_ENOMEM;
 	if (qn == NULL || tq == NULL || heap == NULL || cbuf == NULL ||
@@ -1344,12 +1458,12 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		np = m;
 		limit = np;
 	}
-	qsort(pr, np, sizeof(probe), probe_cmp);
+	probe_select(pr, np, limit);
 
 	drift_topk top;
 	drift_topk_init(&top, heap, so->k);
 	uint32_t probed = 0;
-	uint64_t scanned = 0;
+	uint64_t scanned = 0, refined = 0;
 	if (exact) {
 		/* Full precision, pruning only what provably cannot hold a
 		 * better vector: the answer is the true top-k. */
@@ -1390,8 +1504,8 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 			scanned += b->n;
 		}
 	} else if (use_rabitq) {
-		rv = rabitq_scan(l1, qn, pr, limit, rerank, cbuf, &top, vbuf,
-				 vrow, &probed, &scanned);
+		rv = rabitq_scan(l1, qn, qnorm, pr, limit, rerank, cbuf, &top,
+				 vbuf, vrow, &probed, &scanned, &refined);
 	} else {
 		/* SQ8 asymmetric distances pick rerank candidates, which
 		 * are then ranked by their exact distance. The candidate's
@@ -1421,7 +1535,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 			probed++;
 			scanned += b->n;
 		}
-		rv = rerank_candidates(l1, qn, &cand, &top, vbuf, vrow);
+		rv = rerank_candidates(l1, qn, qnorm, &cand, &top, vbuf, vrow);
 	}
 	pthread_rwlock_unlock(&l1->lock);
 	if (rv != 0)
@@ -1433,6 +1547,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	if (stats != NULL) {
 		stats->probed = probed;
 		stats->scanned = scanned;
+		stats->refined = refined;
 	}
 	rv = 0;
 out:

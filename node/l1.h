@@ -117,8 +117,8 @@ typedef struct drift_l1_search_opts {
 	uint32_t nprobe;     /* > 0: probe exactly this many buckets */
 	float recall_target; /* > 0 (and nprobe 0): probe for this recall */
 	bool exhaustive;     /* scan everything (ground truth, tests) */
-	bool exact; /* full precision: with nprobe, the true top-k of the
-		     * nprobe nearest buckets (recall calibration) */
+	bool exact;    /* full precision: with nprobe, the true top-k of the
+			* nprobe nearest buckets (recall calibration) */
 	bool sq8_scan; /* score every member by SQ8, without the RaBitQ
 			* first pass (comparisons, tests) */
 } drift_l1_search_opts;
@@ -126,6 +126,7 @@ typedef struct drift_l1_search_opts {
 typedef struct drift_l1_search_stats {
 	uint32_t probed;  /* buckets scanned */
 	uint64_t scanned; /* vectors compared */
+	uint64_t refined; /* of those, scored by SQ8 after the RaBitQ pass */
 } drift_l1_search_stats;
 
 /* The k nearest live vectors to q (dim floats), best first, into out (room

@@ -87,9 +87,9 @@ struct drift_l1 {
 	uint8_t *dirty; /* per slot: changed since drift_l1_clear_dirty */
 	uint32_t ndirty;
 	uint64_t count;
-	drift_vstore *vs; /* the full vectors */
-	drift_rabitq *rq; /* RaBitQ rotation; NULL above RABITQ_MAX_DIM */
-	uint32_t pdim;	  /* its padded dimension */
+	drift_vstore *vs;  /* the full vectors */
+	drift_rabitq *rq;  /* RaBitQ rotation; NULL above RABITQ_MAX_DIM */
+	uint32_t pdim;	   /* its padded dimension */
 	float *rq_scratch; /* pdim: the writer's rotated vector */
 	drift_kv kv;
 	l1_calib calib;
@@ -128,10 +128,10 @@ int l1_bucket_alloc(const drift_l1 *l1, uint32_t n, uint32_t nnew,
 int l1_bucket_finish(drift_l1 *l1, l1_bucket *b);
 /* Finishes b, a new version of old around the same centroid: its first
  * n - nnew rows are old's members (ids, versions, rows and codes copied by
- * the caller, codes with l1_bucket_copy_codes), the last nnew new vectors; dead (ndead) are the store rows
- * of old's members that left. Reads only the new and the dead vectors:
- * old's SQ8 ranges stay when the new vectors fit them closely (their
- * reconstruction error within twice the ranges' own bound), the running
+ * the caller, codes with l1_bucket_copy_codes), the last nnew new vectors; dead
+ * (ndead) are the store rows of old's members that left. Reads only the new and
+ * the dead vectors: old's SQ8 ranges stay when the new vectors fit them closely
+ * (their reconstruction error within twice the ranges' own bound), the running
  * sum and rms are updated, the radius stays an upper bound. Otherwise, as
  * l1_bucket_finish. */
 int l1_bucket_finish_update(drift_l1 *l1, l1_bucket *b, const l1_bucket *old,

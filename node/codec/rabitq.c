@@ -42,6 +42,19 @@ size_t drift_rabitq_code_bytes(uint32_t pdim, size_t n)
 	return blocks * (size_t)pdim * (DRIFT_RABITQ_BLOCK / 8);
 }
 
+size_t drift_rabitq_fac_count(size_t n)
+{
+	size_t blocks = (n + DRIFT_RABITQ_BLOCK - 1) / DRIFT_RABITQ_BLOCK;
+	return blocks * 2 * DRIFT_RABITQ_BLOCK;
+}
+
+/* Where the factors of row live: |r|^2 at the index, f 32 further. */
+static inline size_t fac_at(size_t row)
+{
+	return row / DRIFT_RABITQ_BLOCK * 2 * DRIFT_RABITQ_BLOCK +
+	       row % DRIFT_RABITQ_BLOCK;
+}
+
 int drift_rabitq_new(uint32_t dim, uint64_t seed, drift_rabitq **out)
 {
 	drift_rabitq *rq = drift_calloc(1, sizeof(*rq));
@@ -139,13 +152,18 @@ void drift_rabitq_encode(uint32_t pdim, const float *r, uint8_t *codes,
 	}
 	/* f = |r| / <ob, o> = sqrt(D) |r|^2 / sum |r_i|; 0 for r = 0, whose
 	 * estimate |t|^2 is then exact. */
-	fac[2 * row] = (float)n2;
-	fac[2 * row + 1] = l1 > 0 ? (float)(sqrt((double)pdim) * n2 / l1) : 0;
+	size_t at = fac_at(row);
+	fac[at] = (float)n2;
+	fac[at + DRIFT_RABITQ_BLOCK] =
+		l1 > 0 ? (float)(sqrt((double)pdim) * n2 / l1) : 0;
 }
 
-void drift_rabitq_copy(uint32_t pdim, uint8_t *dst, size_t drow,
-		       const uint8_t *src, size_t srow)
+void drift_rabitq_copy(uint32_t pdim, uint8_t *dst, float *dfac, size_t drow,
+		       const uint8_t *src, const float *sfac, size_t srow)
 {
+	size_t fs = fac_at(srow), fd = fac_at(drow);
+	dfac[fd] = sfac[fs];
+	dfac[fd + DRIFT_RABITQ_BLOCK] = sfac[fs + DRIFT_RABITQ_BLOCK];
 	for (uint32_t g = 0; g < pdim / 4; g++) {
 		unsigned ss, ds;
 		size_t sa = nibble_at(pdim, srow, g, &ss);
@@ -160,10 +178,8 @@ int drift_rabitq_query_init(drift_rabitq_query *pq, uint32_t pdim)
 	memset(pq, 0, sizeof(*pq));
 	pq->pdim = pdim;
 	pq->lut = drift_aligned_alloc(DRIFT_ALIGN_CACHE, (size_t)pdim / 4 * 16);
-	pq->sums = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
-				       DRIFT_RABITQ_BLOCK * sizeof(uint16_t));
 	pq->k = drift_rabitq_kernels_active();
-	if (pq->lut == NULL || pq->sums == NULL) {
+	if (pq->lut == NULL) {
 		drift_rabitq_query_free(pq);
 		return DRIFT_ENOMEM;
 	}
@@ -173,9 +189,7 @@ int drift_rabitq_query_init(drift_rabitq_query *pq, uint32_t pdim)
 void drift_rabitq_query_free(drift_rabitq_query *pq)
 {
 	drift_free(pq->lut);
-	drift_free(pq->sums);
 	pq->lut = NULL;
-	pq->sums = NULL;
 }
 
 void drift_rabitq_prepare(drift_rabitq_query *pq, const float *t, bool l2,
@@ -214,33 +228,22 @@ void drift_rabitq_bounds(const drift_rabitq_query *pq, const uint8_t *codes,
 			 float *lb)
 {
 	uint32_t d = pq->pdim;
-	size_t block_bytes = (size_t)d * (DRIFT_RABITQ_BLOCK / 8);
 	float isd = 1.0f / sqrtf((float)d);
-	/* <ob, t> = (2 delta (S - bias) - sum t) / sqrt(D) */
-	float a = 2.0f * pq->delta * isd;
-	float b = -(2.0f * pq->delta * (float)(LUT_BIAS * (d / 4)) + pq->sum) *
-		  isd;
 	float kb = pq->l2 ? 2.0f : 1.0f;
-	float eb = kb * eps * pq->tn / sqrtf((float)(d - 1));
-	float qb = kb * QERR * pq->delta;
-	for (size_t r0 = 0; r0 < n; r0 += DRIFT_RABITQ_BLOCK) {
-		pq->k->scan(codes + r0 / DRIFT_RABITQ_BLOCK * block_bytes,
-			    pq->lut, 1, d, pq->sums);
-		size_t m = n - r0 < DRIFT_RABITQ_BLOCK ? n - r0
-						       : DRIFT_RABITQ_BLOCK;
-		const float *fr = fac + 2 * r0;
-		for (size_t j = 0; j < m; j++) {
-			float n2 = fr[2 * j], f = fr[2 * j + 1];
-			float ip = f * (a * (float)pq->sums[j] + b);
-			float e = pq->l2 ? n2 + pq->tn2 - 2.0f * ip
-					 : pq->bias - ip;
-			float g2 = f * f - n2;
-			float g = g2 > 0 ? sqrtf(g2) : 0.0f;
-			if (est != NULL)
-				est[r0 + j] = e;
-			lb[r0 + j] = e - eb * g - qb * f;
-		}
-	}
+	/* <ob, t> = (2 delta (S - bias) - sum t) / sqrt(D) */
+	drift_rabitq_consts c = {
+		.a = 2.0f * pq->delta * isd,
+		.b = -(2.0f * pq->delta * (float)(LUT_BIAS * (d / 4)) +
+		       pq->sum) *
+		     isd,
+		.w = pq->l2 ? 1.0f : 0.0f,
+		.base = pq->l2 ? pq->tn2 : pq->bias,
+		.m = kb,
+		.eb = kb * eps * pq->tn / sqrtf((float)(d - 1)),
+		.qb = kb * QERR * pq->delta,
+	};
+	size_t nblocks = (n + DRIFT_RABITQ_BLOCK - 1) / DRIFT_RABITQ_BLOCK;
+	pq->k->bounds(codes, pq->lut, fac, nblocks, d, &c, est, lb);
 }
 
 static void scan_scalar(const uint8_t *codes, const uint8_t *lut,
@@ -257,9 +260,32 @@ static void scan_scalar(const uint8_t *codes, const uint8_t *lut,
 			const uint8_t *lg = lut + (size_t)g * 16;
 			for (unsigned j = 0; j < 16; j++) {
 				o[j] = (uint16_t)(o[j] + lg[cg[j] & 0xf]);
-				o[j + 16] = (uint16_t)(o[j + 16] +
-						       lg[cg[j] >> 4]);
+				o[j + 16] =
+					(uint16_t)(o[j + 16] + lg[cg[j] >> 4]);
 			}
+		}
+	}
+}
+
+static void bounds_scalar(const uint8_t *codes, const uint8_t *lut,
+			  const float *fac, size_t nblocks, uint32_t pdim,
+			  const drift_rabitq_consts *c, float *est, float *lb)
+{
+	uint16_t sums[DRIFT_RABITQ_BLOCK];
+	size_t block_bytes = (size_t)pdim * (DRIFT_RABITQ_BLOCK / 8);
+	for (size_t b = 0; b < nblocks; b++) {
+		scan_scalar(codes + b * block_bytes, lut, 1, pdim, sums);
+		const float *n2 = fac + b * 2 * DRIFT_RABITQ_BLOCK;
+		const float *f = n2 + DRIFT_RABITQ_BLOCK;
+		for (unsigned j = 0; j < DRIFT_RABITQ_BLOCK; j++) {
+			float ip = f[j] * (c->a * (float)sums[j] + c->b);
+			float e = c->w * n2[j] + c->base - c->m * ip;
+			float g2 = f[j] * f[j] - n2[j];
+			float g = g2 > 0 ? sqrtf(g2) : 0.0f;
+			size_t r = b * DRIFT_RABITQ_BLOCK + j;
+			if (est != NULL)
+				est[r] = e;
+			lb[r] = e - c->eb * g - c->qb * f[j];
 		}
 	}
 }
@@ -267,6 +293,7 @@ static void scan_scalar(const uint8_t *codes, const uint8_t *lut,
 const drift_rabitq_kernels drift_rabitq_scalar = {
 	.level = DRIFT_SIMD_SCALAR,
 	.scan = scan_scalar,
+	.bounds = bounds_scalar,
 };
 
 const drift_rabitq_kernels *drift_rabitq_for(int level)

@@ -56,6 +56,10 @@ uint32_t drift_rabitq_padded(uint32_t dim);
 /* Bytes of the codes of n vectors of padded dimension pdim (whole blocks). */
 size_t drift_rabitq_code_bytes(uint32_t pdim, size_t n);
 
+/* Floats of the factors of n vectors (whole blocks: per block the 32
+ * |r|^2, then the 32 f). */
+size_t drift_rabitq_fac_count(size_t n);
+
 typedef struct drift_rabitq drift_rabitq;
 
 /* A rotation for vectors of dim floats, drawn from seed. 0 or
@@ -70,25 +74,24 @@ uint32_t drift_rabitq_pdim(const drift_rabitq *rq);
 void drift_rabitq_rotate(const drift_rabitq *rq, const float *x, float *out);
 
 /* Codes row of a code array from its rotated residual r (pdim floats):
- * sets the row's bits in codes and its factors fac[2 row] = |r|^2,
- * fac[2 row + 1] = f. */
+ * sets the row's bits in codes and its factors |r|^2 and f in fac. */
 void drift_rabitq_encode(uint32_t pdim, const float *r, uint8_t *codes,
 			 size_t row, float *fac);
 
-/* Copies the code bits of row srow of src into row drow of dst. */
-void drift_rabitq_copy(uint32_t pdim, uint8_t *dst, size_t drow,
-		       const uint8_t *src, size_t srow);
+/* Copies the code bits and factors of row srow of src / sfac into row drow
+ * of dst / dfac. */
+void drift_rabitq_copy(uint32_t pdim, uint8_t *dst, float *dfac, size_t drow,
+		       const uint8_t *src, const float *sfac, size_t srow);
 
 /* A query prepared for one bucket. */
 typedef struct drift_rabitq_query {
 	uint32_t pdim;
-	bool l2;	/* squared L2; else bias - <x, q> */
-	float bias;	/* inner products: -<c, q> (plus 1 for cosine) */
-	float delta;	/* the quantization step of t */
-	float sum;	/* sum of t */
-	float tn2, tn;	/* |t|^2, |t| */
-	uint8_t *lut;	/* pdim / 4 * 16 bytes, 64-byte aligned */
-	uint16_t *sums; /* a block's table sums */
+	bool l2;       /* squared L2; else bias - <x, q> */
+	float bias;    /* inner products: -<c, q> (plus 1 for cosine) */
+	float delta;   /* the quantization step of t */
+	float sum;     /* sum of t */
+	float tn2, tn; /* |t|^2, |t| */
+	uint8_t *lut;  /* pdim / 4 * 16 bytes, 64-byte aligned */
 	const struct drift_rabitq_kernels *k; /* the active level's */
 } drift_rabitq_query;
 
@@ -103,13 +106,21 @@ void drift_rabitq_query_free(drift_rabitq_query *pq);
 void drift_rabitq_prepare(drift_rabitq_query *pq, const float *t, bool l2,
 			  float bias);
 
-/* For rows [0, n) of codes / fac: est[r] the estimated distance (squared
- * L2, or bias - <x, q>) and lb[r] = est[r] minus eps times the bound
- * (eps 1.9 is the paper's eps0; the query quantization's part is added).
- * est may be NULL. */
+/* For the rows of codes / fac, whole blocks (room for n rounded up to 32
+ * in est and lb): est[r] the estimated distance (squared L2, or
+ * bias - <x, q>) and lb[r] = est[r] minus eps times the bound (eps 1.9 is
+ * the paper's eps0; the query quantization's part is added). est may be
+ * NULL. */
 void drift_rabitq_bounds(const drift_rabitq_query *pq, const uint8_t *codes,
 			 const float *fac, size_t n, float eps, float *est,
 			 float *lb);
+
+/* What turns a row's table sum S and factors (n2 = |r|^2, f) into its
+ * estimate and bound: ip = f (a S + b), est = w n2 + base - m ip,
+ * lb = est - eb sqrt(max(f^2 - n2, 0)) - qb f. */
+typedef struct drift_rabitq_consts {
+	float a, b, w, base, m, eb, qb;
+} drift_rabitq_consts;
 
 typedef struct drift_rabitq_kernels {
 	int level;
@@ -117,6 +128,10 @@ typedef struct drift_rabitq_kernels {
 	 * the nblocks blocks of codes (pdim / 4 groups each). */
 	void (*scan)(const uint8_t *codes, const uint8_t *lut, size_t nblocks,
 		     uint32_t pdim, uint16_t *out);
+	/* est (may be NULL) and lb of every row of nblocks blocks. */
+	void (*bounds)(const uint8_t *codes, const uint8_t *lut,
+		       const float *fac, size_t nblocks, uint32_t pdim,
+		       const drift_rabitq_consts *c, float *est, float *lb);
 } drift_rabitq_kernels;
 
 /* The kernels of a SIMD level (NULL when this CPU cannot run it), and those

@@ -5,6 +5,7 @@
  *   drift-bench static BASE.fvecs QUERY.fvecs GT.ivecs [--threads N]
  *               [--bucket N] [--load-only] [--vec-dir DIR | --vec-memory]
  *               [--cache-mb N] [--scan rabitq|sq8|both]
+ *               [--point nprobe=N | --point recall_target=T] [--repeat N]
  *   drift-bench drift BASE.fvecs STEPS.tsv QUERY.fvecs
  *               [--budget NPROBE | --share FRACTION] [--no-maintenance]
  *               [--bucket N]
@@ -16,7 +17,8 @@
  * behind a row cache of --cache-mb MiB (default 0), as node/vstore.h
  * describes; --vec-memory keeps them in memory instead. --scan picks the
  * first pass over the codes: RaBitQ bounds, then SQ8 where they cannot
- * rule a row out (default), SQ8 alone, or both at every point.
+ * rule a row out (default), SQ8 alone, or both at every point. --point
+ * measures that one point instead of the sweep, --repeat times (profiles).
  * drift: inserts the base rows in order in the steps of STEPS.tsv (lines
  * "end_row <TAB> gt.ivecs <TAB> queries.idx"), maintaining buckets after
  * each step unless told not to, and prints recall@10, p50/p99 latency and
@@ -94,7 +96,7 @@ typedef struct job {
 	drift_l1_search_opts so;
 	drift_hit *out; /* q->rows * 10 */
 	double *lat;	/* per query, seconds */
-	uint64_t probed, scanned;
+	uint64_t probed, scanned, refined;
 	uint64_t cpu_ns; /* the thread's CPU time over its queries */
 } job;
 
@@ -120,18 +122,24 @@ static void *run_job(void *arg)
 			j->out[i * 10 + k].id = UINT64_MAX;
 		j->probed += st.probed;
 		j->scanned += st.scanned;
+		j->refined += st.refined;
 	}
 	j->cpu_ns = thread_cpu_ns() - c0;
 	return NULL;
 }
 
-/* Runs all queries with `threads` threads; returns wall seconds. The
- * mean CPU time per query goes to *cpu_us when not NULL: on a shared
- * machine it moves less than the wall time. */
+/* Means per query of a run: buckets probed, vectors scanned, of those
+ * scored by SQ8 after the RaBitQ pass, and CPU time (on a shared machine it
+ * moves less than the wall time). */
+typedef struct run_stats {
+	double probed, scanned, refined, cpu_us;
+} run_stats;
+
+/* Runs all queries with `threads` threads; returns wall seconds, and the
+ * means into *rs. */
 static double run_queries(drift_l1 *l1, const matrix *q,
 			  drift_l1_search_opts so, int threads, drift_hit *out,
-			  double *lat, double *mean_probed,
-			  double *mean_scanned, double *cpu_us)
+			  double *lat, run_stats *rs)
 {
 	job jobs[64];
 	pthread_t t[64];
@@ -146,22 +154,21 @@ static double run_queries(drift_l1 *l1, const matrix *q,
 				lat,
 				0,
 				0,
+				0,
 				0};
 		pthread_create(&t[i], NULL, run_job, &jobs[i]);
 	}
-	uint64_t probed = 0, scanned = 0, cpu = 0;
+	uint64_t probed = 0, scanned = 0, refined = 0, cpu = 0;
 	for (int i = 0; i < threads; i++) {
 		pthread_join(t[i], NULL);
 		probed += jobs[i].probed;
 		scanned += jobs[i].scanned;
+		refined += jobs[i].refined;
 		cpu += jobs[i].cpu_ns;
 	}
-	if (cpu_us != NULL)
-		*cpu_us = (double)cpu / 1e3 / (double)q->rows;
-	if (mean_probed != NULL)
-		*mean_probed = (double)probed / (double)q->rows;
-	if (mean_scanned != NULL)
-		*mean_scanned = (double)scanned / (double)q->rows;
+	double nq = (double)q->rows;
+	*rs = (run_stats){(double)probed / nq, (double)scanned / nq,
+			  (double)refined / nq, (double)cpu / 1e3 / nq};
 	return (double)(drift_now_ns() - t0) / 1e9;
 }
 
@@ -235,7 +242,8 @@ static int cmd_static(int argc, char **argv)
 	int threads = 2;
 	uint32_t bucket = 0;
 	int load_only = 0;
-	const char *scan = "rabitq";
+	const char *scan = "rabitq", *point = NULL;
+	int repeat = 1;
 	const char *vec_dir = getenv("TMPDIR");
 	if (vec_dir == NULL || vec_dir[0] == 0)
 		vec_dir = "/var/tmp";
@@ -255,11 +263,16 @@ static int cmd_static(int argc, char **argv)
 			load_only = 1;
 		else if (strcmp(argv[i], "--scan") == 0 && i + 1 < argc)
 			scan = argv[++i];
+		else if (strcmp(argv[i], "--point") == 0 && i + 1 < argc)
+			point = argv[++i];
+		else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
+			repeat = atoi(argv[++i]);
 	}
 	if (strcmp(scan, "rabitq") != 0 && strcmp(scan, "sq8") != 0 &&
 	    strcmp(scan, "both") != 0) {
-		fprintf(stderr, "drift-bench: --scan %s: want rabitq, sq8 or "
-				"both\n",
+		fprintf(stderr,
+			"drift-bench: --scan %s: want rabitq, sq8 or "
+			"both\n",
 			scan);
 		return 2;
 	}
@@ -302,20 +315,43 @@ static int cmd_static(int argc, char **argv)
 			(sweep_point){"recall_target",
 				      targets[i],
 				      {.k = 10, .recall_target = targets[i]}};
+	if (point != NULL) {
+		/* One point only (profiles): nprobe=N or recall_target=T. */
+		const char *eq = strchr(point, '=');
+		double v = eq != NULL ? atof(eq + 1) : 0;
+		if (eq != NULL && strncmp(point, "nprobe=", 7) == 0 && v >= 1)
+			points[0] = (sweep_point){
+				"nprobe", v, {.k = 10, .nprobe = (uint32_t)v}};
+		else if (eq != NULL &&
+			 strncmp(point, "recall_target=", 14) == 0 && v > 0 &&
+			 v <= 1)
+			points[0] = (sweep_point){
+				"recall_target",
+				v,
+				{.k = 10, .recall_target = (float)v}};
+		else {
+			fprintf(stderr,
+				"drift-bench: --point %s: want nprobe=N "
+				"or recall_target=T\n",
+				point);
+			return 2;
+		}
+		np = 1;
+	}
+	if (repeat < 1)
+		repeat = 1;
 	const int tcounts[2] = {1, threads};
 	/* --scan both: each point with the RaBitQ first pass and with SQ8
 	 * alone, one after the other (a side-by-side in one run). */
 	int passes = strcmp(scan, "both") == 0 ? 2 : 1;
-	for (int p = 0; p < np; p++) {
+	for (int p = 0; p < np * repeat; p++) {
 		for (int pass = 0; pass < passes; pass++) {
-			drift_l1_search_opts so = points[p].so;
+			drift_l1_search_opts so = points[p % np].so;
 			so.sq8_scan = strcmp(scan, "sq8") == 0 || pass == 1;
 			for (int ti = 0; ti < (threads > 1 ? 2 : 1); ti++) {
-				double probed, scanned, cpu;
-				double secs = run_queries(l1, &q, so,
-							  tcounts[ti], out, lat,
-							  &probed, &scanned,
-							  &cpu);
+				run_stats rs;
+				double secs = run_queries(
+					l1, &q, so, tcounts[ti], out, lat, &rs);
 				double r = recall10(out, gt, gtd, q.rows, NULL);
 				printf("{\"event\": \"search\", "
 				       "\"system\": \"drift\", "
@@ -323,12 +359,14 @@ static int cmd_static(int argc, char **argv)
 				       "\"param\": \"%s\", \"value\": %g, "
 				       "\"threads\": %d, \"qps\": %.1f, "
 				       "\"recall10\": %.4f, \"probed\": %.1f, "
-				       "\"scanned\": %.0f, \"cpu_us\": %.1f, "
+				       "\"scanned\": %.0f, \"refined\": %.0f, "
+				       "\"cpu_us\": %.1f, "
 				       "\"p50_ms\": %.3f, \"p99_ms\": %.3f}\n",
 				       so.sq8_scan ? "sq8" : "rabitq",
-				       points[p].param, points[p].value,
-				       tcounts[ti], (double)q.rows / secs, r,
-				       probed, scanned, cpu,
+				       points[p % np].param,
+				       points[p % np].value, tcounts[ti],
+				       (double)q.rows / secs, r, rs.probed,
+				       rs.scanned, rs.refined, rs.cpu_us,
 				       1e3 * percentile(lat, q.rows, 0.5),
 				       1e3 * percentile(lat, q.rows, 0.99));
 				fflush(stdout);
@@ -433,9 +471,8 @@ static int cmd_drift(int argc, char **argv)
 			nprobe = nprobe < 1 ? 1 : nprobe;
 		}
 		drift_l1_search_opts so = {.k = 10, .nprobe = nprobe};
-		double probed, scanned;
-		run_queries(l1, &sub, so, 1, out, lat, &probed, &scanned,
-			    NULL);
+		run_stats rs;
+		run_queries(l1, &sub, so, 1, out, lat, &rs);
 		double r = recall10(out, gt, gd, nw, NULL);
 		drift_l1_stats st;
 		drift_l1_stats_get(l1, &st);
@@ -449,7 +486,7 @@ static int cmd_drift(int argc, char **argv)
 		       maint ? "maint" : "nomaint", step, done, r,
 		       1e3 * percentile(lat, nw, 0.5),
 		       1e3 * percentile(lat, nw, 0.99), st.buckets, st.max_size,
-		       probed, scanned, ins, msecs, ms.splits, ms.merges,
+		       rs.probed, rs.scanned, ins, msecs, ms.splits, ms.merges,
 		       ms.recenters);
 		fflush(stdout);
 		free(gt);
@@ -480,7 +517,8 @@ int main(int argc, char **argv)
 			"usage: drift-bench static BASE QUERY GT [--threads N] "
 			"[--bucket N] [--load-only] [--vec-dir DIR | "
 			"--vec-memory] "
-			"[--cache-mb N] [--scan rabitq|sq8|both]\n"
+			"[--cache-mb N] [--scan rabitq|sq8|both] "
+			"[--point P=V] [--repeat N]\n"
 			"       drift-bench drift BASE STEPS.tsv QUERY "
 			"[--budget N | --share F] [--bucket N] "
 			"[--no-maintenance]\n");

@@ -104,9 +104,10 @@ DRIFT_TEST(rabitq, kernels_sum_the_tables_of_the_bits)
 			/* Table entries at their largest (56) too: the byte
 			 * sums must not overflow. */
 			for (size_t i = 0; i < pdim / 4 * 16; i++)
-				lut[i] = (uint8_t)(i % 5 == 0 ? 56
-							      : drift_rand_below(
-									&r, 57));
+				lut[i] =
+					(uint8_t)(i % 5 == 0 ? 56
+							     : drift_rand_below(
+								       &r, 57));
 			k->scan(codes, lut, nblocks, pdim, out);
 			for (size_t row = 0; row < n; row++) {
 				unsigned want = 0;
@@ -114,8 +115,7 @@ DRIFT_TEST(rabitq, kernels_sum_the_tables_of_the_bits)
 					unsigned nib = 0;
 					for (unsigned t = 0; t < 4; t++)
 						nib |= code_bit(pdim, codes,
-								row,
-								4 * g + t)
+								row, 4 * g + t)
 						       << t;
 					want += lut[g * 16 + nib];
 				}
@@ -131,6 +131,60 @@ DRIFT_TEST(rabitq, kernels_sum_the_tables_of_the_bits)
 	cr_assert_geq(levels, 1);
 }
 
+/* Every level's bounds equal the scalar ones (up to float rounding), for
+ * random codes, factors and constants. */
+DRIFT_TEST(rabitq, bounds_kernels_match_the_scalar_ones)
+{
+	enum { PDIM = 256, NB = 4, N = NB * 32 };
+	drift_rand r;
+	drift_rand_seed(&r, 21);
+	size_t bytes = drift_rabitq_code_bytes(PDIM, N);
+	uint8_t *codes = malloc(bytes), *lut = aligned_alloc(64, PDIM * 4);
+	float *fac = malloc(drift_rabitq_fac_count(N) * 4);
+	float want_e[N], want_l[N], e[N], l[N];
+	for (size_t i = 0; i < bytes; i++)
+		codes[i] = (uint8_t)drift_rand_next(&r);
+	for (size_t i = 0; i < PDIM * 4; i++)
+		lut[i] = (uint8_t)drift_rand_below(&r, 57);
+	for (size_t i = 0; i < drift_rabitq_fac_count(N); i++)
+		fac[i] = (float)drift_rand_unit(&r) * 10;
+	for (int metric = 0; metric < 2; metric++) {
+		drift_rabitq_consts c = {.a = 0.01f,
+					 .b = -3.5f,
+					 .w = metric ? 0.0f : 1.0f,
+					 .base = 7,
+					 .m = metric ? 1.0f : 2.0f,
+					 .eb = 0.3f,
+					 .qb = 0.05f};
+		drift_rabitq_scalar.bounds(codes, lut, fac, NB, PDIM, &c,
+					   want_e, want_l);
+		for (int level = 1; level <= DRIFT_SIMD_AVX512; level++) {
+			const drift_rabitq_kernels *k = drift_rabitq_for(level);
+			if (k == NULL)
+				continue;
+			k->bounds(codes, lut, fac, NB, PDIM, &c, e, l);
+			for (size_t i = 0; i < N; i++) {
+				float tol = 1e-4f * (fabsf(want_e[i]) + 10);
+				cr_assert_float_eq(e[i], want_e[i], tol,
+						   "%s row %zu",
+						   drift_simd_name(level), i);
+				cr_assert_float_eq(l[i], want_l[i], tol,
+						   "%s row %zu",
+						   drift_simd_name(level), i);
+			}
+			/* Without est, the same bounds. */
+			k->bounds(codes, lut, fac, NB, PDIM, &c, NULL, l);
+			for (size_t i = 0; i < N; i++)
+				cr_assert_float_eq(
+					l[i], want_l[i],
+					1e-4f * (fabsf(want_e[i]) + 10));
+		}
+	}
+	free(codes);
+	free(lut);
+	free(fac);
+}
+
 DRIFT_TEST(rabitq, encode_sets_the_signs_and_copy_moves_them)
 {
 	enum { PDIM = 128, N = 70 };
@@ -139,7 +193,10 @@ DRIFT_TEST(rabitq, encode_sets_the_signs_and_copy_moves_them)
 	size_t bytes = drift_rabitq_code_bytes(PDIM, N);
 	uint8_t *codes = calloc(1, bytes), *other = calloc(1, bytes);
 	memset(other, 0xa5, bytes);
-	float *x = malloc(N * PDIM * 4), fac[2 * N], fac2[2 * N];
+	size_t nf = drift_rabitq_fac_count(N);
+	cr_assert_eq(nf, 2 * 96);
+	float *x = malloc(N * PDIM * 4), *fac = malloc(nf * 4),
+	      *fac2 = malloc(nf * 4), *fac3 = malloc(nf * 4);
 	for (size_t i = 0; i < (size_t)N * PDIM; i++)
 		x[i] = (float)drift_rand_normal(&r);
 	for (size_t row = 0; row < N; row++)
@@ -151,27 +208,37 @@ DRIFT_TEST(rabitq, encode_sets_the_signs_and_copy_moves_them)
 			cr_assert_eq(code_bit(PDIM, codes, row, i), v[i] > 0);
 			l1 += fabs(v[i]);
 		}
-		cr_assert_float_eq(fac[2 * row], n2, 1e-4 * n2);
+		size_t at = row / 32 * 64 + row % 32;
+		cr_assert_float_eq(fac[at], n2, 1e-4 * n2);
 		/* f = |r| / <ob, o> >= |r| */
-		cr_assert_geq(fac[2 * row + 1], sqrt(n2) * 0.999);
-		cr_assert_float_eq(fac[2 * row + 1], sqrt(PDIM) * n2 / l1,
-				   1e-3 * fac[2 * row + 1]);
+		cr_assert_geq(fac[at + 32], sqrt(n2) * 0.999);
+		cr_assert_float_eq(fac[at + 32], sqrt(PDIM) * n2 / l1,
+				   1e-3 * fac[at + 32]);
 	}
 	/* Reversed order into a dirty array: every bit lands, no other row
 	 * is touched. */
 	for (size_t row = 0; row < N; row++)
-		drift_rabitq_copy(PDIM, other, N - 1 - row, codes, row);
-	for (size_t row = 0; row < N; row++)
+		drift_rabitq_copy(PDIM, other, fac3, N - 1 - row, codes, fac,
+				  row);
+	for (size_t row = 0; row < N; row++) {
 		for (uint32_t i = 0; i < PDIM; i++)
 			cr_assert_eq(code_bit(PDIM, other, N - 1 - row, i),
 				     code_bit(PDIM, codes, row, i));
+		size_t at = row / 32 * 64 + row % 32;
+		size_t to = (N - 1 - row) / 32 * 64 + (N - 1 - row) % 32;
+		cr_assert_eq(fac3[to], fac[at]);
+		cr_assert_eq(fac3[to + 32], fac[at + 32]);
+	}
 	/* A zero residual: the estimate is exactly |t|^2. */
 	memset(x, 0, PDIM * 4);
 	drift_rabitq_encode(PDIM, x, codes, 0, fac2);
-	cr_assert_eq(fac2[1], 0.0f);
+	cr_assert_eq(fac2[32], 0.0f);
 	free(codes);
 	free(other);
 	free(x);
+	free(fac);
+	free(fac2);
+	free(fac3);
 }
 
 /* Real data: 2,000 Fashion-MNIST train images around their mean, 100 test
@@ -194,8 +261,8 @@ DRIFT_TEST(rabitq, estimate_within_bound_on_fashion_mnist)
 	float *pc = malloc(pdim * 4), *px = malloc(pdim * 4);
 	float *t = malloc(pdim * 4);
 	uint8_t *codes = calloc(1, drift_rabitq_code_bytes(pdim, nb));
-	float *fac = malloc(2 * nb * 4), *est = malloc(nb * 4),
-	      *lb = malloc(nb * 4);
+	float *fac = malloc(drift_rabitq_fac_count(nb) * 4),
+	      *est = malloc((nb + 32) * 4), *lb = malloc((nb + 32) * 4);
 	drift_rabitq_rotate(rq, c, pc);
 	for (size_t i = 0; i < nb; i++) {
 		drift_rabitq_rotate(rq, base + i * DIM, px);
@@ -235,8 +302,8 @@ DRIFT_TEST(rabitq, estimate_within_bound_on_fashion_mnist)
 	}
 	cr_assert_leq(outside, pairs / 100, "%zu of %zu outside", outside,
 		      pairs);
-	cr_assert_leq(ip_outside, pairs / 100, "%zu of %zu outside",
-		      ip_outside, pairs);
+	cr_assert_leq(ip_outside, pairs / 100, "%zu of %zu outside", ip_outside,
+		      pairs);
 	cr_assert_leq(fabs(rel / (double)pairs), 0.02, "mean relative error %f",
 		      rel / (double)pairs);
 	drift_rabitq_query_free(&pq);
