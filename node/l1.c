@@ -1274,11 +1274,13 @@ static int rabitq_scan(const drift_l1 *l1, const float *qn, float qnorm,
 	for (size_t i = 0; i < limit; i++) {
 		uint32_t s = pr[i].slot;
 		const l1_bucket *b = l1->b[s];
-		if (b->n > lbcap) {
-			/* Whole blocks of bounds. */
+		/* Bounds come in whole blocks. */
+		uint32_t rows = (b->n + DRIFT_RABITQ_BLOCK - 1) &
+				~(DRIFT_RABITQ_BLOCK - 1);
+		if (rows > lbcap) {
 			drift_free(lb);
 			drift_free(sel);
-			lbcap = b->n + DRIFT_RABITQ_BLOCK;
+			lbcap = rows;
 			lb = drift_mallocarray(lbcap, sizeof(float));
 			sel = drift_mallocarray(lbcap, sizeof(uint32_t));
 			if (lb == NULL || sel == NULL) {
