@@ -23,6 +23,8 @@ DEPS_GRPC := libuv1-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler \
 # Interoperability tests and load: stock Python gRPC, h2load.
 DEPS_INTEROP := python3-grpcio python3-grpc-tools python3-protobuf \
 	nghttp2-client
+# The Python SDK (sdk/python) and its tests: numpy, pytest, mypy.
+DEPS_SDK := python3-numpy python3-pytest python3-mypy
 # Real data for codec and index tests (Fashion-MNIST, 30 MB).
 DEPS_DATA := dataset-fashion-mnist
 # Asynchronous disk I/O for L1 segments.
@@ -35,7 +37,7 @@ DEPS_FORMAT := clang-format
 # 0.15 lacks canonical/raft#220, committing entries of earlier terms).
 DEPS_BACKPORTS := libraft-dev>=0.22.1
 
-DEPS := $(DEPS_BUILD) $(DEPS_GRPC) $(DEPS_INTEROP) $(DEPS_DATA) \
+DEPS := $(DEPS_BUILD) $(DEPS_GRPC) $(DEPS_INTEROP) $(DEPS_SDK) $(DEPS_DATA) \
 	$(DEPS_STORAGE) $(DEPS_FUZZ) $(DEPS_FORMAT)
 BENCH_PACKAGES := tests/bench/packages.txt
 
