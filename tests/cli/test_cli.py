@@ -407,13 +407,16 @@ def progress_cases(tap, n, tmp):
                          stderr=slave, stdin=subprocess.DEVNULL)
     os.close(slave)
     err = b""
-    while True:
-        r, _, _ = select.select([master], [], [], 60)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        r, _, _ = select.select([master], [], [], 1)
         if not r:
-            break
+            if p.poll() is not None:
+                break
+            continue
         try:
             chunk = os.read(master, 4096)
-        except OSError:
+        except OSError:  # EIO: the terminal's other side is closed
             break
         if not chunk:
             break
@@ -426,7 +429,8 @@ def progress_cases(tap, n, tmp):
               "rows/s" in text and "40000/40000" in text and
               "loaded 40000 rows" in out,
               "load on a terminal: the bar with rows, rate (and ETA) "
-              "redrawn in place")
+              "redrawn in place (exit %d, %r ... %r)" %
+              (rc, text[:80], text[-120:]))
 
 
 def interrupt_cases(tap, n, tmp):
