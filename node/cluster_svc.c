@@ -252,6 +252,76 @@ out:
 	return rv;
 }
 
+int drift_cluster_svc_route_shard(drift_node_cluster *nc, const char *name,
+				  uint32_t shard, uint64_t version,
+				  const uint64_t *ids, size_t n, drift_err *err)
+{
+	drift_member *m = drift_node_cluster_member(nc);
+	drift_meta *st = drift_member_state(m);
+	if (version > st->version) {
+		/* The caller saw a newer map: catch up first. */
+		drift_meta_unref(st);
+		drift_member_wait(m, version - 1,
+				  drift_now_ns() + PEER_TIMEOUT_NS / 2, &st);
+	}
+	int rv = 0;
+	const char *self = drift_node_cluster_node_id(nc);
+	const drift_meta_collection *mc = drift_meta_col_find(st, name);
+	if (mc == NULL) {
+		rv = drift_err_set(err, DRIFT_ENOENT,
+				   "collection \"%s\" does not exist (map "
+				   "version %llu)",
+				   name, (unsigned long long)st->version);
+		goto out;
+	}
+	if (shard >= mc->shards) {
+		rv = drift_err_set(err, DRIFT_EINVAL,
+				   "collection %s has shards 0..%u, not %u",
+				   name, mc->shards - 1, shard);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t s = drift_shard_of_id(ids[i], mc->shards);
+		if (s != shard) {
+			rv = drift_err_set(err, DRIFT_EINVAL,
+					   "id %llu belongs to shard %u of "
+					   "collection %s, not to shard %u",
+					   (unsigned long long)ids[i], s, name,
+					   shard);
+			goto out;
+		}
+	}
+	if (!holds(&mc->shard[shard], self)) {
+		char who[DRIFT_ADDR_MAX + DRIFT_NODE_ID_MAX + 32];
+		holder_text(st, &mc->shard[shard], who, sizeof(who));
+		rv = drift_err_set(err, DRIFT_ESTALE,
+				   "collection %s: shard %u is on %s, not on "
+				   "node %s (map version %llu)",
+				   name, shard, who, self,
+				   (unsigned long long)st->version);
+		goto out;
+	}
+	if (drift_node_cluster_wait_applied(nc, mc->created_version,
+					    PEER_TIMEOUT_NS) != 0) {
+		rv = drift_err_set(err, DRIFT_EUNAVAIL,
+				   "collection %s: node %s has not opened it "
+				   "yet (map version %llu)",
+				   name, self,
+				   (unsigned long long)mc->created_version);
+		goto out;
+	}
+	drift_err oerr;
+	drift_err_clear(&oerr);
+	if ((rv = drift_node_cluster_open_error(nc, name, mc->created_version,
+						&oerr)) != 0)
+		drift_err_set(err, rv,
+			      "collection %s cannot be opened on node %s: %s",
+			      name, self, oerr.msg);
+out:
+	drift_meta_unref(st);
+	return rv;
+}
+
 /* ---- Collections ---- */
 
 /* Whether node `address` lists collection `name` as open: 1 or 0, or

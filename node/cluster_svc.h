@@ -56,4 +56,16 @@ int drift_cluster_svc_drop(drift_node_cluster *nc, const char *name,
 int drift_cluster_svc_route(drift_node_cluster *nc, const char *name,
 			    const uint64_t *ids, size_t n, drift_err *err);
 
+/* Routing check of a shard-level call (drift.peer.v1) routed with map
+ * version `version`: 0 when this node holds shard `shard` of `name` (after
+ * catching up with `version` when it is newer than this node's map) and
+ * has it open, and every one of the n ids belongs to that shard.
+ * DRIFT_ESTALE naming the holder and this node's map version (the caller
+ * refreshes its map), DRIFT_ENOENT, DRIFT_EINVAL (an id of another shard,
+ * a shard out of range), DRIFT_EUNAVAIL (not opened yet). */
+int drift_cluster_svc_route_shard(drift_node_cluster *nc, const char *name,
+				  uint32_t shard, uint64_t version,
+				  const uint64_t *ids, size_t n,
+				  drift_err *err);
+
 #endif /* DRIFT_NODE_CLUSTER_SVC_H */

@@ -974,6 +974,16 @@ int drift_collection_search(drift_collection *c, const float *q,
 	return rv;
 }
 
+int drift_collection_search_shard(drift_collection *c, uint32_t shard,
+				  const float *q,
+				  const drift_shard_search_opts *so,
+				  drift_hit *out, size_t *n_out)
+{
+	if (shard >= c->cfg.shards)
+		return DRIFT_EINVAL;
+	return drift_shard_search(c->shards[shard], q, so, out, n_out);
+}
+
 int drift_collection_flush(drift_collection *c, drift_err *err)
 {
 	for (uint32_t s = 0; s < c->cfg.shards; s++) {

@@ -157,6 +157,12 @@ int drift_collection_get(drift_collection *c, uint64_t id, float *out);
 int drift_collection_search(drift_collection *c, const float *q,
 			    const drift_shard_search_opts *so, drift_hit *out,
 			    size_t *n_out);
+/* The k best of shard `shard` alone (the peer API: the caller merges the
+ * shards' answers). DRIFT_EINVAL for a shard out of range. */
+int drift_collection_search_shard(drift_collection *c, uint32_t shard,
+				  const float *q,
+				  const drift_shard_search_opts *so,
+				  drift_hit *out, size_t *n_out);
 int drift_collection_flush(drift_collection *c, drift_err *err);
 
 /* Live vectors and per-shard statistics (st: room for cfg->shards). */

@@ -14,6 +14,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "drift/peer/v1/peer.pb-c.h"
 #include "drift/v1/drift.pb-c.h"
 #include "node/cluster_svc.h"
 
@@ -23,6 +24,15 @@ struct service {
 };
 
 static struct service svc;
+
+/* A shard-level call (drift.peer.v1, below) runs the public handler's
+ * code on one shard: its scope is set for the handler's thread while it
+ * runs (NULL: a public call). */
+struct scope {
+	uint32_t shard;
+	uint64_t map_version;
+};
+static _Thread_local const struct scope *scope;
 
 /* ---- Helpers ---- */
 
@@ -87,7 +97,12 @@ static drift_collection *acquire(drift_grpc_call *c, const char *name)
 		/* Not here: on another node, or not opened here yet. */
 		drift_err rerr;
 		drift_err_clear(&rerr);
-		int r = drift_cluster_svc_route(svc.nc, name, NULL, 0, &rerr);
+		int r = scope != NULL
+				? drift_cluster_svc_route_shard(
+					  svc.nc, name, scope->shard,
+					  scope->map_version, NULL, 0, &rerr)
+				: drift_cluster_svc_route(svc.nc, name, NULL, 0,
+							  &rerr);
 		if (r != 0 && r != DRIFT_ENOENT) {
 			fail_err(c, r, &rerr);
 			return NULL;
@@ -112,7 +127,17 @@ static int route(drift_grpc_call *c, const char *name, const uint64_t *ids,
 		return 0;
 	drift_err err;
 	drift_err_clear(&err);
-	int rv = drift_cluster_svc_route(svc.nc, name, ids, n, &err);
+	int rv;
+	if (scope != NULL) {
+		rv = drift_cluster_svc_route_shard(svc.nc, name, scope->shard,
+						   scope->map_version, ids, n,
+						   &err);
+		if (rv == 0)
+			return 0;
+		fail_err_at(c, prefix, rv, &err);
+		return -1;
+	}
+	rv = drift_cluster_svc_route(svc.nc, name, ids, n, &err);
 	if (rv == 0 || rv == DRIFT_ENOENT)
 		return 0;
 	fail_err_at(c, prefix, rv, &err);
@@ -124,6 +149,28 @@ static Drift__V1__Metric metric_to_pb(enum drift_metric m)
 	return m == DRIFT_METRIC_IP	  ? DRIFT__V1__METRIC__METRIC_IP
 	       : m == DRIFT_METRIC_COSINE ? DRIFT__V1__METRIC__METRIC_COSINE
 					  : DRIFT__V1__METRIC__METRIC_L2;
+}
+
+/* One shard's statistics as drift.v1.ShardStats. */
+static void stats_to_pb(uint32_t shard, const drift_shard_stats *st,
+			Drift__V1__ShardStats *ps)
+{
+	drift__v1__shard_stats__init(ps);
+	ps->shard = shard;
+	ps->l0_rows = st->l0_rows;
+	ps->l0_tombstones = st->l0_tombstones;
+	ps->l1_vectors = st->l1_vectors;
+	ps->l1_buckets = st->l1_buckets;
+	ps->segments = st->segments;
+	ps->wal_bytes = st->wal_bytes;
+	ps->wal_seq = st->wal_seq;
+	ps->flushed_seq = st->flushed_seq;
+	ps->flushes = st->flushes;
+	ps->splits = st->splits;
+	ps->merges = st->merges;
+	ps->recenters = st->recenters;
+	ps->live = st->live;
+	ps->memory_bytes = st->memory_bytes;
 }
 
 /* Fills info (and its shard stats, allocated: free_info) for col. */
@@ -152,22 +199,7 @@ static int fill_info(drift_collection *col, Drift__V1__CollectionInfo *info)
 	info->vector_count = drift_collection_stats(col, st);
 	info->memory_bytes = drift_collection_memory(col, &info->memory_limit);
 	for (uint32_t i = 0; i < cfg->shards; i++) {
-		drift__v1__shard_stats__init(&ps[i]);
-		ps[i].shard = i;
-		ps[i].l0_rows = st[i].l0_rows;
-		ps[i].l0_tombstones = st[i].l0_tombstones;
-		ps[i].l1_vectors = st[i].l1_vectors;
-		ps[i].l1_buckets = st[i].l1_buckets;
-		ps[i].segments = st[i].segments;
-		ps[i].wal_bytes = st[i].wal_bytes;
-		ps[i].wal_seq = st[i].wal_seq;
-		ps[i].flushed_seq = st[i].flushed_seq;
-		ps[i].flushes = st[i].flushes;
-		ps[i].splits = st[i].splits;
-		ps[i].merges = st[i].merges;
-		ps[i].recenters = st[i].recenters;
-		ps[i].live = st[i].live;
-		ps[i].memory_bytes = st[i].memory_bytes;
+		stats_to_pb(i, &st[i], &ps[i]);
 		pp[i] = &ps[i];
 	}
 	drift_free(st);
@@ -488,13 +520,8 @@ out:
 	return rv;
 }
 
-static void upsert(drift_grpc_call *c, void *ctx)
+static void upsert_req(drift_grpc_call *c, Drift__V1__UpsertRequest *req)
 {
-	(void)ctx;
-	Drift__V1__UpsertRequest *req =
-		recv_req(c, &drift__v1__upsert_request__descriptor);
-	if (req == NULL)
-		return;
 	uint64_t written = 0;
 	if (upsert_one(c, req, &written, "") == 0) {
 		Drift__V1__UpsertResponse resp =
@@ -502,6 +529,16 @@ static void upsert(drift_grpc_call *c, void *ctx)
 		resp.written = written;
 		reply(c, &resp.base);
 	}
+}
+
+static void upsert(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__UpsertRequest *req =
+		recv_req(c, &drift__v1__upsert_request__descriptor);
+	if (req == NULL)
+		return;
+	upsert_req(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -534,13 +571,10 @@ static void upsert_stream(drift_grpc_call *c, void *ctx)
 	reply(c, &resp.base);
 }
 
-static void delete_(drift_grpc_call *c, void *ctx)
+/* The handler's work on an unpacked request (also a shard-level call's,
+ * under its scope). */
+static void delete_req(drift_grpc_call *c, Drift__V1__DeleteRequest *req)
 {
-	(void)ctx;
-	Drift__V1__DeleteRequest *req =
-		recv_req(c, &drift__v1__delete_request__descriptor);
-	if (req == NULL)
-		return;
 	drift_collection *col = acquire(c, req->collection);
 	if (col != NULL &&
 	    route(c, req->collection, req->ids, req->n_ids, "") != 0) {
@@ -563,21 +597,28 @@ static void delete_(drift_grpc_call *c, void *ctx)
 		}
 		drift_cm_release(svc.cm, col);
 	}
+}
+
+static void delete_(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__DeleteRequest *req =
+		recv_req(c, &drift__v1__delete_request__descriptor);
+	if (req == NULL)
+		return;
+	delete_req(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 /* ---- Reads ---- */
 
-static void get(drift_grpc_call *c, void *ctx)
+/* The handler's work on an unpacked request (also a shard-level call's,
+ * under its scope). */
+static void get_req(drift_grpc_call *c, Drift__V1__GetRequest *req)
 {
-	(void)ctx;
-	Drift__V1__GetRequest *req =
-		recv_req(c, &drift__v1__get_request__descriptor);
-	if (req == NULL)
-		return;
 	drift_collection *col = acquire(c, req->collection);
 	if (col == NULL)
-		goto out;
+		return;
 	uint32_t dim = drift_collection_cfg(col)->dim;
 	size_t n = req->n_ids;
 	if (n > DRIFT_NODE_MAX_GET) {
@@ -620,7 +661,16 @@ freeall:
 	drift_free(vecs);
 rel:
 	drift_cm_release(svc.cm, col);
-out:
+}
+
+static void get(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__GetRequest *req =
+		recv_req(c, &drift__v1__get_request__descriptor);
+	if (req == NULL)
+		return;
+	get_req(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -686,7 +736,10 @@ static int run_search(drift_collection *col, const Drift__V1__SearchRequest *r,
 				      .nprobe = r->nprobe,
 				      .recall_target = r->recall_target};
 	size_t n = 0;
-	rv = drift_collection_search(col, r->vector, &so, hits, &n);
+	rv = scope != NULL
+		     ? drift_collection_search_shard(col, scope->shard,
+						     r->vector, &so, hits, &n)
+		     : drift_collection_search(col, r->vector, &so, hits, &n);
 	if (rv != 0)
 		goto fail;
 	size_t out = 0;
@@ -736,13 +789,10 @@ static void free_search(Drift__V1__SearchResponse *resp)
 	drift_free(resp->hits);
 }
 
-static void search(drift_grpc_call *c, void *ctx)
+/* The handler's work on an unpacked request (also a shard-level call's,
+ * under its scope). */
+static void search_req(drift_grpc_call *c, Drift__V1__SearchRequest *req)
 {
-	(void)ctx;
-	Drift__V1__SearchRequest *req =
-		recv_req(c, &drift__v1__search_request__descriptor);
-	if (req == NULL)
-		return;
 	drift_collection *col = acquire(c, req->collection);
 	if (col != NULL) {
 		char msg[256];
@@ -766,19 +816,27 @@ static void search(drift_grpc_call *c, void *ctx)
 		}
 		drift_cm_release(svc.cm, col);
 	}
+}
+
+static void search(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__SearchRequest *req =
+		recv_req(c, &drift__v1__search_request__descriptor);
+	if (req == NULL)
+		return;
+	search_req(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
-static void search_batch(drift_grpc_call *c, void *ctx)
+/* The handler's work on an unpacked request (also a shard-level call's,
+ * under its scope). */
+static void search_batch_req(drift_grpc_call *c,
+			     Drift__V1__SearchBatchRequest *req)
 {
-	(void)ctx;
-	Drift__V1__SearchBatchRequest *req =
-		recv_req(c, &drift__v1__search_batch_request__descriptor);
-	if (req == NULL)
-		return;
 	drift_collection *col = acquire(c, req->collection);
 	if (col == NULL)
-		goto out;
+		return;
 	size_t n = req->n_queries;
 	if (n > DRIFT_NODE_MAX_BATCH_QUERIES) {
 		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
@@ -835,7 +893,16 @@ static void search_batch(drift_grpc_call *c, void *ctx)
 	drift_free(pp);
 rel:
 	drift_cm_release(svc.cm, col);
-out:
+}
+
+static void search_batch(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__SearchBatchRequest *req =
+		recv_req(c, &drift__v1__search_batch_request__descriptor);
+	if (req == NULL)
+		return;
+	search_batch_req(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -860,6 +927,117 @@ static void flush(drift_grpc_call *c, void *ctx)
 		}
 		drift_cm_release(svc.cm, col);
 	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* ---- drift.peer.v1: one shard (proto/drift/peer/v1/peer.proto) ---- */
+
+/* Runs a public handler's work under a shard's scope. The inner request
+ * is required. */
+#define PEER_CALL(c, req, fn)                                                  \
+	do {                                                                   \
+		if ((req)->request == NULL) {                                  \
+			drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT, \
+					       "no request");                  \
+			break;                                                 \
+		}                                                              \
+		const struct scope sc = {.shard = (req)->shard,                \
+					 .map_version = (req)->map_version};   \
+		scope = &sc;                                                   \
+		fn(c, (req)->request);                                         \
+		scope = NULL;                                                  \
+	} while (0)
+
+static void peer_upsert(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__Peer__V1__ShardUpsertRequest *req =
+		recv_req(c, &drift__peer__v1__shard_upsert_request__descriptor);
+	if (req == NULL)
+		return;
+	PEER_CALL(c, req, upsert_req);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void peer_delete(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__Peer__V1__ShardDeleteRequest *req =
+		recv_req(c, &drift__peer__v1__shard_delete_request__descriptor);
+	if (req == NULL)
+		return;
+	PEER_CALL(c, req, delete_req);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void peer_get(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__Peer__V1__ShardGetRequest *req =
+		recv_req(c, &drift__peer__v1__shard_get_request__descriptor);
+	if (req == NULL)
+		return;
+	PEER_CALL(c, req, get_req);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void peer_search(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__Peer__V1__ShardSearchRequest *req =
+		recv_req(c, &drift__peer__v1__shard_search_request__descriptor);
+	if (req == NULL)
+		return;
+	PEER_CALL(c, req, search_req);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void peer_search_batch(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__Peer__V1__ShardSearchBatchRequest *req = recv_req(
+		c, &drift__peer__v1__shard_search_batch_request__descriptor);
+	if (req == NULL)
+		return;
+	PEER_CALL(c, req, search_batch_req);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void peer_describe(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__Peer__V1__ShardDescribeRequest *req = recv_req(
+		c, &drift__peer__v1__shard_describe_request__descriptor);
+	if (req == NULL)
+		return;
+	const struct scope sc = {.shard = req->shard,
+				 .map_version = req->map_version};
+	scope = &sc;
+	drift_collection *col = acquire(c, req->collection);
+	if (col != NULL && route(c, req->collection, NULL, 0, "") == 0) {
+		const drift_collection_config *cfg = drift_collection_cfg(col);
+		drift_shard_stats *st =
+			drift_mallocarray(cfg->shards, sizeof(*st));
+		if (st == NULL) {
+			drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+					       "out of memory");
+		} else {
+			drift_collection_stats(col, st);
+			const drift_shard_stats *t = &st[req->shard];
+			Drift__V1__ShardStats ps = DRIFT__V1__SHARD_STATS__INIT;
+			stats_to_pb(req->shard, t, &ps);
+			Drift__Peer__V1__ShardDescribeResponse resp =
+				DRIFT__PEER__V1__SHARD_DESCRIBE_RESPONSE__INIT;
+			resp.vector_count = t->live;
+			resp.memory_bytes = t->memory_bytes;
+			resp.stats = &ps;
+			reply(c, &resp.base);
+			drift_free(st);
+		}
+	}
+	if (col != NULL)
+		drift_cm_release(svc.cm, col);
+	scope = NULL;
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -895,6 +1073,17 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 		{"/drift.v1.Drift/SearchBatch", DRIFT_GRPC_UNARY, search_batch,
 		 false},
 		{"/drift.v1.Drift/Flush", DRIFT_GRPC_UNARY, flush, false},
+		{"/drift.peer.v1.Shard/Upsert", DRIFT_GRPC_UNARY, peer_upsert,
+		 false},
+		{"/drift.peer.v1.Shard/Delete", DRIFT_GRPC_UNARY, peer_delete,
+		 false},
+		{"/drift.peer.v1.Shard/Get", DRIFT_GRPC_UNARY, peer_get, true},
+		{"/drift.peer.v1.Shard/Search", DRIFT_GRPC_UNARY, peer_search,
+		 true},
+		{"/drift.peer.v1.Shard/SearchBatch", DRIFT_GRPC_UNARY,
+		 peer_search_batch, false},
+		{"/drift.peer.v1.Shard/Describe", DRIFT_GRPC_UNARY,
+		 peer_describe, false},
 	};
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
 		int rv = m[i].cpu ? drift_grpc_server_add_cpu(srv, m[i].path,

@@ -34,6 +34,45 @@ NODE = os.environ["DRIFT_NODE"]
 C = grpc.StatusCode
 
 
+def peer_stubs():
+    """(peer_pb2, peer_pb2_grpc) of drift.peer.v1, generated like
+    grpctest's stubs (after them, so drift/v1 is importable)."""
+    import importlib
+    import tempfile as tf
+    from grpc_tools import protoc
+    from grpctest import PROTO
+    out = tf.mkdtemp(prefix="drift-peer-stubs-")
+    if protoc.main(["protoc", "-I" + PROTO, "--python_out=" + out,
+                    "--grpc_python_out=" + out,
+                    "drift/peer/v1/peer.proto"]) != 0:
+        raise RuntimeError("grpc_tools.protoc failed on peer.proto")
+    sys.path.insert(0, out)
+    # The drift package is already imported from grpctest's folder: add
+    # this one's drift/peer to it.
+    import drift
+    drift.__path__.append(os.path.join(out, "drift"))
+    return (importlib.import_module("drift.peer.v1.peer_pb2"),
+            importlib.import_module("drift.peer.v1.peer_pb2_grpc"))
+
+
+_xxh = None
+
+
+def shard_of_id(i, shards):
+    """drift_shard_of_id (cluster/placement.h) computed outside Drift:
+    XXH3-64 of the id's 8 little-endian bytes, seed 0x5eedc011ec7105,
+    modulo the shard count, with libxxhash through ctypes."""
+    global _xxh
+    import ctypes
+    if _xxh is None:
+        _xxh = ctypes.CDLL("libxxhash.so.0")
+        _xxh.XXH3_64bits_withSeed.restype = ctypes.c_uint64
+        _xxh.XXH3_64bits_withSeed.argtypes = [
+            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint64]
+    h = _xxh.XXH3_64bits_withSeed(struct.pack("<Q", i), 8, 0x5eedc011ec7105)
+    return h % shards
+
+
 def free_ports(n):
     """n distinct free TCP ports on 127.0.0.1 (bound, then released)."""
     socks, ports = [], []

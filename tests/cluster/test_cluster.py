@@ -34,8 +34,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "grpc"))
-from clusterlib import (C, Node, RaftProxy, cluster, code_of,  # noqa: E402
-                        leader_of, map_of, pb, tmpdir, wait_for)
+from clusterlib import (C, Node, cluster, code_of, leader_of,  # noqa: E402
+                        map_of, pb, peer_stubs, shard_of_id, tmpdir,
+                        wait_for)
 from grpctest import Tap  # noqa: E402
 
 ROUNDS = int(os.environ.get("DRIFT_CLUSTER_ROUNDS", "3"))
@@ -392,6 +393,86 @@ def main():
             else:
                 print("# partition logs in %s" % pbase, flush=True)
 
+    def peer_api():
+        ppb, ppbg = peer_stubs()
+        n0 = nodes[0]
+        create(n0, "pa", shards=3)
+        sm = n0.c.ShardMap(pb.ShardMapRequest(collection="pa"), timeout=5)
+        ver = sm.version
+        byid = {n.node_id: n for n in nodes}
+        holder = {a.shard: byid[a.nodes[0]] for a in sm.shards}
+        stub = {s: ppbg.ShardStub(h.ch) for s, h in holder.items()}
+        ids = list(range(300))
+        of = {i: shard_of_id(i, 3) for i in ids}
+        written = 0
+        for s in range(3):
+            mine = [i for i in ids if of[i] == s]
+            r = stub[s].Upsert(ppb.ShardUpsertRequest(
+                shard=s, map_version=ver, request=pb.UpsertRequest(
+                    collection="pa", points=[pb.Point(id=i, vector=vec(i))
+                                             for i in mine])), timeout=10)
+            written += r.written
+        tap.check(written == 300, "Shard.Upsert: each shard's ids to its "
+                  "holder (%d written)" % written)
+        other = next(i for i in ids if of[i] != 0)
+        code, msg = code_of(lambda: stub[0].Upsert(ppb.ShardUpsertRequest(
+            shard=0, map_version=ver, request=pb.UpsertRequest(
+                collection="pa", points=[pb.Point(id=other,
+                                                  vector=vec(other))])),
+            timeout=10))
+        tap.check(code == C.INVALID_ARGUMENT and "belongs to shard" in msg,
+                  "Shard.Upsert of an id of another shard: %s (%s)" %
+                  (code, msg[:100]))
+        wrong = next(n for n in nodes if n is not holder[0])
+        code, msg = code_of(lambda: ppbg.ShardStub(wrong.ch).Search(
+            ppb.ShardSearchRequest(shard=0, map_version=ver,
+                                   request=pb.SearchRequest(
+                                       collection="pa", vector=vec(1), k=5)),
+            timeout=10))
+        tap.check(code == C.FAILED_PRECONDITION and
+                  holder[0].node_id in msg and "map version" in msg,
+                  "Shard.Search at a node without the shard: %s (%s)" %
+                  (code, msg[:120]))
+        # Exact per-shard answers, merged, equal brute force.
+        import numpy as np
+        data = np.array([pb.Point(vector=vec(i)).vector for i in ids],
+                        dtype=np.float32)
+        good = 0
+        for qi in range(20):
+            q = np.array(pb.Point(vector=vec(1000 + qi)).vector,
+                         dtype=np.float32)
+            hits = []
+            for s in range(3):
+                r = stub[s].Search(ppb.ShardSearchRequest(
+                    shard=s, map_version=ver, request=pb.SearchRequest(
+                        collection="pa", vector=list(q), k=10,
+                        recall_target=1.0)), timeout=10)
+                hits += [(h.distance, h.id) for h in r.hits]
+            got = [i for _, i in sorted(hits)[:10]]
+            want = list(np.argsort(((data - q) ** 2).sum(1),
+                                   kind="stable")[:10])
+            good += got == want
+        tap.check(good == 20, "Shard.Search, exact, merged over the three "
+                  "shards: brute force's top 10 for %d of 20 queries" % good)
+        g = stub[1].Get(ppb.ShardGetRequest(
+            shard=1, map_version=ver, request=pb.GetRequest(
+                collection="pa", ids=[i for i in ids if of[i] == 1][:5],
+                with_vectors=True)), timeout=10)
+        tap.check(len(g.points) == 5 and all(
+            list(p.vector) == list(pb.Point(vector=vec(p.id)).vector)
+            for p in g.points), "Shard.Get at the holder")
+        counts = [stub[s].Describe(ppb.ShardDescribeRequest(
+            shard=s, map_version=ver, collection="pa"),
+            timeout=10).vector_count for s in range(3)]
+        tap.check(counts == [sum(1 for i in ids if of[i] == s)
+                             for s in range(3)],
+                  "Shard.Describe: each shard's count (%s)" % counts)
+        code, msg = code_of(lambda: stub[0].Describe(ppb.ShardDescribeRequest(
+            shard=7, map_version=ver, collection="pa"), timeout=10))
+        tap.check(code == C.INVALID_ARGUMENT,
+                  "Shard.Describe of shard 7 of 3: %s (%s)" % (code, msg[:80]))
+        n0.s.DropCollection(pb.DropCollectionRequest(name="pa"), timeout=10)
+
     def adopt_old_directory():
         n = Node(base, "old").start()
         n.s.CreateCollection(pb.CreateCollectionRequest(
@@ -422,7 +503,8 @@ def main():
         tap.check(rc == 0, "and stops cleanly (exit %r)" % rc)
 
     for name, fn in [("formation", formation), ("collections", collections),
-                     ("watch", watch), ("bad_inputs", bad_inputs),
+                     ("watch", watch), ("peer_api", peer_api),
+                     ("bad_inputs", bad_inputs),
                      ("kill_rounds", kill_rounds),
                      ("restart_all", restart_all),
                      ("standby_and_rejoin", standby_and_rejoin),
