@@ -180,7 +180,6 @@ static void notify_commit(drift_member *m)
 
 static void apply_cb(struct raft_apply *a, int status, void *result)
 {
-	(void)result;
 	struct mreq *q = a->data;
 	drift_member *mem = q->m;
 	q->buf.base = NULL; /* the library owns and frees it */
@@ -196,7 +195,9 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
 					"been applied)"
 				      : "");
 	} else {
-		rv = drift_fsm_last(mem->fsm, &err);
+		/* This command's own result: one commit can apply several
+		 * proposals before their callbacks run. */
+		rv = drift_fsm_result(mem->fsm, result, &err);
 		notify_commit(mem);
 	}
 	refresh_info(mem);

@@ -19,6 +19,8 @@
 
 #define CHANGE_TIMEOUT_NS 5000000000ull
 #define PEER_TIMEOUT_NS 2000000000ull
+/* How long a metadata change waits for a leader to be known. */
+#define LEADER_WAIT_NS 1500000000ull
 /* A health check of a peer before placing shards on it. */
 #define PROBE_TIMEOUT_NS 300000000ull
 
@@ -85,12 +87,23 @@ bool drift_cluster_svc_lead(drift_node_cluster *nc, drift_grpc_call *c,
 {
 	drift_member *m = drift_node_cluster_member(nc);
 	drift_member_info in;
-	drift_member_info_get(m, &in);
-	if (in.leader)
-		return true;
 	char id[DRIFT_NODE_ID_MAX + 1], addr[DRIFT_ADDR_MAX + 1];
-	if (!drift_member_leader(m, id, addr) ||
-	    strcmp(id, drift_node_cluster_node_id(nc)) == 0) {
+	/* No leader known (an election, a node that has just started): wait
+	 * a little for one, within the caller's deadline, rather than fail a
+	 * change that would succeed a moment later. */
+	uint64_t until = drift_now_ns() + remaining(c, LEADER_WAIT_NS);
+	bool known;
+	for (;;) {
+		drift_member_info_get(m, &in);
+		if (in.leader)
+			return true;
+		known = drift_member_leader(m, id, addr) &&
+			strcmp(id, drift_node_cluster_node_id(nc)) != 0;
+		if (known || drift_now_ns() >= until || drift_grpc_call_done(c))
+			break;
+		usleep(10000);
+	}
+	if (!known) {
 		drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE,
 				       "no Raft leader is known to node %s "
 				       "(an election, or no quorum): the "

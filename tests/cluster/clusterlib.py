@@ -149,7 +149,7 @@ class Node:
                 return
         raise RuntimeError("%s did not start in %d s" % (self.name, timeout))
 
-    def status(self, timeout=5):
+    def status(self, timeout=10):
         return self.c.Status(pb.StatusRequest(), timeout=timeout)
 
     def alive(self):
@@ -227,7 +227,7 @@ def wait_for(pred, timeout=10, step=0.05):
     return None
 
 
-def map_of(n, timeout=5):
+def map_of(n, timeout=10):
     """(version, sorted [(collection, shard, nodes)]) of a node's map."""
     m = n.c.ShardMap(pb.ShardMapRequest(), timeout=timeout)
     return m.version, tuple(sorted((a.collection, a.shard, tuple(a.nodes))

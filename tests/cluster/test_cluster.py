@@ -53,7 +53,7 @@ def vec(i, salt=0):
     return [r.uniform(-1, 1) for _ in range(D)]
 
 
-def create(n, name, shards=3, timeout=10):
+def create(n, name, shards=3, timeout=30):
     return n.s.CreateCollection(pb.CreateCollectionRequest(
         name=name, dimension=D, shards=shards), timeout=timeout)
 
@@ -516,7 +516,10 @@ def main():
     for n in nodes:
         rc = n.stop()
         tap.check(rc == 0, "%s stops cleanly (exit %r)" % (n.name, rc))
-    shutil.rmtree(base, ignore_errors=True)
+    if os.environ.get("DRIFT_CLUSTER_KEEP"):
+        print("# logs in %s" % base, flush=True)
+    else:
+        shutil.rmtree(base, ignore_errors=True)
     tap.done()
 
 
