@@ -6,6 +6,8 @@ processes on 127.0.0.1 (release build):
   through the leader and through a follower (forwarded), p50 / p99;
 - leader loss: kill -9 of the leader, the time until a CreateCollection
   through a survivor first succeeds, p50 / p99 over --rounds rounds;
+- a planned stop: the same after SIGTERM of the leader, which hands
+  leadership over first;
 - snapshot with --collections collections: the size of the snapshot a
   member takes and the time its restart spends restoring it (the node's
   own log line), and the whole restart until it serves.
@@ -112,6 +114,32 @@ def main():
                                   ms(pct(times, 99)), ms(max(times))))
         for i in range(a.rounds):
             drop(nodes[0], "ll-%d" % i)
+
+        # A planned stop: SIGTERM of the leader hands leadership over.
+        planned = []
+        for r in range(min(a.rounds, 10)):
+            ld = leader_of(nodes)
+            rest = [n for n in nodes if n is not ld]
+            ld.proc.send_signal(15)
+            t0 = time.perf_counter()
+            while True:
+                code, _ = code_of(lambda: create(rest[r % 2], "pl-%d" % r,
+                                                 timeout=3))
+                if code in (C.OK, C.ALREADY_EXISTS):
+                    break
+                if time.perf_counter() - t0 > 30:
+                    raise RuntimeError("no metadata write in 30 s")
+                time.sleep(0.01)
+            planned.append(time.perf_counter() - t0)
+            ld.stop()
+            ld.start()
+            wait_for(lambda: map_of(ld) == map_of(rest[0]), timeout=20)
+        print("planned stop (SIGTERM) of the leader to the first successful "
+              "CreateCollection through another node, %d rounds: p50 %s, "
+              "max %s" % (len(planned), ms(pct(planned, 50)),
+                          ms(max(planned))))
+        for i in range(len(planned)):
+            drop(nodes[0], "pl-%d" % i)
 
         # Snapshot and restore with many collections.
         t = time.perf_counter()
