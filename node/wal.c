@@ -107,7 +107,7 @@ struct drift_wal {
 /* A group larger than this is written from a buffer freed afterwards: a
  * log keeps no more than this (twice: pending and spare) for its next
  * writes, whatever the largest batch it ever took. */
-#define KEEP_BUFFER (64u << 10)
+#define KEEP_BUFFER (16u << 10)
 
 /* ---- Names and headers -------------------------------------------------- */
 

@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""Black-box memory tests of drift-node (issue 22), with stock grpcio, on a
+node with its default settings (65,536-row memtables):
+
+- many small collections: N collections (DRIFT_MEMORY_COLLECTIONS, 400 by
+  default; the issue's round is 2,000: run with that value by hand or see
+  tests/bench/memory.py) of 200 64-d COSINE vectors take at most 512 KiB
+  of resident memory each (the issue's 1 GiB for 2,000), an empty
+  collection at most 256 KiB, and the node's threads stay under
+  4 x cores + 16 whatever N is; every collection finds its own vectors;
+- restart with the N collections: ready (listening) within 30 s, and
+  every collection still finds its vectors;
+- memory that comes back: after dropping them all (some flushed to L1),
+  and after deleting 95% of a 40,000-vector collection and its
+  compaction, the resident memory is back within 10% or 16 MiB (the
+  larger) of what it was before.
+Resident memory is VmRSS of /proc/PID/status; threads its Threads line."""
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "grpc"))
+import grpc  # noqa: E402
+
+from grpctest import Server, Tap, drift_stubs  # noqa: E402
+
+pb, pbg, hpb, hpbg = drift_stubs()
+NODE = os.environ["DRIFT_NODE"]
+N = int(os.environ.get("DRIFT_MEMORY_COLLECTIONS", "400"))
+ROWS = 200
+D = 64
+KiB = 1024
+MiB = 1 << 20
+
+
+def status(pid):
+    """(resident bytes, threads) of a process."""
+    rss = threads = 0
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * KiB
+            elif line.startswith("Threads:"):
+                threads = int(line.split()[1])
+    return rss, threads
+
+
+def settle(pid, seconds=2.0):
+    """The resident memory once the Janitor has had time to finish (the
+    lowest of a few samples, at most `seconds`)."""
+    best = status(pid)[0]
+    until = time.time() + seconds
+    while time.time() < until:
+        time.sleep(0.2)
+        best = min(best, status(pid)[0])
+    return best
+
+
+def back_within(now, before):
+    return now <= before + max(0.10 * before, 16 * MiB)
+
+
+class Node:
+    def __init__(self, data):
+        self.data = data
+        self.start()
+
+    def start(self):
+        t = time.time()
+        self.srv = Server([NODE, "--data-dir", self.data, "--listen",
+                           "127.0.0.1:0", "--log-level", "warn"])
+        self.start_s = time.time() - t
+        self.ch = grpc.insecure_channel(
+            self.srv.addr,
+            options=[("grpc.max_send_message_length", 64 * MiB),
+                     ("grpc.max_receive_message_length", 64 * MiB)])
+        self.s = pbg.DriftStub(self.ch)
+        self.pid = self.srv.proc.pid
+
+    def stop(self):
+        self.ch.close()
+        return self.srv.stop(timeout=120)
+
+
+def vectors(rng, n):
+    return [[rng.uniform(-1, 1) for _ in range(D)] for _ in range(n)]
+
+
+def main():
+    tap = Tap()
+    data = tempfile.mkdtemp(prefix="drift-node-memory-")
+    n = Node(data)
+    s = n.s
+    cores = os.cpu_count() or 1
+    rng = random.Random(22)
+    base, threads0 = status(n.pid)
+    print("# node started: %.1f MiB, %d threads" % (base / MiB, threads0))
+
+    # Empty collections: the fixed cost of one.
+    E = 100
+    for i in range(E):
+        s.CreateCollection(pb.CreateCollectionRequest(
+            name="empty-%d" % i, dimension=D, metric=pb.METRIC_COSINE),
+            timeout=60)
+    empty = settle(n.pid)
+    per_empty = (empty - base) / E
+    tap.check(per_empty <= 256 * KiB,
+              "an empty collection costs %.0f KiB resident (<= 256)"
+              % (per_empty / KiB))
+    for i in range(E):
+        s.DropCollection(pb.DropCollectionRequest(name="empty-%d" % i),
+                         timeout=60)
+
+    # N collections of 200 vectors each, the first vectors kept to check.
+    base = settle(n.pid)
+    firsts = []
+    t = time.time()
+    for c in range(N):
+        name = "t%d" % c
+        s.CreateCollection(pb.CreateCollectionRequest(
+            name=name, dimension=D, metric=pb.METRIC_COSINE), timeout=60)
+        vs = vectors(rng, ROWS)
+        firsts.append(vs[c % ROWS])
+        r = s.Upsert(pb.UpsertRequest(
+            collection=name,
+            points=[pb.Point(id=i, vector=v) for i, v in enumerate(vs)]),
+            timeout=60)
+        assert r.written == ROWS
+    load_s = time.time() - t
+    rss, threads = status(n.pid)
+    per = (rss - base) / N
+    print("# %d collections of %d vectors loaded in %.1f s: %.1f MiB "
+          "(%.0f KiB each), %d threads" % (N, ROWS, load_s, rss / MiB,
+                                           per / KiB, threads))
+    tap.check(per <= 512 * KiB,
+              "%d collections of %d 64-d vectors: %.0f KiB resident each "
+              "(<= 512, 1 GiB for 2,000)" % (N, ROWS, per / KiB))
+    tap.check(threads <= 4 * cores + 16 and threads <= threads0 + 4,
+              "%d threads with %d collections (started with %d; bound "
+              "%d)" % (threads, N, threads0, 4 * cores + 16))
+
+    def all_found(node):
+        bad = 0
+        for c in range(N):
+            h = node.s.Search(pb.SearchRequest(
+                collection="t%d" % c, vector=firsts[c], k=1,
+                recall_target=1.0), timeout=60)
+            bad += not (len(h.hits) == 1 and h.hits[0].id == c % ROWS)
+        return bad
+
+    bad = all_found(n)
+    tap.check(bad == 0, "every collection finds its own vector (%d did "
+              "not)" % bad)
+
+    # Restart with N collections (their rows come back from the WAL).
+    rv = n.stop()
+    tap.check(rv == 0, "clean shutdown with %d collections" % N)
+    n.start()
+    print("# restart with %d collections: listening after %.1f s"
+          % (N, n.start_s))
+    tap.check(n.start_s <= 30, "restart with %d collections ready in "
+              "%.1f s (<= 30)" % (N, n.start_s))
+    bad = all_found(n)
+    tap.check(bad == 0, "after the restart every collection finds its "
+              "vector (%d did not)" % bad)
+
+    # Drop them all (a quarter flushed to L1 first): memory comes back.
+    before = base
+    for c in range(0, N, 4):
+        n.s.Flush(pb.FlushRequest(collection="t%d" % c), timeout=60)
+    peak = status(n.pid)[0]
+    t = time.time()
+    for c in range(N):
+        n.s.DropCollection(pb.DropCollectionRequest(name="t%d" % c),
+                           timeout=60)
+    drop_s = time.time() - t
+    after = settle(n.pid)
+    print("# before %.1f MiB, loaded %.1f MiB, after dropping all (%.1f "
+          "s) %.1f MiB" % (before / MiB, peak / MiB, drop_s, after / MiB))
+    tap.check(back_within(after, before),
+              "drop all: %.1f MiB resident, back within 10%% / 16 MiB of "
+              "the %.1f before" % (after / MiB, before / MiB))
+    lst = n.s.ListCollections(pb.ListCollectionsRequest(), timeout=60)
+    tap.check(len(lst.collections) == 0, "no collection left")
+
+    # Delete most of a collection: compaction gives the memory back.
+    before = settle(n.pid)
+    BIG = 40000
+    n.s.CreateCollection(pb.CreateCollectionRequest(
+        name="big", dimension=D, metric=pb.METRIC_L2), timeout=60)
+    for lo in range(0, BIG, 2000):
+        n.s.Upsert(pb.UpsertRequest(
+            collection="big",
+            points=[pb.Point(id=i, vector=v) for i, v in
+                    zip(range(lo, lo + 2000), vectors(rng, 2000))]),
+            timeout=120)
+    n.s.Flush(pb.FlushRequest(collection="big"), timeout=300)
+    loaded = status(n.pid)[0]
+    keep = [i for i in range(BIG) if i % 20 == 0]
+    gone = [i for i in range(BIG) if i % 20 != 0]
+    for lo in range(0, len(gone), 5000):
+        n.s.Delete(pb.DeleteRequest(collection="big",
+                                    ids=gone[lo:lo + 5000]), timeout=120)
+    n.s.Flush(pb.FlushRequest(collection="big"), timeout=300)
+    after = settle(n.pid, seconds=10)
+    info = n.s.DescribeCollection(pb.DescribeCollectionRequest(name="big"),
+                                  timeout=60).collection
+    print("# big: before %.1f MiB, %d vectors %.1f MiB, %d left %.1f MiB"
+          % (before / MiB, BIG, loaded / MiB, info.vector_count,
+             after / MiB))
+    tap.check(info.vector_count == len(keep), "big: %d vectors left"
+              % info.vector_count)
+    tap.check(loaded - before > 8 * MiB, "big: loading took memory "
+              "(%.1f MiB)" % ((loaded - before) / MiB))
+    tap.check(back_within(after, before),
+              "delete 95%% and compact: %.1f MiB, back within 10%% / "
+              "16 MiB of the %.1f before the load"
+              % (after / MiB, before / MiB))
+    g = n.s.Get(pb.GetRequest(collection="big", ids=keep[:50] + gone[:50]),
+                timeout=60)
+    tap.check([p.id for p in g.points] == keep[:50],
+              "big: the kept ids are there, the deleted ones are not")
+    n.s.DropCollection(pb.DropCollectionRequest(name="big"), timeout=60)
+
+    rv = n.stop()
+    tap.check(rv == 0, "clean shutdown")
+    shutil.rmtree(data, ignore_errors=True)
+    tap.done()
+
+
+if __name__ == "__main__":
+    main()
