@@ -2,7 +2,7 @@
 """Black-box memory tests of drift-node (issue 22), with stock grpcio, on a
 node with its default settings (65,536-row memtables):
 
-- many small collections: N collections (DRIFT_MEMORY_COLLECTIONS, 400 by
+- many small collections: N collections (DRIFT_MEMORY_COLLECTIONS, 300 by
   default; the issue's round is 2,000: run with that value by hand or see
   tests/bench/memory.py) of 200 64-d COSINE vectors take at most 512 KiB
   of resident memory each (the issue's 1 GiB for 2,000), an empty
@@ -16,7 +16,10 @@ node with its default settings (65,536-row memtables):
   larger) of what it was before. The second is a TODO (reported, not
   failing the suite): the L1 vector store's row cache (node/vstore.c)
   keeps the pages of deleted rows (about 30 MiB of the 46 here).
-Resident memory is VmRSS of /proc/PID/status; threads its Threads line."""
+Resident memory is VmRSS of /proc/PID/status; threads its Threads line.
+Under AddressSanitizer (its allocator quarantines freed memory and adds
+shadow memory) the figures and the time bound are skipped, and the rounds
+are smaller (60 collections, 10,000 vectors)."""
 import os
 import random
 import shutil
@@ -63,8 +66,9 @@ def settle(pid, seconds=2.0):
 
 
 def todo(tap, ok, what, why):
-    """A known gap: reported as TAP TODO (an expected failure while it is
-    one, a pass once fixed), never hidden."""
+    """A known gap: reported as TAP TODO, never hidden. meson counts a
+    TODO that passes as a failure (unexpected pass): whoever fixes the gap
+    turns this back into a check."""
     tap.n += 1
     print("%s %d - %s # TODO %s" % ("ok" if ok else "not ok", tap.n, what,
                                      why), flush=True)
@@ -131,6 +135,9 @@ def main():
     rng = random.Random(22)
     base, threads0 = status(n.pid)
     asan = sanitized(n.pid)
+    # Under the sanitizers (several times slower) fewer, and no figures.
+    NC = min(N, 60) if asan else N
+    BIG = 10000 if asan else 60000
     print("# node started: %.1f MiB, %d threads" % (base / MiB, threads0))
 
     # Empty collections: the fixed cost of one.
@@ -152,7 +159,7 @@ def main():
     base = settle(n.pid)
     firsts = []
     t = time.time()
-    for c in range(N):
+    for c in range(NC):
         name = "t%d" % c
         s.CreateCollection(pb.CreateCollectionRequest(
             name=name, dimension=D, metric=pb.METRIC_COSINE), timeout=60)
@@ -165,20 +172,20 @@ def main():
         assert r.written == ROWS
     load_s = time.time() - t
     rss, threads = status(n.pid)
-    per = (rss - base) / N
+    per = (rss - base) / NC
     print("# %d collections of %d vectors loaded in %.1f s: %.1f MiB "
-          "(%.0f KiB each), %d threads" % (N, ROWS, load_s, rss / MiB,
+          "(%.0f KiB each), %d threads" % (NC, ROWS, load_s, rss / MiB,
                                            per / KiB, threads))
     memcheck(tap, asan, per <= 512 * KiB,
              "%d collections of %d 64-d vectors: %.0f KiB resident each "
-             "(<= 512, 1 GiB for 2,000)" % (N, ROWS, per / KiB))
+             "(<= 512, 1 GiB for 2,000)" % (NC, ROWS, per / KiB))
     tap.check(threads <= 4 * cores + 16 and threads <= threads0 + 4,
               "%d threads with %d collections (started with %d; bound "
-              "%d)" % (threads, N, threads0, 4 * cores + 16))
+              "%d)" % (threads, NC, threads0, 4 * cores + 16))
 
     def all_found(node):
         bad = 0
-        for c in range(N):
+        for c in range(NC):
             h = node.s.Search(pb.SearchRequest(
                 collection="t%d" % c, vector=firsts[c], k=1,
                 recall_target=1.0), timeout=60)
@@ -191,23 +198,23 @@ def main():
 
     # Restart with N collections (their rows come back from the WAL).
     rv = n.stop()
-    tap.check(rv == 0, "clean shutdown with %d collections" % N)
+    tap.check(rv == 0, "clean shutdown with %d collections" % NC)
     n.start()
     print("# restart with %d collections: listening after %.1f s"
-          % (N, n.start_s))
-    tap.check(n.start_s <= 30, "restart with %d collections ready in "
-              "%.1f s (<= 30)" % (N, n.start_s))
+          % (NC, n.start_s))
+    memcheck(tap, asan, n.start_s <= 30, "restart with %d collections "
+             "ready in %.1f s (<= 30)" % (NC, n.start_s))
     bad = all_found(n)
     tap.check(bad == 0, "after the restart every collection finds its "
               "vector (%d did not)" % bad)
 
     # Drop them all (a quarter flushed to L1 first): memory comes back.
     before = base
-    for c in range(0, N, 4):
+    for c in range(0, NC, 4):
         n.s.Flush(pb.FlushRequest(collection="t%d" % c), timeout=60)
     peak = status(n.pid)[0]
     t = time.time()
-    for c in range(N):
+    for c in range(NC):
         n.s.DropCollection(pb.DropCollectionRequest(name="t%d" % c),
                            timeout=60)
     drop_s = time.time() - t
@@ -222,7 +229,7 @@ def main():
 
     # Delete most of a collection: compaction gives the memory back.
     before = settle(n.pid)
-    BIG, BD = 60000, 128
+    BD = 128
     n.s.CreateCollection(pb.CreateCollectionRequest(
         name="big", dimension=BD, metric=pb.METRIC_L2), timeout=60)
     for lo in range(0, BIG, 2000):
@@ -248,13 +255,16 @@ def main():
              after / MiB))
     tap.check(info.vector_count == len(keep), "big: %d vectors left"
               % info.vector_count)
-    memcheck(tap, asan, loaded - before > 32 * MiB,
+    memcheck(tap, asan, loaded - before > BIG * BD * 4,
              "big: loading took memory (%.1f MiB)"
              % ((loaded - before) / MiB))
-    todo(tap, asan or back_within(after, before),
-         "delete 95%% and compact: %.1f MiB, back within 10%% / 16 MiB of "
-         "the %.1f before the load" % (after / MiB, before / MiB),
-         "the vector store's row cache keeps deleted rows' pages")
+    if asan:
+        memcheck(tap, asan, False, "delete 95% and compact: memory back")
+    else:
+        todo(tap, back_within(after, before),
+             "delete 95%% and compact: %.1f MiB, back within 10%% / 16 MiB "
+             "of the %.1f before the load" % (after / MiB, before / MiB),
+             "the vector store's row cache keeps deleted rows' pages")
     g = n.s.Get(pb.GetRequest(collection="big", ids=keep[:50] + gone[:50]),
                 timeout=60)
     tap.check([p.id for p in g.points] == keep[:50],
