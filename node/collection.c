@@ -24,6 +24,7 @@
 
 #include "cluster/placement.h"
 #include "common/alloc.h"
+#include "common/merge.h"
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/hash.h"
@@ -941,12 +942,6 @@ int drift_collection_get(drift_collection *c, uint64_t id, float *out)
 	return drift_shard_get(c->shards[shard_of(c, id)], id, out);
 }
 
-static int cmp_hit(const void *a, const void *b)
-{
-	drift_hit x = *(const drift_hit *)a, y = *(const drift_hit *)b;
-	return drift_hit_less(x, y) ? -1 : drift_hit_less(y, x) ? 1 : 0;
-}
-
 int drift_collection_search(drift_collection *c, const float *q,
 			    const drift_shard_search_opts *so, drift_hit *out,
 			    size_t *n_out)
@@ -956,20 +951,19 @@ int drift_collection_search(drift_collection *c, const float *q,
 		return drift_shard_search(c->shards[0], q, so, out, n_out);
 	size_t k = so->k;
 	drift_hit *all = drift_mallocarray(k * ns, sizeof(drift_hit));
-	if (all == NULL)
-		return DRIFT_ENOMEM;
-	size_t na = 0;
-	int rv = 0;
+	const drift_hit **lists = drift_calloc(ns, sizeof(*lists));
+	size_t *lens = drift_calloc(ns, sizeof(*lens));
+	int rv = all != NULL && lists != NULL && lens != NULL ? 0
+							       : DRIFT_ENOMEM;
 	for (uint32_t s = 0; s < ns && rv == 0; s++) {
-		size_t got = 0;
-		rv = drift_shard_search(c->shards[s], q, so, all + na, &got);
-		na += got;
+		lists[s] = all + (size_t)s * k;
+		rv = drift_shard_search(c->shards[s], q, so, all + (size_t)s * k,
+					&lens[s]);
 	}
-	if (rv == 0) {
-		qsort(all, na, sizeof(drift_hit), cmp_hit);
-		*n_out = na < k ? na : k;
-		memcpy(out, all, *n_out * sizeof(drift_hit));
-	}
+	if (rv == 0)
+		rv = drift_merge_topk(lists, lens, ns, k, out, n_out);
+	drift_free(lens);
+	drift_free(lists);
 	drift_free(all);
 	return rv;
 }

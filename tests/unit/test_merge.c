@@ -5,7 +5,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/rand.h"
-#include "router/merge.h"
+#include "common/merge.h"
 #include "drift_test.h"
 
 /* ---- Helpers ---------------------------------------------------------- */

@@ -1,4 +1,4 @@
-#include "router/merge.h"
+#include "common/merge.h"
 
 #include <string.h>
 

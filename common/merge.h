@@ -2,13 +2,16 @@
  * Merging the answers of shards into one top-k.
  *
  * A search fans out to one replica of every shard; each returns its own
- * top-k, ordered by drift_hit_less. The router keeps the best k of the union.
+ * top-k, ordered by drift_hit_less. The one merge of the code base keeps the
+ * best k of the union: the collection over its local shards
+ * (node/collection.c), the router and forwarding nodes over the shards'
+ * answers.
  * An id can come back from two shards while a shard moves between nodes
  * (both the old and the new owner answer for a moment); it is reported once,
  * with its best distance.
  */
-#ifndef DRIFT_ROUTER_MERGE_H
-#define DRIFT_ROUTER_MERGE_H
+#ifndef DRIFT_COMMON_MERGE_H
+#define DRIFT_COMMON_MERGE_H
 
 #include <stddef.h>
 
@@ -23,4 +26,4 @@
 int drift_merge_topk(const drift_hit *const lists[], const size_t lens[],
 		     size_t nlists, size_t k, drift_hit *out, size_t *n_out);
 
-#endif /* DRIFT_ROUTER_MERGE_H */
+#endif /* DRIFT_COMMON_MERGE_H */
