@@ -953,12 +953,12 @@ int drift_collection_search(drift_collection *c, const float *q,
 	drift_hit *all = drift_mallocarray(k * ns, sizeof(drift_hit));
 	const drift_hit **lists = drift_calloc(ns, sizeof(*lists));
 	size_t *lens = drift_calloc(ns, sizeof(*lens));
-	int rv = all != NULL && lists != NULL && lens != NULL ? 0
-							       : DRIFT_ENOMEM;
+	int rv =
+		all != NULL && lists != NULL && lens != NULL ? 0 : DRIFT_ENOMEM;
 	for (uint32_t s = 0; s < ns && rv == 0; s++) {
 		lists[s] = all + (size_t)s * k;
-		rv = drift_shard_search(c->shards[s], q, so, all + (size_t)s * k,
-					&lens[s]);
+		rv = drift_shard_search(c->shards[s], q, so,
+					all + (size_t)s * k, &lens[s]);
 	}
 	if (rv == 0)
 		rv = drift_merge_topk(lists, lens, ns, k, out, n_out);
