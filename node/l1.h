@@ -89,7 +89,7 @@ typedef struct drift_l1_opts {
 	const char *vec_dir;
 	size_t vec_cache_bytes;
 	/* Centroid search by a small HNSW graph (l1_graph.c) from this many
-	 * live buckets; below it a flat scan. 0: 1024; UINT32_MAX: never. */
+	 * live buckets; below it a flat scan. 0: 8192; UINT32_MAX: never. */
 	uint32_t graph_min_buckets;
 } drift_l1_opts;
 

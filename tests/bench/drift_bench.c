@@ -6,6 +6,7 @@
  *               [--bucket N] [--load-only] [--vec-dir DIR | --vec-memory]
  *               [--cache-mb N] [--scan rabitq|sq8|both]
  *               [--point nprobe=N | --point recall_target=T] [--repeat N]
+ *               [--graph-min N]
  *   drift-bench drift BASE.fvecs STEPS.tsv QUERY.fvecs
  *               [--budget NPROBE | --share FRACTION] [--no-maintenance]
  *               [--bucket N]
@@ -19,6 +20,8 @@
  * first pass over the codes: RaBitQ bounds, then SQ8 where they cannot
  * rule a row out (default), SQ8 alone, or both at every point. --point
  * measures that one point instead of the sweep, --repeat times (profiles).
+ * --graph-min sets the live buckets from which the centroid graph is used
+ * (drift_l1_opts.graph_min_buckets; 4294967295: never).
  * drift: inserts the base rows in order in the steps of STEPS.tsv (lines
  * "end_row <TAB> gt.ivecs <TAB> queries.idx"), maintaining buckets after
  * each step unless told not to, and prints recall@10, p50/p99 latency and
@@ -205,10 +208,11 @@ static double percentile(double *v, size_t n, double p)
 }
 
 static drift_l1 *build(const matrix *base, uint32_t bucket, const char *vec_dir,
-		       size_t cache_bytes, double *secs)
+		       size_t cache_bytes, uint32_t graph_min, double *secs)
 {
 	drift_l1_opts o = {.dim = base->dim,
 			   .bucket_target = bucket,
+			   .graph_min_buckets = graph_min,
 			   .seed = 42,
 			   .vec_dir = vec_dir,
 			   .vec_cache_bytes = cache_bytes};
@@ -244,6 +248,7 @@ static int cmd_static(int argc, char **argv)
 	int load_only = 0;
 	const char *scan = "rabitq", *point = NULL;
 	int repeat = 1;
+	uint32_t graph_min = 0;
 	const char *vec_dir = getenv("TMPDIR");
 	if (vec_dir == NULL || vec_dir[0] == 0)
 		vec_dir = "/var/tmp";
@@ -267,6 +272,8 @@ static int cmd_static(int argc, char **argv)
 			point = argv[++i];
 		else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
 			repeat = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--graph-min") == 0 && i + 1 < argc)
+			graph_min = (uint32_t)strtoul(argv[++i], NULL, 10);
 	}
 	if (strcmp(scan, "rabitq") != 0 && strcmp(scan, "sq8") != 0 &&
 	    strcmp(scan, "both") != 0) {
@@ -285,7 +292,8 @@ static int cmd_static(int argc, char **argv)
 	if (load_only)
 		return 0;
 	double bsecs;
-	drift_l1 *l1 = build(&base, bucket, vec_dir, cache_mb << 20, &bsecs);
+	drift_l1 *l1 = build(&base, bucket, vec_dir, cache_mb << 20, graph_min,
+			     &bsecs);
 	drift_l1_stats st;
 	drift_l1_stats_get(l1, &st);
 	printf("{\"event\": \"build\", \"system\": \"drift\", \"n\": %zu, "
@@ -518,7 +526,7 @@ int main(int argc, char **argv)
 			"[--bucket N] [--load-only] [--vec-dir DIR | "
 			"--vec-memory] "
 			"[--cache-mb N] [--scan rabitq|sq8|both] "
-			"[--point P=V] [--repeat N]\n"
+			"[--point P=V] [--repeat N] [--graph-min N]\n"
 			"       drift-bench drift BASE STEPS.tsv QUERY "
 			"[--budget N | --share F] [--bucket N] "
 			"[--no-maintenance]\n");
