@@ -5,18 +5,19 @@
 #   node-1  gRPC 127.0.0.1:7401  Raft 127.0.0.1:7411  (bootstraps)
 #   node-2  gRPC 127.0.0.1:7402  Raft 127.0.0.1:7412  (--join node-1)
 #   node-3  gRPC 127.0.0.1:7403  Raft 127.0.0.1:7413  (--join node-1)
+#   drift-router on 127.0.0.1:7400 in front of them
 #
 # Data lives under BUILD/run-data/node-N and is kept across runs (a node
 # whose directory already holds a member restarts from it and ignores
 # --join). Logs go to BUILD/run-data/node-N.log. Ctrl-C (or SIGTERM) stops
 # all three gracefully: each gets SIGTERM, a Raft leader hands leadership
-# over, and the script waits for every one to exit. The router on 7400
-# comes with drift-router.
+# over, and the script waits for every one to exit.
 set -euo pipefail
 build=${1:-build}
 node="$build/node/drift-node"
-if [ ! -x "$node" ]; then
-  echo "make run: $node has not been built (run make build)." >&2
+router="$build/router/drift-router"
+if [ ! -x "$node" ] || [ ! -x "$router" ]; then
+  echo "make run: $node or $router has not been built (run make build)." >&2
   exit 1
 fi
 base="$build/run-data"
@@ -64,15 +65,30 @@ for i in 1 2 3; do
   wait_ready "$i" "$!" "$from"
 done
 
+touch "$base/router.log"
+from=$(($(wc -l <"$base/router.log") + 1))
+"$router" --listen 127.0.0.1:7400 \
+  --join 127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:7403 \
+  >>"$base/router.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 600); do
+  tail -n "+$from" "$base/router.log" | grep -q "ready" && break
+  if ! kill -0 "$!" 2>/dev/null; then
+    echo "make run: drift-router exited; see $base/router.log" >&2
+    stop
+  fi
+  sleep 0.1
+done
+
 cat <<MSG
-Drift: three nodes on 127.0.0.1 (data and logs in $base); Ctrl-C stops them.
+Drift: a router and three nodes on 127.0.0.1 (data and logs in $base);
+Ctrl-C stops them.
+  router  127.0.0.1:7400  (point clients here)
   node-1  127.0.0.1:7401  (Raft 127.0.0.1:7411)
   node-2  127.0.0.1:7402  (Raft 127.0.0.1:7412)
   node-3  127.0.0.1:7403  (Raft 127.0.0.1:7413)
   status:  grpcurl -plaintext -proto proto/drift/v1/drift.proto \\
-             127.0.0.1:7401 drift.v1.Cluster/Status
-  API:     drift.v1.Drift at any node (proto/drift/v1/drift.proto); a
-           request for a shard another node holds is FAILED_PRECONDITION
-           naming it, until drift-router exists
+             127.0.0.1:7400 drift.v1.Cluster/Status
+  API:     drift.v1.Drift at the router (proto/drift/v1/drift.proto)
 MSG
 wait

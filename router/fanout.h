@@ -1,0 +1,37 @@
+/*
+ * Parallel unary calls to the nodes: one part per shard, all started at
+ * once on the shared clients of the map follower, waited for together
+ * (each with the caller's remaining deadline).
+ */
+#ifndef DRIFT_ROUTER_FANOUT_H
+#define DRIFT_ROUTER_FANOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/grpc/client.h"
+#include "common/grpc/status.h"
+#include "router/map.h"
+
+typedef struct drift_fanout_part {
+	const char *address; /* the node */
+	const char *path;    /* "/drift.peer.v1.Shard/Search" ... */
+	uint8_t *req;	     /* packed request (the caller's) */
+	size_t len;
+	/* Results: */
+	drift_grpc_status st;
+	drift_grpc_msg *resp; /* OK only; drift_fanout_free */
+} drift_fanout_part;
+
+/* Runs every part; returns when all have answered (or failed). */
+void drift_fanout_run(drift_rmap_follower *f, drift_fanout_part *parts,
+		      size_t n, uint64_t timeout_ns);
+
+/* Frees the responses (not the requests). */
+void drift_fanout_free(drift_fanout_part *parts, size_t n);
+
+/* The first failed part (in order), or NULL when every part succeeded. */
+const drift_fanout_part *drift_fanout_failed(const drift_fanout_part *parts,
+					     size_t n);
+
+#endif /* DRIFT_ROUTER_FANOUT_H */

@@ -1,0 +1,33 @@
+/*
+ * drift.v1 served by drift-router: a client pointed at a router uses the
+ * cluster as if it were one node.
+ *
+ * - Search and SearchBatch go to every shard's primary (one peer call per
+ *   shard, in parallel, with the caller's remaining deadline) and the
+ *   answers are merged into the top k (common/merge.h).
+ * - Get, Upsert, UpsertStream and Delete are split by shard
+ *   (drift_shard_of_id) and the parts sent in parallel; a whole Upsert
+ *   batch is validated (batch size, dimension, NaN/Inf, zero COSINE
+ *   vectors, with a node's messages) before any part is sent, and the call
+ *   succeeds only when every part does (an I/O failure of one part fails
+ *   the call with the others possibly written: retrying is safe, upserts
+ *   and deletes are idempotent). Get keeps the request's order.
+ * - A part answered "the shard is on another node under a newer map"
+ *   makes the router refresh its map and retry the call once.
+ * - ListCollections and DescribeCollection answer from the map and the
+ *   shards' Describe; CreateCollection, DropCollection and the
+ *   drift.v1.Cluster calls are forwarded to a node (which forwards
+ *   metadata changes to the Raft leader).
+ *
+ * Not yet through the router: Flush and WatchShardMap (UNIMPLEMENTED).
+ */
+#ifndef DRIFT_ROUTER_SERVICE_H
+#define DRIFT_ROUTER_SERVICE_H
+
+#include "common/grpc/server.h"
+#include "router/map.h"
+
+int drift_router_service_register(drift_grpc_server *srv,
+				  drift_rmap_follower *f);
+
+#endif /* DRIFT_ROUTER_SERVICE_H */
