@@ -1,0 +1,280 @@
+#!/usr/bin/python3
+"""Black-box tests of drift-router in front of three drift-nodes (real
+processes on 127.0.0.1, stock grpcio):
+
+- a 6-shard collection created through the router spans the nodes;
+  upserts, Get (request order kept across shards), Delete, Describe,
+  ListCollections, Search and SearchBatch through it;
+- exact search (recall_target 1.0) equals brute force (numpy), and
+  SearchBatch of 1,000 queries equals the same queries one by one;
+- a bad batch gets the node's status and message, and no part of it is
+  written;
+- two routers side by side answer alike; kill -9 of a router during a load
+  and a restart: every acknowledged write is there;
+- one node down: Get of ids on the shards it alone holds is UNAVAILABLE
+  naming the node, Get of the others answers;
+- the drift.v1.Cluster calls are forwarded.
+"""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
+sys.path.insert(0, os.path.join(HERE, "..", "grpc"))
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+
+from clusterlib import (C, cluster, code_of, free_ports, pb,  # noqa: E402
+                        pbg, shard_of_id, tmpdir, wait_for)
+from grpctest import Tap  # noqa: E402
+
+ROUTER = os.environ["DRIFT_ROUTER"]
+D = 16
+
+
+def vec(i):
+    r = random.Random(i * 104729 + 7)
+    return [r.uniform(-1, 1) for _ in range(D)]
+
+
+class Router:
+    def __init__(self, join, log):
+        self.port = free_ports(1)[0]
+        self.addr = "127.0.0.1:%d" % self.port
+        self.join = join
+        self.log = log
+        self.start()
+
+    def start(self):
+        self.logf = open(self.log, "a")
+        self.proc = subprocess.Popen(
+            [ROUTER, "--listen", self.addr, "--join", self.join,
+             "--log-level", "info"], stdout=subprocess.PIPE,
+            stderr=self.logf, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on"):
+            raise RuntimeError("drift-router did not start: %r" % line)
+        self.ch = grpc.insecure_channel(self.addr)
+        self.s = pbg.DriftStub(self.ch)
+        self.c = pbg.ClusterStub(self.ch)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.ch.close()
+        self.logf.close()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = None
+        self.ch.close()
+        self.logf.close()
+        return rc
+
+
+def main():
+    tap = Tap()
+    base = tmpdir()
+    nodes = cluster(base, 3)
+    for n in nodes:
+        n.node_id = n.status().node_id
+    # New shards go to UP nodes only: wait for the last to turn UP.
+    wait_for(lambda: all(x.state == pb.NODE_STATE_UP
+                         for x in nodes[0].status().nodes), timeout=20)
+    join = ",".join(n.addr for n in nodes)
+    r1 = Router(join, os.path.join(base, "router-1.log"))
+    r2 = Router(join, os.path.join(base, "router-2.log"))
+    acked = {}
+
+    def basics():
+        s = r1.s
+        s.CreateCollection(pb.CreateCollectionRequest(
+            name="r", dimension=D, shards=6), timeout=30)
+        m = r1.c.ShardMap(pb.ShardMapRequest(collection="r"), timeout=10)
+        holders = {a.nodes[0] for a in m.shards}
+        tap.check(len(m.shards) == 6 and len(holders) == 3,
+                  "a 6-shard collection created through the router spans "
+                  "the three nodes (Cluster.ShardMap forwarded)")
+        written = 0
+        for b in range(4):
+            ids = range(b * 500, b * 500 + 500)
+            written += s.Upsert(pb.UpsertRequest(collection="r", points=[
+                pb.Point(id=i, vector=vec(i)) for i in ids]),
+                timeout=30).written
+            for i in ids:
+                acked[i] = True
+        tap.check(written == 2000, "Upsert of 2,000 points in 4 batches "
+                  "through the router (%d written)" % written)
+        d = s.DescribeCollection(pb.DescribeCollectionRequest(name="r"),
+                                 timeout=10).collection
+        tap.check(d.vector_count == 2000 and d.shards == 6 and
+                  len(d.shard_stats) == 6,
+                  "DescribeCollection sums the shards (%d)" % d.vector_count)
+        ls = [c.name for c in s.ListCollections(
+            pb.ListCollectionsRequest(), timeout=10).collections]
+        tap.check(ls == ["r"], "ListCollections from the map (%s)" % ls)
+        want = [1999, 5, 77777, 1000, 3, 1500, 42]
+        g = s.Get(pb.GetRequest(collection="r", ids=want, with_vectors=True),
+                  timeout=10)
+        tap.check([p.id for p in g.points] == [1999, 5, 1000, 3, 1500, 42]
+                  and all(list(p.vector) == list(
+                      pb.Point(vector=vec(p.id)).vector) for p in g.points),
+                  "Get across shards keeps the request order, vectors "
+                  "intact (%s)" % [p.id for p in g.points])
+        data = np.array([pb.Point(vector=vec(i)).vector
+                         for i in range(2000)], dtype=np.float32)
+        good = 0
+        qs = [pb.Point(vector=vec(10000 + q)).vector for q in range(30)]
+        for q in qs:
+            h = s.Search(pb.SearchRequest(collection="r", vector=q, k=10,
+                                          recall_target=1.0), timeout=10)
+            qv = np.array(q, dtype=np.float32)
+            want10 = list(np.argsort(((data - qv) ** 2).sum(1),
+                                     kind="stable")[:10])
+            good += [x.id for x in h.hits] == want10
+        tap.check(good == 30, "exact search through the router equals "
+                  "brute force for %d of 30 queries" % good)
+        qs = [pb.SearchRequest(vector=pb.Point(vector=vec(20000 + q)).vector,
+                               k=5, recall_target=1.0) for q in range(1000)]
+        b = s.SearchBatch(pb.SearchBatchRequest(collection="r", queries=qs),
+                          timeout=120)
+        same = sum(1 for q, res in zip(qs[:50], b.results)
+                   if [x.id for x in res.hits] ==
+                   [x.id for x in s.Search(pb.SearchRequest(
+                       collection="r", vector=q.vector, k=5,
+                       recall_target=1.0), timeout=10).hits])
+        tap.check(len(b.results) == 1000 and same == 50,
+                  "SearchBatch of 1,000 queries (one call per shard): the "
+                  "first 50 equal the same queries one by one (%d)" % same)
+        dl = s.Delete(pb.DeleteRequest(collection="r",
+                                       ids=[0, 1, 2, 99999]), timeout=10)
+        for i in (0, 1, 2):
+            acked.pop(i)
+        g = s.Get(pb.GetRequest(collection="r", ids=[0, 1, 2, 3]),
+                  timeout=10)
+        tap.check(dl.deleted == 3 and [p.id for p in g.points] == [3],
+                  "Delete across shards: 3 deleted, gone")
+
+    def bad_batch():
+        s = r1.s
+        direct = nodes[0].s
+        bad = [pb.Point(id=5000 + i, vector=vec(5000 + i)) for i in range(10)]
+        bad[7] = pb.Point(id=5007, vector=vec(5007)[:-1])
+        code, msg = code_of(lambda: s.Upsert(pb.UpsertRequest(
+            collection="r", points=bad), timeout=10))
+        g = s.Get(pb.GetRequest(collection="r", ids=list(range(5000, 5010))),
+                  timeout=10)
+        tap.check(code == C.INVALID_ARGUMENT and
+                  msg == "point 7 (id 5007): vector has 15 components, "
+                  "collection r has dimension 16" and len(g.points) == 0,
+                  "a batch with one bad point: INVALID_ARGUMENT with the "
+                  "node's message, no part written (%s)" % msg)
+        nan = [pb.Point(id=6000, vector=vec(6000)),
+               pb.Point(id=6001, vector=[float("nan")] * D)]
+        code, msg = code_of(lambda: s.Upsert(pb.UpsertRequest(
+            collection="r", points=nan), timeout=10))
+        tap.check(code == C.INVALID_ARGUMENT and "NaN" in msg and
+                  len(s.Get(pb.GetRequest(collection="r", ids=[6000]),
+                            timeout=10).points) == 0,
+                  "a NaN component: INVALID_ARGUMENT (%s), nothing "
+                  "written" % msg)
+        code, msg = code_of(lambda: s.Search(pb.SearchRequest(
+            collection="r", vector=vec(1), k=5, nprobe=3,
+            recall_target=0.9), timeout=10))
+        dcode, dmsg = code_of(lambda: direct.Search(pb.SearchRequest(
+            collection="nope", vector=vec(1), k=5), timeout=10))
+        tap.check(code == C.INVALID_ARGUMENT and "not both" in msg,
+                  "nprobe with recall_target: %s (%s)" % (code, msg))
+        code, msg = code_of(lambda: s.Search(pb.SearchRequest(
+            collection="nope", vector=vec(1), k=5), timeout=10))
+        tap.check(code == C.NOT_FOUND and code == dcode and msg == dmsg,
+                  "an unknown collection: the node's status and message "
+                  "(%s %s)" % (code, msg))
+
+    def two_routers_and_kill():
+        s2 = r2.s
+        h1 = r1.s.Search(pb.SearchRequest(collection="r", vector=vec(3), k=5,
+                                          recall_target=1.0), timeout=10)
+        h2 = s2.Search(pb.SearchRequest(collection="r", vector=vec(3), k=5,
+                                        recall_target=1.0), timeout=10)
+        tap.check([x.id for x in h1.hits] == [x.id for x in h2.hits],
+                  "two routers side by side give the same answer")
+        stop = threading.Event()
+        errors = []
+
+        def load():
+            i = 100000
+            while not stop.is_set() and i < 100000 + 20000:
+                ids = list(range(i, i + 50))
+                try:
+                    r1.s.Upsert(pb.UpsertRequest(collection="r", points=[
+                        pb.Point(id=j, vector=vec(j)) for j in ids]),
+                        timeout=5)
+                    for j in ids:
+                        acked[j] = True
+                except grpc.RpcError as e:
+                    errors.append(e.code())
+                i += 50
+        t = threading.Thread(target=load)
+        t.start()
+        time.sleep(1.0)
+        r1.kill()
+        stop.set()
+        t.join()
+        r1.start()
+        ids = sorted(acked)
+        missing = 0
+        for k in range(0, len(ids), 1000):
+            chunk = ids[k:k + 1000]
+            got = r1.s.Get(pb.GetRequest(collection="r", ids=chunk),
+                           timeout=30)
+            missing += len(chunk) - len(got.points)
+        tap.check(missing == 0 and len(ids) > 2000,
+                  "kill -9 of a router during a load, restart: all %d "
+                  "acknowledged points there (%d missing)" %
+                  (len(ids), missing))
+
+    def node_down():
+        sm = r2.c.ShardMap(pb.ShardMapRequest(collection="r"), timeout=10)
+        victim = nodes[2]
+        theirs = {a.shard for a in sm.shards if a.nodes[0] == victim.node_id}
+        victim.kill()
+        mine = [i for i in range(3, 2000) if shard_of_id(i, 6) in theirs][:5]
+        rest = [i for i in range(3, 2000)
+                if shard_of_id(i, 6) not in theirs][:5]
+        code, msg = code_of(lambda: r2.s.Get(pb.GetRequest(
+            collection="r", ids=mine), timeout=10))
+        g = r2.s.Get(pb.GetRequest(collection="r", ids=rest), timeout=10)
+        tap.check(code == C.UNAVAILABLE and victim.addr in msg and
+                  len(g.points) == 5,
+                  "one node down: its shards UNAVAILABLE naming it (%s), "
+                  "the others answer" % msg[:100])
+        victim.start()
+        wait_for(lambda: len(r2.s.Get(pb.GetRequest(
+            collection="r", ids=mine), timeout=5).points) == 5, timeout=20)
+
+    for name, fn in [("basics", basics), ("bad_batch", bad_batch),
+                     ("two_routers_and_kill", two_routers_and_kill),
+                     ("node_down", node_down)]:
+        tap.run(name, fn)
+    rcs = [r1.stop(), r2.stop()] + [n.stop() for n in nodes]
+    tap.check(rcs == [0] * 5, "routers and nodes stop cleanly (%s)" % rcs)
+    if os.environ.get("DRIFT_CLUSTER_KEEP"):
+        print("# logs in %s" % base, flush=True)
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+    tap.done()
+
+
+if __name__ == "__main__":
+    main()
