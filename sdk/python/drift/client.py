@@ -121,9 +121,10 @@ def _encode_upsert(collection: str, ids: IdArray, vecs: FloatArray) -> bytes:
 
 
 def _hits(r: Any, with_vectors: bool) -> List[Hit]:
-    return [Hit(h.id, h.distance,
-                np.array(h.vector, dtype=np.float32) if with_vectors
-                else None) for h in r.hits]
+    if not with_vectors:
+        return [Hit(h.id, h.distance) for h in r.hits]
+    return [Hit(h.id, h.distance, np.array(h.vector, dtype=np.float32))
+            for h in r.hits]
 
 
 def _info(c: Any) -> CollectionInfo:

@@ -1,7 +1,7 @@
 """The values the client returns: plain frozen dataclasses, independent of
 the generated protobuf classes."""
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -9,17 +9,16 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32]
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):
     """A search result: smaller distance is better (squared L2, negated
-    dot product, or 1 - cosine similarity)."""
+    dot product, or 1 - cosine similarity). A NamedTuple: searches make
+    many, and a tuple is the cheapest immutable object to make."""
     id: int
     distance: float
     vector: Optional[FloatArray] = None
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
     id: int
     vector: Optional[FloatArray] = None
 
