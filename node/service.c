@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/api/validate.h"
 #include "common/log.h"
 #include "drift/peer/v1/peer.pb-c.h"
 #include "drift/v1/drift.pb-c.h"
@@ -35,6 +36,17 @@ struct scope {
 static _Thread_local const struct scope *scope;
 
 /* ---- Helpers ---- */
+
+/* What common/api/validate.h checks a request against. */
+static drift_api_collection api_of(drift_collection *col)
+{
+	const drift_collection_config *cfg = drift_collection_cfg(col);
+	drift_api_collection a = {.name = cfg->name,
+				  .dim = cfg->dim,
+				  .cosine = cfg->metric == DRIFT_METRIC_COSINE,
+				  .max_batch = drift_collection_max_batch(col)};
+	return a;
+}
 
 /* What a client is told first about a failure: a full disk is named as
  * such (RESOURCE_EXHAUSTED alone could be a batch or memory limit), the
@@ -465,27 +477,15 @@ static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
 	int rv = 0;
 	uint64_t *ids = NULL;
 	float *vecs = NULL;
-	if (n > drift_collection_max_batch(col)) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
-				       "%sbatch of %zu points is over the "
-				       "limit of %zu",
-				       prefix, n,
-				       drift_collection_max_batch(col));
+	drift_api_collection api = api_of(col);
+	drift_err verr;
+	drift_err_clear(&verr);
+	int vrv = drift_api_check_upsert(req, &api, prefix, &verr);
+	if (vrv != 0) {
+		drift_grpc_call_finish(c, drift_grpc_code_from_err(vrv), "%s",
+				       verr.msg);
 		rv = -1;
 		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (req->points[i]->n_vector != cfg->dim) {
-			drift_grpc_call_finish(
-				c, DRIFT_GRPC_INVALID_ARGUMENT,
-				"%spoint %zu (id %llu): vector has %zu "
-				"components, collection %s has dimension %u",
-				prefix, i,
-				(unsigned long long)req->points[i]->id,
-				req->points[i]->n_vector, cfg->name, cfg->dim);
-			rv = -1;
-			goto out;
-		}
 	}
 	ids = drift_mallocarray(n ? n : 1, 8);
 	vecs = drift_mallocarray(n ? n * cfg->dim : 1, sizeof(float));
@@ -621,10 +621,12 @@ static void get_req(drift_grpc_call *c, Drift__V1__GetRequest *req)
 		return;
 	uint32_t dim = drift_collection_cfg(col)->dim;
 	size_t n = req->n_ids;
-	if (n > DRIFT_NODE_MAX_GET) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
-				       "get of %zu ids is over the limit of %d",
-				       n, DRIFT_NODE_MAX_GET);
+	drift_err verr;
+	drift_err_clear(&verr);
+	int vrv = drift_api_check_get(req, &verr);
+	if (vrv != 0) {
+		drift_grpc_call_finish(c, drift_grpc_code_from_err(vrv), "%s",
+				       verr.msg);
 		goto rel;
 	}
 	if (route(c, req->collection, req->ids, n, "") != 0)
@@ -672,49 +674,6 @@ static void get(drift_grpc_call *c, void *ctx)
 		return;
 	get_req(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
-}
-
-/* Checks one search request against col; an error message in msg. */
-static int check_search(const Drift__V1__SearchRequest *r,
-			const drift_collection_config *cfg, char *msg,
-			size_t cap)
-{
-	if (r->k < 1 || r->k > DRIFT_NODE_MAX_K) {
-		snprintf(msg, cap, "k = %u is out of range 1..%d", r->k,
-			 DRIFT_NODE_MAX_K);
-		return -1;
-	}
-	if (r->n_vector != cfg->dim) {
-		snprintf(msg, cap,
-			 "query vector has %zu components, collection %s has "
-			 "dimension %u",
-			 r->n_vector, cfg->name, cfg->dim);
-		return -1;
-	}
-	double norm = 0;
-	for (size_t j = 0; j < r->n_vector; j++) {
-		if (!isfinite(r->vector[j])) {
-			snprintf(msg, cap,
-				 "query component %zu is NaN or infinite", j);
-			return -1;
-		}
-		norm += (double)r->vector[j] * r->vector[j];
-	}
-	if (cfg->metric == DRIFT_METRIC_COSINE && norm == 0) {
-		snprintf(msg, cap, "a zero query has no direction (COSINE)");
-		return -1;
-	}
-	if (r->nprobe > 0 && r->recall_target != 0) {
-		snprintf(msg, cap, "give nprobe or recall_target, not both");
-		return -1;
-	}
-	if (r->recall_target != 0 &&
-	    !(r->recall_target > 0 && r->recall_target <= 1)) {
-		snprintf(msg, cap, "recall_target %g is out of range (0, 1]",
-			 (double)r->recall_target);
-		return -1;
-	}
-	return 0;
 }
 
 /* Runs one validated search into resp (hits allocated: free_search). */
@@ -795,11 +754,13 @@ static void search_req(drift_grpc_call *c, Drift__V1__SearchRequest *req)
 {
 	drift_collection *col = acquire(c, req->collection);
 	if (col != NULL) {
-		char msg[256];
-		if (check_search(req, drift_collection_cfg(col), msg,
-				 sizeof(msg)) != 0) {
-			drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
-					       "%s", msg);
+		drift_api_collection api = api_of(col);
+		drift_err verr;
+		drift_err_clear(&verr);
+		int vrv = drift_api_check_search(req, &api, &verr);
+		if (vrv != 0) {
+			drift_grpc_call_finish(c, drift_grpc_code_from_err(vrv),
+					       "%s", verr.msg);
 		} else if (route(c, req->collection, NULL, 0, "") != 0) {
 			/* answered: not every shard is here */
 		} else {
@@ -838,30 +799,17 @@ static void search_batch_req(drift_grpc_call *c,
 	if (col == NULL)
 		return;
 	size_t n = req->n_queries;
-	if (n > DRIFT_NODE_MAX_BATCH_QUERIES) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
-				       "%zu queries are over the limit of %d",
-				       n, DRIFT_NODE_MAX_BATCH_QUERIES);
+	drift_api_collection api = api_of(col);
+	drift_err verr;
+	drift_err_clear(&verr);
+	int vrv = drift_api_check_search_batch(req, &api, &verr);
+	if (vrv != 0) {
+		drift_grpc_call_finish(c, drift_grpc_code_from_err(vrv), "%s",
+				       verr.msg);
 		goto rel;
 	}
-	for (size_t i = 0; i < n; i++) {
-		const char *inner = req->queries[i]->collection;
-		char msg[256];
-		if (inner[0] != '\0' && strcmp(inner, req->collection) != 0) {
-			drift_grpc_call_finish(
-				c, DRIFT_GRPC_INVALID_ARGUMENT,
-				"query %zu names collection \"%.64s\", the "
-				"batch is for \"%.64s\"",
-				i, inner, req->collection);
-			goto rel;
-		}
-		if (check_search(req->queries[i], drift_collection_cfg(col),
-				 msg, sizeof(msg)) != 0) {
-			drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
-					       "query %zu: %s", i, msg);
-			goto rel;
-		}
-	}
+	if (route(c, req->collection, NULL, 0, "") != 0)
+		goto rel; /* answered: not every shard is here */
 	Drift__V1__SearchResponse *rs = drift_calloc(n ? n : 1, sizeof(*rs));
 	Drift__V1__SearchResponse **pp = drift_calloc(n ? n : 1, sizeof(*pp));
 	size_t done = 0;

@@ -22,16 +22,17 @@
 #ifndef DRIFT_NODE_SERVICE_H
 #define DRIFT_NODE_SERVICE_H
 
+#include "common/api/validate.h"
 #include "common/grpc/server.h"
 #include "node/cluster.h"
 #include "node/collection.h"
 
 #define DRIFT_NODE_VERSION "0.1.0"
-#define DRIFT_NODE_MAX_K 10000
-#define DRIFT_NODE_MAX_GET 100000
-#define DRIFT_NODE_MAX_BATCH_QUERIES 10000
-/* Collections per ListCollections page at most. */
-#define DRIFT_NODE_MAX_PAGE 10000
+/* The API's limits: common/api/validate.h, shared with drift-router. */
+#define DRIFT_NODE_MAX_K DRIFT_API_MAX_K
+#define DRIFT_NODE_MAX_GET DRIFT_API_MAX_GET
+#define DRIFT_NODE_MAX_BATCH_QUERIES DRIFT_API_MAX_BATCH_QUERIES
+#define DRIFT_NODE_MAX_PAGE DRIFT_API_MAX_PAGE
 
 /* Registers every method on srv (before it starts), serving cm, with the
  * cluster nc (node/cluster.h: drift.v1.Cluster, metadata changes through

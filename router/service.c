@@ -11,6 +11,7 @@
 
 #include "cluster/placement.h"
 #include "common/alloc.h"
+#include "common/api/validate.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/merge.h"
@@ -19,8 +20,6 @@
 #include "router/fanout.h"
 
 #define DEFAULT_TIMEOUT_NS 30000000000ull
-#define MAX_K 10000
-#define MAX_GET 100000
 
 static drift_rmap_follower *follower;
 
@@ -150,7 +149,51 @@ static void forward(drift_grpc_call *c, void *ctx)
 		drift_rmap_refresh(follower, 0, 2000000000ull);
 }
 
+/* What common/api/validate.h checks a request against, from the map. */
+static drift_api_collection api_of(const Drift__V1__CollectionInfo *info)
+{
+	drift_api_collection a = {.name = info->name,
+				  .dim = info->dimension,
+				  .cosine = info->metric ==
+					    DRIFT__V1__METRIC__METRIC_COSINE,
+				  .max_batch = info->memtable_rows};
+	return a;
+}
+
+/* Finishes the call with a failed check's status; returns rv. */
+static int refuse(drift_grpc_call *c, int rv, const drift_err *err)
+{
+	if (rv != 0)
+		drift_grpc_call_finish(c, drift_grpc_code_from_err(rv), "%s",
+				       err->msg);
+	return rv;
+}
+
 /* ---- Search ---- */
+
+/* Validates a Search (one) or SearchBatch (batch) against the map's
+ * collection before any part is sent: 0, or the call is finished. */
+static int check(drift_grpc_call *c, const char *name,
+		 const Drift__V1__SearchRequest *one,
+		 const Drift__V1__SearchBatchRequest *batch)
+{
+	drift_rmap *map;
+	const drift_rmap_collection *col = lookup(c, name, &map);
+	int rv = -1;
+	if (col != NULL) {
+		drift_api_collection api = api_of(col->info);
+		drift_err verr;
+		drift_err_clear(&verr);
+		rv = refuse(c,
+			    one != NULL
+				    ? drift_api_check_search(one, &api, &verr)
+				    : drift_api_check_search_batch(batch, &api,
+								   &verr),
+			    &verr);
+	}
+	drift_rmap_unref(map);
+	return rv;
+}
 
 /* The merged top k of the shards' answers (parts, SearchResponse each)
  * into resp (hit pointers into the unpacked answers: keep them until the
@@ -298,6 +341,8 @@ static void search(drift_grpc_call *c, void *ctx)
 		recv_req(c, &drift__v1__search_request__descriptor);
 	if (req == NULL)
 		return;
+	if (check(c, req->collection, req, NULL) != 0)
+		goto out;
 	size_t n = 0;
 	drift_fanout_part *parts =
 		run_shards(c, req->collection, "/drift.peer.v1.Shard/Search",
@@ -347,6 +392,8 @@ static void search_batch(drift_grpc_call *c, void *ctx)
 		recv_req(c, &drift__v1__search_batch_request__descriptor);
 	if (req == NULL)
 		return;
+	if (check(c, req->collection, NULL, req) != 0)
+		goto out;
 	size_t n = 0;
 	drift_fanout_part *parts = run_shards(
 		c, req->collection, "/drift.peer.v1.Shard/SearchBatch",
@@ -482,12 +529,10 @@ static void get(drift_grpc_call *c, void *ctx)
 	if (req == NULL)
 		return;
 	struct split sp = {.request = req};
-	if (req->n_ids > MAX_GET) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
-				       "get of %zu ids is over the limit of %d",
-				       req->n_ids, MAX_GET);
+	drift_err verr;
+	drift_err_clear(&verr);
+	if (refuse(c, drift_api_check_get(req, &verr), &verr) != 0)
 		goto out;
-	}
 	if (split_for(c, req->collection, req->ids, req->n_ids, &sp) != 0)
 		goto out;
 	size_t n = 0;
@@ -565,62 +610,6 @@ static uint8_t *build_upsert(void *arg, uint32_t shard, uint64_t version,
 	return b;
 }
 
-/* The checks a node makes of a whole batch before it writes anything,
- * with the node's messages, so that no part is sent when any point is
- * bad. 0, or the call is finished (after prefix). */
-static int check_upsert(drift_grpc_call *c, const Drift__V1__UpsertRequest *u,
-			const Drift__V1__CollectionInfo *info,
-			const char *prefix)
-{
-	size_t limit = info->memtable_rows;
-	if (limit > 0 && u->n_points > limit) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
-				       "%sbatch of %zu points is over the "
-				       "limit of %zu",
-				       prefix, u->n_points, limit);
-		return -1;
-	}
-	for (size_t i = 0; i < u->n_points; i++) {
-		const Drift__V1__Point *p = u->points[i];
-		if (p->n_vector != info->dimension) {
-			drift_grpc_call_finish(
-				c, DRIFT_GRPC_INVALID_ARGUMENT,
-				"%spoint %zu (id %llu): vector has %zu "
-				"components, collection %s has dimension %u",
-				prefix, i, (unsigned long long)p->id,
-				p->n_vector, info->name, info->dimension);
-			return -1;
-		}
-	}
-	bool cosine = info->metric == DRIFT__V1__METRIC__METRIC_COSINE;
-	for (size_t i = 0; i < u->n_points; i++) {
-		const Drift__V1__Point *p = u->points[i];
-		double norm = 0;
-		for (size_t j = 0; j < p->n_vector; j++) {
-			if (!isfinite(p->vector[j])) {
-				drift_grpc_call_finish(
-					c, DRIFT_GRPC_INVALID_ARGUMENT,
-					"%spoint %zu (id %llu): component %zu "
-					"is NaN or infinite",
-					prefix, i, (unsigned long long)p->id,
-					j);
-				return -1;
-			}
-			norm += (double)p->vector[j] * p->vector[j];
-		}
-		if (cosine && norm == 0) {
-			drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
-					       "%spoint %zu (id %llu): a zero "
-					       "vector has no direction "
-					       "(COSINE)",
-					       prefix, i,
-					       (unsigned long long)p->id);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 /* Validates, splits and writes one UpsertRequest: 0 and *written, or the
  * call is finished. */
 static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
@@ -628,7 +617,15 @@ static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
 {
 	drift_rmap *map;
 	const drift_rmap_collection *col = lookup(c, req->collection, &map);
-	if (col == NULL || check_upsert(c, req, col->info, prefix) != 0) {
+	drift_err verr;
+	drift_err_clear(&verr);
+	if (col == NULL) {
+		drift_rmap_unref(map);
+		return -1;
+	}
+	drift_api_collection api = api_of(col->info);
+	if (refuse(c, drift_api_check_upsert(req, &api, prefix, &verr),
+		   &verr) != 0) {
 		drift_rmap_unref(map);
 		return -1;
 	}

@@ -1,4 +1,4 @@
-/* Tests of router/merge: the best k distinct ids of many shard answers. */
+/* Tests of common/merge: the best k distinct ids of many shard answers. */
 #include <stdlib.h>
 #include <string.h>
 
