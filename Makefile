@@ -47,7 +47,8 @@ FUZZ_SMOKE_SECONDS ?= 5
 
 .PHONY: deps deps-bench build build-asan build-fuzz test test-cluster-long \
 	run bench \
-	bench-quick bench-placement bench-cluster fuzz format clean
+	bench-quick bench-placement bench-cluster bench-router fuzz format \
+	clean
 
 deps:
 	@tests/install-deps.sh $(DEPS)
@@ -86,6 +87,10 @@ test-cluster-long: build
 	DRIFT_NODE=$(CURDIR)/build/node/drift-node DRIFT_PROTO_DIR=$(CURDIR)/proto \
 	  DRIFT_CLUSTER_ROUNDS=$(CLUSTER_ROUNDS) \
 	  /usr/bin/python3 tests/cluster/test_cluster.py
+
+# drift-router's cost and fan-out (docs/cluster.md).
+bench-router: build
+	/usr/bin/python3 tests/bench/router_bench.py --build build
 
 # The Raft metadata group's figures (docs/cluster.md).
 bench-cluster: build
