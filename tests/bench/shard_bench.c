@@ -315,6 +315,8 @@ static void check_flushed(drift_shard *s, size_t rows)
 
 /* ---- ingest ---- */
 
+static uint64_t rss_bytes(void);
+
 static int cmd_ingest(const config *c)
 {
 	matrix base = load_f(c->base, c->rows), q = load_f(c->query, 0);
@@ -324,6 +326,7 @@ static int cmd_ingest(const config *c)
 	size_t nq = c->queries < q.rows ? c->queries : q.rows;
 	nq = nq < gtn ? nq : gtn;
 	require_fresh(c->dir);
+	uint64_t rss_start = rss_bytes();
 	drift_shard *s = open_shard(c, base.dim, true);
 	size_t nbatches = (base.rows + c->batch - 1) / c->batch;
 	writers w = {.s = s,
@@ -345,6 +348,10 @@ static int cmd_ingest(const config *c)
 		die("flush", &err, rv);
 	double flush_s = since(t1), total = since(t0);
 	double cpu = cpu_seconds() - cpu0;
+	/* Resident memory of the flushed shard, once its Janitor has had
+	 * two seconds (the memory bench compares it with drift-node's). */
+	sleep(2);
+	uint64_t rss_flushed = rss_bytes();
 	drift_shard_stats st;
 	drift_shard_stats_get(s, &st);
 	check_flushed(s, base.rows);
@@ -358,14 +365,16 @@ static int cmd_ingest(const config *c)
 	       "\"batch_p50_ms\": %.3f, \"batch_p99_ms\": %.3f, "
 	       "\"flushes\": %llu, \"splits\": %llu, \"merges\": %llu, "
 	       "\"recenters\": %llu, \"l1_buckets\": %u, \"segments\": %u, "
-	       "\"recall10\": %.4f, \"queries\": %zu}\n",
+	       "\"recall10\": %.4f, \"queries\": %zu, "
+	       "\"rss_start_bytes\": %llu, \"rss_flushed_bytes\": %llu}\n",
 	       sync_name(c->sync), base.rows, c->threads, c->batch,
 	       c->memtable ? c->memtable : 65536, acked, flush_s, total,
 	       (double)base.rows / total, cpu, 1e3 * percentile(w.lat, nl, 0.5),
 	       1e3 * percentile(w.lat, nl, 0.99),
 	       (unsigned long long)st.flushes, (unsigned long long)st.splits,
 	       (unsigned long long)st.merges, (unsigned long long)st.recenters,
-	       st.l1_buckets, st.segments, r, nq);
+	       st.l1_buckets, st.segments, r, nq,
+	       (unsigned long long)rss_start, (unsigned long long)rss_flushed);
 	fflush(stdout);
 	drift_shard_close(s);
 	free(w.ids);
