@@ -417,6 +417,34 @@ def scenario_churn(names, results, quick):
     return res
 
 
+def scenario_memory(names, results, quick):
+    """tests/bench/memory.py: resident bytes per vector after Flush of
+    drift-node next to the shard in-process, on each set (quick: the first
+    10,000 Fashion-MNIST rows); then many collections on one node (10,000;
+    quick: 1,000): fixed cost, create / first upsert / drop times."""
+    script = os.path.join(HERE, "memory.py")
+    rows = []
+
+    def lines(cmd):
+        out = subprocess.run([sys.executable, script] + cmd, check=True,
+                             capture_output=True, text=True,
+                             timeout=14400).stdout
+        return [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    for ds in names:
+        base = os.path.join(getattr(datasets, ds)(), "base.fvecs")
+        extra = ["--rows", "10000"] if quick else []
+        for r in lines(["vectors", base] + extra):
+            r["dataset"] = ds + ("_10k" if quick else "")
+            rows.append(r)
+            log(f"memory {r['dataset']} {r['system']}: "
+                f"{r['bytes_per_vector']} B/vector after Flush")
+    count = 1000 if quick else 10000
+    rows += lines(["collections", "--count", str(count)])
+    log(f"memory: {count} collections: {rows[-1]}")
+    results["memory"] = rows
+    return rows
+
+
 # ---- Reporting ------------------------------------------------------------
 
 def fmt(v, digits=0):
@@ -536,6 +564,7 @@ SECTIONS = [
     ("node", "drift-node through gRPC: UpsertStream per sync policy, Search"),
     ("churn", "Churn: upserts, deletes and searches, then a mass delete"),
     ("drift", "Drift: SIFT inserted in source order, fixed probe share"),
+    ("memory", "Memory: bytes per vector after Flush, many collections"),
 ]
 MARKER = re.compile(r"^<!-- scenario: (\w+) -->$")
 
@@ -804,6 +833,65 @@ def body_node(rows):
             "cores.", "", smd, ""]
 
 
+def body_memory(rows):
+    vec = []
+    for r in (x for x in rows if x.get("event") == "vectors"):
+        vec.append({"dataset": r["dataset"], "system": r["system"],
+                    "n": r["n"], "bytes_per_vector": r["bytes_per_vector"],
+                    "peak_bytes_per_vector":
+                        r.get("peak_bytes_per_vector"),
+                    "node / in-process": r.get("ratio")})
+    md = write_table("memory_vectors", vec,
+                     ["dataset", "system", "n", "bytes_per_vector",
+                      "peak_bytes_per_vector", "node / in-process"],
+                     {"node / in-process": 3})
+    calls = []
+    for r in (x for x in rows if x.get("event") == "call"):
+        calls.append({"call": r["call"], "collections": r["count"],
+                      "first tenth p50_ms": r["first"]["p50_ms"],
+                      "first tenth p99_ms": r["first"]["p99_ms"],
+                      "last tenth p50_ms": r["last"]["p50_ms"],
+                      "last tenth p99_ms": r["last"]["p99_ms"],
+                      "total_s": r["total_s"]})
+    cmd = write_table("memory_calls", calls,
+                      ["call", "collections", "first tenth p50_ms",
+                       "first tenth p99_ms", "last tenth p50_ms",
+                       "last tenth p99_ms", "total_s"],
+                      {"first tenth p50_ms": 2, "first tenth p99_ms": 2,
+                       "last tenth p50_ms": 2, "last tenth p99_ms": 2,
+                       "total_s": 1})
+    t = next((x for x in rows if x.get("event") == "tenants"), None)
+    MiB = float(1 << 20)
+    lines = ["`tests/bench/memory.py`. Bytes per vector after Flush: the "
+             "same rows loaded into the shard in-process (`shard-bench "
+             "ingest`, Janitor on, `batch` sync; resident memory 2 s after "
+             "the flush minus before the shard opened) and into a default "
+             "`drift-node` (one collection, `UpsertStream` in batches of "
+             "500, `Flush`; VmRSS 2 s after the flush minus VmRSS after "
+             "start; peak: VmHWM minus VmRSS after start, the memtable's "
+             "fill included).", "", md, ""]
+    if t is not None:
+        lines += [f"Many collections on one default node: {t['count']:,} "
+                  f"collections (64-d COSINE) created one after the other, "
+                  f"then a first `Upsert` of {t['rows']} vectors into each, "
+                  "then every one dropped; a call's latency over the first "
+                  "and the last tenth of the collections (a call that slows "
+                  "down as the node fills would show there). The node: "
+                  f"{t['start_rss'] / MiB:.1f} MiB and "
+                  f"{t['start_threads']} threads at start; "
+                  f"{t['empty_rss'] / MiB:.1f} MiB and "
+                  f"{t['empty_threads']} threads with the empty collections "
+                  f"({t['empty_bytes_each'] / 1024:.0f} KiB each); "
+                  f"{t['loaded_rss'] / MiB:.1f} MiB and "
+                  f"{t['loaded_threads']} threads with {t['rows']} vectors "
+                  f"in each ({t['loaded_bytes_each'] / 1024:.0f} KiB each); "
+                  f"{t['dropped_rss'] / MiB:.1f} MiB and "
+                  f"{t['dropped_threads']} threads once all were dropped. "
+                  f"`ListCollections` of all {t['listed']:,} in pages of "
+                  f"1,000: {t['list_s']:.2f} s.", "", cmd, ""]
+    return lines
+
+
 def body_drift(drift_rows, img_dir):
     cols = ["system", "step", "rows", "recall10", "p50_ms", "p99_ms", "buckets",
             "max_bucket", "probed", "scanned"]
@@ -874,6 +962,7 @@ def report(results, measured, argv, timings=()):
         "node": body_node,
         "churn": lambda res: churn.body(res, write_table),
         "drift": lambda rows: body_drift(rows, img_dir),
+        "memory": body_memory,
     }
     for key, _ in SECTIONS:
         if measured.get(key):
@@ -900,7 +989,7 @@ def main():
                     "shorter time points: minutes")
     ap.add_argument("--only",
                     default="static,ingest,churn,drift,kernels,codecs,disk,"
-                    "grpc,node")
+                    "grpc,node,memory")
     ap.add_argument("--dataset", default=None)
     a = ap.parse_args()
     scen = set(a.only.split(","))
@@ -961,6 +1050,8 @@ def main():
             results["node"] = measured["node"]
     if "drift" in scen:
         timed("drift", lambda: scenario_drift(results, a.quick))
+    if "memory" in scen:
+        timed("memory", lambda: scenario_memory(names, results, a.quick))
     import resource
     cpu = sum(getattr(resource.getrusage(who), f) for f in
               ("ru_utime", "ru_stime") for who in
