@@ -148,9 +148,9 @@ void drift_shard_stats_get(drift_shard *s, drift_shard_stats *st);
  * cheap enough for every write (no walk over rows or buckets), that moves
  * only with the rows written and flushed:
  *
- *   the memtables' arenas   twice the active memtable's (drift_hnsw_stats
- *                           .bytes): allocated whole when a memtable
- *                           starts, and a rotation holds two (the active
+ *   the memtables           twice the active memtable's (drift_hnsw_stats
+ *                           .bytes: the pages its rows filled, so it grows
+ *                           with them): a rotation holds two (the active
  *                           one and the one being flushed) for a while
  *   L1 and pending rows     (L1 vectors + rows of the memtables not yet
  *                           applied to L1) * drift_shard_vec_bytes: every
