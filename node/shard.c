@@ -1,21 +1,8 @@
 /*
- * The shard engine (see shard.h for the contract).
- *
- * WAL records (node/wal.h payloads), little endian:
- *   OP_UPSERT (1): u32 n, u32 dim, then n x (u64 id, dim x f32)
- *   OP_DELETE (2): u32 n, then n x u64 id
- * Every row of a record carries the record's sequence number; later rows of
- * one record win over earlier ones for the same id.
- *
- * Locks, in the order they may be taken:
- *   s->mu     rotation state
- *   s->wlock  writers share it around "WAL append + memtable insert";
- *             the rotation takes it alone to swap memtables and WAL files,
- *             so no write is ever split across a rotation
- *   s->l1mu   the single writer of L1: flush, maintenance, persistence;
- *             never taken with s->mu or s->wlock held (the rotation does
- *             not wait for maintenance), and it releases before taking
- *             s->mu
+ * The shard engine (see shard.h for the contract): writes, reads,
+ * rotation, flush and persistence. The WAL records are in shard_record.c,
+ * the Janitor's turn in shard_janitor.c, open and close in shard_open.c;
+ * the locks and their order in shard_internal.h.
  *
  * Memtable pointers (act, imm) are read under an epoch guard; the rotation
  * stores imm before act and readers load act before imm, so a reader that
@@ -30,6 +17,7 @@
  * + segments + WAL tail hold every acknowledged write.
  */
 #include "node/shard.h"
+#include "node/shard_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -53,62 +41,7 @@
 #include "node/manifest.h"
 #include "node/segment.h"
 
-#define OP_UPSERT 1
-#define OP_DELETE 2
-#define PATH_MAX_ 4096
-/* Row cache of L1's full vectors (re-ranking reads; node/vstore.h). */
-#define L1_VEC_CACHE_BYTES ((size_t)64 << 20)
-
-struct drift_shard {
-	drift_shard_opts o;
-	drift_fs *fs;
-	char dir[PATH_MAX_], waldir[PATH_MAX_], segdir[PATH_MAX_];
-	drift_wal *wal;
-	drift_l1 *l1;
-	drift_epoch *epoch;
-	_Atomic(drift_hnsw *) act;
-	_Atomic(drift_hnsw *) imm;
-	atomic_uint reserved; /* rows (and tombstones) promised in act */
-	uint64_t mem_seed;
-
-	pthread_mutex_t mu;
-	pthread_rwlock_t wlock;
-	pthread_mutex_t l1mu;
-
-	/* The last WAL record in imm: stored by the rotation before imm (so a
-	 * flush that loads imm sees it), constant while imm is set. */
-	_Atomic uint64_t imm_last_seq;
-	/* Under l1mu. */
-	atomic_bool imm_applied; /* imm's entries are in L1 (not yet durable;
-				  * read by drift_shard_memory) */
-	drift_manifest man;	 /* the durable manifest */
-	uint64_t last_persist_ns;
-	/* Space: the bytes of each slot's block, and of each live segment's
-	 * blocks (all it was written with, and those still named). Under
-	 * l1mu. */
-	uint64_t *slot_len;
-	uint32_t slot_cap;
-	struct seg_space *space; /* man.nsegments of them, same order */
-	/* The Janitor's failed flushes (a full disk): retried with a backoff
-	 * and logged at most every FLUSH_WARN_NS. Janitor thread only. */
-	uint64_t flush_retry_ns, flush_warn_ns;
-	unsigned flush_fails;
-
-	/* The Janitor: a task of pool (janitor.h); own_pool when the shard
-	 * made the pool itself. */
-	drift_janitor *pool;
-	bool own_pool;
-	drift_janitor_task task;
-	atomic_bool trim_due; /* memory was freed since the last idle turn */
-
-	atomic_ullong flushes, splits, merges, recenters, flushed_seq;
-};
-
 /* ---- Helpers ---- */
-
-struct seg_space {
-	uint64_t id, total, live;
-};
 
 /* A segment whose live blocks are under this share of its blocks has them
  * written again into the next segment (then it is named by nothing and
@@ -116,14 +49,14 @@ struct seg_space {
  * is rewritten for less than half of it being garbage. */
 #define COMPACT_LIVE_SHARE 0.5
 
-static int path_join(char *out, const char *a, const char *b)
+int shard_path_join(char *out, const char *a, const char *b)
 {
 	return (size_t)snprintf(out, PATH_MAX_, "%s/%s", a, b) >= PATH_MAX_
 		       ? DRIFT_ERANGE
 		       : 0;
 }
 
-static void seg_path(const drift_shard *s, uint64_t id, char *out)
+void shard_seg_path(const drift_shard *s, uint64_t id, char *out)
 {
 	/* open keeps the directory short enough for this to fit. */
 	if (snprintf(out, PATH_MAX_, "%s/%020llu.drift", s->segdir,
@@ -131,7 +64,7 @@ static void seg_path(const drift_shard *s, uint64_t id, char *out)
 		out[0] = '\0';
 }
 
-static int new_memtable(drift_shard *s, drift_hnsw **out, drift_err *err)
+int shard_new_memtable(drift_shard *s, drift_hnsw **out, drift_err *err)
 {
 	drift_hnsw_opts ho = {.dim = s->o.dim,
 			      .metric = s->o.metric,
@@ -245,7 +178,7 @@ static int add_bloom(struct persist_ctx *p, drift_err *err)
 	return rv;
 }
 
-static int cmp_u64(const void *a, const void *b)
+int shard_cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 	return x < y ? -1 : x > y;
@@ -260,7 +193,7 @@ static int cmp_bucket_slot(const void *a, const void *b)
 
 /* Writes L1's dirty buckets into a new segment and switches the manifest
  * to it with wal_seq; deletes the segments no longer named. */
-static bool slot_room(drift_shard *s, uint32_t slot)
+bool shard_slot_room(drift_shard *s, uint32_t slot)
 {
 	if (slot < s->slot_cap)
 		return true;
@@ -279,7 +212,7 @@ static bool slot_room(drift_shard *s, uint32_t slot)
 /* s->space for the manifest s->man from s->slot_len; a segment not known
  * before gets new_total (the one just written). Bookkeeping only: without
  * memory for it, no segment is compacted. */
-static void space_rebuild(drift_shard *s, uint64_t new_id, uint64_t new_total)
+void shard_space_rebuild(drift_shard *s, uint64_t new_id, uint64_t new_total)
 {
 	struct seg_space *sp =
 		drift_mallocarray(s->man.nsegments + 1, sizeof(*sp));
@@ -304,7 +237,7 @@ static void space_rebuild(drift_shard *s, uint64_t new_id, uint64_t new_total)
 
 /* Marks the buckets of every segment that is mostly garbage dirty (the
  * next persist moves them into its new segment). Under l1mu. */
-static void compact_segments(drift_shard *s)
+void shard_compact_segments(drift_shard *s)
 {
 	for (uint32_t i = 0; s->space != NULL && i < s->man.nsegments; i++) {
 		const struct seg_space *sp = &s->space[i];
@@ -318,13 +251,13 @@ static void compact_segments(drift_shard *s)
 	}
 }
 
-static int persist(drift_shard *s, uint64_t wal_seq, drift_err *err)
+int shard_persist(drift_shard *s, uint64_t wal_seq, drift_err *err)
 {
 	if (drift_l1_dirty_count(s->l1) == 0 && wal_seq == s->man.wal_seq)
 		return 0;
 	struct persist_ctx p = {.segid = s->man.next_segment_id, .err = err};
 	char path[PATH_MAX_];
-	seg_path(s, p.segid, path);
+	shard_seg_path(s, p.segid, path);
 	int rv = 0;
 	bool wrote_segment = false;
 	if (drift_l1_dirty_count(s->l1) > 0) {
@@ -390,7 +323,7 @@ static int persist(drift_shard *s, uint64_t wal_seq, drift_err *err)
 	}
 	if (wrote_segment)
 		nm.segments[nm.nsegments++] = p.segid;
-	qsort(nm.segments, nm.nsegments, 8, cmp_u64);
+	qsort(nm.segments, nm.nsegments, 8, shard_cmp_u64);
 	nm.meta_len = s->man.meta_len;
 	nm.meta = drift_malloc(nm.meta_len ? nm.meta_len : 1);
 	if (nm.meta == NULL) {
@@ -405,10 +338,10 @@ static int persist(drift_shard *s, uint64_t wal_seq, drift_err *err)
 	drift_l1_clear_dirty(s->l1);
 	for (uint32_t i = 0; i < s->man.nsegments; i++) {
 		uint64_t id = s->man.segments[i];
-		if (bsearch(&id, nm.segments, nm.nsegments, 8, cmp_u64) ==
+		if (bsearch(&id, nm.segments, nm.nsegments, 8, shard_cmp_u64) ==
 		    NULL) {
 			char old[PATH_MAX_];
-			seg_path(s, id, old);
+			shard_seg_path(s, id, old);
 			s->fs->unlink(s->fs, old);
 		}
 	}
@@ -416,11 +349,11 @@ static int persist(drift_shard *s, uint64_t wal_seq, drift_err *err)
 	s->man = nm;
 	uint64_t written = 0;
 	for (size_t i = 0; i < p.n; i++)
-		if (slot_room(s, p.changed[i].slot)) {
+		if (shard_slot_room(s, p.changed[i].slot)) {
 			s->slot_len[p.changed[i].slot] = p.lens[i];
 			written += p.lens[i];
 		}
-	space_rebuild(s, wrote_segment ? p.segid : 0, written);
+	shard_space_rebuild(s, wrote_segment ? p.segid : 0, written);
 	drift_free(p.changed);
 	drift_free(p.lens);
 	atomic_store(&s->flushed_seq, wal_seq);
@@ -436,8 +369,8 @@ fail:
 }
 
 /* Applies the newest entries of memtable h to L1 (l1mu held). */
-static int apply_memtable(drift_shard *s, drift_hnsw *h, uint64_t version,
-			  drift_err *err)
+int shard_apply_memtable(drift_shard *s, drift_hnsw *h, uint64_t version,
+			 drift_err *err)
 {
 	/* Count with the iterator itself (the flush must not depend on the
 	 * memtable's counters), then fill. */
@@ -496,7 +429,7 @@ out:
 }
 
 /* Flushes the immutable memtable, if any, into durable L1. */
-static int flush_imm(drift_shard *s, drift_err *err)
+int shard_flush_imm(drift_shard *s, drift_err *err)
 {
 	pthread_mutex_lock(&s->l1mu);
 	drift_hnsw *imm = atomic_load(&s->imm);
@@ -507,12 +440,12 @@ static int flush_imm(drift_shard *s, drift_err *err)
 	 * cleared below. */
 	uint64_t last = atomic_load(&s->imm_last_seq);
 	if (!s->imm_applied) {
-		rv = apply_memtable(s, imm, last, err);
+		rv = shard_apply_memtable(s, imm, last, err);
 		if (rv != 0)
 			goto out;
 		s->imm_applied = true;
 	}
-	rv = persist(s, last, err);
+	rv = shard_persist(s, last, err);
 	if (rv != 0)
 		goto out;
 	atomic_store(&s->imm, NULL);
@@ -542,7 +475,7 @@ static int rotate(drift_shard *s, unsigned need, bool force, drift_err *err)
 	for (;;) {
 		if (atomic_load(&s->imm) == NULL)
 			break;
-		int rv = flush_imm(s, err);
+		int rv = shard_flush_imm(s, err);
 		if (rv != 0)
 			return rv;
 	}
@@ -556,7 +489,7 @@ static int rotate(drift_shard *s, unsigned need, bool force, drift_err *err)
 	if (!needed || atomic_load(&s->imm) != NULL)
 		goto out;
 	drift_hnsw *fresh;
-	rv = new_memtable(s, &fresh, err);
+	rv = shard_new_memtable(s, &fresh, err);
 	if (rv != 0)
 		goto out;
 	uint64_t first;
@@ -598,466 +531,9 @@ static int reserve(drift_shard *s, unsigned n, drift_hnsw **act, drift_err *err)
 		int rv = rotate(s, n, false, err);
 		if (rv != 0)
 			return rv;
-		if (!s->o.janitor && (rv = flush_imm(s, err)) != 0)
+		if (!s->o.janitor && (rv = shard_flush_imm(s, err)) != 0)
 			return rv;
 	}
-}
-
-/* ---- Janitor ---- */
-
-#define FLUSH_WARN_NS (10 * 1000000000ull)
-#define MAINT_PERSIST_NS (10 * 1000000000ull)
-#define FLUSH_BACKOFF_MAX_NS (5 * 1000000000ull)
-
-/* A failed flush is tried again after 2^fails Janitor periods (at most
- * FLUSH_BACKOFF_MAX_NS; a writer that needs the room flushes at once
- * itself), and logged once per FLUSH_WARN_NS, not every period. */
-static void flush_failed(drift_shard *s, const drift_err *err)
-{
-	uint64_t now = drift_now_ns();
-	unsigned shift = s->flush_fails < 10 ? s->flush_fails : 10;
-	uint64_t wait = s->o.janitor_period_ns << shift;
-	if (wait > FLUSH_BACKOFF_MAX_NS)
-		wait = FLUSH_BACKOFF_MAX_NS;
-	s->flush_fails++;
-	s->flush_retry_ns = now + wait;
-	if (s->flush_warn_ns != 0 && now - s->flush_warn_ns < FLUSH_WARN_NS)
-		return;
-	DRIFT_WARN("shard %s: flush failed (%u times; retried in %llu ms): %s",
-		   s->dir, s->flush_fails,
-		   (unsigned long long)(wait / 1000000u), err->msg);
-	s->flush_warn_ns = now;
-}
-
-/* One turn of the Janitor: a pending flush, then up to maint_per_tick
- * maintenance actions, then what it wants next: a turn at once when
- * maintenance used its whole budget (a backlog of splits after a large
- * flush is worked off at the pool's full speed, taking turns with the
- * other shards), a turn after the period while it still finds work, has
- * changes to persist or wrote a manifest (compaction looks at the space
- * that left), the flush retried after its backoff, or
- * nothing (an index in good shape waits for its next flush). */
-/* Gives the heaps' free pages back to the system (malloc_trim): the
- * blocks a flush, a compaction or a merge freed sit in the middle of the
- * allocator's heaps, where it keeps them. At most once per TRIM_NS over
- * the process: a trim walks every heap. */
-#define TRIM_NS (1000 * 1000000ull)
-
-static void trim_heaps(void)
-{
-	static _Atomic uint64_t last;
-	uint64_t now = drift_now_ns(), was = atomic_load(&last);
-	if (now - was < TRIM_NS ||
-	    !atomic_compare_exchange_strong(&last, &was, now))
-		return;
-	malloc_trim(0);
-}
-
-static void janitor_run(drift_janitor_task *t)
-{
-	drift_shard *s =
-		(drift_shard *)((char *)t - offsetof(drift_shard, task));
-	drift_err err;
-	drift_err_clear(&err);
-	if (atomic_load(&s->imm) != NULL &&
-	    drift_now_ns() >= s->flush_retry_ns) {
-		if (flush_imm(s, &err) != 0) {
-			flush_failed(s, &err);
-		} else if (s->flush_fails > 0) {
-			DRIFT_INFO("shard %s: flush works again (after %u "
-				   "failures)",
-				   s->dir, s->flush_fails);
-			s->flush_fails = 0;
-			s->flush_retry_ns = 0;
-		}
-	}
-	pthread_mutex_lock(&s->l1mu);
-	uint64_t generation = s->man.generation;
-	drift_l1_maint_stats ms = {0};
-	if (drift_l1_maintain(s->l1, s->o.maint_per_tick, &ms, &err) != 0)
-		DRIFT_WARN("shard %s: maintenance: %s", s->dir, err.msg);
-	atomic_fetch_add(&s->splits, ms.splits);
-	atomic_fetch_add(&s->merges, ms.merges);
-	atomic_fetch_add(&s->recenters, ms.recenters);
-	compact_segments(s);
-	/* What maintenance (or compaction) changed becomes durable once it
-	 * pauses, or MAINT_PERSIST_NS after the last persist while it goes
-	 * on (a crash before that only loses the rearrangement, never data).
-	 * Under a steady ingest the flushes persist it: a bucket that splits
-	 * and then takes a flush is written once, not twice. */
-	uint64_t actions = ms.splits + ms.merges + ms.recenters;
-	if (actions > 0)
-		atomic_store(&s->trim_due, true);
-	if (drift_l1_dirty_count(s->l1) > 0 &&
-	    (actions == 0 ||
-	     drift_now_ns() - s->last_persist_ns > MAINT_PERSIST_NS) &&
-	    persist(s, s->man.wal_seq, &err) != 0)
-		DRIFT_WARN("shard %s: persisting maintenance: %s", s->dir,
-			   err.msg);
-	/* A manifest written since the turn began (here or by a flush) may
-	 * leave a segment mostly garbage: one more turn checks. */
-	bool dirty = drift_l1_dirty_count(s->l1) > 0 ||
-		     s->man.generation != generation;
-	pthread_mutex_unlock(&s->l1mu);
-	if (actions >= s->o.maint_per_tick)
-		drift_janitor_post(s->pool, t, DRIFT_JANITOR_MAINT, 0);
-	else if (actions > 0 || dirty)
-		drift_janitor_post(s->pool, t, DRIFT_JANITOR_MAINT,
-				   s->o.janitor_period_ns);
-	else if (atomic_exchange(&s->trim_due, false))
-		trim_heaps(); /* idle after freeing */
-	if (atomic_load(&s->imm) != NULL) {
-		uint64_t now = drift_now_ns();
-		drift_janitor_post(
-			s->pool, t, DRIFT_JANITOR_FLUSH,
-			s->flush_retry_ns > now ? s->flush_retry_ns - now : 0);
-	}
-}
-
-/* ---- Open: hydration ---- */
-
-struct replay {
-	drift_shard *s;
-	drift_err *err;
-	uint64_t l1_seq;  /* records <= this were applied to L1 in replay */
-	uint64_t act_seq; /* the last record in the active memtable */
-};
-
-/* A replayed batch that does not fit the memtable sends the memtable to L1
- * (in memory; open persists it at the end). */
-static int replay_room(struct replay *r, unsigned n)
-{
-	drift_shard *s = r->s;
-	if (atomic_load(&s->reserved) + n <= s->o.memtable_rows)
-		return 0;
-	drift_hnsw *act = atomic_load(&s->act);
-	int rv = apply_memtable(s, act, r->act_seq, r->err);
-	if (rv != 0)
-		return rv;
-	r->l1_seq = r->act_seq;
-	drift_hnsw *fresh;
-	if ((rv = new_memtable(s, &fresh, r->err)) != 0)
-		return rv;
-	drift_hnsw_free(act);
-	atomic_store(&s->act, fresh);
-	atomic_store(&s->reserved, 0);
-	return 0;
-}
-
-static int replay_fn(void *ctx, uint64_t seq, uint32_t type,
-		     const void *payload, size_t len)
-{
-	struct replay *r = ctx;
-	drift_shard *s = r->s;
-	const uint8_t *p = payload;
-	uint32_t dim = s->o.dim;
-	if (len < 4)
-		goto bad;
-	uint32_t n = drift_load_le32(p);
-	if (n > s->o.memtable_rows)
-		goto bad;
-	int rv;
-	if (type == OP_UPSERT) {
-		if (len < 8 || drift_load_le32(p + 4) != dim ||
-		    (len - 8) / (8 + 4 * (size_t)dim) != n ||
-		    (len - 8) % (8 + 4 * (size_t)dim) != 0)
-			goto bad;
-		if ((rv = replay_room(r, n)) != 0)
-			return rv;
-		float *v = drift_mallocarray(dim, sizeof(float));
-		if (v == NULL)
-			return DRIFT_ENOMEM;
-		drift_hnsw *act = atomic_load(&s->act);
-		for (uint32_t i = 0; i < n; i++) {
-			const uint8_t *row = p + 8 + i * (8 + 4 * (size_t)dim);
-			uint64_t id = drift_load_le64(row);
-			for (uint32_t j = 0; j < dim; j++)
-				v[j] = drift_load_lef32(row + 8 + 4 * j);
-			rv = drift_hnsw_insert(act, id, v, seq, NULL);
-			if (rv != 0 && rv != DRIFT_ESTALE) {
-				drift_free(v);
-				return drift_err_set(r->err, rv,
-						     "replaying record %llu: "
-						     "%s",
-						     (unsigned long long)seq,
-						     drift_strerror(rv));
-			}
-		}
-		drift_free(v);
-		atomic_fetch_add(&s->reserved, n);
-	} else if (type == OP_DELETE) {
-		if (len != 4 + 8 * (size_t)n)
-			goto bad;
-		if ((rv = replay_room(r, n)) != 0)
-			return rv;
-		drift_hnsw *act = atomic_load(&s->act);
-		for (uint32_t i = 0; i < n; i++) {
-			rv = drift_hnsw_delete(
-				act, drift_load_le64(p + 4 + 8 * i), seq);
-			if (rv != 0 && rv != DRIFT_ESTALE)
-				return drift_err_set(r->err, rv,
-						     "replaying record %llu",
-						     (unsigned long long)seq);
-		}
-		atomic_fetch_add(&s->reserved, n);
-	} else {
-		goto bad;
-	}
-	r->act_seq = seq;
-	return 0;
-bad:
-	return drift_err_set(r->err, DRIFT_ECORRUPT,
-			     "WAL record %llu (type %u, %zu bytes) is not a "
-			     "valid batch for this shard",
-			     (unsigned long long)seq, type, len);
-}
-
-/* The configuration recorded in the manifest: "dim=<d> metric=<m>". */
-static void meta_string(const drift_shard *s, char *out, size_t cap)
-{
-	snprintf(out, cap, "dim=%u metric=%d", s->o.dim, (int)s->o.metric);
-}
-
-/* Deletes segment files the manifest does not name, and .tmp leftovers. */
-static void collect_garbage(drift_shard *s)
-{
-	DIR *d = opendir(s->segdir);
-	if (d == NULL)
-		return;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		const char *nm = de->d_name;
-		if (nm[0] == '.')
-			continue;
-		char *end;
-		unsigned long long id = strtoull(nm, &end, 10);
-		bool keep = strcmp(end, ".drift") == 0 &&
-			    bsearch(&(uint64_t){id}, s->man.segments,
-				    s->man.nsegments, 8, cmp_u64) != NULL;
-		if (!keep) {
-			char path[PATH_MAX_];
-			if (path_join(path, s->segdir, nm) == 0) {
-				DRIFT_INFO("shard %s: removing unreferenced "
-					   "%s",
-					   s->dir, nm);
-				s->fs->unlink(s->fs, path);
-			}
-		}
-	}
-	closedir(d);
-}
-
-static int load_l1(drift_shard *s, drift_err *err)
-{
-	int rv = 0;
-	s->space = drift_mallocarray(s->man.nsegments + 1, sizeof(*s->space));
-	for (uint32_t i = 0; i < s->man.nsegments && rv == 0; i++) {
-		char path[PATH_MAX_];
-		seg_path(s, s->man.segments[i], path);
-		drift_segment_reader *r;
-		rv = drift_segr_open(s->fs, path, &r, err);
-		if (rv != 0)
-			return drift_err_wrap(err, rv, "shard %s", s->dir);
-		uint64_t total = 0;
-		for (uint32_t j = 0; j < drift_segr_block_count(r); j++)
-			total += drift_segr_block(r, j)->length;
-		if (s->space != NULL)
-			s->space[i] = (struct seg_space){
-				.id = s->man.segments[i], .total = total};
-		for (uint32_t j = 0; j < s->man.nbuckets && rv == 0; j++) {
-			const drift_manifest_bucket *b = &s->man.buckets[j];
-			if (b->segment != s->man.segments[i])
-				continue;
-			if (b->block >= drift_segr_block_count(r)) {
-				rv = drift_err_set(err, DRIFT_ECORRUPT,
-						   "%s: the manifest names "
-						   "block %u, the file has %u",
-						   path, b->block,
-						   drift_segr_block_count(r));
-				break;
-			}
-			const drift_block_info *bi =
-				drift_segr_block(r, b->block);
-			void *buf = drift_malloc(bi->length ? bi->length : 1);
-			if (buf == NULL) {
-				rv = drift_err_set(err, DRIFT_ENOMEM, "%s",
-						   path);
-				break;
-			}
-			rv = drift_segr_read_block(r, b->block, buf, err);
-			if (rv == 0)
-				rv = drift_l1_load_block(s->l1, b->slot, buf,
-							 bi->length, err);
-			if (rv == 0 && slot_room(s, b->slot))
-				s->slot_len[b->slot] = bi->length;
-			drift_free(buf);
-			if (rv != 0)
-				drift_err_wrap(err, rv, "%s", path);
-		}
-		drift_segr_close(r);
-	}
-	if (rv == 0)
-		rv = drift_l1_load_finish(s->l1, err);
-	if (rv == 0)
-		space_rebuild(s, 0, 0);
-	return rv;
-}
-
-int drift_shard_open(const drift_shard_opts *opts, drift_shard **out,
-		     drift_err *err)
-{
-	if (opts->dim == 0 || opts->dim > 65536)
-		return drift_err_set(err, DRIFT_EINVAL,
-				     "shard: dimension %u out of range",
-				     opts->dim);
-	drift_shard *s = drift_calloc(1, sizeof(*s));
-	if (s == NULL)
-		return drift_err_set(err, DRIFT_ENOMEM, "shard");
-	s->o = *opts;
-	if (s->o.memtable_rows == 0)
-		s->o.memtable_rows = 65536;
-	if (s->o.memtable_ef_construction == 0)
-		s->o.memtable_ef_construction = DRIFT_SHARD_MEMTABLE_EFC;
-	if (s->o.maint_per_tick == 0)
-		s->o.maint_per_tick = 4;
-	if (s->o.janitor_period_ns == 0)
-		s->o.janitor_period_ns = 50000000ull;
-	s->fs = opts->fs != NULL ? opts->fs : drift_fs_posix();
-	pthread_mutex_init(&s->mu, NULL);
-	/* The rotation must not starve behind a stream of writers. */
-	pthread_rwlockattr_t ra;
-	pthread_rwlockattr_init(&ra);
-	pthread_rwlockattr_setkind_np(
-		&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&s->wlock, &ra);
-	pthread_rwlockattr_destroy(&ra);
-	pthread_mutex_init(&s->l1mu, NULL);
-	drift_manifest_init(&s->man);
-	atomic_init(&s->act, NULL);
-	atomic_init(&s->imm, NULL);
-	int rv;
-	if (strlen(opts->dir) >= PATH_MAX_ - 64 ||
-	    (size_t)snprintf(s->dir, PATH_MAX_, "%s", opts->dir) >= PATH_MAX_ ||
-	    path_join(s->waldir, s->dir, "wal") != 0 ||
-	    path_join(s->segdir, s->dir, "seg") != 0) {
-		rv = drift_err_set(err, DRIFT_EINVAL, "shard: path too long");
-		goto fail;
-	}
-	s->o.dir = s->dir;
-	if ((rv = drift_fs_mkdir_p(s->fs, s->waldir, err)) != 0 ||
-	    (rv = drift_fs_mkdir_p(s->fs, s->segdir, err)) != 0)
-		goto fail;
-	if ((rv = drift_epoch_new(&s->epoch)) != 0) {
-		drift_err_set(err, rv, "shard");
-		goto fail;
-	}
-	char meta[64];
-	meta_string(s, meta, sizeof(meta));
-	rv = drift_manifest_load(s->fs, s->dir, &s->man, err);
-	if (rv == DRIFT_ENOENT) {
-		drift_manifest_init(&s->man);
-		s->man.meta_len = strlen(meta);
-		s->man.meta = (uint8_t *)drift_strdup(meta);
-		if (s->man.meta == NULL) {
-			rv = drift_err_set(err, DRIFT_ENOMEM, "shard");
-			goto fail;
-		}
-		/* The shard's identity is durable before its first write. */
-		if ((rv = drift_manifest_store(s->fs, s->dir, &s->man, err)) !=
-		    0)
-			goto fail;
-	} else if (rv != 0) {
-		goto fail;
-	} else if (s->man.meta_len != strlen(meta) ||
-		   memcmp(s->man.meta, meta, s->man.meta_len) != 0) {
-		rv = drift_err_set(err, DRIFT_EINVAL,
-				   "shard %s holds \"%.*s\", not \"%s\"",
-				   s->dir, (int)s->man.meta_len,
-				   (const char *)s->man.meta, meta);
-		goto fail;
-	}
-	atomic_store(&s->flushed_seq, s->man.wal_seq);
-	/* L1's full vectors go to a scratch file in the shard's directory
-	 * (node/vstore.h: rebuilt from the segments by load_l1), behind a row
-	 * cache of L1_VEC_CACHE_BYTES. */
-	drift_l1_opts lo = {.dim = s->o.dim,
-			    .metric = s->o.metric,
-			    .bucket_target = s->o.bucket_target,
-			    .default_recall = s->o.default_recall,
-			    .seed = s->o.seed,
-			    .vec_dir = s->dir,
-			    .vec_cache_bytes = L1_VEC_CACHE_BYTES};
-	if ((rv = drift_l1_new(&lo, &s->l1, err)) != 0 ||
-	    (rv = load_l1(s, err)) != 0)
-		goto fail;
-	collect_garbage(s);
-	drift_hnsw *act;
-	if ((rv = new_memtable(s, &act, err)) != 0)
-		goto fail;
-	atomic_store(&s->act, act);
-	struct replay r = {.s = s,
-			   .err = err,
-			   .l1_seq = s->man.wal_seq,
-			   .act_seq = s->man.wal_seq};
-	drift_wal_opts wo = {.fs = s->fs,
-			     .dir = s->waldir,
-			     .sync = opts->sync,
-			     .pool = opts->wal_pool};
-	rv = drift_wal_open(&wo, s->man.wal_seq, replay_fn, &r, &s->wal, err);
-	if (rv != 0) {
-		drift_err_wrap(err, rv, "shard %s", s->dir);
-		goto fail;
-	}
-	/* Batches that replay sent to L1 become durable there now. */
-	if (r.l1_seq > s->man.wal_seq || drift_l1_dirty_count(s->l1) > 0) {
-		pthread_mutex_lock(&s->l1mu);
-		rv = persist(s, r.l1_seq, err);
-		pthread_mutex_unlock(&s->l1mu);
-		if (rv != 0)
-			goto fail;
-	}
-	s->last_persist_ns = drift_now_ns();
-	if (s->o.janitor) {
-		s->pool = opts->pool;
-		if (s->pool == NULL) {
-			if ((rv = drift_janitor_new(1, &s->pool, err)) != 0)
-				goto fail;
-			s->own_pool = true;
-		}
-		drift_janitor_task_init(&s->task, janitor_run);
-		/* What hydration left to maintain. */
-		drift_janitor_post(s->pool, &s->task, DRIFT_JANITOR_MAINT, 0);
-	}
-	*out = s;
-	return 0;
-fail:
-	drift_shard_close(s);
-	return rv;
-}
-
-void drift_shard_close(drift_shard *s)
-{
-	if (s == NULL)
-		return;
-	if (s->pool != NULL) {
-		drift_janitor_detach(s->pool, &s->task);
-		if (s->own_pool)
-			drift_janitor_free(s->pool);
-	}
-	drift_wal_close(s->wal);
-	if (s->epoch != NULL)
-		drift_epoch_barrier(s->epoch);
-	drift_hnsw_free(atomic_load(&s->act));
-	drift_hnsw_free(atomic_load(&s->imm));
-	drift_l1_free(s->l1);
-	drift_epoch_free(s->epoch);
-	drift_manifest_free(&s->man);
-	drift_free(s->slot_len);
-	drift_free(s->space);
-	pthread_mutex_destroy(&s->mu);
-	pthread_rwlock_destroy(&s->wlock);
-	pthread_mutex_destroy(&s->l1mu);
-	drift_free(s);
 }
 
 uint32_t drift_shard_max_batch(const drift_shard *s)
@@ -1087,19 +563,10 @@ int drift_shard_upsert(drift_shard *s, const uint64_t *ids, const float *vecs,
 				cosine ? "is zero or has a NaN or infinite "
 					 "component"
 				       : "has a NaN or infinite component");
-	size_t row = 8 + 4 * (size_t)dim;
-	size_t len = 8 + n * row;
-	uint8_t *rec = drift_malloc(len);
-	if (rec == NULL)
+	uint8_t *rec;
+	size_t len;
+	if (shard_record_upsert(ids, vecs, n, dim, &rec, &len) != 0)
 		return drift_err_set(err, DRIFT_ENOMEM, "upsert");
-	drift_store_le32(rec, (uint32_t)n);
-	drift_store_le32(rec + 4, dim);
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *p = rec + 8 + i * row;
-		drift_store_le64(p, ids[i]);
-		for (uint32_t j = 0; j < dim; j++)
-			drift_store_lef32(p + 8 + 4 * j, vecs[i * dim + j]);
-	}
 	drift_hnsw *act;
 	int rv = reserve(s, (unsigned)n, &act, err);
 	if (rv != 0) {
@@ -1147,13 +614,10 @@ int drift_shard_delete(drift_shard *s, const uint64_t *ids, size_t n,
 			*deleted = 0;
 		return 0;
 	}
-	size_t len = 4 + 8 * n;
-	uint8_t *rec = drift_malloc(len);
-	if (rec == NULL)
+	uint8_t *rec;
+	size_t len;
+	if (shard_record_delete(ids, n, &rec, &len) != 0)
 		return drift_err_set(err, DRIFT_ENOMEM, "delete");
-	drift_store_le32(rec, (uint32_t)n);
-	for (size_t i = 0; i < n; i++)
-		drift_store_le64(rec + 4 + 8 * i, ids[i]);
 	drift_hnsw *act;
 	int rv = reserve(s, (unsigned)n, &act, err);
 	if (rv != 0) {
@@ -1316,10 +780,10 @@ int drift_shard_flush(drift_shard *s, drift_err *err)
 {
 	int rv = rotate(s, 0, true, err);
 	if (rv == 0)
-		rv = flush_imm(s, err);
+		rv = shard_flush_imm(s, err);
 	if (rv == 0) {
 		pthread_mutex_lock(&s->l1mu);
-		rv = persist(s, s->man.wal_seq, err);
+		rv = shard_persist(s, s->man.wal_seq, err);
 		pthread_mutex_unlock(&s->l1mu);
 	}
 	return rv;

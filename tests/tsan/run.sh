@@ -43,7 +43,8 @@ shard)
     node/codec/alp.c node/codec/bloom.c node/codec/fastlanes.c
     node/codec/rabitq.c node/codec/sq8.c node/disk.c node/hnsw.c node/kmeans.c node/kv.c
     node/l1.c node/l1_calib.c node/l1_graph.c node/l1_maint.c node/l1_persist.c
-    node/janitor.c node/manifest.c node/segment.c node/shard.c node/vstore.c
+    node/janitor.c node/manifest.c node/segment.c node/shard.c
+    node/shard_janitor.c node/shard_open.c node/shard_record.c node/vstore.c
     node/wal.c
     tests/tsan/tsan_shard.c)
   build node/codec/sq8_avx2.c -mavx2 -mfma
