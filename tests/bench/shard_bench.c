@@ -373,8 +373,8 @@ static int cmd_ingest(const config *c)
 	       1e3 * percentile(w.lat, nl, 0.99),
 	       (unsigned long long)st.flushes, (unsigned long long)st.splits,
 	       (unsigned long long)st.merges, (unsigned long long)st.recenters,
-	       st.l1_buckets, st.segments, r, nq,
-	       (unsigned long long)rss_start, (unsigned long long)rss_flushed);
+	       st.l1_buckets, st.segments, r, nq, (unsigned long long)rss_start,
+	       (unsigned long long)rss_flushed);
 	fflush(stdout);
 	drift_shard_close(s);
 	free(w.ids);
