@@ -29,6 +29,7 @@ from grpctest import Server, Tap, drift_stubs  # noqa: E402
 pb, pbg, _, _ = drift_stubs()
 NODE = os.environ["DRIFT_NODE"]
 CLI = os.environ["DRIFT_CLI"]
+ROUTER = os.environ.get("DRIFT_ROUTER")
 C = grpc.StatusCode
 
 
@@ -549,6 +550,95 @@ def cluster_cases(tap, tmp):
             n.stop()
 
 
+def three_nodes(tmp, prefix):
+    nodes = []
+    for i in range(3):
+        extra = ["--raft-listen", "127.0.0.1:%d" % free_port(),
+                 "--node-id", "%s%d" % (prefix, i)]
+        if i > 0:
+            extra += ["--join", nodes[0].addr]
+        nodes.append(Node(os.path.join(tmp, "%s%d" % (prefix, i)), extra))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        s = cli_json(nodes[0].addr, "status")
+        if len(s["nodes"]) == 3 and all(x["state"] == "up"
+                                        for x in s["nodes"]):
+            break
+        time.sleep(0.2)
+    return nodes
+
+
+def router_cases(tap, tmp):
+    """The data commands through drift-router in front of three nodes."""
+    if ROUTER is None:
+        tap.check(True, "# SKIP no DRIFT_ROUTER")
+        return
+    nodes = three_nodes(tmp, "r")
+    router = None
+    try:
+        router = Server([ROUTER, "--listen", "127.0.0.1:0", "--join",
+                         ",".join(n.addr for n in nodes), "--log-level",
+                         "warn"])
+        a = router.addr
+        s = cli_json(a, "status")
+        tap.check(len(s["nodes"]) == 3, "status through the router")
+        rc, out, err = cli(a, "collection", "create", "rv", "--dim", "16",
+                           "--shards", "6")
+        tap.check(rc == 0, "collection create through the router (%r)" %
+                  err)
+        m = cli_json(a, "shard-map", "rv")
+        tap.check(len({x["nodes"][0] for x in m["shards"]}) == 3,
+                  "shard-map through the router: the shards span 3 nodes")
+        D = 16
+        x = data(5000, D, 11)
+        fv = os.path.join(tmp, "rv.fvecs")
+        write_vecs(fv, x)
+        r = cli_json(a, "load", "rv", fv, "--batch", "1000")
+        d = cli_json(a, "collection", "describe", "rv")["collection"]
+        tap.check(r["written"] == 5000 and d["vector_count"] == 5000,
+                  "load through the router: 5,000 rows over 6 shards")
+        qx = data(100, D, 12)
+        d2 = ((qx[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        gt = np.argsort(d2, axis=1)[:, :10].astype("<i4")
+        q = os.path.join(tmp, "rq.fvecs")
+        write_vecs(q, qx)
+        fg = os.path.join(tmp, "rgt.ivecs")
+        write_vecs(fg, gt, dtype="<i4")
+        b = cli_json(a, "bench", "rv", "--queries", q, "--gt", fg,
+                     "--recall-target", "1", "--concurrency", "4")
+        tap.check(b["recall"] >= 0.99,
+                  "bench through the router: exact recall@10 %.3f" %
+                  b["recall"])
+        res = cli_json(a, "search", "rv", "--queries", q, "--k", "10",
+                       "--recall-target", "1")["results"]
+        tap.check(len(res) == 100 and
+                  np.mean([len({h["id"] for h in res[i]["hits"]} &
+                               set(gt[i].tolist())) / 10
+                           for i in range(100)]) >= 0.99,
+                  "search --queries through the router: the merged top-10")
+        g = cli_json(a, "get", "rv", 4999, 17, 10**9, 3)
+        tap.check([p["id"] for p in g["points"]] == [4999, 17, 3] and
+                  g["missing"] == [10**9] and
+                  np.allclose(g["points"][1]["vector"], x[17]),
+                  "get through the router: request order across shards")
+        r = cli_json(a, "delete", "rv", *range(100))
+        tap.check(r["deleted"] == 100 and
+                  cli_json(a, "collection", "describe",
+                           "rv")["collection"]["vector_count"] == 4900,
+                  "delete through the router")
+        rc, out, err = cli(a, "load", "rv", os.path.join(tmp, "wrong.fvecs"))
+        tap.check(rc == 2 and "dimension 17" in err and
+                  cli_json(a, "collection", "describe",
+                           "rv")["collection"]["vector_count"] == 4900,
+                  "load of a wrong dimension through the router: nothing "
+                  "sent")
+    finally:
+        if router is not None:
+            tap.check(router.stop() == 0, "drift-router exits cleanly")
+        for n in nodes:
+            n.stop()
+
+
 def main():
     tap = Tap()
     tmp = tempfile.mkdtemp(prefix="drift-cli-test-")
@@ -565,6 +655,7 @@ def main():
     finally:
         tap.check(n.stop() == 0, "drift-node exits cleanly")
     tap.run("cluster", cluster_cases, tap, tmp)
+    tap.run("router", router_cases, tap, tmp)
     subprocess.run(["rm", "-rf", tmp])
     tap.done()
 

@@ -27,6 +27,7 @@ import drift  # noqa: E402
 from grpctest import Server  # noqa: E402  (processes only, no stubs)
 
 NODE = os.environ["DRIFT_NODE"]
+ROUTER = os.environ.get("DRIFT_ROUTER")
 
 
 # ---- Fixture ---------------------------------------------------------------
@@ -385,6 +386,66 @@ def test_cluster_status_shard_map_and_failed_precondition(tmp_path):
         assert re.search(r"s[02]", e.value.message), e.value.message
         c.close()
     finally:
+        for n in nodes:
+            n.stop()
+
+
+@pytest.mark.skipif(ROUTER is None, reason="no DRIFT_ROUTER")
+def test_through_a_router(tmp_path):
+    """Every data method through drift-router in front of three nodes."""
+    nodes, router = [], None
+    try:
+        for i in range(3):
+            extra = ["--raft-listen", "127.0.0.1:%d" % free_port(),
+                     "--node-id", "t%d" % i]
+            if i:
+                extra += ["--join", nodes[0].addr]
+            nodes.append(start_node(str(tmp_path / ("n%d" % i)), extra))
+        with drift.Client(nodes[0].addr, timeout=30) as nc:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                st = nc.status()
+                if len(st.nodes) == 3 and all(n.state == "up"
+                                              for n in st.nodes):
+                    break
+                time.sleep(0.2)
+        router = Server([ROUTER, "--listen", "127.0.0.1:0", "--join",
+                         ",".join(n.addr for n in nodes), "--log-level",
+                         "warn"])
+        with drift.Client(router.addr, timeout=120) as c:
+            assert len(c.status().nodes) == 3
+            c.create_collection("rt", dimension=16, shards=6)
+            assert len({a.nodes[0] for a in c.shard_map("rt").shards}) == 3
+            x = rand(20000, 16, 8)
+            ids = np.arange(20000, dtype=np.uint64) * 7919 + 2**63
+            assert c.upsert("rt", ids, x) == 20000          # a stream
+            assert c.upsert("rt", ids[:10], x[:10] + 1) == 10  # one Upsert
+            x[:10] += 1
+            assert c.describe_collection("rt").vector_count == 20000
+            assert "rt" in [i.name for i in c.list_collections()]
+            q = rand(40, 16, 9)
+            d2 = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+            truth = ids[np.argsort(d2, axis=1)[:, :10]]
+            got, _ = c.search("rt", q, k=10, recall_target=1.0,
+                              as_numpy=True)
+            recall = np.mean([len(set(got[i].tolist()) &
+                                  set(truth[i].tolist())) / 10
+                              for i in range(len(q))])
+            assert recall >= 0.99, recall
+            pts = c.get("rt", [int(ids[5]), 1, int(ids[19999])])
+            assert [p.id for p in pts] == [int(ids[5]), int(ids[19999])]
+            assert np.allclose(pts[0].vector, x[5])
+            assert c.delete("rt", ids[:100]) == 100
+            assert c.describe_collection("rt").vector_count == 19900
+            with pytest.raises(drift.InvalidArgument):
+                c.upsert("rt", ids[:30000], np.zeros((20000, 15)))
+            assert c.describe_collection("rt").vector_count == 19900
+            c.drop_collection("rt")
+            with pytest.raises(drift.NotFound):
+                c.describe_collection("rt")
+    finally:
+        if router is not None:
+            assert router.stop() == 0
         for n in nodes:
             n.stop()
 
