@@ -5,7 +5,19 @@
  *
  *     2026-11-24T14:03:05.123456Z INFO  node/wal.c:120 wal: opened 3 files
  *
- * and goes to stderr unless a sink is installed. The macros test the level
+ * (the text format) or, with drift_log_set_format(DRIFT_LOG_FORMAT_JSON),
+ * one JSON object per line:
+ *
+ *     {"time":"2026-11-24T14:03:05.123456Z","level":"info",
+ *      "message":"wal: opened 3 files","source":"node/wal.c:120",
+ *      "node_id":"n1","collection":"docs","shard":2,"request_id":"..."}
+ *
+ * where node_id, collection, shard and request_id appear only when set
+ * (drift_log_set_node_id, drift_log_scope_set). Strings are escaped per
+ * RFC 8259 and bytes that are not UTF-8 become U+FFFD, so every line
+ * parses; a message cut to fit the line stays inside its string.
+ *
+ * Lines go to stderr unless a sink is installed. The macros test the level
  * before evaluating their arguments, so a disabled DRIFT_DEBUG costs one
  * relaxed atomic load. Each line is written with a single write(2) call, so
  * lines of concurrent threads never interleave. Lines longer than
@@ -71,6 +83,33 @@ const char *drift_log_level_name(int level);
 typedef void (*drift_log_sink)(void *ctx, int level, const char *line,
 			       size_t len);
 void drift_log_set_sink(drift_log_sink sink, void *ctx);
+
+enum drift_log_format {
+	DRIFT_LOG_FORMAT_TEXT = 0,
+	DRIFT_LOG_FORMAT_JSON,
+};
+
+/* Sets the line format (default text). */
+void drift_log_set_format(int format);
+
+/* Parses "text" or "json" into *format. 0 or DRIFT_EINVAL (unchanged). */
+int drift_log_parse_format(const char *name, int *format);
+
+/* The node id every line carries (copied; NULL or "" removes it). Call it
+ * before starting threads that log, or while none do. */
+void drift_log_set_node_id(const char *id);
+
+/* The calling thread's context, added to its JSON lines: collection (NULL:
+ * none), shard (negative: none), request id (NULL: none). The strings are
+ * borrowed, not copied: they must stay valid until the scope is changed
+ * or cleared. Handlers set it when they know the collection and clear it
+ * before they return (the gRPC server sets the request id around each
+ * handler). */
+void drift_log_scope_set(const char *collection, int shard,
+			 const char *request_id);
+/* Sets only the collection and shard, keeping the request id. */
+void drift_log_scope_target(const char *collection, int shard);
+void drift_log_scope_clear(void);
 
 /* The clock that stamps lines (NULL: the system clock); for tests. */
 void drift_log_set_clock(const drift_clock *clock);

@@ -29,10 +29,12 @@
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/grpc/metrics_http.h"
 #include "common/grpc/server.h"
 #include "common/log.h"
 #include "node/cluster.h"
 #include "node/collection.h"
+#include "node/engine_metrics.h"
 #include "node/service.h"
 
 struct node_cfg {
@@ -56,8 +58,11 @@ struct node_cfg {
 	uint64_t memory_budget;
 	uint64_t grace;
 	int log_level;
+	int log_format;
+	char *metrics_listen;
 };
 
+static const char *const formats[] = {"text", "json", NULL};
 static const char *const levels[] = {"trace", "debug", "info", "warn",
 				     "error", "off",   NULL};
 
@@ -144,6 +149,16 @@ static const drift_cfg_opt opts[] = {
 	 .def = "info",
 	 .help = "log threshold",
 	 .choices = levels},
+	{.key = "log.format",
+	 .flag = "log-format",
+	 .type = DRIFT_CFG_ENUM,
+	 .offset = offsetof(struct node_cfg, log_format),
+	 .def = "text",
+	 .help = "log line format: text, or json (one object per line)",
+	 .choices = formats},
+	OPT("metrics.listen", "metrics-listen", DRIFT_CFG_ADDR, metrics_listen,
+	    NULL, "HTTP address of GET /metrics (Prometheus); unset: none", 0,
+	    0),
 };
 
 static const drift_cfg_schema schema = {
@@ -306,6 +321,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	drift_log_set_level(cfg.log_level);
+	drift_log_set_format(cfg.log_format);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -318,6 +334,7 @@ int main(int argc, char **argv)
 	drift_grpc_server *srv = NULL;
 	drift_node_cluster *nc = NULL;
 	struct addrs ad;
+	drift_metrics_http *mh = NULL;
 	drift_cm_opts co = {.memtable_rows = (uint32_t)cfg.memtable_rows,
 			    .max_vectors = (uint64_t)cfg.max_vectors,
 			    .memory_budget = cfg.memory_budget,
@@ -360,6 +377,21 @@ int main(int argc, char **argv)
 			    err.msg[0] ? err.msg : "cannot start the server");
 		goto out;
 	}
+	if (cfg.metrics_listen != NULL && cfg.metrics_listen[0] != '\0') {
+		if (drift_engine_metrics_start(cm) != 0 ||
+		    drift_metrics_http_start(drift_metrics_default(),
+					     cfg.metrics_listen, &mh,
+					     &err) != 0) {
+			DRIFT_ERROR("drift-node: %s", err.msg[0]
+							  ? err.msg
+							  : "cannot start "
+							    "the metrics");
+			drift_grpc_server_shutdown(srv, 0);
+			goto out;
+		}
+		DRIFT_INFO("drift-node: metrics on %s (port %d), GET /metrics",
+			   cfg.metrics_listen, drift_metrics_http_port(mh));
+	}
 	char host[256];
 	uint16_t port;
 	if (drift_cfg_parse_addr(cfg.listen, host, sizeof(host), &port) != 0)
@@ -371,6 +403,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	printf("listening on %s:%d\n", host, drift_grpc_server_port(srv));
+	char mhost[256];
+	if (mh != NULL &&
+	    drift_cfg_parse_addr(cfg.metrics_listen, mhost, sizeof(mhost),
+				 &port) == 0)
+		printf("metrics on %s:%d\n", mhost, drift_metrics_http_port(mh));
 	fflush(stdout);
 	drift_grpc_server_set_health(srv, "drift.v1.Drift", 1);
 	DRIFT_INFO("drift-node ready: node %s serving drift.v1 on %s:%d "
@@ -387,6 +424,9 @@ int main(int argc, char **argv)
 	drift_grpc_server_shutdown(srv, cfg.grace);
 	status = 0;
 out:
+	drift_metrics_http_stop(mh);
+	if (cm != NULL)
+		drift_engine_metrics_stop(cm);
 	drift_grpc_server_free(srv);
 	drift_node_cluster_close(nc);
 	drift_cm_close(cm);

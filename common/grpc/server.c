@@ -27,6 +27,7 @@
 #include "common/clock.h"
 #include "common/grpc/h2io.h"
 #include "common/grpc/health.h"
+#include "common/grpc/server_metrics.h"
 #include "common/grpc/stream.h"
 #include "common/log.h"
 #include "common/pool.h"
@@ -41,6 +42,7 @@ struct method {
 	drift_grpc_handler fn;
 	void *ctx;
 	bool cpu; /* runs on the fixed CPU pool */
+	drift_grpc_method_metrics *metrics;
 };
 
 struct hdr {
@@ -64,6 +66,7 @@ struct drift_grpc_call {
 	bool post, ct_ok, te_bad, timeout_bad, encoding_bad;
 	bool has_timeout;
 	uint64_t timeout_ns;
+	uint64_t t_start; /* request headers complete (metrics); 0: not yet */
 	size_t hdr_bytes;
 	drift_grpc_deframer df;
 	unsigned in_msgs;
@@ -170,12 +173,16 @@ static size_t add_status(drift_grpc_call *c, nghttp2_nv *nv, size_t n,
 			 struct status_nv *buf)
 {
 	pthread_mutex_lock(&c->st.mu);
+	int code = c->code;
 	snprintf(buf->code, sizeof(buf->code), "%d", c->code);
 	buf->msg[0] = '\0';
 	if (c->msg != NULL)
 		drift_grpc_pct_encode(c->msg, strlen(c->msg), buf->msg,
 				      sizeof(buf->msg));
 	pthread_mutex_unlock(&c->st.mu);
+	/* Every gRPC status goes out here once: the place to count it. */
+	drift_grpc_metrics_record(c->m != NULL ? c->m->metrics : NULL, code,
+				  c->t_start ? drift_now_ns() - c->t_start : 0);
 	drift_h2_nv(&nv[n++], "grpc-status", buf->code);
 	if (buf->msg[0] != '\0')
 		drift_h2_nv(&nv[n++], "grpc-message", buf->msg);
@@ -240,6 +247,7 @@ static void http_error(drift_grpc_call *c, const char *status)
 	nghttp2_submit_response(c->conn->io.session, c->id, nv, 1, NULL);
 	c->headers_sent = c->trailers_sent = c->rejected = true;
 	atomic_fetch_add(&c->srv->calls_refused, 1);
+	drift_grpc_metrics_http_refused();
 }
 
 /* Brings the wire up to date with the call's queues (loop). */
@@ -333,10 +341,22 @@ static bool unary_output(const struct method *m)
 
 /* ---- Dispatch ---- */
 
+/* Request ids for log lines: the client's x-request-id, else one of ours,
+ * unique within the process. */
+static atomic_ullong next_request_id;
+
 static void run_handler(void *arg)
 {
 	drift_grpc_call *c = arg;
 	drift_grpc_server *s = c->srv;
+	char rid[32];
+	const char *id = drift_grpc_call_header(c, "x-request-id");
+	if (id == NULL) {
+		snprintf(rid, sizeof(rid), "%x-%llx", (unsigned)getpid(),
+			 atomic_fetch_add(&next_request_id, 1) + 1);
+		id = rid;
+	}
+	drift_log_scope_set(NULL, -1, id);
 	/* A deadline that passed while the call waited for a worker: the
 	 * handler does not start (the loop's timer may not have fired yet). */
 	if (c->deadline != UINT64_MAX && drift_now_ns() >= c->deadline)
@@ -356,9 +376,11 @@ static void run_handler(void *arg)
 		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
 				       "handler returned without a status");
 	}
+	drift_log_scope_clear();
 	drift_grpc_stream_unref(&c->st);
 	pthread_mutex_lock(&s->mu);
 	atomic_fetch_sub(&s->calls_active, 1);
+	drift_grpc_metrics_in_flight(-1);
 	pthread_cond_broadcast(&s->idle_cv);
 	pthread_mutex_unlock(&s->mu);
 }
@@ -374,9 +396,11 @@ static void dispatch(drift_grpc_call *c)
 	drift_grpc_stream_ref(&c->st);
 	atomic_fetch_add(&s->calls_active, 1);
 	atomic_fetch_add(&s->calls_total, 1);
+	drift_grpc_metrics_in_flight(1);
 	drift_pool *p = c->m->cpu ? s->cpu_pool : s->pool;
 	if (drift_pool_submit(p, run_handler, c) != 0) {
 		atomic_fetch_sub(&s->calls_active, 1);
+		drift_grpc_metrics_in_flight(-1);
 		drift_grpc_stream_unref(&c->st);
 		call_abort(c, DRIFT_GRPC_UNAVAILABLE, DRIFT_ECLOSED,
 			   "server cannot start the handler");
@@ -440,6 +464,7 @@ static bool unary_input(const struct method *m)
 static void on_request(drift_grpc_call *c)
 {
 	drift_grpc_server *s = c->srv;
+	c->t_start = drift_now_ns();
 	if (!c->post) {
 		http_error(c, "405");
 		return;
@@ -743,6 +768,7 @@ static void conn_handle_closed(struct conn *conn)
 		conn->next->prev = conn->prev;
 	s->nconns--;
 	atomic_fetch_sub(&s->n_conns, 1);
+	drift_grpc_metrics_connections(-1);
 	drift_free(conn);
 }
 
@@ -875,6 +901,7 @@ static void on_connection(uv_stream_t *listener, int status)
 	s->conns = conn;
 	s->nconns++;
 	atomic_fetch_add(&s->n_conns, 1);
+	drift_grpc_metrics_connections(1);
 	if (uv_accept(listener, (uv_stream_t *)&conn->io.tcp) != 0) {
 		conn_close(conn, "accept failed");
 		return;
@@ -1078,7 +1105,12 @@ static int add_method(drift_grpc_server *s, const char *path,
 	if (p == NULL)
 		return DRIFT_ENOMEM;
 	s->methods[s->nmethods++] = (struct method){
-		.path = p, .kind = kind, .fn = fn, .ctx = ctx, .cpu = cpu};
+		.path = p,
+		.kind = kind,
+		.fn = fn,
+		.ctx = ctx,
+		.cpu = cpu,
+		.metrics = drift_grpc_method_metrics_get(p)};
 	return 0;
 }
 
