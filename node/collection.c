@@ -730,11 +730,16 @@ int drift_cm_acquire(drift_cm *cm, const char *name, drift_collection **out,
 		*out = c;
 	}
 	pthread_mutex_unlock(&cm->mu);
+	/* The thread's log lines name the collection until the release (the
+	 * name lives as long as the collection, which the reference keeps). */
+	if (rv == 0)
+		drift_log_scope_target(c->cfg.name, -1);
 	return rv;
 }
 
 void drift_cm_release(drift_cm *cm, drift_collection *c)
 {
+	drift_log_scope_target(NULL, -1);
 	pthread_mutex_lock(&cm->mu);
 	atomic_fetch_sub(&c->refs, 1);
 	pthread_cond_broadcast(&cm->cv);

@@ -32,6 +32,7 @@
 #include "common/grpc/metrics_http.h"
 #include "common/grpc/server.h"
 #include "common/log.h"
+#include "common/process_metrics.h"
 #include "node/cluster.h"
 #include "node/collection.h"
 #include "node/engine_metrics.h"
@@ -379,6 +380,7 @@ int main(int argc, char **argv)
 	}
 	if (cfg.metrics_listen != NULL && cfg.metrics_listen[0] != '\0') {
 		if (drift_engine_metrics_start(cm) != 0 ||
+		    drift_process_metrics_start() != 0 ||
 		    drift_metrics_http_start(drift_metrics_default(),
 					     cfg.metrics_listen, &mh,
 					     &err) != 0) {

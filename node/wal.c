@@ -49,7 +49,9 @@
 #include "common/alloc.h"
 #include "common/endian.h"
 #include "common/hash.h"
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
 
 #define MAGIC "DRIFTWAL"
 #define VERSION 1
@@ -361,9 +363,27 @@ static int start_file(drift_wal *w, uint64_t first, drift_err *err)
 
 /* ---- Writing ------------------------------------------------------------ */
 
+/* drift_wal_fsync_seconds: every WAL fdatasync of the process (one covers
+ * a whole commit group), made on first use. */
+static drift_series *fsync_seconds;
+static pthread_once_t fsync_once = PTHREAD_ONCE_INIT;
+
+static void fsync_metric_init(void)
+{
+	fsync_seconds = drift_metrics_simple(
+		drift_metrics_default(), DRIFT_METRIC_HISTOGRAM,
+		"drift_wal_fsync_seconds",
+		"WAL fdatasync latency (one covers a commit group).",
+		drift_metrics_latency_bounds, drift_metrics_latency_nbounds);
+}
+
 static int sync_fd(drift_wal *w, drift_err *err)
 {
+	pthread_once(&fsync_once, fsync_metric_init);
+	uint64_t t0 = drift_now_ns();
 	int rv = w->fs->fdatasync(w->fs, w->fd);
+	drift_metrics_observe(fsync_seconds,
+			      (double)(drift_now_ns() - t0) / 1e9);
 	if (rv < 0)
 		return drift_err_errno(err, -rv, "syncing WAL %s",
 				       w->files[w->nfiles - 1].path);

@@ -52,6 +52,9 @@ static void teardown(void)
 	drift_log_set_sink(NULL, NULL);
 	drift_log_set_clock(NULL);
 	drift_log_set_level(DRIFT_LOG_INFO);
+	drift_log_set_format(DRIFT_LOG_FORMAT_TEXT);
+	drift_log_set_node_id(NULL);
+	drift_log_scope_clear();
 }
 
 TestSuite(log, .init = setup, .fini = teardown);
@@ -178,4 +181,98 @@ DRIFT_TEST(log, concurrent_lines_stay_whole_on_stderr)
 	}
 	fclose(tmp);
 	cr_assert_eq(n, THREADS * LINES_PER_THREAD);
+}
+
+/* ---- JSON lines ------------------------------------------------------- */
+
+DRIFT_TEST(log, json_line_format)
+{
+	drift_log_set_format(DRIFT_LOG_FORMAT_JSON);
+	int line = __LINE__ + 1;
+	DRIFT_WARN("opened %d files", 3);
+	char want[512];
+	snprintf(want, sizeof(want),
+		 "{\"time\":\"2026-11-24T14:24:05.123456Z\",\"level\":\"warn\","
+		 "\"message\":\"opened 3 files\",\"source\":\"%s:%d\"}\n",
+		 __FILE__, line);
+	cr_assert_str_eq(captured, want);
+}
+
+DRIFT_TEST(log, json_carries_node_collection_shard_and_request)
+{
+	drift_log_set_format(DRIFT_LOG_FORMAT_JSON);
+	drift_log_set_node_id("node-0");
+	drift_log_scope_set("docs", 3, "req-7");
+	DRIFT_INFO("x");
+	cr_assert_not_null(strstr(captured, ",\"node_id\":\"node-0\","
+					    "\"collection\":\"docs\","
+					    "\"request_id\":\"req-7\","
+					    "\"shard\":3}\n"),
+			   "%s", captured);
+	/* The target changes, the request id stays. */
+	drift_log_scope_target("other", -1);
+	captured_len = 0;
+	DRIFT_INFO("y");
+	cr_assert_not_null(strstr(captured, "\"collection\":\"other\","
+					    "\"request_id\":\"req-7\"}\n"),
+			   "%s", captured);
+	drift_log_scope_clear();
+	drift_log_set_node_id(NULL);
+	captured_len = 0;
+	DRIFT_INFO("z");
+	cr_assert_null(strstr(captured, "node_id"), "%s", captured);
+	cr_assert_null(strstr(captured, "request_id"), "%s", captured);
+	cr_assert_null(strstr(captured, "shard"), "%s", captured);
+}
+
+DRIFT_TEST(log, json_escapes_quotes_controls_and_bad_utf8)
+{
+	drift_log_set_format(DRIFT_LOG_FORMAT_JSON);
+	/* A quote, a backslash, a newline, a tab, a control byte, valid
+	 * UTF-8 (e-acute, euro sign), then a lone continuation byte, an
+	 * overlong NUL and a surrogate, which are not UTF-8. */
+	DRIFT_INFO("a\"b\\c\nd\te\x01 \xc3\xa9\xe2\x82\xac \x80 \xc0\x80 "
+		   "\xed\xa0\x80");
+	cr_assert_not_null(strstr(captured,
+				  "\"message\":\"a\\\"b\\\\c\\nd\\te\\u0001 "
+				  "\xc3\xa9\xe2\x82\xac \xef\xbf\xbd "
+				  "\xef\xbf\xbd\xef\xbf\xbd "
+				  "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""),
+			   "%s", captured);
+}
+
+DRIFT_TEST(log, json_long_message_is_cut_inside_its_string)
+{
+	drift_log_set_format(DRIFT_LOG_FORMAT_JSON);
+	drift_log_scope_set("docs", 1, "r");
+	char big[3 * DRIFT_LOG_LINE_MAX];
+	/* Quotes expand to two bytes: a cut must not split an escape. */
+	for (size_t i = 0; i < sizeof(big) - 1; i++)
+		big[i] = i % 2 ? '"' : 'x';
+	big[sizeof(big) - 1] = '\0';
+	DRIFT_ERROR("%s", big);
+	cr_assert_leq(captured_len, DRIFT_LOG_LINE_MAX);
+	cr_assert_eq(captured_lines, 1);
+	const char *tail = ",\"collection\":\"docs\",\"request_id\":\"r\","
+			   "\"shard\":1}\n";
+	cr_assert_not_null(strstr(captured, tail), "the fields survive");
+	/* Inside the message every quote is escaped. */
+	const char *m = strstr(captured, "\"message\":\"") + 11;
+	const char *end = strstr(m, "\",\"source\"");
+	cr_assert_not_null(end);
+	for (const char *p = m; p < end; p++)
+		if (*p == '"')
+			cr_assert_eq(p[-1], '\\', "unescaped quote at %td",
+				     p - m);
+}
+
+DRIFT_TEST(log, parse_format_names)
+{
+	int f = -1;
+	cr_assert_eq(drift_log_parse_format("json", &f), 0);
+	cr_assert_eq(f, DRIFT_LOG_FORMAT_JSON);
+	cr_assert_eq(drift_log_parse_format("TEXT", &f), 0);
+	cr_assert_eq(f, DRIFT_LOG_FORMAT_TEXT);
+	cr_assert_eq(drift_log_parse_format("xml", &f), DRIFT_EINVAL);
+	cr_assert_eq(f, DRIFT_LOG_FORMAT_TEXT, "unchanged on error");
 }
