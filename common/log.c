@@ -202,8 +202,9 @@ static size_t format_json(char *buf, size_t cap, const char *when, int level,
 	static const char *const lower[] = {"trace", "debug", "info",
 					    "warn",  "error", "off"};
 	size_t n = 0;
-	int m = snprintf(buf, cap, "{\"time\":\"%s\",\"level\":\"%s\","
-				   "\"message\":\"",
+	int m = snprintf(buf, cap,
+			 "{\"time\":\"%s\",\"level\":\"%s\","
+			 "\"message\":\"",
 			 when,
 			 level >= DRIFT_LOG_TRACE && level <= DRIFT_LOG_OFF
 				 ? lower[level]
@@ -233,7 +234,8 @@ static size_t format_json(char *buf, size_t cap, const char *when, int level,
 		buf[n++] = '"';
 	}
 	if (log_scope.shard >= 0) {
-		m = snprintf(buf + n, cap - n, ",\"shard\":%d", log_scope.shard);
+		m = snprintf(buf + n, cap - n, ",\"shard\":%d",
+			     log_scope.shard);
 		n += m > 0 ? (size_t)m : 0;
 	}
 	buf[n++] = '}';
@@ -257,9 +259,9 @@ void drift_log_emit(int level, const char *file, int line, const char *fmt, ...)
 		va_start(ap, fmt);
 		int m = vsnprintf(msg, sizeof(msg), fmt, ap);
 		va_end(ap);
-		size_t mlen = m < 0 ? 0
-				    : (size_t)m < sizeof(msg) ? (size_t)m
-							      : sizeof(msg) - 1;
+		size_t mlen = m < 0			? 0
+			      : (size_t)m < sizeof(msg) ? (size_t)m
+							: sizeof(msg) - 1;
 		n = format_json(buf, sizeof(buf), when, level, file, line, msg,
 				mlen);
 		goto emit;

@@ -24,9 +24,8 @@
 #include "common/err.h"
 
 const double drift_metrics_latency_bounds[] = {
-	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-	0.01,	 0.025,	 0.05,	  0.1,	  0.25,	 0.5,	 1,
-	2.5,	 5,	 10,
+	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+	0.05,	 0.1,	 0.25,	  0.5,	  1,	 2.5,	 5,	10,
 };
 const size_t drift_metrics_latency_nbounds =
 	sizeof(drift_metrics_latency_bounds) /
@@ -36,8 +35,8 @@ struct drift_series {
 	_Atomic(drift_series *) next;
 	drift_metric_family *fam;
 	char *values[DRIFT_METRICS_LABELS_MAX];
-	atomic_ullong v;	 /* counter: count; gauge: double bits */
-	atomic_ullong sum;	 /* histogram: double bits */
+	atomic_ullong v;	/* counter: count; gauge: double bits */
+	atomic_ullong sum;	/* histogram: double bits */
 	atomic_ullong *buckets; /* histogram: nbounds + 1 (the last +Inf) */
 };
 
@@ -163,8 +162,8 @@ static void sb_printf(struct sb *b, const char *fmt, ...)
 	int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		sb_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n
-						       : sizeof(tmp) - 1);
+		sb_put(b, tmp,
+		       (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
 /* A label value: backslash, double quote and newline escaped. HELP text
@@ -347,7 +346,8 @@ static int check_family(enum drift_metric_type type, const char *name,
 	    bounds == NULL)
 		return DRIFT_EINVAL;
 	for (size_t i = 0; i < nbounds; i++) {
-		if (!isfinite(bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1]))
+		if (!isfinite(bounds[i]) ||
+		    (i > 0 && bounds[i] <= bounds[i - 1]))
 			return DRIFT_EINVAL;
 	}
 	return 0;
@@ -430,8 +430,8 @@ int drift_metrics_series(drift_metric_family *f, const char *const *values,
 		if (values[i] == NULL)
 			return DRIFT_EINVAL;
 	/* Lock-free lookup first: the common case once warmed up. */
-	for (drift_series *m = atomic_load_explicit(&f->series,
-						    memory_order_acquire);
+	for (drift_series *m =
+		     atomic_load_explicit(&f->series, memory_order_acquire);
 	     m != NULL;
 	     m = atomic_load_explicit(&m->next, memory_order_acquire)) {
 		if (values_match(m, values, f->nlabels)) {
@@ -710,7 +710,8 @@ static void render_series(struct sb *b, const drift_metric_family *f,
 		sb_str(b, f->name);
 		sb_str(b, "_bucket");
 		sb_labels(b, names, values, f->nlabels,
-			  i < f->nbounds ? (le.p != NULL ? le.p : "0") : "+Inf");
+			  i < f->nbounds ? (le.p != NULL ? le.p : "0")
+					 : "+Inf");
 		drift_free(le.p);
 		sb_printf(b, " %llu\n", (unsigned long long)cum);
 	}
@@ -718,7 +719,8 @@ static void render_series(struct sb *b, const drift_metric_family *f,
 	sb_str(b, "_sum");
 	sb_labels(b, names, values, f->nlabels, NULL);
 	sb_put(b, " ", 1);
-	sb_double(b, bitsd(atomic_load_explicit(&m->sum, memory_order_relaxed)));
+	sb_double(b,
+		  bitsd(atomic_load_explicit(&m->sum, memory_order_relaxed)));
 	sb_put(b, "\n", 1);
 	sb_str(b, f->name);
 	sb_str(b, "_count");

@@ -14,8 +14,7 @@
 static void gauge(drift_metrics_out *o, const char *name, const char *help,
 		  double v)
 {
-	drift_metrics_emit(o, DRIFT_METRIC_GAUGE, name, help, NULL, NULL, 0,
-			   v);
+	drift_metrics_emit(o, DRIFT_METRIC_GAUGE, name, help, NULL, NULL, 0, v);
 }
 
 /* Boot time (btime of /proc/stat), for the start time: /proc/self/stat

@@ -628,8 +628,10 @@ int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
 	}
 	link_sorted(cm, c);
 	share_all(cm);
+	drift_log_scope_target(cfg.name, -1);
 	DRIFT_INFO("collection %s: created (dim %u, %s, %u shards)", cfg.name,
 		   cfg.dim, metric_names[cfg.metric], cfg.shards);
+	drift_log_scope_target(NULL, -1);
 out:
 	pthread_mutex_unlock(&cm->mu);
 	return rv;

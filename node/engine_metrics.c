@@ -74,7 +74,8 @@ static void collect(drift_metrics_out *o, void *ctx)
 		const char *l[] = {"collection"};
 		const char *v[] = {names[i]};
 		int rv = drift_cm_acquire(cm, names[i], &c, &err);
-		drift_metrics_emit(o, DRIFT_METRIC_GAUGE, "drift_collection_broken",
+		drift_metrics_emit(o, DRIFT_METRIC_GAUGE,
+				   "drift_collection_broken",
 				   "1 for a collection whose files are corrupt "
 				   "(its requests fail with DATA_LOSS).",
 				   l, v, 1, rv == DRIFT_ECORRUPT);

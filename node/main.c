@@ -385,9 +385,9 @@ int main(int argc, char **argv)
 					     cfg.metrics_listen, &mh,
 					     &err) != 0) {
 			DRIFT_ERROR("drift-node: %s", err.msg[0]
-							  ? err.msg
-							  : "cannot start "
-							    "the metrics");
+							      ? err.msg
+							      : "cannot start "
+								"the metrics");
 			drift_grpc_server_shutdown(srv, 0);
 			goto out;
 		}
@@ -406,10 +406,10 @@ int main(int argc, char **argv)
 	}
 	printf("listening on %s:%d\n", host, drift_grpc_server_port(srv));
 	char mhost[256];
-	if (mh != NULL &&
-	    drift_cfg_parse_addr(cfg.metrics_listen, mhost, sizeof(mhost),
-				 &port) == 0)
-		printf("metrics on %s:%d\n", mhost, drift_metrics_http_port(mh));
+	if (mh != NULL && drift_cfg_parse_addr(cfg.metrics_listen, mhost,
+					       sizeof(mhost), &port) == 0)
+		printf("metrics on %s:%d\n", mhost,
+		       drift_metrics_http_port(mh));
 	fflush(stdout);
 	drift_grpc_server_set_health(srv, "drift.v1.Drift", 1);
 	DRIFT_INFO("drift-node ready: node %s serving drift.v1 on %s:%d "

@@ -92,8 +92,7 @@ static void respond(struct hconn *c, const char *status, const char *ctype,
 static void respond_text(struct hconn *c, const char *status, const char *msg,
 			 bool head)
 {
-	respond(c, status, "text/plain; charset=utf-8", msg, strlen(msg),
-		head);
+	respond(c, status, "text/plain; charset=utf-8", msg, strlen(msg), head);
 }
 
 /* The request line and headers are in c->req[0..end). Only the request
@@ -238,7 +237,8 @@ int drift_metrics_http_start(drift_metrics *reg, const char *addr,
 		return drift_err_wrap(err, rv, "metrics: listen");
 	drift_metrics_http *h = drift_calloc(1, sizeof(*h));
 	if (h == NULL)
-		return drift_err_set(err, DRIFT_ENOMEM, "metrics: out of memory");
+		return drift_err_set(err, DRIFT_ENOMEM,
+				     "metrics: out of memory");
 	h->reg = reg;
 	int rc = uv_loop_init(&h->loop);
 	if (rc != 0) {

@@ -1104,13 +1104,13 @@ static int add_method(drift_grpc_server *s, const char *path,
 	char *p = drift_strdup(path);
 	if (p == NULL)
 		return DRIFT_ENOMEM;
-	s->methods[s->nmethods++] = (struct method){
-		.path = p,
-		.kind = kind,
-		.fn = fn,
-		.ctx = ctx,
-		.cpu = cpu,
-		.metrics = drift_grpc_method_metrics_get(p)};
+	s->methods[s->nmethods++] =
+		(struct method){.path = p,
+				.kind = kind,
+				.fn = fn,
+				.ctx = ctx,
+				.cpu = cpu,
+				.metrics = drift_grpc_method_metrics_get(p)};
 	return 0;
 }
 

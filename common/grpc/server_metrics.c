@@ -47,11 +47,13 @@ static void init_locked(void)
 	drift_metrics *r = drift_metrics_default();
 	const char *rl[] = {"method", "code"};
 	const char *dl[] = {"method"};
-	drift_metrics_family(r, DRIFT_METRIC_COUNTER, "drift_grpc_requests_total",
+	drift_metrics_family(r, DRIFT_METRIC_COUNTER,
+			     "drift_grpc_requests_total",
 			     "gRPC calls answered, by method and status code.",
 			     rl, 2, NULL, 0, &requests);
 	drift_metrics_family(
-		r, DRIFT_METRIC_HISTOGRAM, "drift_grpc_request_duration_seconds",
+		r, DRIFT_METRIC_HISTOGRAM,
+		"drift_grpc_request_duration_seconds",
 		"gRPC call latency, from the request headers to the status.",
 		dl, 1, drift_metrics_latency_bounds,
 		drift_metrics_latency_nbounds, &durations);
@@ -95,8 +97,8 @@ void drift_grpc_metrics_record(drift_grpc_method_metrics *mm, int code,
 	}
 	if (code < 0 || code >= CODES)
 		code = DRIFT_GRPC_UNKNOWN;
-	drift_series *c = atomic_load_explicit(&mm->by_code[code],
-					       memory_order_acquire);
+	drift_series *c =
+		atomic_load_explicit(&mm->by_code[code], memory_order_acquire);
 	if (c == NULL && requests != NULL) {
 		const char *v[] = {mm->path[0] == '/' ? mm->path + 1 : mm->path,
 				   drift_grpc_code_name(code)};

@@ -103,6 +103,22 @@ def _labels(s, i, where):
         raise ParseError("%s: expected , or } in labels" % where)
 
 
+def _help(s, where):
+    """A HELP text: only \\\\ and \\n are escapes there."""
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\":
+            e = s[i + 1:i + 2]
+            if e not in ("\\", "n"):
+                raise ParseError("%s: bad escape in HELP" % where)
+            out.append("\n" if e == "n" else "\\")
+            i += 2
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
 def _family_of(sample, families, current):
     """The family a sample name belongs to: itself, or a histogram's
     base for _bucket/_sum/_count."""
@@ -148,9 +164,7 @@ def parse(text, prefix="drift_"):
                 if fam.help is not None:
                     raise ParseError("%s: second HELP for %s" %
                                      (where, name))
-                if re.search(r"\\[^\\n]|\\$", rest):
-                    raise ParseError("%s: bad escape in HELP" % where)
-                fam.help = rest.replace("\\n", "\n").replace("\\\\", "\\")
+                fam.help = _help(rest, where)
             else:
                 if fam.type is not None:
                     raise ParseError("%s: second TYPE for %s" %

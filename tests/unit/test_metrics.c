@@ -84,9 +84,9 @@ DRIFT_TEST(metrics, counter_and_gauge_render_with_help_and_type)
 	drift_metrics_inc(ok);
 	drift_metrics_add(ok, 41);
 	drift_metrics_inc(bad);
-	drift_series *g = drift_metrics_simple(reg, DRIFT_METRIC_GAUGE,
-					       "drift_in_flight", "In flight.",
-					       NULL, 0);
+	drift_series *g =
+		drift_metrics_simple(reg, DRIFT_METRIC_GAUGE, "drift_in_flight",
+				     "In flight.", NULL, 0);
 	cr_assert_not_null(g);
 	drift_metrics_set(g, 5);
 	drift_metrics_gauge_add(g, -1.5);
@@ -100,11 +100,11 @@ DRIFT_TEST(metrics, counter_and_gauge_render_with_help_and_type)
 				     "code=\"OK\"} 42\n"
 				     "drift_calls_total{method=\"Search\","
 				     "code=\"NOT_FOUND\"} 1\n"),
-		  "%s", t);
+			   "%s", t);
 	cr_assert_not_null(strstr(t, "# HELP drift_in_flight In flight.\n"
 				     "# TYPE drift_in_flight gauge\n"
 				     "drift_in_flight 3.5\n"),
-		  "%s", t);
+			   "%s", t);
 	cr_assert_eq(t[strlen(t) - 1], '\n');
 	drift_free(t);
 }
@@ -130,19 +130,20 @@ DRIFT_TEST(metrics, histogram_buckets_are_cumulative_with_inf_sum_count)
 	cr_assert_float_eq(drift_metrics_value(h), 5, 1e-12);
 
 	char *t = render();
-	cr_assert_not_null(
-		strstr(t, "# TYPE drift_latency_seconds histogram\n"
-			  "drift_latency_seconds_bucket{method=\"Get\","
-			  "le=\"0.001\"} 1\n"
-			  "drift_latency_seconds_bucket{method=\"Get\","
-			  "le=\"0.01\"} 2\n"
-			  "drift_latency_seconds_bucket{method=\"Get\","
-			  "le=\"0.1\"} 4\n"
-			  "drift_latency_seconds_bucket{method=\"Get\","
-			  "le=\"+Inf\"} 5\n"),
-		"%s", t);
-	cr_assert_float_eq(sample(t, "drift_latency_seconds_sum{method=\"Get\"}"),
-			   7.106, 1e-9);
+	cr_assert_not_null(strstr(t,
+				  "# TYPE drift_latency_seconds histogram\n"
+				  "drift_latency_seconds_bucket{method=\"Get\","
+				  "le=\"0.001\"} 1\n"
+				  "drift_latency_seconds_bucket{method=\"Get\","
+				  "le=\"0.01\"} 2\n"
+				  "drift_latency_seconds_bucket{method=\"Get\","
+				  "le=\"0.1\"} 4\n"
+				  "drift_latency_seconds_bucket{method=\"Get\","
+				  "le=\"+Inf\"} 5\n"),
+			   "%s", t);
+	cr_assert_float_eq(
+		sample(t, "drift_latency_seconds_sum{method=\"Get\"}"), 7.106,
+		1e-9);
 	cr_assert_float_eq(
 		sample(t, "drift_latency_seconds_count{method=\"Get\"}"), 5,
 		1e-12);
@@ -201,12 +202,10 @@ DRIFT_TEST(metrics, bad_names_and_shapes_are_refused)
 		{DRIFT_METRIC_HISTOGRAM, "drift_h", NULL, 0, unsorted, 2},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		cr_assert_eq(drift_metrics_family(reg, cases[i].type,
-						  cases[i].name, "h",
-						  cases[i].labels,
-						  cases[i].nlabels,
-						  cases[i].bounds,
-						  cases[i].nbounds, &f),
+		cr_assert_eq(drift_metrics_family(
+				     reg, cases[i].type, cases[i].name, "h",
+				     cases[i].labels, cases[i].nlabels,
+				     cases[i].bounds, cases[i].nbounds, &f),
 			     DRIFT_EINVAL, "case %zu", i);
 	cr_assert_null(f, "no output on error");
 
@@ -232,8 +231,8 @@ DRIFT_TEST(metrics, empty_families_are_not_rendered)
 	drift_metric_family *f;
 	const char *l[] = {"x"};
 	cr_assert_eq(drift_metrics_family(reg, DRIFT_METRIC_GAUGE,
-					  "drift_unused", "Unused.", l, 1,
-					  NULL, 0, &f),
+					  "drift_unused", "Unused.", l, 1, NULL,
+					  0, &f),
 		     0);
 	char *t = render();
 	cr_assert_null(strstr(t, "drift_unused"), "%s", t);
@@ -251,13 +250,13 @@ static void collector(drift_metrics_out *o, void *arg)
 	c->runs++;
 	const char *l[] = {"collection", "shard"};
 	const char *a[] = {"docs", "0"}, *b[] = {"docs", "1"};
-	drift_metrics_emit(o, DRIFT_METRIC_GAUGE, "drift_shard_rows",
-			   "Rows.", l, a, 2, c->value);
-	drift_metrics_emit(o, DRIFT_METRIC_GAUGE, "drift_other", "Other.",
-			   NULL, NULL, 0, 1);
+	drift_metrics_emit(o, DRIFT_METRIC_GAUGE, "drift_shard_rows", "Rows.",
+			   l, a, 2, c->value);
+	drift_metrics_emit(o, DRIFT_METRIC_GAUGE, "drift_other", "Other.", NULL,
+			   NULL, 0, 1);
 	/* Same family again after another: still one HELP/TYPE group. */
-	drift_metrics_emit(o, DRIFT_METRIC_GAUGE, "drift_shard_rows",
-			   "Rows.", l, b, 2, c->value + 1);
+	drift_metrics_emit(o, DRIFT_METRIC_GAUGE, "drift_shard_rows", "Rows.",
+			   l, b, 2, c->value + 1);
 	/* Bad ones are dropped and counted. */
 	drift_metrics_emit(o, DRIFT_METRIC_GAUGE, "bad name", "x", NULL, NULL,
 			   0, 1);
@@ -317,9 +316,9 @@ static void *bump(void *arg)
  * same time always see cumulative buckets and _count == +Inf. */
 DRIFT_TEST(metrics, concurrent_updates_during_scrapes)
 {
-	shared_counter = drift_metrics_simple(reg, DRIFT_METRIC_COUNTER,
-					      "drift_bumps_total", "Bumps.",
-					      NULL, 0);
+	shared_counter =
+		drift_metrics_simple(reg, DRIFT_METRIC_COUNTER,
+				     "drift_bumps_total", "Bumps.", NULL, 0);
 	shared_hist = drift_metrics_simple(
 		reg, DRIFT_METRIC_HISTOGRAM, "drift_bump_seconds", "Bumps.",
 		drift_metrics_latency_bounds, drift_metrics_latency_nbounds);
@@ -344,8 +343,8 @@ DRIFT_TEST(metrics, concurrent_updates_during_scrapes)
 	}
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
-	cr_assert_float_eq(drift_metrics_value(shared_counter),
-			   THREADS * INCS, 1e-9);
+	cr_assert_float_eq(drift_metrics_value(shared_counter), THREADS * INCS,
+			   1e-9);
 	cr_assert_float_eq(drift_metrics_value(shared_hist), THREADS * INCS,
 			   1e-9);
 }
@@ -395,11 +394,10 @@ DRIFT_TEST(metrics, registration_survives_each_failed_allocation)
 		drift_failalloc_arm(nth, 0);
 		drift_metric_family *f;
 		drift_series *m = NULL;
-		int rv = drift_metrics_family(reg, DRIFT_METRIC_HISTOGRAM,
-					      "drift_r_seconds", "R.", l, 2,
-					      drift_metrics_latency_bounds,
-					      drift_metrics_latency_nbounds,
-					      &f);
+		int rv = drift_metrics_family(
+			reg, DRIFT_METRIC_HISTOGRAM, "drift_r_seconds", "R.", l,
+			2, drift_metrics_latency_bounds,
+			drift_metrics_latency_nbounds, &f);
 		if (rv == 0)
 			rv = drift_metrics_series(f, v, &m);
 		int fired = drift_failalloc_fired();

@@ -1,0 +1,399 @@
+#!/usr/bin/python3
+"""Operating drift-node: GET /metrics on --metrics-listen and JSON logs.
+
+A real drift-node with --metrics-listen and --log-format json. Every
+scrape is parsed line by line with the strict parser of promparse.py
+(the Prometheus text exposition format, 0.0.4), and the counters must
+move by exactly the calls made: requests by method and code, latency
+histograms, live vectors, L0 rows and L1 vectors per shard, WAL fsyncs,
+Janitor flushes. Scrapes run while searches do, and each still parses.
+The HTTP side answers only GET/HEAD /metrics. Bad flags exit non-zero
+with a message. At the end every line the node wrote to stderr must be
+one JSON object with time, level, message and source, and the lines of a
+call carry its x-request-id and collection. The parser itself is checked
+against broken expositions first, so a lax parser cannot pass."""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "grpc"))
+sys.path.insert(0, HERE)
+import grpc  # noqa: E402
+
+import promparse  # noqa: E402
+from grpctest import Tap, drift_stubs  # noqa: E402
+
+pb, pbg, hpb, hpbg = drift_stubs()
+NODE = os.environ["DRIFT_NODE"]
+C = grpc.StatusCode
+DIM = 16
+T = Tap()
+
+
+class Node:
+    """drift-node with its stderr in a file; the ports from stdout."""
+
+    def __init__(self, data, extra=()):
+        self.log = open(os.path.join(data, "..", "node.log"), "w+")
+        self.proc = subprocess.Popen(
+            [NODE, "--data-dir", data, "--listen", "127.0.0.1:0",
+             "--metrics-listen", "127.0.0.1:0", "--log-format", "json",
+             "--memtable-rows", "200"] + list(extra),
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.port = self.mport = None
+        deadline = time.time() + 30
+        while time.time() < deadline and self.mport is None:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = re.match(r"(listening|metrics) on \S+:(\d+)$", line.strip())
+            if m and m.group(1) == "listening":
+                self.port = int(m.group(2))
+            elif m:
+                self.mport = int(m.group(2))
+        if self.port is None or self.mport is None:
+            self.proc.kill()
+            raise RuntimeError("drift-node did not start")
+        self.ch = grpc.insecure_channel("127.0.0.1:%d" % self.port)
+        self.s = pbg.DriftStub(self.ch)
+
+    def stop(self):
+        self.ch.close()
+        self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(30)
+        self.log.seek(0)
+        return rc, self.log.read()
+
+
+def http(port, request):
+    """Sends a raw HTTP request; returns (status, headers dict, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(request.encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for h in lines[1:]:
+        k, _, v = h.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+def scrape(port):
+    st, h, body = http(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    if st != 200:
+        raise RuntimeError("GET /metrics: %d" % st)
+    if int(h.get("content-length", -1)) != len(body):
+        raise RuntimeError("Content-Length %s for %d bytes" %
+                           (h.get("content-length"), len(body)))
+    return h, promparse.parse(body.decode("utf-8"))
+
+
+def val(fams, name, **labels):
+    f = fams.get(name)
+    v = f.value(**labels) if f is not None else None
+    return 0.0 if v is None else v
+
+
+def hist_count(fams, name, **labels):
+    f = fams.get(name)
+    for sname, lab, v in (f.samples if f else []):
+        if sname == name + "_count" and lab == labels:
+            return v
+    return 0.0
+
+
+def sum_over(fams, name, **match):
+    f = fams.get(name)
+    return sum(v for sname, lab, v in (f.samples if f else [])
+               if sname == name and
+               all(lab.get(k) == x for k, x in match.items()))
+
+
+def vec(i):
+    r = random.Random(i)
+    return [r.uniform(-1, 1) for _ in range(DIM)]
+
+
+# ---- The parser refuses what the format forbids ----
+
+BROKEN = {
+    "no HELP/TYPE": "drift_x 1\n",
+    "no final newline": "# HELP drift_x x\n# TYPE drift_x gauge\ndrift_x 1",
+    "bad escape": '# HELP drift_x x\n# TYPE drift_x gauge\n'
+                  'drift_x{a="\\t"} 1\n',
+    "duplicate series": "# HELP drift_x x\n# TYPE drift_x gauge\n"
+                        "drift_x 1\ndrift_x 2\n",
+    "counter without _total": "# HELP drift_x x\n# TYPE drift_x counter\n"
+                              "drift_x 1\n",
+    "not cumulative": "# HELP drift_h h\n# TYPE drift_h histogram\n"
+                      'drift_h_bucket{le="1"} 2\n'
+                      'drift_h_bucket{le="+Inf"} 1\n'
+                      "drift_h_sum 1\ndrift_h_count 1\n",
+    "no +Inf": "# HELP drift_h h\n# TYPE drift_h histogram\n"
+               'drift_h_bucket{le="1"} 1\ndrift_h_sum 1\ndrift_h_count 1\n',
+    "count != +Inf": "# HELP drift_h h\n# TYPE drift_h histogram\n"
+                     'drift_h_bucket{le="+Inf"} 2\n'
+                     "drift_h_sum 1\ndrift_h_count 1\n",
+    "family split": "# HELP drift_a a\n# TYPE drift_a gauge\ndrift_a 1\n"
+                    "# HELP drift_b b\n# TYPE drift_b gauge\ndrift_b 1\n"
+                    '# HELP drift_a a\n',
+    "bad value": "# HELP drift_x x\n# TYPE drift_x gauge\ndrift_x one\n",
+    "other prefix": "# HELP go_x x\n# TYPE go_x gauge\ngo_x 1\n",
+}
+GOOD = ("# HELP drift_h h \\\\ \\n\n# TYPE drift_h histogram\n"
+        'drift_h_bucket{m="a\\"b",le="0.5"} 1\n'
+        'drift_h_bucket{m="a\\"b",le="+Inf"} 3\n'
+        'drift_h_sum{m="a\\"b"} 2.5\ndrift_h_count{m="a\\"b"} 3\n')
+
+
+def parser_cases():
+    for what, text in BROKEN.items():
+        try:
+            promparse.parse(text)
+            T.check(False, "the parser refuses: " + what)
+        except promparse.ParseError:
+            T.check(True, "the parser refuses: " + what)
+    f = promparse.parse(GOOD)["drift_h"]
+    T.check(f.help == "h \\ \n" and f.samples[0][1] == {"m": 'a"b',
+                                                         "le": "0.5"},
+            "the parser reads escapes back")
+
+
+# ---- The node ----
+
+def metrics_cases(n, tmp):
+    h, before = scrape(n.mport)
+    T.check(h.get("content-type", "").startswith(
+        "text/plain; version=0.0.4"), "Content-Type is the text format's")
+    T.check(val(before, "drift_process_resident_memory_bytes") > 0,
+            "process RSS is exported")
+
+    rid = "deploy-test-create-1"
+    n.s.CreateCollection(pb.CreateCollectionRequest(
+        name="ops", dimension=DIM, shards=2), timeout=30,
+        metadata=(("x-request-id", rid),))
+    ups, total = 5, 0
+    for b in range(ups):
+        pts = [pb.Point(id=b * 100 + i, vector=vec(b * 100 + i))
+               for i in range(100)]
+        total += n.s.Upsert(pb.UpsertRequest(collection="ops", points=pts),
+                            timeout=30).written
+    searches = 7
+    for i in range(searches):
+        n.s.Search(pb.SearchRequest(collection="ops", vector=vec(i), k=5),
+                   timeout=30)
+    try:
+        n.s.Search(pb.SearchRequest(collection="ops", vector=[1.0], k=5),
+                   timeout=30)
+        bad = C.OK
+    except grpc.RpcError as e:
+        bad = e.code()
+    T.check(bad == C.INVALID_ARGUMENT, "a wrong dimension is refused")
+    try:
+        n.s.Search(pb.SearchRequest(collection="nope", vector=vec(0), k=5),
+                   timeout=30)
+    except grpc.RpcError:
+        pass
+
+    _, after = scrape(n.mport)
+    method = "drift.v1.Drift/"
+
+    def delta(m, code):
+        return val(after, "drift_grpc_requests_total", method=method + m,
+                   code=code) - \
+            val(before, "drift_grpc_requests_total", method=method + m,
+                code=code)
+    T.check(delta("Upsert", "OK") == ups,
+            "Upsert OK counted %d times (got %g)" %
+            (ups, delta("Upsert", "OK")))
+    T.check(delta("Search", "OK") == searches,
+            "Search OK counted %d times (got %g)" %
+            (searches, delta("Search", "OK")))
+    T.check(delta("Search", "INVALID_ARGUMENT") == 1,
+            "the bad Search counted under INVALID_ARGUMENT")
+    T.check(delta("Search", "NOT_FOUND") == 1,
+            "the unknown collection counted under NOT_FOUND")
+    T.check(delta("CreateCollection", "OK") == 1, "CreateCollection counted")
+    lat = hist_count(after, "drift_grpc_request_duration_seconds",
+                     method=method + "Search") - \
+        hist_count(before, "drift_grpc_request_duration_seconds",
+                   method=method + "Search")
+    T.check(lat == searches + 2,
+            "the Search latency histogram counts every call (%g)" % lat)
+    live = sum_over(after, "drift_shard_live_vectors", collection="ops")
+    T.check(live == total == 500, "live vectors over shards = %g" % live)
+    shards = {lab["shard"] for _, lab, _ in
+              after["drift_shard_live_vectors"].samples
+              if lab["collection"] == "ops"}
+    T.check(shards == {"0", "1"}, "one series per shard: %s" % shards)
+    T.check(sum_over(after, "drift_shard_l0_rows", collection="ops") +
+            sum_over(after, "drift_shard_l1_vectors", collection="ops")
+            >= 500, "L0 rows + L1 vectors hold every vector")
+    fs = hist_count(after, "drift_wal_fsync_seconds") - \
+        hist_count(before, "drift_wal_fsync_seconds")
+    T.check(fs >= ups, "every acknowledged batch was fsynced (%g)" % fs)
+    T.check(val(after, "drift_grpc_connections") >= 1,
+            "the open connection is counted")
+    T.check(val(after, "drift_grpc_calls_in_flight") == 0,
+            "no call in flight once all answered")
+
+    n.s.Flush(pb.FlushRequest(collection="ops"), timeout=60)
+    _, flushed = scrape(n.mport)
+    fl = sum_over(flushed, "drift_janitor_actions_total", collection="ops",
+                  action="flush")
+    T.check(fl >= 1, "the Janitor's flushes are counted (%g)" % fl)
+    l1 = sum_over(flushed, "drift_shard_l1_vectors", collection="ops")
+    T.check(l1 == 500, "after Flush L1 holds the 500 vectors (%g)" % l1)
+    T.check(sum_over(flushed, "drift_shard_l1_buckets", collection="ops")
+            >= 2, "L1 buckets are exported")
+    T.check(val(flushed, "drift_collection_memory_bytes",
+                collection="ops") > 0, "collection memory is exported")
+    return rid
+
+
+def concurrent_scrapes(n):
+    """Scrapes while 4 clients search: every scrape parses, and the
+    searches are all counted."""
+    stop = time.time() + 3
+    errors, done = [], [0] * 4
+
+    def client(k):
+        ch = grpc.insecure_channel("127.0.0.1:%d" % n.port)
+        s = pbg.DriftStub(ch)
+        while time.time() < stop and done[k] < 500:
+            s.Search(pb.SearchRequest(collection="ops", vector=vec(k),
+                                      k=10), timeout=30)
+            done[k] += 1
+        ch.close()
+    _, before = scrape(n.mport)
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    scrapes = 0
+    while any(t.is_alive() for t in ts):
+        try:
+            scrape(n.mport)
+            scrapes += 1
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(str(e))
+    for t in ts:
+        t.join()
+    _, after = scrape(n.mport)
+    key = dict(method="drift.v1.Drift/Search", code="OK")
+    got = val(after, "drift_grpc_requests_total", **key) - \
+        val(before, "drift_grpc_requests_total", **key)
+    T.check(not errors and scrapes > 0,
+            "%d scrapes during searches all parse %s" % (scrapes,
+                                                         errors[:1]))
+    T.check(got == sum(done), "%d searches, %g counted" % (sum(done), got))
+
+
+def http_cases(n):
+    st, _, _ = http(n.mport, "HEAD /metrics HTTP/1.1\r\n\r\n")
+    T.check(st == 200, "HEAD /metrics is 200")
+    st, _, _ = http(n.mport, "GET /other HTTP/1.1\r\n\r\n")
+    T.check(st == 404, "another path is 404")
+    st, _, _ = http(n.mport, "POST /metrics HTTP/1.1\r\n"
+                             "Content-Length: 0\r\n\r\n")
+    T.check(st == 405, "POST is 405")
+    st, _, _ = http(n.mport, "nonsense\r\n\r\n")
+    T.check(st == 400, "a bad request line is 400")
+
+
+def bad_flags(tmp):
+    for extra, what in ((["--metrics-listen", "nohost"], "metrics-listen"),
+                        (["--log-format", "xml"], "log-format")):
+        p = subprocess.run([NODE, "--data-dir", os.path.join(tmp, "bad"),
+                            "--listen", "127.0.0.1:0"] + extra,
+                           capture_output=True, text=True, timeout=30)
+        T.check(p.returncode != 0 and what in p.stderr,
+                "%s refused with a message naming it (rc %d: %s)" %
+                (" ".join(extra), p.returncode, p.stderr.strip()[:120]))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        p = subprocess.run([NODE, "--data-dir", os.path.join(tmp, "busy"),
+                            "--listen", "127.0.0.1:0", "--metrics-listen",
+                            "127.0.0.1:%d" % port],
+                           capture_output=True, text=True, timeout=30)
+        T.check(p.returncode != 0 and "metrics" in p.stderr,
+                "a metrics port in use: exit %d, %s" %
+                (p.returncode, p.stderr.strip()[-120:]))
+
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
+
+
+def log_cases(text, rid):
+    lines = text.splitlines()
+    bad = []
+    objs = []
+    for i, line in enumerate(lines, 1):
+        try:
+            o = json.loads(line)
+            ok = (isinstance(o, dict) and STAMP.match(o.get("time", "")) and
+                  o.get("level") in ("trace", "debug", "info", "warn",
+                                     "error") and
+                  isinstance(o.get("message"), str) and
+                  isinstance(o.get("source"), str))
+        except ValueError:
+            ok = False
+        if not ok:
+            bad.append("line %d: %r" % (i, line[:200]))
+        else:
+            objs.append(o)
+    T.check(lines and not bad, "%d log lines, every one a JSON object "
+            "with time, level, message, source %s" % (len(lines), bad[:2]))
+    T.check(any("ready" in o["message"] for o in objs),
+            "the ready line is there")
+    created = [o for o in objs if "created" in o["message"]]
+    T.check(created and created[0].get("request_id") == rid and
+            created[0].get("collection") == "ops",
+            "the create line carries request_id and collection: %s" %
+            (created[:1],))
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="drift-deploy-")
+    try:
+        parser_cases()
+        data = os.path.join(tmp, "data")
+        os.mkdir(data)
+        n = Node(data)
+        rid = None
+        try:
+            rid = metrics_cases(n, tmp)
+            concurrent_scrapes(n)
+            http_cases(n)
+        finally:
+            rc, log = n.stop()
+        T.check(rc == 0, "drift-node stopped cleanly (%s)" % rc)
+        log_cases(log, rid)
+        bad_flags(tmp)
+    except Exception as e:  # noqa: BLE001 - a failed check, reported
+        T.check(False, "raised %s: %s" % (type(e).__name__, e))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    T.done()
+
+
+if __name__ == "__main__":
+    main()
