@@ -36,9 +36,14 @@ DEPS_FORMAT := clang-format
 # From bookworm-backports: the Raft library of the metadata group (bookworm's
 # 0.15 lacks canonical/raft#220, committing entries of earlier terms).
 DEPS_BACKPORTS := libraft-dev>=0.22.1
+# Deployment checks (tests/deploy/): YAML, the Kubernetes API models for
+# the manifests' schema, and the container image's tools (mmdebstrap makes
+# the root from Debian packages, buildah/podman build and run the image).
+DEPS_DEPLOY := python3-yaml python3-kubernetes mmdebstrap buildah podman \
+	uidmap
 
 DEPS := $(DEPS_BUILD) $(DEPS_GRPC) $(DEPS_INTEROP) $(DEPS_SDK) $(DEPS_DATA) \
-	$(DEPS_STORAGE) $(DEPS_FUZZ) $(DEPS_FORMAT)
+	$(DEPS_STORAGE) $(DEPS_FUZZ) $(DEPS_FORMAT) $(DEPS_DEPLOY)
 BENCH_PACKAGES := tests/bench/packages.txt
 
 MESON_OPTS := -Dwerror=true
@@ -53,6 +58,10 @@ FUZZ_SMOKE_SECONDS ?= 5
 deps:
 	@tests/install-deps.sh $(DEPS)
 	@tests/install-deps.sh --backports '$(DEPS_BACKPORTS)'
+	@# kubectl renders the manifests (kubectl kustomize). Debian's comes in
+	@# kubernetes-client; a kubectl installed otherwise is used as it is
+	@# (the two packages would fight over /usr/bin/kubectl).
+	@command -v kubectl >/dev/null || tests/install-deps.sh kubernetes-client
 
 deps-bench: deps
 	@if [ -f $(BENCH_PACKAGES) ]; then \
