@@ -9,6 +9,8 @@
 #   make fuzz    each fuzz target for FUZZ_SECONDS (default 60)
 #   make test-cluster-long  the cluster's fault rounds at length
 #   make format  clang-format over the tree
+#   make image   the container image (deploy/build-image.sh)
+#   make test-image  build it and start drift-node (and drift-router) from it
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -53,7 +55,7 @@ FUZZ_SMOKE_SECONDS ?= 5
 .PHONY: deps deps-bench build build-asan build-fuzz test test-cluster-long \
 	run bench \
 	bench-quick bench-placement bench-cluster bench-router fuzz format \
-	clean
+	clean image test-image
 
 deps:
 	@tests/install-deps.sh $(DEPS)
@@ -124,6 +126,17 @@ bench-placement: build
 format: deps
 	@git ls-files --cached --others --exclude-standard '*.c' '*.h' '*.cpp' \
 	  | xargs -r clang-format -i
+
+# The container image from the release build (needs root; downloads the
+# Debian packages of its root from this machine's apt sources).
+image: build
+	deploy/build-image.sh --build build
+
+# Builds the image and starts drift-node (and drift-router) from it; not in
+# make test (a minute or two, and the Debian archive).
+test-image: build
+	DRIFT_BUILD=build DRIFT_PROTO_DIR=proto /usr/bin/python3 \
+	  tests/deploy/test_image.py
 
 clean:
 	rm -rf build build-asan build-fuzz
