@@ -305,6 +305,38 @@ def concurrent_scrapes(n):
     T.check(got == sum(done), "%d searches, %g counted" % (sum(done), got))
 
 
+# Families the dashboard shows that drift-node does not export: the
+# router's and the cluster's (docs/operations.md, "Metrics").
+NOT_NODE = {"drift_router_fanout_seconds", "drift_replication_lag_ops",
+            "drift_shard_moves_in_progress", "drift_raft_term",
+            "drift_raft_role", "drift_raft_commit_index",
+            "drift_raft_applied_index"}
+
+
+def dashboard_cases(n):
+    """Every metric the Grafana dashboard queries is one drift-node
+    exports (or one of NOT_NODE), under its exported type."""
+    with open(os.path.join(HERE, "..", "..", "deploy", "grafana",
+                           "drift.json")) as f:
+        dash = json.load(f)
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    exprs += [v["query"]["query"] for v in dash["templating"]["list"]
+              if isinstance(v.get("query"), dict)]
+    _, fams = scrape(n.mport)
+    missing = []
+    for e in exprs:
+        for name in re.findall(r"\bdrift_[a-z0-9_]+", e):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            f = fams.get(base) or fams.get(name)
+            if f is None and base not in NOT_NODE:
+                missing.append(name)
+            elif f is not None and name.endswith("_bucket") and \
+                    f.type != "histogram":
+                missing.append(name + " (not a histogram)")
+    T.check(exprs and not missing, "the dashboard's %d queries name only "
+            "exported metrics %s" % (len(exprs), missing))
+
+
 def http_cases(n):
     st, _, _ = http(n.mport, "HEAD /metrics HTTP/1.1\r\n\r\n")
     T.check(st == 200, "HEAD /metrics is 200")
@@ -382,6 +414,7 @@ def main():
         try:
             rid = metrics_cases(n, tmp)
             concurrent_scrapes(n)
+            dashboard_cases(n)
             http_cases(n)
         finally:
             rc, log = n.stop()
