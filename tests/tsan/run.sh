@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # A concurrency driver under ThreadSanitizer, as a plain executable:
 #
-#   tests/tsan/run.sh hnsw|shard [OUT_DIR]   (default: $TMPDIR/drift-tsan)
+#   tests/tsan/run.sh hnsw|shard|metrics [OUT_DIR]
+#                                  (default: $TMPDIR/drift-tsan)
 #
 #   hnsw   the HNSW memtable alone (tests/tsan/tsan_hnsw.c)
 #   shard  the whole shard engine: WAL, memtables, rotation, flush, L1 and
 #          its maintenance, the Janitor, epochs (tests/tsan/tsan_shard.c)
+#   metrics  the metrics registry: updates, series creation, scrapes and
+#          collectors at once (tests/tsan/tsan_metrics.c)
 #
 # Compiles the driver and the sources it needs with -fsanitize=thread into
 # OUT_DIR (its own objects: TSan cannot share objects with the ASan build,
@@ -16,7 +19,7 @@
 # runs them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-driver=${1:?usage: run.sh hnsw|shard [OUT_DIR]}
+driver=${1:?usage: run.sh hnsw|shard|metrics [OUT_DIR]}
 out=${2:-${TMPDIR:-/tmp}/drift-tsan}/$driver
 cc=${CC:-cc}
 mkdir -p "$out"
@@ -45,7 +48,7 @@ shard)
     node/l1.c node/l1_calib.c node/l1_graph.c node/l1_maint.c node/l1_persist.c
     node/janitor.c node/manifest.c node/segment.c node/shard.c
     node/shard_janitor.c node/shard_open.c node/shard_record.c node/vstore.c
-    node/wal.c
+    node/wal.c common/metrics.c
     tests/tsan/tsan_shard.c)
   build node/codec/sq8_avx2.c -mavx2 -mfma
   build node/codec/rabitq_avx2.c -mavx2 -mfma
@@ -55,8 +58,11 @@ shard)
     -mfma
   libs+=(-luring)
   ;;
+metrics)
+  srcs=("${common[@]}" common/metrics.c tests/tsan/tsan_metrics.c)
+  ;;
 *)
-  echo "run.sh: unknown driver $driver (hnsw or shard)" >&2
+  echo "run.sh: unknown driver $driver (hnsw, shard or metrics)" >&2
   exit 2
   ;;
 esac
