@@ -780,6 +780,11 @@ const drift_collection_config *drift_collection_cfg(const drift_collection *c)
 	return &c->cfg;
 }
 
+const char *drift_collection_dir(const drift_collection *c)
+{
+	return c->dir;
+}
+
 size_t drift_collection_max_batch(const drift_collection *c)
 {
 	/* A batch may land on one shard entirely. */

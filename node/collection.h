@@ -136,6 +136,10 @@ int drift_cm_list(drift_cm *cm, char ***names, size_t *n);
 
 const drift_collection_config *drift_collection_cfg(const drift_collection *c);
 
+/* The collection's directory (DATA_DIR/collections/NAME, shard i in
+ * shard-i/), valid while the collection is acquired. */
+const char *drift_collection_dir(const drift_collection *c);
+
 /* The most points of one upsert (or ids of one delete). */
 size_t drift_collection_max_batch(const drift_collection *c);
 

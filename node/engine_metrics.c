@@ -1,12 +1,36 @@
 #include "node/engine_metrics.h"
 
+#include <dirent.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "common/alloc.h"
 #include "common/metrics.h"
 
+/* Bytes of the .drift files in dir (the shard's segments); a file the
+ * Janitor removes meanwhile is skipped. -1 when dir cannot be read. */
+static double segment_bytes(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return -1;
+	double total = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		struct stat sb;
+		if (n > 6 && strcmp(e->d_name + n - 6, ".drift") == 0 &&
+		    fstatat(dirfd(d), e->d_name, &sb, 0) == 0)
+			total += (double)sb.st_size;
+	}
+	closedir(d);
+	return total;
+}
+
 static void emit_shard(drift_metrics_out *o, const char *coll,
-		       const char *shard, const drift_shard_stats *st)
+		       const char *shard, const drift_shard_stats *st,
+		       const char *cdir)
 {
 	const char *l[] = {"collection", "shard", "action"};
 	const char *v[] = {coll, shard, NULL};
@@ -42,6 +66,17 @@ static void emit_shard(drift_metrics_out *o, const char *coll,
 	for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++)
 		drift_metrics_emit(o, DRIFT_METRIC_GAUGE, g[i].name, g[i].help,
 				   l, v, 2, g[i].v);
+	char dir[4096];
+	double bytes = -1;
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/shard-%s/seg", cdir, shard) <
+	    sizeof(dir))
+		bytes = segment_bytes(dir);
+	if (bytes >= 0)
+		drift_metrics_emit(o, DRIFT_METRIC_GAUGE,
+				   "drift_shard_l1_bytes",
+				   "Bytes of the shard's L1 segment files on "
+				   "disk.",
+				   l, v, 2, bytes);
 	const struct {
 		const char *action;
 		uint64_t n;
@@ -88,7 +123,8 @@ static void collect(drift_metrics_out *o, void *ctx)
 			for (uint32_t s = 0; s < shards; s++) {
 				char sh[12];
 				snprintf(sh, sizeof(sh), "%u", s);
-				emit_shard(o, names[i], sh, &st[s]);
+				emit_shard(o, names[i], sh, &st[s],
+					   drift_collection_dir(c));
 			}
 		}
 		drift_free(st);

@@ -9,6 +9,8 @@
  *   drift_shard_l0_tombstones           memtable tombstones
  *   drift_shard_l1_vectors              vectors in L1 buckets
  *   drift_shard_l1_buckets              L1 buckets
+ *   drift_shard_l1_bytes                bytes of its .drift segment files
+ *                                       (a readdir and a stat per file)
  *   drift_shard_segments                live .drift segment files
  *   drift_shard_wal_bytes               bytes of WAL files kept
  *   drift_shard_wal_unflushed_ops       WAL records not yet covered by L1

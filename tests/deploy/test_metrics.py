@@ -263,6 +263,9 @@ def metrics_cases(n, tmp):
     T.check(l1 == 500, "after Flush L1 holds the 500 vectors (%g)" % l1)
     T.check(sum_over(flushed, "drift_shard_l1_buckets", collection="ops")
             >= 2, "L1 buckets are exported")
+    b = sum_over(flushed, "drift_shard_l1_bytes", collection="ops")
+    T.check(b >= 500 * DIM * 4, "L1 segment bytes on disk hold at least "
+            "the 500 full vectors (%g)" % b)
     T.check(val(flushed, "drift_collection_memory_bytes",
                 collection="ops") > 0, "collection memory is exported")
     return rid
