@@ -142,7 +142,10 @@ static void json_escape(char *out, size_t cap, size_t *pos, const char *s,
 }
 
 static atomic_int log_format;
-static char log_node_id[128];
+/* The node id: written into the buffer before the pointer is published,
+ * so threads already logging see either no id or the whole one. */
+static char log_node_id_buf[128];
+static _Atomic(const char *) log_node_id;
 
 struct scope {
 	const char *collection;
@@ -171,7 +174,13 @@ int drift_log_parse_format(const char *name, int *format)
 
 void drift_log_set_node_id(const char *id)
 {
-	snprintf(log_node_id, sizeof(log_node_id), "%s", id ? id : "");
+	if (id == NULL || id[0] == '\0') {
+		atomic_store_explicit(&log_node_id, NULL, memory_order_release);
+		return;
+	}
+	snprintf(log_node_id_buf, sizeof(log_node_id_buf), "%s", id);
+	atomic_store_explicit(&log_node_id, log_node_id_buf,
+			      memory_order_release);
 }
 
 void drift_log_scope_set(const char *collection, int shard,
@@ -217,7 +226,8 @@ static size_t format_json(char *buf, size_t cap, const char *when, int level,
 		const char *key, *value;
 	} fields[] = {
 		{"source", src},
-		{"node_id", log_node_id[0] ? log_node_id : NULL},
+		{"node_id",
+		 atomic_load_explicit(&log_node_id, memory_order_acquire)},
 		{"collection", log_scope.collection},
 		{"request_id", log_scope.request_id},
 	};

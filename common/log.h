@@ -95,8 +95,9 @@ void drift_log_set_format(int format);
 /* Parses "text" or "json" into *format. 0 or DRIFT_EINVAL (unchanged). */
 int drift_log_parse_format(const char *name, int *format);
 
-/* The node id every line carries (copied; NULL or "" removes it). Call it
- * before starting threads that log, or while none do. */
+/* The node id every JSON line carries (copied; NULL or "" removes it).
+ * Setting it once while other threads log is safe (they see no id or the
+ * whole one); changing it again while they do is not. */
 void drift_log_set_node_id(const char *id);
 
 /* The calling thread's context, added to its JSON lines: collection (NULL:

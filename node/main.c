@@ -378,6 +378,7 @@ int main(int argc, char **argv)
 			    err.msg[0] ? err.msg : "cannot start the server");
 		goto out;
 	}
+	drift_log_set_node_id(drift_node_cluster_node_id(nc));
 	if (cfg.metrics_listen != NULL && cfg.metrics_listen[0] != '\0') {
 		if (drift_engine_metrics_start(cm) != 0 ||
 		    drift_process_metrics_start() != 0 ||

@@ -345,6 +345,29 @@ static bool unary_output(const struct method *m)
  * unique within the process. */
 static atomic_ullong next_request_id;
 
+/* One line per call, under the call's request id: a server-side failure
+ * (INTERNAL, UNKNOWN, DATA_LOSS) as a warning, every other at debug. */
+static void log_call(drift_grpc_call *c)
+{
+	if (!drift_log_enabled(DRIFT_LOG_WARN))
+		return;
+	char msg[256];
+	pthread_mutex_lock(&c->st.mu);
+	int code = c->code;
+	snprintf(msg, sizeof(msg), "%s", c->msg != NULL ? c->msg : "");
+	pthread_mutex_unlock(&c->st.mu);
+	double ms =
+		c->t_start ? (double)(drift_now_ns() - c->t_start) / 1e6 : 0;
+	if (code == DRIFT_GRPC_INTERNAL || code == DRIFT_GRPC_UNKNOWN ||
+	    code == DRIFT_GRPC_DATA_LOSS)
+		DRIFT_WARN("grpc: %s: %s after %.3f ms: %s", c->path,
+			   drift_grpc_code_name(code), ms, msg);
+	else
+		DRIFT_DEBUG("grpc: %s: %s after %.3f ms%s%s", c->path,
+			    drift_grpc_code_name(code), ms, msg[0] ? ": " : "",
+			    msg);
+}
+
 static void run_handler(void *arg)
 {
 	drift_grpc_call *c = arg;
@@ -376,6 +399,7 @@ static void run_handler(void *arg)
 		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
 				       "handler returned without a status");
 	}
+	log_call(c);
 	drift_log_scope_clear();
 	drift_grpc_stream_unref(&c->st);
 	pthread_mutex_lock(&s->mu);
