@@ -36,6 +36,7 @@
 #include "node/cluster.h"
 #include "node/collection.h"
 #include "node/engine_metrics.h"
+#include "node/raft_metrics.h"
 #include "node/service.h"
 
 struct node_cfg {
@@ -381,6 +382,7 @@ int main(int argc, char **argv)
 	drift_log_set_node_id(drift_node_cluster_node_id(nc));
 	if (cfg.metrics_listen != NULL && cfg.metrics_listen[0] != '\0') {
 		if (drift_engine_metrics_start(cm) != 0 ||
+		    drift_raft_metrics_start(nc) != 0 ||
 		    drift_process_metrics_start() != 0 ||
 		    drift_metrics_http_start(drift_metrics_default(),
 					     cfg.metrics_listen, &mh,
@@ -430,6 +432,8 @@ out:
 	drift_metrics_http_stop(mh);
 	if (cm != NULL)
 		drift_engine_metrics_stop(cm);
+	if (nc != NULL)
+		drift_raft_metrics_stop(nc);
 	drift_grpc_server_free(srv);
 	drift_node_cluster_close(nc);
 	drift_cm_close(cm);
