@@ -10,7 +10,9 @@ Janitor flushes. Scrapes run while searches do, and each still parses.
 The HTTP side answers only GET/HEAD /metrics. Bad flags exit non-zero
 with a message. At the end every line the node wrote to stderr must be
 one JSON object with time, level, message and source, and the lines of a
-call carry its x-request-id and collection. The parser itself is checked
+call carry its x-request-id. Then a cluster of three (one bootstraps, two
+join): every node's scrape parses, one leads, they agree on the map after
+a create through a follower, and their JSON logs parse line by line. The parser itself is checked
 against broken expositions first, so a lax parser cannot pass."""
 import json
 import os
@@ -44,7 +46,7 @@ class Node:
     """drift-node with its stderr in a file; the ports from stdout."""
 
     def __init__(self, data, extra=()):
-        self.log = open(os.path.join(data, "..", "node.log"), "w+")
+        self.log = open(data + ".log", "w+")
         self.proc = subprocess.Popen(
             [NODE, "--data-dir", data, "--listen", "127.0.0.1:0",
              "--metrics-listen", "127.0.0.1:0", "--log-format", "json",
@@ -437,6 +439,85 @@ def log_cases(text, rid):
             "their own, each its own (%d)" % len(made))
 
 
+def parse_log(text):
+    """The JSON objects of a log; raises on a line that is not one."""
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        o = json.loads(line)
+        if not (isinstance(o, dict) and STAMP.match(o.get("time", "")) and
+                isinstance(o.get("message"), str)):
+            raise ValueError("line %d: %r" % (i, line[:200]))
+        out.append(o)
+    return out
+
+
+def cluster_cases(tmp):
+    """Three nodes (one bootstraps, two join it): every node's scrape
+    parses and agrees on the cluster, exactly one leads, and a collection
+    created through a follower reaches every node's map."""
+    nodes = []
+    try:
+        for i in range(3):
+            d = os.path.join(tmp, "c%d" % i)
+            extra = [] if i == 0 else \
+                ["--join", "127.0.0.1:%d" % nodes[0].port]
+            nodes.append(Node(d, extra + ["--node-id", "c%d" % i]))
+        deadline = time.time() + 30
+        while True:
+            fams = [scrape(n.mport)[1] for n in nodes]
+            if all(val(f, "drift_cluster_nodes", state="up") == 3 and
+                   val(f, "drift_raft_voters") == 3 and
+                   val(f, "drift_raft_leader_known") == 1
+                   for f in fams) or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        roles = sorted(val(f, "drift_raft_role") for f in fams)
+        T.check(roles == [1, 1, 3], "three nodes: one leader, two "
+                "followers (roles %s)" % roles)
+        T.check(all(val(f, "drift_cluster_nodes", state="up") == 3 and
+                    val(f, "drift_raft_voters") == 3 for f in fams),
+                "every node's map has three nodes up and three voters")
+        follower = [n for n, f in zip(nodes, fams)
+                    if val(f, "drift_raft_role") == 1][0]
+        _, before = scrape(follower.mport)
+        follower.s.CreateCollection(pb.CreateCollectionRequest(
+            name="spread", dimension=DIM, shards=3), timeout=30)
+        _, after = scrape(follower.mport)
+        key = dict(method="drift.v1.Drift/CreateCollection", code="OK")
+        T.check(val(after, "drift_grpc_requests_total", **key) -
+                val(before, "drift_grpc_requests_total", **key) == 1,
+                "the follower counted the create it forwarded")
+        deadline = time.time() + 10
+        while True:
+            fams = [scrape(n.mport)[1] for n in nodes]
+            versions = {val(f, "drift_cluster_map_version") for f in fams}
+            if (len(versions) == 1 and
+                    all(val(f, "drift_cluster_collections") == 1
+                        for f in fams)) or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        T.check(len(versions) == 1 and all(
+            val(f, "drift_cluster_collections") == 1 for f in fams),
+            "every node applied the create (map versions %s)" % versions)
+        shards = {lab["shard"] for f in fams
+                  if "drift_shard_live_vectors" in f
+                  for _, lab, _ in f["drift_shard_live_vectors"].samples
+                  if lab["collection"] == "spread"}
+        T.check(shards == {"0", "1", "2"}, "every shard is exported by a "
+                "node that opened it: %s" % sorted(shards))
+    finally:
+        logs = [n.stop()[1] for n in nodes]
+    ids = set()
+    try:
+        for text in logs:
+            objs = parse_log(text)
+            ids |= {o["node_id"] for o in objs if "node_id" in o}
+        T.check(ids == {"c0", "c1", "c2"}, "the cluster run's JSON logs "
+                "parse, line by line, each naming its node: %s" % ids)
+    except ValueError as e:
+        T.check(False, "the cluster run's JSON logs parse: %s" % e)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="drift-deploy-")
     try:
@@ -454,6 +535,7 @@ def main():
             rc, log = n.stop()
         T.check(rc == 0, "drift-node stopped cleanly (%s)" % rc)
         log_cases(log, rid)
+        cluster_cases(tmp)
         bad_flags(tmp)
     except Exception as e:  # noqa: BLE001 - a failed check, reported
         T.check(False, "raised %s: %s" % (type(e).__name__, e))
