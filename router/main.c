@@ -2,6 +2,7 @@
  * drift-router: the stateless request router (router/service.h).
  *
  *   drift-router --listen HOST:PORT --join HOST:PORT[,...]
+ *                [--metrics-listen HOST:PORT] [--log-format text|json]
  *
  * It follows the shard map from the listed nodes, logs "ready" and prints
  * "listening on HOST:PORT" once it holds one, serves drift.v1.Drift,
@@ -10,14 +11,18 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/config.h"
+#include "common/grpc/metrics_http.h"
 #include "common/grpc/server.h"
 #include "common/log.h"
+#include "common/metrics.h"
+#include "common/process_metrics.h"
 #include "router/map.h"
 #include "router/service.h"
 
@@ -29,7 +34,11 @@ struct router_cfg {
 	uint64_t grace;
 	uint64_t wait;
 	int log_level;
+	int log_format;
+	char *metrics_listen;
 };
+
+static const char *const formats[] = {"text", "json", NULL};
 
 static const char *const levels[] = {"trace", "debug", "info", "warn",
 				     "error", "off",   NULL};
@@ -65,7 +74,29 @@ static const drift_cfg_opt opts[] = {
 	 .def = "info",
 	 .help = "log threshold",
 	 .choices = levels},
+	{.key = "log.format",
+	 .flag = "log-format",
+	 .type = DRIFT_CFG_ENUM,
+	 .offset = offsetof(struct router_cfg, log_format),
+	 .def = "text",
+	 .help = "log line format: text, or json (one object per line)",
+	 .choices = formats},
+	OPT("metrics.listen", "metrics-listen", DRIFT_CFG_ADDR, metrics_listen,
+	    NULL, "HTTP address of GET /metrics (Prometheus); unset: none", 0,
+	    0),
 };
+
+/* drift_router_map_version: the version of the shard map routed by. */
+static void collect_map(drift_metrics_out *o, void *ctx)
+{
+	drift_rmap *m = drift_rmap_get(ctx);
+	if (m == NULL)
+		return;
+	drift_metrics_emit(o, DRIFT_METRIC_GAUGE, "drift_router_map_version",
+			   "The version of the shard map the router routes by.",
+			   NULL, NULL, 0, (double)drift_rmap_version(m));
+	drift_rmap_unref(m);
+}
 
 static const drift_cfg_schema schema = {
 	"drift-router", "Drift router: serves drift.v1 over a cluster", opts,
@@ -101,6 +132,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	drift_log_set_level(cfg.log_level);
+	drift_log_set_format(cfg.log_format);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -111,6 +143,8 @@ int main(int argc, char **argv)
 	int status = 1;
 	drift_rmap_follower *f = NULL;
 	drift_grpc_server *srv = NULL;
+	drift_metrics_http *mh = NULL;
+	bool collecting = false;
 	if (drift_rmap_follow(cfg.join, &f, &err) != 0) {
 		DRIFT_ERROR("drift-router: %s", err.msg);
 		goto out;
@@ -133,12 +167,32 @@ int main(int argc, char **argv)
 			    err.msg[0] ? err.msg : "cannot start the server");
 		goto out;
 	}
+	if (cfg.metrics_listen != NULL && cfg.metrics_listen[0] != '\0') {
+		collecting =
+			drift_metrics_add_collector(drift_metrics_default(),
+						    collect_map, f) == 0;
+		if (!collecting || drift_process_metrics_start() != 0 ||
+		    drift_metrics_http_start(drift_metrics_default(),
+					     cfg.metrics_listen, &mh,
+					     &err) != 0) {
+			DRIFT_ERROR("drift-router: %s",
+				    err.msg[0] ? err.msg
+					       : "cannot start the metrics");
+			drift_grpc_server_shutdown(srv, 0);
+			goto out;
+		}
+	}
 	drift_grpc_server_set_health(srv, "drift.v1.Drift", 1);
 	char host[256];
 	uint16_t port;
 	if (drift_cfg_parse_addr(cfg.listen, host, sizeof(host), &port) != 0)
 		snprintf(host, sizeof(host), "%s", "?");
 	printf("listening on %s:%d\n", host, drift_grpc_server_port(srv));
+	char mhost[256];
+	if (mh != NULL && drift_cfg_parse_addr(cfg.metrics_listen, mhost,
+					       sizeof(mhost), &port) == 0)
+		printf("metrics on %s:%d\n", mhost,
+		       drift_metrics_http_port(mh));
 	fflush(stdout);
 	drift_rmap *m = drift_rmap_get(f);
 	DRIFT_INFO("drift-router ready: serving drift.v1 on %s:%d, shard map "
@@ -152,6 +206,10 @@ int main(int argc, char **argv)
 	drift_grpc_server_shutdown(srv, cfg.grace);
 	status = 0;
 out:
+	drift_metrics_http_stop(mh);
+	if (collecting)
+		drift_metrics_remove_collector(drift_metrics_default(),
+					       collect_map, f);
 	drift_grpc_server_free(srv);
 	drift_rmap_stop(f);
 	if (status == 0)

@@ -37,6 +37,7 @@ from grpctest import Tap, drift_stubs  # noqa: E402
 
 pb, pbg, hpb, hpbg = drift_stubs()
 NODE = os.environ["DRIFT_NODE"]
+ROUTER = os.environ["DRIFT_ROUTER"]
 C = grpc.StatusCode
 DIM = 16
 T = Tap()
@@ -45,13 +46,14 @@ T = Tap()
 class Node:
     """drift-node with its stderr in a file; the ports from stdout."""
 
-    def __init__(self, data, extra=()):
+    def __init__(self, data, extra=(), argv=None):
         self.log = open(data + ".log", "w+")
+        if argv is None:
+            argv = [NODE, "--data-dir", data, "--memtable-rows", "200"]
         self.proc = subprocess.Popen(
-            [NODE, "--data-dir", data, "--listen", "127.0.0.1:0",
-             "--metrics-listen", "127.0.0.1:0", "--log-format", "json",
-             "--memtable-rows", "200", "--log-level", "debug"] +
-            list(extra),
+            argv + ["--listen", "127.0.0.1:0", "--metrics-listen",
+                    "127.0.0.1:0", "--log-format", "json", "--log-level",
+                    "debug"] + list(extra),
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.port = self.mport = None
         deadline = time.time() + 30
@@ -499,6 +501,31 @@ def cluster_cases(tmp):
         T.check(len(versions) == 1 and all(
             val(f, "drift_cluster_collections") == 1 for f in fams),
             "every node applied the create (map versions %s)" % versions)
+        # A router in front of them: its own scrape and JSON log.
+        router = Node(os.path.join(tmp, "router"),
+                      ["--join", ",".join("127.0.0.1:%d" % n.port
+                                          for n in nodes)],
+                      argv=[ROUTER])
+        try:
+            _, r0 = scrape(router.mport)
+            router.s.ListCollections(pb.ListCollectionsRequest(),
+                                     timeout=30)
+            _, r1 = scrape(router.mport)
+            key = dict(method="drift.v1.Drift/ListCollections", code="OK")
+            T.check(val(r1, "drift_grpc_requests_total", **key) -
+                    val(r0, "drift_grpc_requests_total", **key) == 1 and
+                    val(r1, "drift_router_map_version") in versions and
+                    val(r1, "drift_process_resident_memory_bytes") > 0,
+                    "drift-router's /metrics parses, counts its calls and "
+                    "routes by the nodes' map version (%g)" %
+                    val(r1, "drift_router_map_version"))
+        finally:
+            _, rlog = router.stop()
+        try:
+            T.check(any("ready" in o["message"] for o in parse_log(rlog)),
+                    "drift-router's JSON log parses, line by line")
+        except ValueError as e:
+            T.check(False, "drift-router's JSON log parses: %s" % e)
         shards = {lab["shard"] for f in fams
                   if "drift_shard_live_vectors" in f
                   for _, lab, _ in f["drift_shard_live_vectors"].samples
