@@ -341,7 +341,7 @@ def concurrent_scrapes(n):
 # Families the dashboard shows that drift-node does not export yet: the
 # router's, replication's and moves' (docs/operations.md, "Metrics").
 NOT_NODE = {"drift_router_fanout_seconds", "drift_replication_lag_ops",
-            "drift_shard_moves_in_progress"}
+            "drift_shard_moves_in_progress"}  # the first: routers export it
 
 
 def dashboard_cases(n):
@@ -510,7 +510,16 @@ def cluster_cases(tmp):
             _, r0 = scrape(router.mport)
             router.s.ListCollections(pb.ListCollectionsRequest(),
                                      timeout=30)
+            router.s.Search(pb.SearchRequest(collection="spread",
+                                             vector=vec(1), k=5),
+                            timeout=30)
             _, r1 = scrape(router.mport)
+            parts = sum(v for sname, _, v in
+                        r1["drift_router_fanout_seconds"].samples
+                        if sname == "drift_router_fanout_seconds_count") \
+                if "drift_router_fanout_seconds" in r1 else 0
+            T.check(parts >= 3, "a search over 3 shards timed each node's "
+                    "part of the fan-out (%g parts)" % parts)
             key = dict(method="drift.v1.Drift/ListCollections", code="OK")
             T.check(val(r1, "drift_grpc_requests_total", **key) -
                     val(r0, "drift_grpc_requests_total", **key) == 1 and
