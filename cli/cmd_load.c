@@ -181,7 +181,6 @@ static int stream(load *l, drift_progress *bar)
 		drift__v1__point__init(&pts[i]);
 		pp[i] = &pts[i];
 	}
-	bool send_failed = false;
 	while (!interrupted) {
 		size_t n;
 		drift_err err;
@@ -220,14 +219,11 @@ static int stream(load *l, drift_progress *bar)
 			}
 		}
 		protobuf_c_message_pack(&req.base, buf);
-		if (drift_grpc_ccall_send(call, buf, len) != 0) {
-			send_failed = true; /* finish says why */
-			break;
-		}
+		if (drift_grpc_ccall_send(call, buf, len) != 0)
+			break; /* the call is over: finish says why */
 		l->sent += n;
 		drift_progress_update(bar, l->sent);
 	}
-	(void)send_failed;
 	drift_grpc_ccall_close_send(call);
 	drift_grpc_msg *m = NULL;
 	int got = drift_grpc_ccall_recv(call, &m);

@@ -109,7 +109,7 @@ int drift_cli_cmd_get(drift_cli *cli, int argc, char **argv)
 			printf("\n");
 		}
 	}
-	size_t k = 0, missing = 0;
+	size_t k = 0;
 	if (cli->json) {
 		drift_json_arr_end(&j);
 		drift_json_key(&j, "missing");
@@ -120,7 +120,6 @@ int drift_cli_cmd_get(drift_cli *cli, int argc, char **argv)
 			k++;
 			continue;
 		}
-		missing++;
 		if (cli->json)
 			drift_json_u64(&j, ids[i]);
 		else
@@ -131,7 +130,6 @@ int drift_cli_cmd_get(drift_cli *cli, int argc, char **argv)
 		drift_json_obj_end(&j);
 		drift_json_done(&j);
 	}
-	(void)missing;
 out:
 	if (r != NULL)
 		protobuf_c_message_free_unpacked(&r->base, NULL);
