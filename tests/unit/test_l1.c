@@ -492,6 +492,57 @@ DRIFT_TEST(l1, recall_target_holds_on_fashion_mnist)
 	free(ids);
 }
 
+/* The RaBitQ first pass (node/codec/rabitq.h) gives the answers of the
+ * SQ8 scan alone, for L2 and inner products, while it lets only a small
+ * part of the scanned rows through to SQ8 (Fashion-MNIST: 20,000 training
+ * images, 200 test images as queries, a budget of 4 buckets). */
+DRIFT_TEST(l1, rabitq_pass_answers_as_the_sq8_scan)
+{
+	enum { DIM = DRIFT_TEST_FMNIST_DIM };
+	size_t n, nq;
+	float *x = drift_test_fmnist("train", 20000, &n);
+	float *q = drift_test_fmnist("t10k", 200, &nq);
+	uint64_t *ids = seq_ids(n, 0);
+	for (int m = 0; m < 2; m++) {
+		enum drift_metric metric =
+			m ? DRIFT_METRIC_IP : DRIFT_METRIC_L2;
+		make_index(DIM, metric, 256);
+		cr_assert_eq(drift_l1_build(l1, ids, x, n, 1, NULL), 0);
+		double same = 0;
+		uint64_t scanned = 0, refined = 0;
+		for (size_t i = 0; i < nq; i++) {
+			drift_hit a[10], b[10];
+			size_t na, nb;
+			drift_l1_search_stats st;
+			drift_l1_search_opts so = {.k = 10, .nprobe = 4};
+			cr_assert_eq(drift_l1_search(l1, q + i * DIM, &so, a,
+						     &na, &st),
+				     0);
+			scanned += st.scanned;
+			refined += st.refined;
+			so.sq8_scan = true;
+			cr_assert_eq(drift_l1_search(l1, q + i * DIM, &so, b,
+						     &nb, NULL),
+				     0);
+			cr_assert_eq(na, nb);
+			same += recall_of(a, na, b, nb);
+		}
+		same /= (double)nq;
+		cr_log_info("metric %d: %.4f of the SQ8 scan's hits, %llu of "
+			    "%llu rows refined",
+			    m, same, (unsigned long long)refined,
+			    (unsigned long long)scanned);
+		cr_assert_geq(same, 0.995, "metric %d: %.4f", m, same);
+		cr_assert_gt(refined, 0);
+		cr_assert_lt(refined, scanned / 4, "metric %d", m);
+		drift_l1_free(l1);
+		l1 = NULL;
+	}
+	free(x);
+	free(q);
+	free(ids);
+}
+
 /* Past 2 * 64 buckets, calibration looks for each query's neighbours in its
  * 64 nearest buckets first (l1_calib.c): that path must calibrate as well
  * as the scan of everything. */
