@@ -807,6 +807,7 @@ void drift_shard_stats_get(drift_shard *s, drift_shard_stats *st)
 		drift_hnsw_stats hs;
 		drift_hnsw_stats_get(mts[i], &hs);
 		st->l0_rows += hs.rows;
+		st->l0_bytes += hs.bytes;
 		st->l0_tombstones += hs.tombstones;
 		drift_hnsw_iter it;
 		drift_hnsw_entry e;

@@ -131,6 +131,10 @@ int drift_shard_flush(drift_shard *s, drift_err *err);
 typedef struct drift_shard_stats {
 	uint64_t live;	  /* live vectors (deletes subtracted) */
 	uint32_t l0_rows; /* rows in memtables (active + immutable) */
+	/* Memory the memtables hold now (drift_hnsw_stats.bytes of the
+	 * active and immutable ones): it grows with their rows, so its peak
+	 * is bounded by memtable_rows (two memtables at most). */
+	uint64_t l0_bytes;
 	uint32_t l0_tombstones;
 	uint64_t l1_vectors;
 	uint32_t l1_buckets;

@@ -239,6 +239,13 @@ DRIFT_TEST(shard, writes_flushes_and_reopen)
 	drift_shard_stats_get(s, &st);
 	cr_assert_gt(st.flushes, 2, "rotations flushed into L1");
 	cr_assert_gt(st.l1_vectors, 1000);
+	/* The memtables' memory is their rows' (a full vector and lists
+	 * each), not their capacity's. */
+	cr_assert(st.l0_bytes >= (uint64_t)st.l0_rows * DIM * 4 &&
+			  st.l0_bytes < ((uint64_t)st.l0_rows + 64) *
+						(DIM * 4 + 1024),
+		  "%u rows in L0 hold %llu bytes", st.l0_rows,
+		  (unsigned long long)st.l0_bytes);
 
 	/* Close with data still in L0 (only in the WAL): reopen replays. */
 	drift_shard_close(s);
@@ -248,6 +255,9 @@ DRIFT_TEST(shard, writes_flushes_and_reopen)
 	cr_assert_eq(drift_shard_flush(s, &err), 0, "%s", err.msg);
 	drift_shard_stats_get(s, &st);
 	cr_assert_eq(st.l0_rows, 0);
+	cr_assert_lt(st.l0_bytes, 64 * (DIM * 4 + 1024),
+		     "an empty memtable: %llu bytes",
+		     (unsigned long long)st.l0_bytes);
 	cr_assert_eq(st.flushed_seq, st.wal_seq);
 	drift_shard_close(s);
 	s = open_shard(dir, false, DRIFT_WAL_NONE);
