@@ -435,6 +435,7 @@ out:
 	if (nc != NULL)
 		drift_raft_metrics_stop(nc);
 	drift_grpc_server_free(srv);
+	drift_node_service_close();
 	drift_node_cluster_close(nc);
 	drift_cm_close(cm);
 	if (status == 0)

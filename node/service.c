@@ -18,10 +18,13 @@
 #include "drift/peer/v1/peer.pb-c.h"
 #include "drift/v1/drift.pb-c.h"
 #include "node/cluster_svc.h"
+#include "router/map.h"
+#include "router/service.h"
 
 struct service {
 	drift_cm *cm;
-	drift_node_cluster *nc; /* NULL: no cluster (tests of the API) */
+	drift_node_cluster *nc;	  /* NULL: no cluster (tests of the API) */
+	drift_rmap_follower *fwd; /* the map forwarded calls route with */
 };
 
 static struct service svc;
@@ -34,6 +37,24 @@ struct scope {
 	uint64_t map_version;
 };
 static _Thread_local const struct scope *scope;
+
+/* Forwarding. A public call whose shards are not all on this node is
+ * served by drift-router's code (router/service.h) over the shard map
+ * this node follows (svc.fwd): its handler sets `forwardable`, and
+ * acquire() or route(), finding a shard elsewhere, set `forward` instead
+ * of answering; the handler then hands the request over. A shard-level
+ * call (scope) is never forwarded: the node answers for its own shard. */
+static _Thread_local bool forwardable;
+static _Thread_local bool forward;
+
+/* Whether the current call should be forwarded rather than refused. */
+static bool defer(void)
+{
+	if (!forwardable || scope != NULL || svc.fwd == NULL)
+		return false;
+	forward = true;
+	return true;
+}
 
 /* ---- Helpers ---- */
 
@@ -115,6 +136,8 @@ static drift_collection *acquire(drift_grpc_call *c, const char *name)
 					  scope->map_version, NULL, 0, &rerr)
 				: drift_cluster_svc_route(svc.nc, name, NULL, 0,
 							  &rerr);
+		if (r == DRIFT_ESTALE && defer())
+			return NULL;
 		if (r != 0 && r != DRIFT_ENOENT) {
 			fail_err(c, r, &rerr);
 			return NULL;
@@ -152,6 +175,8 @@ static int route(drift_grpc_call *c, const char *name, const uint64_t *ids,
 	rv = drift_cluster_svc_route(svc.nc, name, ids, n, &err);
 	if (rv == 0 || rv == DRIFT_ENOENT)
 		return 0;
+	if (rv == DRIFT_ESTALE && defer())
+		return -1;
 	fail_err_at(c, prefix, rv, &err);
 	return -1;
 }
@@ -359,6 +384,15 @@ out:
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* Whether the cluster has more than this node. */
+static bool several_nodes(void)
+{
+	drift_meta *st = drift_member_state(drift_node_cluster_member(svc.nc));
+	bool more = st->n_nodes > 1;
+	drift_meta_unref(st);
+	return more;
+}
+
 static void list_collections(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
@@ -366,6 +400,12 @@ static void list_collections(drift_grpc_call *c, void *ctx)
 		recv_req(c, &drift__v1__list_collections_request__descriptor);
 	if (req == NULL)
 		return;
+	if (svc.fwd != NULL && several_nodes()) {
+		/* The map's collections, not only those with a shard here. */
+		drift_router_list(c, req);
+		protobuf_c_message_free_unpacked(&req->base, NULL);
+		return;
+	}
 	char token[DRIFT_COLLECTION_NAME_MAX + 1] = "";
 	size_t page =
 		req->page_size == 0 || req->page_size > DRIFT_NODE_MAX_PAGE
@@ -444,7 +484,20 @@ static void describe_collection(drift_grpc_call *c, void *ctx)
 		c, &drift__v1__describe_collection_request__descriptor);
 	if (req == NULL)
 		return;
+	forwardable = true;
+	forward = false;
 	drift_collection *col = acquire(c, req->name);
+	if (col != NULL && route(c, req->name, NULL, 0, "") != 0) {
+		/* Shards elsewhere: this node's counts are not the
+		 * collection's. */
+		drift_cm_release(svc.cm, col);
+		col = NULL;
+	}
+	forwardable = false;
+	if (forward) {
+		forward = false;
+		drift_router_describe(c, req);
+	}
 	if (col != NULL) {
 		Drift__V1__CollectionInfo info;
 		Drift__V1__DescribeCollectionResponse resp =
@@ -520,10 +573,27 @@ out:
 	return rv;
 }
 
+/* upsert_one, or drift-router's when the batch's shards are not all
+ * here (a public call). */
+static int upsert_fw(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
+		     uint64_t *written, const char *prefix)
+{
+	forwardable = true;
+	forward = false;
+	int rv = upsert_one(c, req, written, prefix);
+	forwardable = false;
+	if (forward) {
+		forward = false;
+		rv = drift_router_upsert_one(c, req, written, prefix);
+	}
+	return rv;
+}
+
 static void upsert_req(drift_grpc_call *c, Drift__V1__UpsertRequest *req)
 {
 	uint64_t written = 0;
-	if (upsert_one(c, req, &written, "") == 0) {
+	if ((scope != NULL ? upsert_one(c, req, &written, "")
+			   : upsert_fw(c, req, &written, "")) == 0) {
 		Drift__V1__UpsertResponse resp =
 			DRIFT__V1__UPSERT_RESPONSE__INIT;
 		resp.written = written;
@@ -559,8 +629,8 @@ static void upsert_stream(drift_grpc_call *c, void *ctx)
 		snprintf(prefix, sizeof(prefix),
 			 "message %u (after %llu points written): ", batch,
 			 (unsigned long long)written);
-		int r = upsert_one(c, (Drift__V1__UpsertRequest *)m, &written,
-				   prefix);
+		int r = upsert_fw(c, (Drift__V1__UpsertRequest *)m, &written,
+				  prefix);
 		protobuf_c_message_free_unpacked(m, NULL);
 		if (r != 0)
 			return;
@@ -606,7 +676,14 @@ static void delete_(drift_grpc_call *c, void *ctx)
 		recv_req(c, &drift__v1__delete_request__descriptor);
 	if (req == NULL)
 		return;
+	forwardable = true;
+	forward = false;
 	delete_req(c, req);
+	forwardable = false;
+	if (forward) {
+		forward = false;
+		drift_router_delete(c, req);
+	}
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -672,7 +749,14 @@ static void get(drift_grpc_call *c, void *ctx)
 		recv_req(c, &drift__v1__get_request__descriptor);
 	if (req == NULL)
 		return;
+	forwardable = true;
+	forward = false;
 	get_req(c, req);
+	forwardable = false;
+	if (forward) {
+		forward = false;
+		drift_router_get(c, req);
+	}
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -786,7 +870,14 @@ static void search(drift_grpc_call *c, void *ctx)
 		recv_req(c, &drift__v1__search_request__descriptor);
 	if (req == NULL)
 		return;
+	forwardable = true;
+	forward = false;
 	search_req(c, req);
+	forwardable = false;
+	if (forward) {
+		forward = false;
+		drift_router_search(c, req);
+	}
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -850,7 +941,14 @@ static void search_batch(drift_grpc_call *c, void *ctx)
 		recv_req(c, &drift__v1__search_batch_request__descriptor);
 	if (req == NULL)
 		return;
+	forwardable = true;
+	forward = false;
 	search_batch_req(c, req);
+	forwardable = false;
+	if (forward) {
+		forward = false;
+		drift_router_search_batch(c, req);
+	}
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -994,6 +1092,19 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 {
 	svc.cm = cm;
 	svc.nc = nc;
+	if (nc != NULL) {
+		/* The map forwarded calls route with: this node's own
+		 * (WatchShardMap on itself). */
+		drift_err err;
+		drift_err_clear(&err);
+		int rv = drift_rmap_follow(drift_node_cluster_address(nc),
+					   &svc.fwd, &err);
+		if (rv != 0) {
+			DRIFT_ERROR("drift-node: forwarding: %s", err.msg);
+			return rv;
+		}
+		drift_router_use(svc.fwd);
+	}
 	static const struct {
 		const char *path;
 		enum drift_grpc_kind kind;
@@ -1043,4 +1154,10 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 			return rv;
 	}
 	return nc != NULL ? drift_cluster_svc_register(srv, nc) : 0;
+}
+
+void drift_node_service_close(void)
+{
+	drift_rmap_stop(svc.fwd);
+	svc.fwd = NULL;
 }

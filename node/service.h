@@ -40,4 +40,7 @@
 int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 				drift_node_cluster *nc);
 
+/* Stops what register started (after the server has shut down). */
+void drift_node_service_close(void);
+
 #endif /* DRIFT_NODE_SERVICE_H */

@@ -334,13 +334,8 @@ static uint8_t *build_search(void *arg, uint32_t shard, uint64_t version,
 	return pack(&r.base, len);
 }
 
-static void search(drift_grpc_call *c, void *ctx)
+void drift_router_search(drift_grpc_call *c, Drift__V1__SearchRequest *req)
 {
-	(void)ctx;
-	Drift__V1__SearchRequest *req =
-		recv_req(c, &drift__v1__search_request__descriptor);
-	if (req == NULL)
-		return;
 	if (check(c, req->collection, req, NULL) != 0)
 		goto out;
 	size_t n = 0;
@@ -370,7 +365,17 @@ static void search(drift_grpc_call *c, void *ctx)
 			protobuf_c_message_free_unpacked(&ans[i]->base, NULL);
 	drift_free(ans);
 	free_parts(parts, n);
-out:
+out:;
+}
+
+static void search(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__SearchRequest *req =
+		recv_req(c, &drift__v1__search_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_router_search(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -385,13 +390,9 @@ static uint8_t *build_search_batch(void *arg, uint32_t shard, uint64_t version,
 	return pack(&r.base, len);
 }
 
-static void search_batch(drift_grpc_call *c, void *ctx)
+void drift_router_search_batch(drift_grpc_call *c,
+			       Drift__V1__SearchBatchRequest *req)
 {
-	(void)ctx;
-	Drift__V1__SearchBatchRequest *req =
-		recv_req(c, &drift__v1__search_batch_request__descriptor);
-	if (req == NULL)
-		return;
 	if (check(c, req->collection, NULL, req) != 0)
 		goto out;
 	size_t n = 0;
@@ -441,7 +442,17 @@ static void search_batch(drift_grpc_call *c, void *ctx)
 	drift_free(hits);
 	drift_free(one);
 	free_parts(parts, n);
-out:
+out:;
+}
+
+static void search_batch(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__SearchBatchRequest *req =
+		recv_req(c, &drift__v1__search_batch_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_router_search_batch(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -521,13 +532,8 @@ static int split_for(drift_grpc_call *c, const char *name, const uint64_t *ids,
 	return rv;
 }
 
-static void get(drift_grpc_call *c, void *ctx)
+void drift_router_get(drift_grpc_call *c, Drift__V1__GetRequest *req)
 {
-	(void)ctx;
-	Drift__V1__GetRequest *req =
-		recv_req(c, &drift__v1__get_request__descriptor);
-	if (req == NULL)
-		return;
 	struct split sp = {.request = req};
 	drift_err verr;
 	drift_err_clear(&verr);
@@ -580,6 +586,16 @@ static void get(drift_grpc_call *c, void *ctx)
 	free_parts(parts, n);
 out:
 	split_free(&sp);
+}
+
+static void get(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__GetRequest *req =
+		recv_req(c, &drift__v1__get_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_router_get(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -612,8 +628,8 @@ static uint8_t *build_upsert(void *arg, uint32_t shard, uint64_t version,
 
 /* Validates, splits and writes one UpsertRequest: 0 and *written, or the
  * call is finished. */
-static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
-		      uint64_t *written, const char *prefix)
+int drift_router_upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
+			    uint64_t *written, const char *prefix)
 {
 	drift_rmap *map;
 	const drift_rmap_collection *col = lookup(c, req->collection, &map);
@@ -673,7 +689,7 @@ static void upsert(drift_grpc_call *c, void *ctx)
 	if (req == NULL)
 		return;
 	uint64_t written = 0;
-	if (upsert_one(c, req, &written, "") == 0) {
+	if (drift_router_upsert_one(c, req, &written, "") == 0) {
 		Drift__V1__UpsertResponse resp =
 			DRIFT__V1__UPSERT_RESPONSE__INIT;
 		resp.written = written;
@@ -698,8 +714,8 @@ static void upsert_stream(drift_grpc_call *c, void *ctx)
 		snprintf(prefix, sizeof(prefix),
 			 "message %u (after %llu points written): ", batch,
 			 (unsigned long long)written);
-		int r = upsert_one(c, (Drift__V1__UpsertRequest *)m, &written,
-				   prefix);
+		int r = drift_router_upsert_one(
+			c, (Drift__V1__UpsertRequest *)m, &written, prefix);
 		protobuf_c_message_free_unpacked(m, NULL);
 		if (r != 0)
 			return;
@@ -735,13 +751,8 @@ static uint8_t *build_delete(void *arg, uint32_t shard, uint64_t version,
 	return b;
 }
 
-static void delete_(drift_grpc_call *c, void *ctx)
+void drift_router_delete(drift_grpc_call *c, Drift__V1__DeleteRequest *req)
 {
-	(void)ctx;
-	Drift__V1__DeleteRequest *req =
-		recv_req(c, &drift__v1__delete_request__descriptor);
-	if (req == NULL)
-		return;
 	struct split sp = {.request = req};
 	if (split_for(c, req->collection, req->ids, req->n_ids, &sp) != 0)
 		goto out;
@@ -767,6 +778,16 @@ static void delete_(drift_grpc_call *c, void *ctx)
 	reply(c, &resp.base);
 out:
 	split_free(&sp);
+}
+
+static void delete_(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__DeleteRequest *req =
+		recv_req(c, &drift__v1__delete_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_router_delete(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -783,13 +804,9 @@ static uint8_t *build_describe(void *arg, uint32_t shard, uint64_t version,
 	return pack(&r.base, len);
 }
 
-static void describe(drift_grpc_call *c, void *ctx)
+void drift_router_describe(drift_grpc_call *c,
+			   Drift__V1__DescribeCollectionRequest *req)
 {
-	(void)ctx;
-	Drift__V1__DescribeCollectionRequest *req = recv_req(
-		c, &drift__v1__describe_collection_request__descriptor);
-	if (req == NULL)
-		return;
 	drift_rmap *map;
 	const drift_rmap_collection *col = lookup(c, req->name, &map);
 	size_t n = 0;
@@ -836,18 +853,24 @@ static void describe(drift_grpc_call *c, void *ctx)
 	free_parts(parts, n);
 out:
 	drift_rmap_unref(map);
+}
+
+static void describe(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__DescribeCollectionRequest *req = recv_req(
+		c, &drift__v1__describe_collection_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_router_describe(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
 /* The map's collections, paged as a node pages its own (the token is the
  * last name of the previous page). */
-static void list(drift_grpc_call *c, void *ctx)
+void drift_router_list(drift_grpc_call *c,
+		       Drift__V1__ListCollectionsRequest *req)
 {
-	(void)ctx;
-	Drift__V1__ListCollectionsRequest *req =
-		recv_req(c, &drift__v1__list_collections_request__descriptor);
-	if (req == NULL)
-		return;
 	drift_rmap_refresh(follower, 0, 2000000000ull);
 	drift_rmap *map = drift_rmap_get(follower);
 	const Drift__V1__ShardMapResponse *pb =
@@ -887,7 +910,22 @@ static void list(drift_grpc_call *c, void *ctx)
 out:
 	drift_free(sorted);
 	drift_rmap_unref(map);
+}
+
+static void list(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__ListCollectionsRequest *req =
+		recv_req(c, &drift__v1__list_collections_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_router_list(c, req);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+void drift_router_use(drift_rmap_follower *f)
+{
+	follower = f;
 }
 
 int drift_router_service_register(drift_grpc_server *srv,

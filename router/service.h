@@ -25,9 +25,29 @@
 #define DRIFT_ROUTER_SERVICE_H
 
 #include "common/grpc/server.h"
+#include "drift/v1/drift.pb-c.h"
 #include "router/map.h"
 
 int drift_router_service_register(drift_grpc_server *srv,
 				  drift_rmap_follower *f);
+
+/* The same work on a request already unpacked (the caller frees it), for
+ * a node that forwards a public request it cannot serve alone
+ * (node/service.c): each answers the call. drift_router_use sets the map
+ * they route with (instead of drift_router_service_register). */
+void drift_router_use(drift_rmap_follower *f);
+void drift_router_search(drift_grpc_call *c, Drift__V1__SearchRequest *req);
+void drift_router_search_batch(drift_grpc_call *c,
+			       Drift__V1__SearchBatchRequest *req);
+void drift_router_get(drift_grpc_call *c, Drift__V1__GetRequest *req);
+void drift_router_delete(drift_grpc_call *c, Drift__V1__DeleteRequest *req);
+void drift_router_describe(drift_grpc_call *c,
+			   Drift__V1__DescribeCollectionRequest *req);
+void drift_router_list(drift_grpc_call *c,
+		       Drift__V1__ListCollectionsRequest *req);
+/* One UpsertRequest: 0 and *written increased, or the call is finished
+ * (with prefix before the message: a stream's position). */
+int drift_router_upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
+			    uint64_t *written, const char *prefix);
 
 #endif /* DRIFT_ROUTER_SERVICE_H */
