@@ -19,6 +19,8 @@
 
 #define CHANGE_TIMEOUT_NS 5000000000ull
 #define PEER_TIMEOUT_NS 2000000000ull
+/* Set on a metadata change forwarded to the leader. */
+#define FORWARDED_HEADER "drift-forwarded"
 /* How long a metadata change waits for a leader to be known. */
 #define LEADER_WAIT_NS 1500000000ull
 /* A health check of a peer before placing shards on it. */
@@ -103,6 +105,13 @@ bool drift_cluster_svc_lead(drift_node_cluster *nc, drift_grpc_call *c,
 			break;
 		usleep(10000);
 	}
+	if (known && drift_grpc_call_header(c, FORWARDED_HEADER) != NULL) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE,
+				       "node %s is no longer the Raft leader "
+				       "(the leader is %s now): retry",
+				       drift_node_cluster_node_id(nc), id);
+		return false;
+	}
 	if (!known) {
 		drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE,
 				       "no Raft leader is known to node %s "
@@ -120,17 +129,45 @@ bool drift_cluster_svc_lead(drift_node_cluster *nc, drift_grpc_call *c,
 				       err.msg);
 		return false;
 	}
-	ProtobufCMessage *out = NULL;
+	/* One hop only: the leader marks nothing, but a node that gets a
+	 * forwarded change and does not lead (leadership moved meanwhile)
+	 * answers UNAVAILABLE at once instead of forwarding again, so two
+	 * nodes with stale views never pass a call back and forth until its
+	 * deadline. */
+	(void)resp_desc;
+	static const char *const hop[] = {FORWARDED_HEADER, "1", NULL};
+	size_t len = protobuf_c_message_get_packed_size(req);
+	uint8_t *buf = drift_malloc(len ? len : 1);
+	drift_grpc_ccall *call = NULL;
 	drift_grpc_status st;
-	int rv = drift_grpc_client_unary_pb(
-		cl, drift_grpc_call_path(c), req, resp_desc,
-		remaining(c, 2 * CHANGE_TIMEOUT_NS), &out, &st);
-	if (rv == 0) {
-		reply(c, out);
-		protobuf_c_message_free_unpacked(out, NULL);
+	memset(&st, 0, sizeof(st));
+	drift_grpc_msg *msg = NULL;
+	int got = -1;
+	if (buf != NULL &&
+	    drift_grpc_ccall_start(cl, drift_grpc_call_path(c),
+				   remaining(c, 2 * CHANGE_TIMEOUT_NS), hop,
+				   &call) == 0) {
+		protobuf_c_message_pack(req, buf);
+		if (drift_grpc_ccall_send(call, buf, len) == 0 &&
+		    drift_grpc_ccall_close_send(call) == 0)
+			got = drift_grpc_ccall_recv(call, &msg);
+		drift_grpc_ccall_finish(call, &st);
 	} else {
-		drift_grpc_call_finish(c, st.code, "%s", st.msg);
+		st.code = DRIFT_GRPC_RESOURCE_EXHAUSTED;
+		snprintf(st.msg, sizeof(st.msg), "out of memory");
 	}
+	drift_free(buf);
+	if (got == 1 && st.code == DRIFT_GRPC_OK) {
+		if (drift_grpc_call_send(c, msg->data, msg->len) == 0)
+			drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
+	} else {
+		drift_grpc_call_finish(
+			c,
+			st.code != DRIFT_GRPC_OK ? st.code
+						 : DRIFT_GRPC_INTERNAL,
+			"%s", st.msg[0] ? st.msg : "no answer from the leader");
+	}
+	drift_grpc_msg_free(msg);
 	return false;
 }
 
