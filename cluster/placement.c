@@ -7,7 +7,7 @@
 #include "common/err.h"
 #include "common/hash.h"
 
-/* The seed node/collection.c has hashed ids with since the first data
+/* The seed node/engine/collection.c has hashed ids with since the first data
  * directory was written. Part of the on-disk layout: changing it sends ids
  * to shards that do not hold them. */
 #define SHARD_OF_ID_SEED UINT64_C(0x5eedc011ec7105)

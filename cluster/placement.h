@@ -2,7 +2,7 @@
  * Placement: which shard holds an id, and which nodes hold a shard.
  *
  * id -> shard is a hash: drift_shard_of_id(id, shards). It is the hash the
- * node has always used (node/collection.c, XXH3-64 of the id's 8
+ * node has always used (node/engine/collection.c, XXH3-64 of the id's 8
  * little-endian bytes with seed 0x5eedc011ec7105, modulo the shard count),
  * so data directories written before the cluster existed still open. The
  * shard count is fixed when a collection is created; the values are pinned

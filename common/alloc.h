@@ -35,7 +35,7 @@ void drift_free(void *ptr);
 /* Large zero-filled memory straight from the kernel (an anonymous private
  * mapping, without swap reservation): no page is resident until it is
  * first touched, and drift_unreserve gives every page back at once. For
- * arenas sized for a maximum that fill as they are used (node/hnsw.c): the
+ * arenas sized for a maximum that fill as they are used (node/l0/hnsw.c): the
  * C library would serve them from its heap once its mmap threshold has
  * grown past their size, and its calloc then writes every byte. Not
  * served by the allocator of drift_alloc_set, but counted and failed by

@@ -3,13 +3,14 @@
  *
  * A line looks like
  *
- *     2026-11-24T14:03:05.123456Z INFO  node/wal.c:120 wal: opened 3 files
+ *     2026-11-24T14:03:05.123456Z INFO  node/storage/wal.c:120 wal: opened 3
+ * files
  *
  * (the text format) or, with drift_log_set_format(DRIFT_LOG_FORMAT_JSON),
  * one JSON object per line:
  *
  *     {"time":"2026-11-24T14:03:05.123456Z","level":"info",
- *      "message":"wal: opened 3 files","source":"node/wal.c:120",
+ *      "message":"wal: opened 3 files","source":"node/storage/wal.c:120",
  *      "node_id":"n1","collection":"docs","shard":2,"request_id":"..."}
  *
  * where node_id, collection, shard and request_id appear only when set

@@ -4,7 +4,7 @@
  * A search fans out to one replica of every shard; each returns its own
  * top-k, ordered by drift_hit_less. The one merge of the code base keeps the
  * best k of the union: the collection over its local shards
- * (node/collection.c), the router and forwarding nodes over the shards'
+ * (node/engine/collection.c), the router and forwarding nodes over the shards'
  * answers.
  * An id can come back from two shards while a shard moves between nodes
  * (both the old and the new owner answer for a moment); it is reported once,

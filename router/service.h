@@ -33,7 +33,7 @@ int drift_router_service_register(drift_grpc_server *srv,
 
 /* The same work on a request already unpacked (the caller frees it), for
  * a node that forwards a public request it cannot serve alone
- * (node/service.c): each answers the call. drift_router_use sets the map
+ * (node/server/service.c): each answers the call. drift_router_use sets the map
  * they route with (instead of drift_router_service_register). */
 void drift_router_use(drift_rmap_follower *f);
 void drift_router_search(drift_grpc_call *c, Drift__V1__SearchRequest *req);

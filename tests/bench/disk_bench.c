@@ -1,7 +1,7 @@
 /*
- * disk-bench: random 4 KiB reads through the disk manager (node/disk.h) on
- * one file, for each backend (io_uring, thread pool) and queue depth.
- * Prints one JSON line per (backend, queue depth) on stdout:
+ * disk-bench: random 4 KiB reads through the disk manager (node/storage/disk.h)
+ * on one file, for each backend (io_uring, thread pool) and queue depth. Prints
+ * one JSON line per (backend, queue depth) on stdout:
  *
  *   {"event": "disk", "backend": B, "qd": Q, "threads": T, "o_direct": D,
  *    "file_bytes": S, "reads": N, "seconds": W, "iops": I, "mib_per_s": M,
@@ -42,7 +42,7 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/rand.h"
-#include "node/disk.h"
+#include "node/storage/disk.h"
 
 #define BLOCK 4096
 #define MAX_QD 1024

@@ -15,7 +15,7 @@
  * probe budgets and recall targets, printing one JSON line per point with
  * QPS and recall@10 for one thread and for --threads threads. Full vectors
  * live in a scratch file in --vec-dir (default $TMPDIR, else /var/tmp)
- * behind a row cache of --cache-mb MiB (default 0), as node/vstore.h
+ * behind a row cache of --cache-mb MiB (default 0), as node/storage/vstore.h
  * describes; --vec-memory keeps them in memory instead. --scan picks the
  * first pass over the codes: RaBitQ bounds, then SQ8 where they cannot
  * rule a row out (default), SQ8 alone, or both at every point. --point
@@ -41,7 +41,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/simd.h"
-#include "node/l1.h"
+#include "node/l1/l1.h"
 
 typedef struct matrix {
 	float *v;

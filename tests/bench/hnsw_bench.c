@@ -1,5 +1,5 @@
 /*
- * hnsw-bench: the L0 memtable (node/hnsw.c) on Fashion-MNIST (the Debian
+ * hnsw-bench: the L0 memtable (node/l0/hnsw.c) on Fashion-MNIST (the Debian
  * package dataset-fashion-mnist): insert rate with 1 and more writer
  * threads, then recall@10 and single-thread QPS at a sweep of ef, against
  * brute-force ground truth computed here. One JSON line per measurement.
@@ -23,7 +23,7 @@
 #include "common/clock.h"
 #include "common/topk.h"
 #include "common/vec.h"
-#include "node/hnsw.h"
+#include "node/l0/hnsw.h"
 
 #define DIM 784
 

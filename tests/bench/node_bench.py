@@ -15,7 +15,7 @@
   (node-search-bench grpc: the C client of common/grpc, requests
   serialized beforehand; and stock Python grpcio), then, once the node
   has stopped, in-process on the same data directory
-  (node-search-bench local: node/collection.h, drift_collection_search,
+  (node-search-bench local: node/engine/collection.h, drift_collection_search,
   the call the node's Search handler makes) from 1 thread and from one
   thread per core.
 

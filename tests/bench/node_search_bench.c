@@ -14,7 +14,7 @@
  * untimed calls comes first.
  *
  * local opens DATA_DIR with the node's own CollectionManager
- * (node/collection.h, no Janitor; the node must have stopped) and calls
+ * (node/engine/collection.h, no Janitor; the node must have stopped) and calls
  * drift_collection_search from N threads, each taking the next query.
  * grpc is one client process: SearchRequests serialized before the clock
  * starts, sent over C HTTP/2 connections of the gRPC client of
@@ -45,7 +45,7 @@
 #include "common/grpc/client.h"
 #include "common/log.h"
 #include "drift/v1/drift.pb-c.h"
-#include "node/collection.h"
+#include "node/engine/collection.h"
 
 #define WARMUP 200
 #define MAX_THREADS 64

@@ -686,7 +686,7 @@ def body_ingest(res):
                            f"hnswlib's build rate: the 3x bar is "
                            f"{'met' if b['x_hnswlib'] >= 3 else 'not met'}.")
     return ["`tests/bench/shard_bench.c`: the shard engine in-process "
-            "(`node/shard.h`: WAL, HNSW memtable, flush into L1, Janitor on, "
+            "(`node/engine/shard.h`: WAL, HNSW memtable, flush into L1, Janitor on, "
             "L2). build_s runs from the first upsert until "
             "`drift_shard_flush` has made every row durable in L1; the run "
             "then checks that every row is live and in L1 and that the "
@@ -768,7 +768,7 @@ def body_disk(disk_rows):
                      {"file_gib": 1, "mib_per_s": 1, "mean_us": 1, "p50_us": 1,
                       "p99_us": 1, "p999_us": 1, "cpu_us_per_read": 2})
     lines = ["`tests/bench/disk_bench.c`: uniformly random 4 KiB reads of one "
-             "file through `node/disk.h`, closed loop with `qd` reads in "
+             "file through `node/storage/disk.h`, closed loop with `qd` reads in "
              "flight, latency from submission to the completion callback, "
              "every read checked against the block it asked for. `threads`: "
              "the pool's threads (io_uring: its one completion thread). "

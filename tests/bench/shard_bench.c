@@ -1,6 +1,6 @@
 /*
- * shard-bench: the shard engine (node/shard.h: WAL, HNSW memtable, flush,
- * L1, Janitor) for the harness's ingest scenario (tests/bench/README.md
+ * shard-bench: the shard engine (node/engine/shard.h: WAL, HNSW memtable,
+ * flush, L1, Janitor) for the harness's ingest scenario (tests/bench/README.md
  * describes the protocol). One JSON line per measurement on stdout.
  *
  *   shard-bench ingest BASE QUERY GT --dir DIR [--sync always|batch]
@@ -71,7 +71,7 @@
 #include "cli/vecfile.h"
 #include "common/clock.h"
 #include "common/log.h"
-#include "node/shard.h"
+#include "node/engine/shard.h"
 
 #define MAX_THREADS 64
 

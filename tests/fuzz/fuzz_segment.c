@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
-#include "node/segment.h"
+#include "node/storage/segment.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "node/wal.h"
+#include "node/storage/wal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

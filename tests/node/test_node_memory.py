@@ -14,7 +14,7 @@ node with its default settings (65,536-row memtables):
   and after deleting 95% of a 60,000-vector 128-d collection and its
   compaction, the resident memory is back within 10% or 16 MiB (the
   larger) of what it was before. The second is a TODO (reported, not
-  failing the suite): the L1 vector store's row cache (node/vstore.c)
+  failing the suite): the L1 vector store's row cache (node/storage/vstore.c)
   keeps the pages of deleted rows (about 30 MiB of the 46 here).
 Resident memory is VmRSS of /proc/PID/status; threads its Threads line.
 Under AddressSanitizer (its allocator quarantines freed memory and adds

@@ -39,16 +39,16 @@ common=(common/alloc.c common/clock.c common/err.c common/hash.c common/log.c
 libs=(-lxxhash -lm -pthread)
 case $driver in
 hnsw)
-  srcs=("${common[@]}" node/hnsw.c tests/tsan/tsan_hnsw.c)
+  srcs=("${common[@]}" node/l0/hnsw.c tests/tsan/tsan_hnsw.c)
   ;;
 shard)
   srcs=("${common[@]}" common/abuf.c common/epoch.c common/fs.c
     node/codec/alp.c node/codec/bloom.c node/codec/fastlanes.c
-    node/codec/rabitq.c node/codec/sq8.c node/disk.c node/hnsw.c node/kmeans.c node/kv.c
-    node/l1.c node/l1_calib.c node/l1_graph.c node/l1_maint.c node/l1_persist.c
-    node/janitor.c node/manifest.c node/segment.c node/shard.c
-    node/shard_janitor.c node/shard_open.c node/shard_record.c node/vstore.c
-    node/wal.c common/metrics.c
+    node/codec/rabitq.c node/codec/sq8.c node/storage/disk.c node/l0/hnsw.c node/l1/kmeans.c node/engine/kv.c
+    node/l1/l1.c node/l1/l1_calib.c node/l1/l1_graph.c node/l1/l1_maint.c node/l1/l1_persist.c
+    node/engine/janitor.c node/storage/manifest.c node/storage/segment.c node/engine/shard.c
+    node/engine/shard_janitor.c node/engine/shard_open.c node/engine/shard_record.c node/storage/vstore.c
+    node/storage/wal.c common/metrics.c
     tests/tsan/tsan_shard.c)
   build node/codec/sq8_avx2.c -mavx2 -mfma
   build node/codec/rabitq_avx2.c -mavx2 -mfma

@@ -1,5 +1,5 @@
 /*
- * tsan-hnsw: the HNSW memtable (node/hnsw.c) under ThreadSanitizer, as a
+ * tsan-hnsw: the HNSW memtable (node/l0/hnsw.c) under ThreadSanitizer, as a
  * plain executable (Criterion's worker processes and uninstrumented
  * runner would only add noise). Built and run by tests/tsan/run.sh.
  *
@@ -20,7 +20,7 @@
 
 #include "common/rand.h"
 #include "common/vec.h"
-#include "node/hnsw.h"
+#include "node/l0/hnsw.h"
 
 #define DIM 24
 #define IDS 3000

@@ -1,5 +1,5 @@
 /*
- * tsan-shard: the whole shard engine (node/shard.c: WAL, memtables,
+ * tsan-shard: the whole shard engine (node/engine/shard.c: WAL, memtables,
  * rotation, flush into L1, L1 maintenance, the Janitor, epoch reclamation)
  * under ThreadSanitizer, as a plain executable. Built and run by
  * tests/tsan/run.sh.
@@ -25,7 +25,7 @@
 
 #include "common/hit.h"
 #include "common/rand.h"
-#include "node/shard.h"
+#include "node/engine/shard.h"
 
 #define DIM 32
 #define WRITERS 2

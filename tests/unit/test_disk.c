@@ -11,7 +11,7 @@
 #include "common/abuf.h"
 #include "common/alloc.h"
 #include "common/rand.h"
-#include "node/disk.h"
+#include "node/storage/disk.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---------------------------------------------------------- */

@@ -1,4 +1,4 @@
-/* Tests of the HNSW memtable (node/hnsw.c): recall floors on Fashion-MNIST
+/* Tests of the HNSW memtable (node/l0/hnsw.c): recall floors on Fashion-MNIST
  * for each metric, distances equal to those of the L1 index, updates and
  * deletes against a plain reference, the size limits, input refusal,
  * allocation failures at creation, and concurrent writers with lock-free
@@ -14,8 +14,8 @@
 #include "common/rand.h"
 #include "common/topk.h"
 #include "common/vec.h"
-#include "node/hnsw.h"
-#include "node/l1.h"
+#include "node/l0/hnsw.h"
+#include "node/l1/l1.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---------------------------------------------------------- */
@@ -57,7 +57,7 @@ static void make(uint32_t dim, enum drift_metric m, uint32_t capacity,
 	cr_assert_eq(drift_hnsw_new(&o, &h, &err), 0, "%s", err.msg);
 }
 
-/* A copy of v normalised as node/l1.c and node/hnsw.c do for COSINE. */
+/* A copy of v normalised as node/l1/l1.c and node/l0/hnsw.c do for COSINE. */
 static void normalise(const float *v, float *out, uint32_t dim)
 {
 	const drift_vec_kernels *k = drift_vec();

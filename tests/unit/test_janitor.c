@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "node/janitor.h"
+#include "node/engine/janitor.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---- */

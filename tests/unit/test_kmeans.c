@@ -5,7 +5,7 @@
 
 #include "common/alloc.h"
 #include "common/rand.h"
-#include "node/kmeans.h"
+#include "node/l1/kmeans.h"
 #include "drift_test.h"
 
 /* ---- Helpers ---------------------------------------------------------- */

@@ -6,7 +6,7 @@
 #include "common/alloc.h"
 #include "common/err.h"
 #include "common/rand.h"
-#include "node/kv.h"
+#include "node/engine/kv.h"
 #include "drift_test.h"
 
 /* ---- Helpers ---------------------------------------------------------- */

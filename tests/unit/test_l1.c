@@ -12,8 +12,8 @@
 #include "common/topk.h"
 #include "common/vec.h"
 #include "node/codec/sq8.h"
-#include "node/l1.h"
-#include "node/l1_internal.h"
+#include "node/l1/l1.h"
+#include "node/l1/l1_internal.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---------------------------------------------------------- */

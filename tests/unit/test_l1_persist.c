@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/l1.h"
-#include "node/segment.h"
+#include "node/l1/l1.h"
+#include "node/storage/segment.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---- */

@@ -8,7 +8,7 @@
 #include "common/alloc.h"
 #include "common/endian.h"
 #include "common/hash.h"
-#include "node/manifest.h"
+#include "node/storage/manifest.h"
 #include "drift_test.h"
 
 /* ---- Helpers ---- */

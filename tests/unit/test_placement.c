@@ -166,8 +166,8 @@ static void assert_moves_explain(const struct drift_placement_shard *before,
 
 /* Computed outside Drift (libxxhash's XXH3_64bits_withSeed over the id's
  * 8 little-endian bytes, seed 0x5eedc011ec7105, from Python through ctypes):
- * the hash node/collection.c has always used. A change here strands every
- * row already written. */
+ * the hash node/engine/collection.c has always used. A change here strands
+ * every row already written. */
 DRIFT_TEST(placement, shard_of_id_is_pinned)
 {
 	static const uint32_t counts_of[] = {1, 2, 3, 8, 64};

@@ -1,13 +1,13 @@
 /* cluster/placement against the node: a collection written through
- * node/collection.h keeps each id in the shard drift_shard_of_id names, so
- * router, tools and the node agree on every data directory, old ones
+ * node/engine/collection.h keeps each id in the shard drift_shard_of_id names,
+ * so router, tools and the node agree on every data directory, old ones
  * included (the node's own hash must never drift from the cluster's). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cluster/placement.h"
-#include "node/collection.h"
-#include "node/shard.h"
+#include "node/engine/collection.h"
+#include "node/engine/shard.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---------------------------------------------------------- */

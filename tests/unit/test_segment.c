@@ -11,7 +11,7 @@
 #include "common/endian.h"
 #include "common/hash.h"
 #include "common/rand.h"
-#include "node/segment.h"
+#include "node/storage/segment.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---------------------------------------------------------- */

@@ -20,8 +20,8 @@
 #include "common/clock.h"
 #include "common/rand.h"
 #include "node/codec/bloom.h"
-#include "node/segment.h"
-#include "node/shard.h"
+#include "node/storage/segment.h"
+#include "node/engine/shard.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---- */

@@ -1,4 +1,4 @@
-/* Tests of the vector store (node/vstore.c): both modes return what was
+/* Tests of the vector store (node/storage/vstore.c): both modes return what was
  * appended, rows are recycled after release, the row cache holds every row
  * when its budget allows and misses go to disk when it does not, and reads
  * run concurrently with appends. */
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "common/rand.h"
-#include "node/vstore.h"
+#include "node/storage/vstore.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---------------------------------------------------------- */

@@ -14,7 +14,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "common/rand.h"
-#include "node/wal.h"
+#include "node/storage/wal.h"
 #include "drift_test.h"
 
 /* ---- Fixture ---------------------------------------------------------- */

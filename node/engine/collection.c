@@ -1,0 +1,1024 @@
+/*
+ * The CollectionManager (see collection.h).
+ *
+ * collection.conf is a few "key=value" lines (name, dim, metric, shards,
+ * replication_factor, wal_sync, memtable_rows, default_recall, and
+ * memory_limit, which files of older versions lack: 0 then), written
+ * atomically; an unknown key, a missing key or a bad value makes the
+ * collection broken, with the file and line in the message.
+ */
+#include "node/engine/collection.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "cluster/placement.h"
+#include "common/alloc.h"
+#include "common/merge.h"
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/hash.h"
+#include "common/log.h"
+
+#define PATHLEN 4096
+
+/* Paths are built from the data directory (at most PATHLEN - 256 bytes,
+ * checked at open) and validated names (at most 64 bytes), so they fit;
+ * gcc cannot see those bounds through the structs. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+/* Seeds of the shards' own hashes (the id -> shard hash is
+ * drift_shard_of_id). */
+#define SHARD_SEED 0x5eedc011ec7105ull
+#define RETRY_NS 1000000000ull
+
+struct drift_collection {
+	drift_collection_config cfg;
+	char dir[PATHLEN];
+	drift_shard **shards;
+	char *broken;	   /* why it cannot serve, or NULL */
+	int broken_rv;	   /* its code: DRIFT_ECORRUPT, or DRIFT_ENOSPC */
+	uint64_t retry_ns; /* DRIFT_ENOSPC: when the open is tried again */
+	uint64_t avail_at; /* DRIFT_ENOSPC: bytes free when it failed */
+	atomic_int refs;
+	bool dropped;
+	struct drift_collection *next;
+	drift_cm *cm;
+	uint64_t max_vectors;
+	_Atomic uint64_t mem_limit; /* its share now; 0: none (share_all) */
+};
+
+struct drift_cm {
+	char dir[PATHLEN]; /* <data_dir>/collections */
+	drift_cm_opts o;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* a release happened */
+	drift_collection *list;
+	drift_janitor *janitor; /* every shard's Janitor (o.janitor) */
+	drift_janitor *syncer;	/* the WALs' BATCH syncs: short, on a thread
+				 * of their own so that no flush delays
+				 * them */
+};
+
+static const char *const metric_names[] = {"l2", "ip", "cosine", NULL};
+static const char *const sync_names[] = {"always", "batch", "none", NULL};
+
+bool drift_collection_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > DRIFT_COLLECTION_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* ---- Files ---- */
+
+/* Bytes an unprivileged writer may still add to the filesystem of path
+ * (UINT64_MAX when statvfs fails: no figure). */
+static uint64_t avail_bytes(const char *path)
+{
+	struct statvfs sv;
+	if (statvfs(path, &sv) != 0)
+		return UINT64_MAX;
+	return (uint64_t)sv.f_bavail * sv.f_frsize;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+		    struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int rmtree(const char *path)
+{
+	return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int write_conf(const char *dir, const drift_collection_config *c,
+		      drift_err *err)
+{
+	char text[1024], path[PATHLEN];
+	int n = snprintf(text, sizeof(text),
+			 "name=%s\ndim=%u\nmetric=%s\nshards=%u\n"
+			 "replication_factor=%u\nwal_sync=%s\n"
+			 "memtable_rows=%u\ndefault_recall=%.9g\n"
+			 "memory_limit=%llu\ncluster_version=%llu\n",
+			 c->name, c->dim, metric_names[c->metric], c->shards,
+			 c->replication_factor, sync_names[c->sync],
+			 c->memtable_rows, (double)c->default_recall,
+			 (unsigned long long)c->memory_limit,
+			 (unsigned long long)c->cluster_version);
+	if (snprintf(path, sizeof(path), "%s/collection.conf", dir) >=
+	    (int)sizeof(path))
+		return drift_err_set(err, DRIFT_ERANGE, "path too long");
+	return drift_fs_write_file_atomic(drift_fs_posix(), path, text,
+					  (size_t)n, err);
+}
+
+static int pick(const char *const *names, const char *v)
+{
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcmp(names[i], v) == 0)
+			return i;
+	return -1;
+}
+
+static int read_conf(const char *dir, drift_collection_config *c,
+		     drift_err *err)
+{
+	char path[PATHLEN];
+	snprintf(path, sizeof(path), "%s/collection.conf", dir);
+	uint8_t *data;
+	size_t len;
+	int rv = drift_fs_read_file(drift_fs_posix(), path, 65536, &data, &len,
+				    err);
+	if (rv != 0)
+		return rv;
+	memset(c, 0, sizeof(*c));
+	unsigned seen = 0;
+	int line = 0;
+	char *save = NULL;
+	for (char *l = strtok_r((char *)data, "\n", &save); l != NULL;
+	     l = strtok_r(NULL, "\n", &save)) {
+		line++;
+		char *eq = strchr(l, '=');
+		if (eq == NULL) {
+			rv = drift_err_set(err, DRIFT_ECORRUPT,
+					   "%s:%d: expected key=value", path,
+					   line);
+			break;
+		}
+		*eq = '\0';
+		const char *k = l, *v = eq + 1;
+		char *end = NULL;
+		unsigned long long u = strtoull(v, &end, 10);
+		bool num = *v != '\0' && *end == '\0';
+		int bit = -1;
+		if (strcmp(k, "name") == 0 && drift_collection_name_ok(v)) {
+			snprintf(c->name, sizeof(c->name), "%s", v);
+			bit = 0;
+		} else if (strcmp(k, "dim") == 0 && num && u >= 1 &&
+			   u <= DRIFT_COLLECTION_MAX_DIM) {
+			c->dim = (uint32_t)u;
+			bit = 1;
+		} else if (strcmp(k, "metric") == 0 &&
+			   pick(metric_names, v) >= 0) {
+			c->metric = (enum drift_metric)pick(metric_names, v);
+			bit = 2;
+		} else if (strcmp(k, "shards") == 0 && num && u >= 1 &&
+			   u <= DRIFT_COLLECTION_MAX_SHARDS) {
+			c->shards = (uint32_t)u;
+			bit = 3;
+		} else if (strcmp(k, "replication_factor") == 0 && num &&
+			   u >= 1) {
+			c->replication_factor = (uint32_t)u;
+			bit = 4;
+		} else if (strcmp(k, "wal_sync") == 0 &&
+			   pick(sync_names, v) >= 0) {
+			c->sync = (enum drift_wal_sync)pick(sync_names, v);
+			bit = 5;
+		} else if (strcmp(k, "memtable_rows") == 0 && num && u >= 16 &&
+			   u <= (1u << 24)) {
+			c->memtable_rows = (uint32_t)u;
+			bit = 6;
+		} else if (strcmp(k, "memory_limit") == 0 && num) {
+			c->memory_limit = u;
+			bit = 8;
+		} else if (strcmp(k, "cluster_version") == 0 && num) {
+			c->cluster_version = u; /* optional: 0 before it */
+			bit = 9;
+		} else if (strcmp(k, "default_recall") == 0) {
+			float f = strtof(v, &end);
+			if (*end == '\0' && f > 0 && f <= 1) {
+				c->default_recall = f;
+				bit = 7;
+			}
+		}
+		if (bit < 0) {
+			rv = drift_err_set(err, DRIFT_ECORRUPT,
+					   "%s:%d: bad setting \"%s=%s\"", path,
+					   line, k, v);
+			break;
+		}
+		seen |= 1u << bit;
+	}
+	if (rv == 0 && (seen & 0xff) != 0xff)
+		rv = drift_err_set(err, DRIFT_ECORRUPT,
+				   "%s: settings missing (have mask %#x)", path,
+				   seen);
+	drift_free(data);
+	return rv;
+}
+
+/* ---- Collections ---- */
+
+static void close_shards(drift_collection *c)
+{
+	if (c->shards == NULL)
+		return;
+	for (uint32_t i = 0; i < c->cfg.shards; i++)
+		drift_shard_close(c->shards[i]);
+	drift_free(c->shards);
+	c->shards = NULL;
+}
+
+static void free_collection(drift_collection *c)
+{
+	close_shards(c);
+	drift_free(c->broken);
+	drift_free(c);
+}
+
+static int open_shards(drift_cm *cm, drift_collection *c, drift_err *err)
+{
+	c->shards = drift_calloc(c->cfg.shards, sizeof(*c->shards));
+	if (c->shards == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "collection %s",
+				     c->cfg.name);
+	for (uint32_t i = 0; i < c->cfg.shards; i++) {
+		char sd[PATHLEN];
+		snprintf(sd, sizeof(sd), "%s/shard-%u", c->dir, i);
+		drift_shard_opts so = {
+			.dir = sd,
+			.dim = c->cfg.dim,
+			.metric = c->cfg.metric,
+			.sync = c->cfg.sync,
+			.memtable_rows = c->cfg.memtable_rows,
+			.default_recall = c->cfg.default_recall,
+			.janitor = cm->o.janitor,
+			.pool = cm->janitor,
+			.wal_pool = cm->syncer,
+			.seed = SHARD_SEED + i,
+		};
+		int rv = drift_shard_open(&so, &c->shards[i], err);
+		if (rv != 0) {
+			drift_err_wrap(err, rv, "collection %s", c->cfg.name);
+			close_shards(c);
+			return rv;
+		}
+	}
+	return 0;
+}
+
+/* ---- Memory shares ---- */
+
+/* Sets every collection's share (collection.h, "Memory"): an explicit
+ * memory_limit, or an equal part of what those leave of the budget. The
+ * caller holds cm->mu (or is the open). */
+static void share_all(drift_cm *cm)
+{
+	uint64_t budget = cm->o.memory_budget, reserved = 0, open = 0;
+	for (drift_collection *c = cm->list; c != NULL; c = c->next) {
+		if (c->cfg.memory_limit > 0)
+			reserved += c->cfg.memory_limit;
+		else
+			open++;
+	}
+	uint64_t part = 0;
+	if (budget > 0 && open > 0) {
+		part = budget > reserved ? (budget - reserved) / open : 0;
+		if (part == 0)
+			part = 1; /* all reserved: nothing left to write */
+	}
+	if (budget > 0 && reserved > budget)
+		DRIFT_WARN("collections: memory limits reserve %llu bytes, "
+			   "more than the budget of %llu",
+			   (unsigned long long)reserved,
+			   (unsigned long long)budget);
+	for (drift_collection *c = cm->list; c != NULL; c = c->next)
+		atomic_store(&c->mem_limit, c->cfg.memory_limit > 0
+						    ? c->cfg.memory_limit
+						    : part);
+}
+
+/* The share a new collection with cfg would get, or DRIFT_ELIMIT when the
+ * budget has no room for it. Under cm->mu. */
+static int share_of_new(drift_cm *cm, const drift_collection_config *cfg,
+			uint64_t *share, drift_err *err)
+{
+	uint64_t budget = cm->o.memory_budget, reserved = 0, open = 0;
+	for (drift_collection *c = cm->list; c != NULL; c = c->next) {
+		if (c->cfg.memory_limit > 0)
+			reserved += c->cfg.memory_limit;
+		else
+			open++;
+	}
+	uint64_t left = budget > reserved ? budget - reserved : 0;
+	if (cfg->memory_limit > 0) {
+		if (budget > 0 && cfg->memory_limit > left)
+			return drift_err_set(
+				err, DRIFT_ELIMIT,
+				"collection %s: memory_limit of %llu bytes is "
+				"more than the node's memory budget has left "
+				"(%llu of %llu bytes; memory_limits of other "
+				"collections reserve %llu)",
+				cfg->name,
+				(unsigned long long)cfg->memory_limit,
+				(unsigned long long)left,
+				(unsigned long long)budget,
+				(unsigned long long)reserved);
+		*share = cfg->memory_limit;
+		return 0;
+	}
+	if (budget == 0) {
+		*share = 0;
+		return 0;
+	}
+	if (left == 0)
+		return drift_err_set(err, DRIFT_ELIMIT,
+				     "collection %s: the node's memory budget "
+				     "of %llu bytes is reserved whole by the "
+				     "memory_limits of other collections",
+				     cfg->name, (unsigned long long)budget);
+	*share = left / (open + 1);
+	return 0;
+}
+
+static drift_collection *find(drift_cm *cm, const char *name)
+{
+	for (drift_collection *c = cm->list; c != NULL; c = c->next)
+		if (strcmp(c->cfg.name, name) == 0)
+			return c;
+	return NULL;
+}
+
+static void link_sorted(drift_cm *cm, drift_collection *c)
+{
+	drift_collection **pp = &cm->list;
+	while (*pp != NULL && strcmp((*pp)->cfg.name, c->cfg.name) < 0)
+		pp = &(*pp)->next;
+	c->next = *pp;
+	*pp = c;
+}
+
+static drift_collection *new_collection(drift_cm *cm, const char *name)
+{
+	drift_collection *c = drift_calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	snprintf(c->cfg.name, sizeof(c->cfg.name), "%s", name);
+	snprintf(c->dir, sizeof(c->dir), "%s/%s", cm->dir, name);
+	atomic_init(&c->refs, 0);
+	c->cm = cm;
+	c->max_vectors = cm->o.max_vectors;
+	return c;
+}
+
+/* The node's allocator (glibc malloc) keeps to memory that follows
+ * content. Its mmap threshold starts at 128 KiB but grows to the largest
+ * block freed (up to 32 MiB); past that, large blocks (a row cache's tag
+ * table, a segment's buffers) come from its heaps, where calloc writes
+ * every byte (resident at once, used or not) and a freed block stays
+ * with the process. Fixed at 128 KiB, every larger block is a mapping of
+ * its own: untouched pages cost nothing and free gives it all back. */
+static void tune_allocator_once(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 128 << 10);
+}
+
+static void tune_allocator(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, tune_allocator_once);
+}
+
+int drift_cm_open(const char *data_dir, const drift_cm_opts *opts,
+		  drift_cm **out, drift_err *err)
+{
+	drift_cm *cm = drift_calloc(1, sizeof(*cm));
+	if (cm == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "collections");
+	if (opts != NULL)
+		cm->o = *opts;
+	if (cm->o.memtable_rows == 0)
+		cm->o.memtable_rows = 65536;
+	if (cm->o.max_dim == 0 || cm->o.max_dim > DRIFT_COLLECTION_MAX_DIM)
+		cm->o.max_dim = DRIFT_COLLECTION_MAX_DIM;
+	if (strlen(data_dir) > PATHLEN - 256) {
+		drift_free(cm);
+		return drift_err_set(err, DRIFT_EINVAL, "data dir too long");
+	}
+	snprintf(cm->dir, sizeof(cm->dir), "%s/collections", data_dir);
+	pthread_mutex_init(&cm->mu, NULL);
+	pthread_cond_init(&cm->cv, NULL);
+	tune_allocator();
+	int rv = drift_fs_mkdir_p(drift_fs_posix(), cm->dir, err);
+	if (rv == 0 && cm->o.janitor)
+		rv = drift_janitor_new(cm->o.janitor_threads, &cm->janitor,
+				       err);
+	if (rv == 0)
+		rv = drift_janitor_new(1, &cm->syncer, err);
+	if (rv != 0) {
+		drift_cm_close(cm);
+		return rv;
+	}
+	DIR *d = opendir(cm->dir);
+	if (d == NULL) {
+		rv = drift_err_errno(err, errno, "opening %s", cm->dir);
+		drift_cm_close(cm);
+		return rv;
+	}
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		const char *nm = de->d_name;
+		if (strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0)
+			continue;
+		char path[PATHLEN];
+		snprintf(path, sizeof(path), "%s/%s", cm->dir, nm);
+		if (nm[0] == '.') {
+			/* A create or drop that a crash interrupted. */
+			DRIFT_INFO("collections: removing leftover %s", path);
+			rmtree(path);
+			continue;
+		}
+		if (!drift_collection_name_ok(nm))
+			continue;
+		drift_collection *c = new_collection(cm, nm);
+		if (c == NULL)
+			continue;
+		drift_err cerr;
+		drift_err_clear(&cerr);
+		rv = read_conf(path, &c->cfg, &cerr);
+		if (rv == 0 && strcmp(c->cfg.name, nm) != 0)
+			rv = drift_err_set(&cerr, DRIFT_ECORRUPT,
+					   "%s/collection.conf names \"%s\"",
+					   path, c->cfg.name);
+		bool conf_ok = rv == 0;
+		if (rv == 0)
+			rv = open_shards(cm, c, &cerr);
+		snprintf(c->cfg.name, sizeof(c->cfg.name), "%s", nm);
+		if (rv != 0) {
+			DRIFT_ERROR("collection %s cannot be opened: %s", nm,
+				    cerr.msg);
+			c->broken =
+				drift_strdup(cerr.msg[0] ? cerr.msg : "broken");
+			/* A full disk (a shard's new WAL file) is no damage:
+			 * the open is tried again once space is freed. */
+			c->broken_rv = conf_ok && rv == DRIFT_ENOSPC
+					       ? DRIFT_ENOSPC
+					       : DRIFT_ECORRUPT;
+			c->retry_ns = drift_now_ns() + RETRY_NS;
+			c->avail_at = avail_bytes(c->dir);
+		} else {
+			DRIFT_INFO("collection %s: opened (%u shards, dim %u)",
+				   nm, c->cfg.shards, c->cfg.dim);
+		}
+		link_sorted(cm, c);
+	}
+	closedir(d);
+	drift_fs_fsync_dir(drift_fs_posix(), cm->dir, NULL);
+	share_all(cm);
+	*out = cm;
+	return 0;
+}
+
+void drift_cm_close(drift_cm *cm)
+{
+	if (cm == NULL)
+		return;
+	while (cm->list != NULL) {
+		drift_collection *c = cm->list;
+		cm->list = c->next;
+		free_collection(c);
+	}
+	drift_janitor_free(cm->janitor);
+	drift_janitor_free(cm->syncer);
+	pthread_mutex_destroy(&cm->mu);
+	pthread_cond_destroy(&cm->cv);
+	drift_free(cm);
+}
+
+int drift_cm_check(const drift_cm *cm, const drift_collection_config *in,
+		   drift_collection_config *out, drift_err *err)
+{
+	drift_collection_config cfg = *in;
+	if (!drift_collection_name_ok(cfg.name))
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "collection name \"%s\" must match "
+				     "[A-Za-z0-9_-]{1,64}",
+				     cfg.name);
+	if (cfg.dim < 1 || cfg.dim > cm->o.max_dim)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "dimension %u out of range 1..%u%s",
+				     cfg.dim, cm->o.max_dim,
+				     cm->o.max_dim < DRIFT_COLLECTION_MAX_DIM
+					     ? " (this node's "
+					       "limits.max_dimension)"
+					     : "");
+	if ((unsigned)cfg.metric > DRIFT_METRIC_COSINE)
+		return drift_err_set(err, DRIFT_EINVAL, "unknown metric %d",
+				     (int)cfg.metric);
+	if ((unsigned)cfg.sync > DRIFT_WAL_NONE)
+		return drift_err_set(err, DRIFT_EINVAL, "unknown wal_sync %d",
+				     (int)cfg.sync);
+	if (cfg.shards == 0)
+		cfg.shards = 1;
+	if (cfg.shards > DRIFT_COLLECTION_MAX_SHARDS)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "shards %u out of range 1..%u", cfg.shards,
+				     DRIFT_COLLECTION_MAX_SHARDS);
+	if (cfg.replication_factor == 0)
+		cfg.replication_factor = 1;
+	if (cfg.replication_factor > 1)
+		return drift_err_set(
+			err, DRIFT_EINVAL,
+			"replication_factor %u: this version keeps "
+			"one replica of each shard (replication "
+			"is not built yet)",
+			cfg.replication_factor);
+	if (cfg.memtable_rows == 0)
+		cfg.memtable_rows = cm->o.memtable_rows;
+	if (cfg.memtable_rows < 16 || cfg.memtable_rows > (1u << 24))
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "memtable_rows %u out of range 16..%u",
+				     cfg.memtable_rows, 1u << 24);
+	if (cfg.default_recall == 0)
+		cfg.default_recall = 0.95f;
+	if (!(cfg.default_recall > 0 && cfg.default_recall <= 1))
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "default_recall %g out of range (0, 1]",
+				     (double)cfg.default_recall);
+	*out = cfg;
+	return 0;
+}
+
+int drift_cm_create(drift_cm *cm, const drift_collection_config *in,
+		    drift_err *err)
+{
+	drift_collection_config cfg;
+	int rv = drift_cm_check(cm, in, &cfg, err);
+	if (rv != 0)
+		return rv;
+	pthread_mutex_lock(&cm->mu);
+	if (find(cm, cfg.name) != NULL) {
+		rv = drift_err_set(err, DRIFT_EEXIST,
+				   "collection \"%s\" already exists",
+				   cfg.name);
+		goto out;
+	}
+	uint64_t share = 0;
+	if ((rv = share_of_new(cm, &cfg, &share, err)) != 0)
+		goto out;
+	char tmp[PATHLEN];
+	snprintf(tmp, sizeof(tmp), "%s/.new-%s", cm->dir, cfg.name);
+	rmtree(tmp);
+	drift_collection *c = new_collection(cm, cfg.name);
+	if (c == NULL) {
+		rv = drift_err_set(err, DRIFT_ENOMEM, "create");
+		goto out;
+	}
+	c->cfg = cfg;
+	/* Built in the hidden directory, shards included, then renamed. */
+	snprintf(c->dir, sizeof(c->dir), "%s", tmp);
+	if ((rv = drift_fs_mkdir_p(drift_fs_posix(), tmp, err)) != 0 ||
+	    (rv = write_conf(tmp, &cfg, err)) != 0 ||
+	    (rv = open_shards(cm, c, err)) != 0) {
+		free_collection(c);
+		rmtree(tmp);
+		goto out;
+	}
+	/* The memtables' arenas are taken whole at open: measured here. */
+	uint64_t fixed = drift_collection_memory(c, NULL);
+	if (share > 0 && fixed > share) {
+		rv = drift_err_set(
+			err, DRIFT_ELIMIT,
+			"collection %s: its memtables alone take "
+			"%llu bytes (%u shard%s of %u rows), more than "
+			"its memory share of %llu bytes",
+			cfg.name, (unsigned long long)fixed, cfg.shards,
+			cfg.shards == 1 ? "" : "s", cfg.memtable_rows,
+			(unsigned long long)share);
+		free_collection(c);
+		rmtree(tmp);
+		goto out;
+	}
+	close_shards(c);
+	snprintf(c->dir, sizeof(c->dir), "%s/%s", cm->dir, cfg.name);
+	if (rename(tmp, c->dir) != 0) {
+		rv = drift_err_errno(err, errno, "creating %s", c->dir);
+		free_collection(c);
+		rmtree(tmp);
+		goto out;
+	}
+	if ((rv = drift_fs_fsync_dir(drift_fs_posix(), cm->dir, err)) != 0 ||
+	    (rv = open_shards(cm, c, err)) != 0) {
+		free_collection(c);
+		rmtree(c->dir);
+		goto out;
+	}
+	link_sorted(cm, c);
+	share_all(cm);
+	drift_log_scope_target(cfg.name, -1);
+	DRIFT_INFO("collection %s: created (dim %u, %s, %u shards)", cfg.name,
+		   cfg.dim, metric_names[cfg.metric], cfg.shards);
+	drift_log_scope_target(NULL, -1);
+out:
+	pthread_mutex_unlock(&cm->mu);
+	return rv;
+}
+
+int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err)
+{
+	pthread_mutex_lock(&cm->mu);
+	drift_collection *c = find(cm, name);
+	if (c == NULL) {
+		pthread_mutex_unlock(&cm->mu);
+		return drift_err_set(err, DRIFT_ENOENT,
+				     "collection \"%s\" not found", name);
+	}
+	/* Unlinked: new requests no longer find it. */
+	drift_collection **pp = &cm->list;
+	while (*pp != c)
+		pp = &(*pp)->next;
+	*pp = c->next;
+	c->dropped = true;
+	share_all(cm);
+	char gone[PATHLEN];
+	snprintf(gone, sizeof(gone), "%s/.drop-%s", cm->dir, name);
+	rmtree(gone);
+	int rv = 0;
+	if (rename(c->dir, gone) != 0 ||
+	    drift_fs_fsync_dir(drift_fs_posix(), cm->dir, err) != 0) {
+		rv = drift_err_errno(err, errno, "dropping %s", c->dir);
+		link_sorted(cm, c);
+		c->dropped = false;
+		share_all(cm);
+		pthread_mutex_unlock(&cm->mu);
+		return rv;
+	}
+	while (atomic_load(&c->refs) > 0)
+		pthread_cond_wait(&cm->cv, &cm->mu);
+	pthread_mutex_unlock(&cm->mu);
+	free_collection(c);
+	rmtree(gone);
+	/* The heaps' pages its small blocks left free go back now. */
+	malloc_trim(0);
+	DRIFT_INFO("collection %s: dropped", name);
+	return 0;
+}
+
+/* A collection that a full disk kept from opening (a shard starts a new
+ * WAL file when it opens) is opened again by the next request for it once
+ * the filesystem has more room than when it failed, or RETRY_NS later.
+ * Under cm->mu: other collections' requests wait for that open. */
+static void retry_open(drift_cm *cm, drift_collection *c)
+{
+	if (c->broken_rv != DRIFT_ENOSPC)
+		return;
+	uint64_t avail = avail_bytes(c->dir);
+	if (drift_now_ns() < c->retry_ns && avail <= c->avail_at)
+		return;
+	drift_err e;
+	drift_err_clear(&e);
+	if (open_shards(cm, c, &e) == 0) {
+		DRIFT_INFO("collection %s: opened (space was freed)",
+			   c->cfg.name);
+		drift_free(c->broken);
+		c->broken = NULL;
+		c->broken_rv = 0;
+		return;
+	}
+	char *m = drift_strdup(e.msg[0] ? e.msg : "cannot be opened");
+	if (m != NULL) {
+		drift_free(c->broken);
+		c->broken = m;
+	}
+	if (e.code != DRIFT_ENOSPC)
+		c->broken_rv = DRIFT_ECORRUPT;
+	c->retry_ns = drift_now_ns() + RETRY_NS;
+	c->avail_at = avail_bytes(c->dir);
+}
+
+int drift_cm_acquire(drift_cm *cm, const char *name, drift_collection **out,
+		     drift_err *err)
+{
+	pthread_mutex_lock(&cm->mu);
+	drift_collection *c = find(cm, name);
+	int rv = 0;
+	if (c != NULL && c->broken != NULL)
+		retry_open(cm, c);
+	if (c == NULL)
+		rv = drift_err_set(err, DRIFT_ENOENT,
+				   "collection \"%s\" not found", name);
+	else if (c->broken != NULL && c->broken_rv == DRIFT_ENOSPC)
+		rv = drift_err_set(err, DRIFT_ENOSPC,
+				   "collection %s cannot be opened until space "
+				   "is freed (no restart needed): %s",
+				   name, c->broken);
+	else if (c->broken != NULL)
+		rv = drift_err_set(err, DRIFT_ECORRUPT, "%s", c->broken);
+	else {
+		atomic_fetch_add(&c->refs, 1);
+		*out = c;
+	}
+	pthread_mutex_unlock(&cm->mu);
+	/* The thread's log lines name the collection until the release (the
+	 * name lives as long as the collection, which the reference keeps). */
+	if (rv == 0)
+		drift_log_scope_target(c->cfg.name, -1);
+	return rv;
+}
+
+void drift_cm_release(drift_cm *cm, drift_collection *c)
+{
+	drift_log_scope_target(NULL, -1);
+	pthread_mutex_lock(&cm->mu);
+	atomic_fetch_sub(&c->refs, 1);
+	pthread_cond_broadcast(&cm->cv);
+	pthread_mutex_unlock(&cm->mu);
+}
+
+int drift_cm_list(drift_cm *cm, char ***names, size_t *n)
+{
+	pthread_mutex_lock(&cm->mu);
+	size_t count = 0;
+	for (drift_collection *c = cm->list; c != NULL; c = c->next)
+		count++;
+	char **a = drift_calloc(count ? count : 1, sizeof(char *));
+	int rv = a == NULL ? DRIFT_ENOMEM : 0;
+	size_t i = 0;
+	for (drift_collection *c = cm->list; c != NULL && rv == 0;
+	     c = c->next, i++)
+		if ((a[i] = drift_strdup(c->cfg.name)) == NULL)
+			rv = DRIFT_ENOMEM;
+	pthread_mutex_unlock(&cm->mu);
+	if (rv != 0) {
+		for (size_t j = 0; a != NULL && j < count; j++)
+			drift_free(a[j]);
+		drift_free(a);
+		return rv;
+	}
+	*names = a;
+	*n = count;
+	return 0;
+}
+
+/* ---- Data operations ---- */
+
+const drift_collection_config *drift_collection_cfg(const drift_collection *c)
+{
+	return &c->cfg;
+}
+
+const char *drift_collection_dir(const drift_collection *c)
+{
+	return c->dir;
+}
+
+size_t drift_collection_max_batch(const drift_collection *c)
+{
+	/* A batch may land on one shard entirely. */
+	return c->cfg.memtable_rows;
+}
+
+static uint32_t shard_of(const drift_collection *c, uint64_t id)
+{
+	return drift_shard_of_id(id, c->cfg.shards);
+}
+
+/* A batch over several shards is written shard by shard; each part is all
+ * or nothing (its WAL record), but a full disk met by a later part would
+ * leave the earlier parts applied. So such a batch first checks that the
+ * filesystem has room for every part (payload plus a record header of 24
+ * bytes and padding to 8, per shard) and is refused, nothing written, when
+ * it has not. What this cannot close: space taken by another writer (or
+ * process) between the check and the writes; the batch is then reported
+ * failed with its earlier parts applied, and retrying it is safe (upserts
+ * and deletes are idempotent). */
+static int check_room(const drift_collection *c, size_t payload, drift_err *err)
+{
+	uint32_t ns = c->cfg.shards;
+	if (ns <= 1)
+		return 0;
+	uint64_t need = payload + (uint64_t)ns * (24 + 8 + 8);
+	uint64_t avail = avail_bytes(c->dir);
+	if (avail >= need) /* UINT64_MAX, no figure: the writes say */
+		return 0;
+	return drift_err_set(err, DRIFT_ENOSPC,
+			     "collection %s: %llu bytes free on the "
+			     "filesystem of %s, the batch needs %llu for the "
+			     "WAL records of its shards; nothing was written",
+			     c->cfg.name, (unsigned long long)avail, c->dir,
+			     (unsigned long long)need);
+}
+
+int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
+			    const float *vecs, size_t n, drift_err *err)
+{
+	uint32_t dim = c->cfg.dim, ns = c->cfg.shards;
+	if (n > drift_collection_max_batch(c))
+		return drift_err_set(err, DRIFT_ELIMIT,
+				     "batch of %zu points is over the limit of "
+				     "%zu",
+				     n, drift_collection_max_batch(c));
+	if (n == 0)
+		return 0;
+	/* Validation of every point before anything is written. */
+	bool cosine = c->cfg.metric == DRIFT_METRIC_COSINE;
+	for (size_t i = 0; i < n; i++) {
+		const float *v = vecs + i * dim;
+		double norm = 0;
+		for (uint32_t j = 0; j < dim; j++) {
+			if (!(v[j] >= -3.4028235e38f && v[j] <= 3.4028235e38f))
+				return drift_err_set(
+					err, DRIFT_EINVAL,
+					"point %zu (id %llu): component %u is "
+					"NaN or infinite",
+					i, (unsigned long long)ids[i], j);
+			norm += (double)v[j] * v[j];
+		}
+		if (cosine && norm == 0)
+			return drift_err_set(err, DRIFT_EINVAL,
+					     "point %zu (id %llu): a zero "
+					     "vector has no direction (COSINE)",
+					     i, (unsigned long long)ids[i]);
+	}
+	if (c->max_vectors > 0) {
+		uint64_t live = drift_collection_stats(c, NULL);
+		if (live + n > c->max_vectors)
+			return drift_err_set(
+				err, DRIFT_ELIMIT,
+				"collection %s would exceed its "
+				"limit of %llu vectors",
+				c->cfg.name,
+				(unsigned long long)c->max_vectors);
+	}
+	uint64_t limit = atomic_load(&c->mem_limit);
+	if (limit > 0) {
+		uint64_t used = drift_collection_memory(c, NULL);
+		uint64_t add = n * drift_shard_vec_bytes(dim);
+		if (used + add > limit) {
+			char why[128];
+			if (c->cfg.memory_limit > 0)
+				snprintf(why, sizeof(why), "its memory_limit");
+			else
+				snprintf(why, sizeof(why),
+					 "its equal share of the node's "
+					 "memory budget of %llu bytes",
+					 (unsigned long long)
+						 c->cm->o.memory_budget);
+			return drift_err_set(
+				err, DRIFT_ELIMIT,
+				"collection %s: memory limit: it uses %llu "
+				"bytes, these %zu points need %llu more, "
+				"%s is %llu bytes (delete vectors, or create "
+				"it with a larger memory_limit)",
+				c->cfg.name, (unsigned long long)used, n,
+				(unsigned long long)add, why,
+				(unsigned long long)limit);
+		}
+	}
+	if (ns == 1)
+		return drift_shard_upsert(c->shards[0], ids, vecs, n, err);
+	int rv = check_room(c, n * (8 + 4 * (size_t)dim) + ns * 8, err);
+	if (rv != 0)
+		return rv;
+	uint64_t *pid = drift_mallocarray(n, 8);
+	float *pv = drift_mallocarray(n * dim, sizeof(float));
+	if (pid == NULL || pv == NULL) {
+		rv = drift_err_set(err, DRIFT_ENOMEM, "upsert");
+		goto out;
+	}
+	for (uint32_t s = 0; s < ns && rv == 0; s++) {
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (shard_of(c, ids[i]) != s)
+				continue;
+			pid[m] = ids[i];
+			memcpy(pv + m * dim, vecs + i * dim,
+			       dim * sizeof(float));
+			m++;
+		}
+		if (m > 0)
+			rv = drift_shard_upsert(c->shards[s], pid, pv, m, err);
+	}
+out:
+	drift_free(pid);
+	drift_free(pv);
+	return rv;
+}
+
+int drift_collection_delete(drift_collection *c, const uint64_t *ids, size_t n,
+			    size_t *deleted, drift_err *err)
+{
+	uint32_t ns = c->cfg.shards;
+	if (n > drift_collection_max_batch(c))
+		return drift_err_set(
+			err, DRIFT_ELIMIT,
+			"batch of %zu ids is over the limit of %zu", n,
+			drift_collection_max_batch(c));
+	*deleted = 0;
+	if (n == 0)
+		return 0;
+	int rv = check_room(c, n * 8 + ns * 4, err);
+	if (rv != 0)
+		return rv;
+	uint64_t *part = drift_mallocarray(n, 8);
+	if (part == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "delete");
+	for (uint32_t s = 0; s < ns && rv == 0; s++) {
+		size_t m = 0, d = 0;
+		for (size_t i = 0; i < n; i++)
+			if (shard_of(c, ids[i]) == s)
+				part[m++] = ids[i];
+		if (m > 0)
+			rv = drift_shard_delete(c->shards[s], part, m, &d, err);
+		*deleted += d;
+	}
+	drift_free(part);
+	return rv;
+}
+
+int drift_collection_get(drift_collection *c, uint64_t id, float *out)
+{
+	return drift_shard_get(c->shards[shard_of(c, id)], id, out);
+}
+
+int drift_collection_search(drift_collection *c, const float *q,
+			    const drift_shard_search_opts *so, drift_hit *out,
+			    size_t *n_out)
+{
+	uint32_t ns = c->cfg.shards;
+	if (ns == 1)
+		return drift_shard_search(c->shards[0], q, so, out, n_out);
+	size_t k = so->k;
+	drift_hit *all = drift_mallocarray(k * ns, sizeof(drift_hit));
+	const drift_hit **lists = drift_calloc(ns, sizeof(*lists));
+	size_t *lens = drift_calloc(ns, sizeof(*lens));
+	int rv =
+		all != NULL && lists != NULL && lens != NULL ? 0 : DRIFT_ENOMEM;
+	for (uint32_t s = 0; s < ns && rv == 0; s++) {
+		lists[s] = all + (size_t)s * k;
+		rv = drift_shard_search(c->shards[s], q, so,
+					all + (size_t)s * k, &lens[s]);
+	}
+	if (rv == 0)
+		rv = drift_merge_topk(lists, lens, ns, k, out, n_out);
+	drift_free(lens);
+	drift_free(lists);
+	drift_free(all);
+	return rv;
+}
+
+int drift_collection_search_shard(drift_collection *c, uint32_t shard,
+				  const float *q,
+				  const drift_shard_search_opts *so,
+				  drift_hit *out, size_t *n_out)
+{
+	if (shard >= c->cfg.shards)
+		return DRIFT_EINVAL;
+	return drift_shard_search(c->shards[shard], q, so, out, n_out);
+}
+
+int drift_collection_flush(drift_collection *c, drift_err *err)
+{
+	for (uint32_t s = 0; s < c->cfg.shards; s++) {
+		int rv = drift_shard_flush(c->shards[s], err);
+		if (rv != 0)
+			return drift_err_wrap(err, rv, "flushing shard %u", s);
+	}
+	return 0;
+}
+
+uint64_t drift_collection_stats(drift_collection *c, drift_shard_stats *st)
+{
+	uint64_t live = 0;
+	for (uint32_t s = 0; s < c->cfg.shards; s++) {
+		drift_shard_stats one;
+		drift_shard_stats_get(c->shards[s], &one);
+		live += one.live;
+		if (st != NULL)
+			st[s] = one;
+	}
+	return live;
+}
+
+uint64_t drift_collection_memory(drift_collection *c, uint64_t *limit)
+{
+	uint64_t used = 0;
+	for (uint32_t s = 0; s < c->cfg.shards; s++)
+		used += drift_shard_memory(c->shards[s]);
+	if (limit != NULL)
+		*limit = atomic_load(&c->mem_limit);
+	return used;
+}

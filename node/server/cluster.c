@@ -1,0 +1,825 @@
+/*
+ * A node's part in the cluster (see cluster.h).
+ */
+#include "node/server/cluster.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include <sys/random.h>
+#include "drift/v1/drift.pb-c.h"
+
+#define PATHLEN 4096
+#define MAX_CLIENTS 256
+/* The leader probes every node's health this often, and marks a node
+ * that has not answered for DOWN_AFTER_NS DOWN (no new shards go to it)
+ * until it answers again. */
+#define PROBE_NS 500000000ull
+#define DOWN_AFTER_NS 1500000000ull
+
+struct peer_client {
+	char address[DRIFT_ADDR_MAX + 1];
+	drift_grpc_client *client;
+};
+
+/* A collection the map gives this node that it could not open. */
+struct open_failure {
+	char name[DRIFT_COLLECTION_NAME_MAX + 1];
+	uint64_t version; /* its created_version */
+	int rv;
+	drift_err err;
+};
+
+#define MAX_FAILURES 64
+
+struct drift_node_cluster {
+	char node_id[DRIFT_NODE_ID_MAX + 1];
+	char address[DRIFT_ADDR_MAX + 1];
+	char raft_address[DRIFT_ADDR_MAX + 1];
+	char join[1024];
+	char raft_dir[PATHLEN];
+	bool fresh; /* the Raft directory was empty at open */
+	unsigned max_voters;
+	drift_cm *cm;
+	drift_member *member;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	struct peer_client clients[MAX_CLIENTS]; /* under mu */
+	size_t n_clients;
+	uint64_t applied; /* under mu: map version applied locally */
+	bool closing;	  /* under mu */
+	struct open_failure failures[MAX_FAILURES]; /* under mu */
+	size_t n_failures;
+	pthread_t watcher;
+	bool watching;
+	pthread_t prober;
+	bool probing;
+};
+
+/* ---- Identity ---- */
+
+/* Random bits for ids (not a secret: uniqueness is what matters). */
+static uint64_t random64(void)
+{
+	uint64_t r = 0;
+	if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		r = drift_now_ns() ^ ((uint64_t)getpid() << 32);
+	return r;
+}
+
+static int read_identity(const char *path, char *id, drift_err *err)
+{
+	uint8_t *data;
+	size_t len;
+	int rv = drift_fs_read_file(drift_fs_posix(), path, 4096, &data, &len,
+				    err);
+	if (rv != 0)
+		return rv;
+	while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == ' '))
+		len--;
+	if (len == 0 || len > DRIFT_NODE_ID_MAX) {
+		drift_free(data);
+		return drift_err_set(err, DRIFT_ECORRUPT, "%s: not a node id",
+				     path);
+	}
+	memcpy(id, data, len);
+	id[len] = '\0';
+	drift_free(data);
+	if (!drift_meta_node_id_ok(id))
+		return drift_err_set(err, DRIFT_ECORRUPT, "%s: not a node id",
+				     path);
+	return 0;
+}
+
+static int identity(const char *data_dir, const char *want, char *id,
+		    drift_err *err)
+{
+	char path[PATHLEN];
+	snprintf(path, sizeof(path), "%s/node.id", data_dir);
+	struct stat sb;
+	if (stat(path, &sb) == 0) {
+		int rv = read_identity(path, id, err);
+		if (rv != 0)
+			return rv;
+		if (want != NULL && want[0] != '\0' && strcmp(want, id) != 0)
+			return drift_err_set(err, DRIFT_EINVAL,
+					     "--node-id %s: the data directory "
+					     "%s belongs to node %s",
+					     want, data_dir, id);
+		return 0;
+	}
+	if (want != NULL && want[0] != '\0') {
+		if (!drift_meta_node_id_ok(want))
+			return drift_err_set(err, DRIFT_EINVAL,
+					     "--node-id \"%s\" must match "
+					     "[A-Za-z0-9_.-]{1,64}",
+					     want);
+		snprintf(id, DRIFT_NODE_ID_MAX + 1, "%s", want);
+	} else {
+		uint64_t r = random64();
+		snprintf(id, DRIFT_NODE_ID_MAX + 1, "node-%012llx",
+			 (unsigned long long)(r & 0xffffffffffffULL));
+	}
+	char text[DRIFT_NODE_ID_MAX + 2];
+	int n = snprintf(text, sizeof(text), "%s\n", id);
+	return drift_fs_write_file_atomic(drift_fs_posix(), path, text,
+					  (size_t)n, err);
+}
+
+/* ---- Clients ---- */
+
+int drift_node_cluster_client(drift_node_cluster *nc, const char *address,
+			      drift_grpc_client **out, drift_err *err)
+{
+	pthread_mutex_lock(&nc->mu);
+	for (size_t i = 0; i < nc->n_clients; i++)
+		if (strcmp(nc->clients[i].address, address) == 0) {
+			*out = nc->clients[i].client;
+			pthread_mutex_unlock(&nc->mu);
+			return 0;
+		}
+	int rv = 0;
+	if (nc->n_clients == MAX_CLIENTS) {
+		rv = drift_err_set(err, DRIFT_ELIMIT, "too many peers");
+		goto out;
+	}
+	drift_grpc_client_opts co = {.connect_timeout_ns = 2000000000ull,
+				     .backoff_max_ns = PROBE_NS};
+	drift_grpc_client *c;
+	if ((rv = drift_grpc_client_new(address, &co, &c, err)) != 0)
+		goto out;
+	struct peer_client *pc = &nc->clients[nc->n_clients++];
+	snprintf(pc->address, sizeof(pc->address), "%s", address);
+	pc->client = c;
+	*out = c;
+out:
+	pthread_mutex_unlock(&nc->mu);
+	return rv;
+}
+
+/* ---- Config conversion ---- */
+
+static void config_of(const drift_meta_collection *mc,
+		      drift_collection_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->name, sizeof(cfg->name), "%s", mc->name);
+	cfg->dim = mc->dimension;
+	cfg->metric = (enum drift_metric)mc->metric;
+	cfg->shards = mc->shards;
+	cfg->replication_factor = mc->replication_factor;
+	cfg->sync = (enum drift_wal_sync)mc->wal_sync;
+	cfg->memtable_rows = mc->memtable_rows;
+	cfg->default_recall = mc->default_recall;
+	cfg->memory_limit = mc->memory_limit;
+	cfg->cluster_version = mc->created_version;
+}
+
+int drift_node_cluster_config(drift_node_cluster *nc, const char *name,
+			      drift_collection_config *cfg)
+{
+	drift_meta *st = drift_member_state(nc->member);
+	const drift_meta_collection *mc = drift_meta_col_find(st, name);
+	if (mc != NULL)
+		config_of(mc, cfg);
+	drift_meta_unref(st);
+	return mc != NULL ? 0 : DRIFT_ENOENT;
+}
+
+/* ---- The watcher ---- */
+
+static bool holds_shard(const drift_meta_collection *mc, const char *id)
+{
+	for (uint32_t s = 0; s < mc->shards; s++)
+		for (uint32_t r = 0; r < mc->shard[s].n; r++)
+			if (strcmp(mc->shard[s].nodes[r], id) == 0)
+				return true;
+	return false;
+}
+
+/* Records (rv != 0) or clears (rv == 0) the open failure of a
+ * collection. */
+static void set_failure(drift_node_cluster *nc, const char *name,
+			uint64_t version, int rv, const drift_err *err)
+{
+	pthread_mutex_lock(&nc->mu);
+	size_t i = 0;
+	while (i < nc->n_failures && strcmp(nc->failures[i].name, name) != 0)
+		i++;
+	if (rv == 0) {
+		if (i < nc->n_failures)
+			nc->failures[i] = nc->failures[--nc->n_failures];
+	} else {
+		if (i == nc->n_failures && nc->n_failures < MAX_FAILURES)
+			nc->n_failures++;
+		if (i < nc->n_failures) {
+			struct open_failure *f = &nc->failures[i];
+			snprintf(f->name, sizeof(f->name), "%s", name);
+			f->version = version;
+			f->rv = rv;
+			f->err = *err;
+		}
+	}
+	pthread_mutex_unlock(&nc->mu);
+}
+
+int drift_node_cluster_open_error(drift_node_cluster *nc, const char *name,
+				  uint64_t version, drift_err *err)
+{
+	int rv = 0;
+	pthread_mutex_lock(&nc->mu);
+	for (size_t i = 0; i < nc->n_failures; i++) {
+		const struct open_failure *f = &nc->failures[i];
+		if (strcmp(f->name, name) == 0 && f->version == version) {
+			rv = f->rv;
+			if (err != NULL)
+				*err = f->err;
+		}
+	}
+	pthread_mutex_unlock(&nc->mu);
+	return rv;
+}
+
+static void apply_map(drift_node_cluster *nc, const drift_meta *st)
+{
+	char **names = NULL;
+	size_t n = 0;
+	if (drift_cm_list(nc->cm, &names, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		drift_collection *c;
+		drift_err err;
+		if (drift_cm_acquire(nc->cm, names[i], &c, &err) != 0)
+			continue; /* broken: left for the operator */
+		uint64_t made = drift_collection_cfg(c)->cluster_version;
+		drift_cm_release(nc->cm, c);
+		const drift_meta_collection *mc =
+			drift_meta_col_find(st, names[i]);
+		bool gone = made != 0 && st->version >= made &&
+			    (mc == NULL || mc->created_version != made ||
+			     !holds_shard(mc, nc->node_id));
+		if (!gone)
+			continue;
+		if (drift_cm_drop(nc->cm, names[i], &err) == 0)
+			DRIFT_INFO("cluster: collection %s dropped here (map "
+				   "version %llu)",
+				   names[i], (unsigned long long)st->version);
+		else
+			DRIFT_WARN("cluster: dropping %s: %s", names[i],
+				   err.msg);
+	}
+	for (size_t i = 0; i < n; i++)
+		drift_free(names[i]);
+	drift_free(names);
+	for (size_t i = 0; i < st->n_cols; i++) {
+		const drift_meta_collection *mc = &st->cols[i];
+		if (!holds_shard(mc, nc->node_id))
+			continue;
+		drift_collection *c;
+		drift_err err;
+		drift_err_clear(&err);
+		int rv = drift_cm_acquire(nc->cm, mc->name, &c, &err);
+		if (rv == 0) {
+			drift_cm_release(nc->cm, c);
+			continue;
+		}
+		if (rv != DRIFT_ENOENT)
+			continue;
+		drift_collection_config cfg;
+		config_of(mc, &cfg);
+		rv = drift_cm_create(nc->cm, &cfg, &err);
+		if (rv == DRIFT_EEXIST)
+			rv = 0;
+		if (rv != 0 &&
+		    drift_node_cluster_open_error(
+			    nc, mc->name, mc->created_version, NULL) == 0)
+			DRIFT_ERROR("cluster: creating collection %s here: %s",
+				    mc->name, err.msg);
+		set_failure(nc, mc->name, mc->created_version, rv, &err);
+	}
+	/* Failures of collections the map no longer gives this node. */
+	pthread_mutex_lock(&nc->mu);
+	for (size_t i = 0; i < nc->n_failures;) {
+		const drift_meta_collection *mc =
+			drift_meta_col_find(st, nc->failures[i].name);
+		if (mc == NULL ||
+		    mc->created_version != nc->failures[i].version)
+			nc->failures[i] = nc->failures[--nc->n_failures];
+		else
+			i++;
+	}
+	pthread_mutex_unlock(&nc->mu);
+}
+
+static void *watch_main(void *arg)
+{
+	drift_node_cluster *nc = arg;
+	uint64_t known = 0;
+	bool first = true;
+	for (;;) {
+		pthread_mutex_lock(&nc->mu);
+		bool closing = nc->closing;
+		pthread_mutex_unlock(&nc->mu);
+		if (closing)
+			break;
+		drift_meta *st = NULL;
+		int rv = drift_member_wait(nc->member, known,
+					   drift_now_ns() + 500000000ull, &st);
+		if (rv == 0 || first) {
+			first = false;
+			apply_map(nc, st);
+			known = st->version;
+			pthread_mutex_lock(&nc->mu);
+			nc->applied = known;
+			pthread_cond_broadcast(&nc->cond);
+			pthread_mutex_unlock(&nc->mu);
+		}
+		drift_meta_unref(st);
+	}
+	return NULL;
+}
+
+int drift_node_cluster_wait_applied(drift_node_cluster *nc, uint64_t version,
+				    uint64_t timeout_ns)
+{
+	uint64_t deadline = drift_now_ns() + timeout_ns;
+	pthread_mutex_lock(&nc->mu);
+	while (nc->applied < version && !nc->closing) {
+		if (drift_now_ns() >= deadline)
+			break;
+		struct timespec ts = {
+			.tv_sec = (time_t)(deadline / 1000000000u),
+			.tv_nsec = (long)(deadline % 1000000000u)};
+		pthread_cond_timedwait(&nc->cond, &nc->mu, &ts);
+	}
+	int rv = nc->applied >= version ? 0 : DRIFT_ETIMEDOUT;
+	pthread_mutex_unlock(&nc->mu);
+	return rv;
+}
+
+/* ---- Liveness ---- */
+
+bool drift_node_cluster_alive(drift_node_cluster *nc, const char *address,
+			      uint64_t timeout_ns)
+{
+	drift_grpc_client *cl;
+	if (drift_node_cluster_client(nc, address, &cl, NULL) != 0)
+		return false;
+	drift_grpc_msg *resp = NULL;
+	/* An empty HealthCheckRequest: the server as a whole. */
+	int rv = drift_grpc_client_unary(cl, "/grpc.health.v1.Health/Check", "",
+					 0, timeout_ns, &resp, NULL);
+	drift_grpc_msg_free(resp);
+	return rv == 0;
+}
+
+static void set_state(drift_node_cluster *nc, const drift_meta_node *n,
+		      int state)
+{
+	Drift__Cluster__V1__SetNode sn = DRIFT__CLUSTER__V1__SET_NODE__INIT;
+	sn.id = (char *)n->id;
+	sn.state = state;
+	sn.role = n->role;
+	Drift__Cluster__V1__Command cmd = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	cmd.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_NODE;
+	cmd.set_node = &sn;
+	drift_err err;
+	drift_err_clear(&err);
+	if (drift_member_propose(nc->member, &cmd, DOWN_AFTER_NS, &err) == 0)
+		DRIFT_WARN("cluster: node %s (%s) is %s", n->id, n->address,
+			   state == DRIFT_NODE_DOWN ? "DOWN: it has not "
+						      "answered for 1.5 s"
+						    : "UP again");
+}
+
+/* The leader's prober: every PROBE_NS, the health of every other node;
+ * UP <-> DOWN changes go through Raft. */
+static void *probe_main(void *arg)
+{
+	drift_node_cluster *nc = arg;
+	struct {
+		char id[DRIFT_NODE_ID_MAX + 1];
+		uint64_t since; /* first failed probe of a run, 0: none */
+	} fail[MAX_CLIENTS];
+	size_t n_fail = 0;
+	for (;;) {
+		uint64_t next = drift_now_ns() + PROBE_NS;
+		pthread_mutex_lock(&nc->mu);
+		while (!nc->closing && drift_now_ns() < next) {
+			struct timespec ts = {
+				.tv_sec = (time_t)(next / 1000000000u),
+				.tv_nsec = (long)(next % 1000000000u)};
+			pthread_cond_timedwait(&nc->cond, &nc->mu, &ts);
+		}
+		bool closing = nc->closing;
+		pthread_mutex_unlock(&nc->mu);
+		if (closing)
+			break;
+		drift_member_info in;
+		drift_member_info_get(nc->member, &in);
+		if (!in.leader) {
+			n_fail = 0; /* a new leader starts afresh */
+			continue;
+		}
+		drift_meta *st = drift_member_state(nc->member);
+		for (size_t i = 0; i < st->n_nodes; i++) {
+			const drift_meta_node *n = &st->nodes[i];
+			if (strcmp(n->id, nc->node_id) == 0 ||
+			    (n->state != DRIFT_NODE_UP &&
+			     n->state != DRIFT_NODE_DOWN))
+				continue;
+			size_t f = 0;
+			while (f < n_fail && strcmp(fail[f].id, n->id) != 0)
+				f++;
+			if (f == n_fail) {
+				if (n_fail == MAX_CLIENTS)
+					continue;
+				snprintf(fail[f].id, sizeof(fail[f].id), "%s",
+					 n->id);
+				fail[f].since = 0;
+				n_fail++;
+			}
+			uint64_t now = drift_now_ns();
+			if (drift_node_cluster_alive(nc, n->address,
+						     PROBE_NS)) {
+				fail[f].since = 0;
+				if (n->state == DRIFT_NODE_DOWN)
+					set_state(nc, n, DRIFT_NODE_UP);
+				continue;
+			}
+			if (fail[f].since == 0)
+				fail[f].since = now;
+			if (n->state == DRIFT_NODE_UP &&
+			    now - fail[f].since >= DOWN_AFTER_NS)
+				set_state(nc, n, DRIFT_NODE_DOWN);
+		}
+		drift_meta_unref(st);
+	}
+	return NULL;
+}
+
+/* ---- Bootstrap and join ---- */
+
+static int wait_leader(drift_node_cluster *nc, uint64_t timeout_ns)
+{
+	uint64_t deadline = drift_now_ns() + timeout_ns;
+	while (drift_now_ns() < deadline) {
+		drift_member_info in;
+		drift_member_info_get(nc->member, &in);
+		if (in.leader)
+			return 0;
+		usleep(10000);
+	}
+	return DRIFT_ETIMEDOUT;
+}
+
+static Drift__Cluster__V1__Node self_pb(drift_node_cluster *nc)
+{
+	Drift__Cluster__V1__Node n = DRIFT__CLUSTER__V1__NODE__INIT;
+	n.id = nc->node_id;
+	n.raft_id = drift_meta_raft_id(nc->node_id);
+	n.address = nc->address;
+	n.raft_address = nc->raft_address;
+	return n;
+}
+
+/* Proposes the collections of the data directory that the map lacks, all
+ * shards on this node (a node of before the cluster keeps its data). */
+static int adopt(drift_node_cluster *nc, drift_err *err)
+{
+	char **names = NULL;
+	size_t n = 0;
+	if (drift_cm_list(nc->cm, &names, &n) != 0)
+		return DRIFT_ENOMEM;
+	int rv = 0;
+	drift_meta *st = drift_member_state(nc->member);
+	for (size_t i = 0; rv == 0 && i < n; i++) {
+		if (drift_meta_col_find(st, names[i]) != NULL)
+			continue;
+		drift_collection *c;
+		if (drift_cm_acquire(nc->cm, names[i], &c, NULL) != 0)
+			continue;
+		drift_collection_config cfg = *drift_collection_cfg(c);
+		drift_cm_release(nc->cm, c);
+		Drift__Cluster__V1__Collection col =
+			DRIFT__CLUSTER__V1__COLLECTION__INIT;
+		col.name = cfg.name;
+		col.dimension = cfg.dim;
+		col.metric = (int)cfg.metric;
+		col.shards = cfg.shards;
+		col.replication_factor = cfg.replication_factor;
+		col.wal_sync = (int)cfg.sync;
+		col.memtable_rows = cfg.memtable_rows;
+		col.default_recall = cfg.default_recall;
+		col.memory_limit = cfg.memory_limit;
+		Drift__Cluster__V1__Shard *sh =
+			drift_calloc(cfg.shards, sizeof(*sh));
+		Drift__Cluster__V1__Shard **ps =
+			drift_calloc(cfg.shards, sizeof(*ps));
+		char *self = nc->node_id;
+		if (sh == NULL || ps == NULL) {
+			drift_free(sh);
+			drift_free(ps);
+			rv = DRIFT_ENOMEM;
+			break;
+		}
+		for (uint32_t s = 0; s < cfg.shards; s++) {
+			drift__cluster__v1__shard__init(&sh[s]);
+			sh[s].collection = cfg.name;
+			sh[s].shard = s;
+			sh[s].nodes = &self;
+			sh[s].n_nodes = 1;
+			sh[s].in_sync = &self;
+			sh[s].n_in_sync = 1;
+			ps[s] = &sh[s];
+		}
+		Drift__Cluster__V1__CreateCollection cc =
+			DRIFT__CLUSTER__V1__CREATE_COLLECTION__INIT;
+		cc.collection = &col;
+		cc.shards = ps;
+		cc.n_shards = cfg.shards;
+		Drift__Cluster__V1__Command cmd =
+			DRIFT__CLUSTER__V1__COMMAND__INIT;
+		cmd.cmd_case =
+			DRIFT__CLUSTER__V1__COMMAND__CMD_CREATE_COLLECTION;
+		cmd.create_collection = &cc;
+		rv = drift_member_propose(nc->member, &cmd, 10000000000ull,
+					  err);
+		drift_free(sh);
+		drift_free(ps);
+		if (rv == 0)
+			DRIFT_INFO("cluster: adopted collection %s (%u "
+				   "shards) from the data directory",
+				   cfg.name, cfg.shards);
+	}
+	drift_meta_unref(st);
+	for (size_t i = 0; i < n; i++)
+		drift_free(names[i]);
+	drift_free(names);
+	return rv;
+}
+
+static int bootstrap(drift_node_cluster *nc, drift_err *err)
+{
+	int rv = wait_leader(nc, 10000000000ull);
+	if (rv != 0)
+		return drift_err_set(err, rv,
+				     "bootstrap: this node did not become "
+				     "the Raft leader of its cluster of one");
+	drift_meta *st = drift_member_state(nc->member);
+	bool done = st->cluster_id[0] != '\0';
+	drift_meta_unref(st);
+	if (!done) {
+		char cid[DRIFT_NODE_ID_MAX + 1];
+		uint64_t r1 = random64(), r2 = random64();
+		snprintf(cid, sizeof(cid), "%08llx%08llx",
+			 (unsigned long long)(r1 & 0xffffffffu),
+			 (unsigned long long)(r2 & 0xffffffffu));
+		Drift__Cluster__V1__Node self = self_pb(nc);
+		Drift__Cluster__V1__Bootstrap b =
+			DRIFT__CLUSTER__V1__BOOTSTRAP__INIT;
+		b.cluster_id = cid;
+		b.node = &self;
+		b.max_voters = nc->max_voters;
+		Drift__Cluster__V1__Command cmd =
+			DRIFT__CLUSTER__V1__COMMAND__INIT;
+		cmd.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_BOOTSTRAP;
+		cmd.bootstrap = &b;
+		if ((rv = drift_member_propose(nc->member, &cmd, 10000000000ull,
+					       err)) != 0)
+			return rv;
+		DRIFT_INFO("cluster: bootstrapped cluster %s with node %s", cid,
+			   nc->node_id);
+	}
+	return adopt(nc, err);
+}
+
+static bool is_member(drift_node_cluster *nc)
+{
+	drift_meta *st = drift_member_state(nc->member);
+	const drift_meta_node *n = drift_meta_node_find(st, nc->node_id);
+	bool yes = n != NULL;
+	drift_meta_unref(st);
+	return yes;
+}
+
+static int join(drift_node_cluster *nc, uint64_t timeout_ns, drift_err *err)
+{
+	uint64_t deadline = drift_now_ns() + timeout_ns;
+	char last[DRIFT_ERR_MSG_MAX] = "no member answered";
+	unsigned attempt = 0;
+	while (drift_now_ns() < deadline) {
+		if (is_member(nc))
+			return 0;
+		/* Next address of the list, in turn. */
+		char list[sizeof(nc->join)];
+		snprintf(list, sizeof(list), "%s", nc->join);
+		size_t count = 0;
+		char *addrs[64], *save = NULL;
+		for (char *a = strtok_r(list, ",", &save); a && count < 64;
+		     a = strtok_r(NULL, ",", &save))
+			addrs[count++] = a;
+		if (count == 0)
+			return drift_err_set(err, DRIFT_EINVAL,
+					     "--join lists no address");
+		const char *to = addrs[attempt++ % count];
+		drift_grpc_client *c;
+		drift_err e;
+		drift_err_clear(&e);
+		if (drift_node_cluster_client(nc, to, &c, &e) == 0) {
+			Drift__V1__AddNodeRequest req =
+				DRIFT__V1__ADD_NODE_REQUEST__INIT;
+			req.address = nc->address;
+			req.id = nc->node_id;
+			req.raft_address = nc->raft_address;
+			ProtobufCMessage *resp = NULL;
+			drift_grpc_status st;
+			int rv = drift_grpc_client_unary_pb(
+				c, "/drift.v1.Cluster/AddNode", &req.base,
+				&drift__v1__add_node_response__descriptor,
+				5000000000ull, &resp, &st);
+			if (resp != NULL)
+				protobuf_c_message_free_unpacked(resp, NULL);
+			if (rv == 0 || rv == DRIFT_EEXIST) {
+				/* Added: wait for the log to reach us. */
+				uint64_t until =
+					drift_now_ns() + 10000000000ull;
+				while (drift_now_ns() < until &&
+				       drift_now_ns() < deadline) {
+					if (is_member(nc))
+						return 0;
+					usleep(20000);
+				}
+				continue;
+			}
+			snprintf(last, sizeof(last), "%.200s: %.300s", to,
+				 st.msg[0] ? st.msg : drift_strerror(rv));
+			if (rv == DRIFT_ESTALE || rv == DRIFT_EINVAL ||
+			    rv == DRIFT_EPERM)
+				return drift_err_set(
+					err, rv, "joining through %s", last);
+		} else {
+			snprintf(last, sizeof(last), "%.200s: %.300s", to,
+				 e.msg);
+		}
+		DRIFT_WARN("cluster: join: %s (retrying)", last);
+		usleep(500000);
+	}
+	return drift_err_set(err, DRIFT_ETIMEDOUT, "joining the cluster: %s",
+			     last);
+}
+
+/* ---- Public ---- */
+
+static bool raft_dir_empty(const char *dir)
+{
+	char p[PATHLEN];
+	struct stat sb;
+	snprintf(p, sizeof(p), "%s/metadata1", dir);
+	if (stat(p, &sb) == 0)
+		return false;
+	snprintf(p, sizeof(p), "%s/metadata2", dir);
+	return stat(p, &sb) != 0;
+}
+
+int drift_node_cluster_open(const drift_node_cluster_opts *o,
+			    drift_node_cluster **out, drift_err *err)
+{
+	drift_node_cluster *nc = drift_calloc(1, sizeof(*nc));
+	if (nc == NULL)
+		return DRIFT_ENOMEM;
+	pthread_mutex_init(&nc->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&nc->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	nc->cm = o->cm;
+	nc->max_voters = o->max_voters == 5 ? 5 : 3;
+	int rv = identity(o->data_dir, o->node_id, nc->node_id, err);
+	if (rv != 0)
+		goto fail;
+	snprintf(nc->address, sizeof(nc->address), "%s", o->address);
+	snprintf(nc->raft_address, sizeof(nc->raft_address), "%s",
+		 o->raft_address);
+	snprintf(nc->join, sizeof(nc->join), "%s", o->join ? o->join : "");
+	snprintf(nc->raft_dir, sizeof(nc->raft_dir), "%s/raft", o->data_dir);
+	nc->fresh = raft_dir_empty(nc->raft_dir);
+	drift_member_opts mo = {
+		.dir = nc->raft_dir,
+		.node_id = nc->node_id,
+		.raft_address = nc->raft_address,
+		.raft_bind = o->raft_bind,
+		.bootstrap = nc->fresh && nc->join[0] == '\0',
+		.election_ms = o->election_ms,
+		.snapshot_threshold = o->snapshot_threshold,
+	};
+	if ((rv = drift_member_start(&mo, &nc->member, err)) != 0)
+		goto fail;
+	if (!nc->fresh && nc->join[0] != '\0')
+		DRIFT_INFO("cluster: %s restarts from its own state; --join "
+			   "is ignored",
+			   nc->node_id);
+	*out = nc;
+	return 0;
+fail:
+	pthread_cond_destroy(&nc->cond);
+	pthread_mutex_destroy(&nc->mu);
+	drift_free(nc);
+	return rv;
+}
+
+int drift_node_cluster_start(drift_node_cluster *nc, uint64_t timeout_ns,
+			     drift_err *err)
+{
+	int rv = 0;
+	if (nc->fresh && nc->join[0] != '\0') {
+		rv = join(nc, timeout_ns, err);
+	} else if (nc->fresh) {
+		rv = bootstrap(nc, err);
+	} else {
+		/* A restart: a cluster of one that crashed before its
+		 * bootstrap entry finishes it now. */
+		drift_meta *st = drift_member_state(nc->member);
+		bool empty = st->cluster_id[0] == '\0';
+		drift_meta_unref(st);
+		drift_member_info in;
+		drift_member_info_get(nc->member, &in);
+		if (empty && in.voters == 1)
+			rv = bootstrap(nc, err);
+	}
+	if (rv != 0)
+		return rv;
+	if (pthread_create(&nc->watcher, NULL, watch_main, nc) != 0)
+		return drift_err_set(err, DRIFT_ENOMEM, "no watcher thread");
+	nc->watching = true;
+	if (pthread_create(&nc->prober, NULL, probe_main, nc) != 0)
+		return drift_err_set(err, DRIFT_ENOMEM, "no prober thread");
+	nc->probing = true;
+	return 0;
+}
+
+void drift_node_cluster_stop(drift_node_cluster *nc)
+{
+	if (nc == NULL)
+		return;
+	pthread_mutex_lock(&nc->mu);
+	nc->closing = true;
+	pthread_cond_broadcast(&nc->cond);
+	pthread_mutex_unlock(&nc->mu);
+	if (nc->probing)
+		pthread_join(nc->prober, NULL);
+	nc->probing = false;
+	drift_member_stop(nc->member);
+	if (nc->watching)
+		pthread_join(nc->watcher, NULL);
+	nc->watching = false;
+}
+
+void drift_node_cluster_close(drift_node_cluster *nc)
+{
+	if (nc == NULL)
+		return;
+	drift_node_cluster_stop(nc);
+	drift_member_free(nc->member);
+	for (size_t i = 0; i < nc->n_clients; i++)
+		drift_grpc_client_free(nc->clients[i].client);
+	pthread_cond_destroy(&nc->cond);
+	pthread_mutex_destroy(&nc->mu);
+	drift_free(nc);
+}
+
+const char *drift_node_cluster_node_id(const drift_node_cluster *nc)
+{
+	return nc->node_id;
+}
+
+const char *drift_node_cluster_address(const drift_node_cluster *nc)
+{
+	return nc->address;
+}
+
+const char *drift_node_cluster_raft_address(const drift_node_cluster *nc)
+{
+	return nc->raft_address;
+}
+
+drift_member *drift_node_cluster_member(drift_node_cluster *nc)
+{
+	return nc->member;
+}
+
+drift_cm *drift_node_cluster_cm(drift_node_cluster *nc)
+{
+	return nc->cm;
+}

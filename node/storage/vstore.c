@@ -1,0 +1,450 @@
+/*
+ * drift_vstore: row-addressed full-precision vectors (see vstore.h).
+ *
+ * Scratch file layout: row r is dim float32 (host order) at offset
+ * r * 4 * dim. No header, no checksum: the file is created empty by this
+ * process, unlinked at once and never read by another one, so there is no
+ * recovery; the segments hold the durable copy.
+ *
+ * Memory mode keeps rows in chunks of CHUNK_ROWS behind a chunk table. The
+ * table grows by copy; old tables stay allocated until close, so a reader
+ * that loaded the previous table pointer still finds every chunk it can
+ * name (chunks themselves never move).
+ */
+#include "node/storage/vstore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/abuf.h"
+#include "common/alloc.h"
+
+#define CHUNK_ROWS 256u
+#define CACHE_STRIPES 64u
+#define READ_BATCH 64u
+
+typedef struct old_table {
+	struct old_table *next;
+	float **chunks;
+} old_table;
+
+struct drift_vstore {
+	uint32_t dim;
+	size_t row_bytes;
+	uint64_t nrows;	 /* high-water mark: rows 0..nrows-1 exist */
+	uint32_t *freed; /* released rows, a stack */
+	size_t nfreed, freecap;
+	/* nrows and nfreed for drift_vstore_stats_get, which may race the
+	 * writer (stats are read under the L1 read lock, not l1mu). */
+	_Atomic uint64_t stat_rows, stat_free;
+	/* Memory mode. */
+	_Atomic(float **) chunks;
+	size_t nchunks, chunkcap;
+	old_table *old;
+	/* File mode. */
+	int fd;	       /* -1 in memory mode */
+	size_t nent;   /* cache entries */
+	uint64_t *tag; /* row + 1, or 0 for an empty entry */
+	float *data;   /* nent * dim */
+	pthread_mutex_t stripe[CACHE_STRIPES];
+	atomic_uint_fast64_t hits, misses, reads;
+};
+
+int drift_vstore_open(const drift_vstore_opts *o, drift_vstore **out,
+		      drift_err *err)
+{
+	if (o->dim == 0)
+		return drift_err_set(err, DRIFT_EINVAL, "vector store: dim 0");
+	drift_vstore *vs = drift_calloc(1, sizeof(*vs));
+	if (vs == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "vector store");
+	vs->dim = o->dim;
+	vs->row_bytes = (size_t)o->dim * sizeof(float);
+	vs->fd = -1;
+	for (unsigned i = 0; i < CACHE_STRIPES; i++)
+		pthread_mutex_init(&vs->stripe[i], NULL);
+	int rv;
+	if (o->dir == NULL) {
+		*out = vs;
+		return 0;
+	}
+	char path[4096];
+	if (snprintf(path, sizeof(path), "%s/l1-vectors.XXXXXX", o->dir) >=
+	    (int)sizeof(path)) {
+		rv = drift_err_set(err, DRIFT_EINVAL,
+				   "vector store: directory name too long");
+		goto fail;
+	}
+	vs->fd = mkostemp(path, O_CLOEXEC);
+	if (vs->fd < 0) {
+		rv = drift_err_errno(err, errno, "vector store: creating %s",
+				     path);
+		goto fail;
+	}
+	unlink(path);
+	vs->nent = o->cache_bytes / vs->row_bytes;
+	if (vs->nent > 0) {
+		vs->tag = drift_calloc(vs->nent, sizeof(uint64_t));
+		vs->data = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
+					       vs->nent * vs->row_bytes);
+		if (vs->tag == NULL || vs->data == NULL) {
+			rv = drift_err_set(err, DRIFT_ENOMEM,
+					   "vector store: row cache of %zu "
+					   "bytes",
+					   o->cache_bytes);
+			goto fail;
+		}
+	}
+	*out = vs;
+	return 0;
+fail:
+	drift_vstore_close(vs);
+	return rv;
+}
+
+void drift_vstore_close(drift_vstore *vs)
+{
+	if (vs == NULL)
+		return;
+	float **ch = atomic_load(&vs->chunks);
+	for (size_t i = 0; i < vs->nchunks; i++)
+		drift_free(ch[i]);
+	drift_free(ch);
+	while (vs->old != NULL) {
+		old_table *t = vs->old;
+		vs->old = t->next;
+		drift_free(t->chunks);
+		drift_free(t);
+	}
+	if (vs->fd >= 0)
+		close(vs->fd);
+	drift_free(vs->tag);
+	drift_free(vs->data);
+	drift_free(vs->freed);
+	for (unsigned i = 0; i < CACHE_STRIPES; i++)
+		pthread_mutex_destroy(&vs->stripe[i]);
+	drift_free(vs);
+}
+
+/* ---- Memory mode -------------------------------------------------------- */
+
+static inline float *mem_row(float **chunks, uint32_t dim, uint64_t r)
+{
+	return chunks[r / CHUNK_ROWS] + (size_t)(r % CHUNK_ROWS) * dim;
+}
+
+/* Makes chunks exist for rows below want. */
+static int mem_reserve(drift_vstore *vs, uint64_t want)
+{
+	size_t need = (size_t)((want + CHUNK_ROWS - 1) / CHUNK_ROWS);
+	float **tbl = atomic_load(&vs->chunks);
+	if (need > vs->chunkcap) {
+		size_t cap = vs->chunkcap ? vs->chunkcap * 2 : 16;
+		while (cap < need)
+			cap *= 2;
+		float **nt = drift_calloc(cap, sizeof(*nt));
+		old_table *ot = drift_malloc(sizeof(*ot));
+		if (nt == NULL || ot == NULL) {
+			drift_free(nt);
+			drift_free(ot);
+			return DRIFT_ENOMEM;
+		}
+		if (vs->nchunks > 0)
+			memcpy(nt, tbl, vs->nchunks * sizeof(*nt));
+		if (tbl != NULL) {
+			ot->chunks = tbl;
+			ot->next = vs->old;
+			vs->old = ot;
+		} else {
+			drift_free(ot);
+		}
+		atomic_store_explicit(&vs->chunks, nt, memory_order_release);
+		tbl = nt;
+		vs->chunkcap = cap;
+	}
+	while (vs->nchunks < need) {
+		float *c = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
+					       CHUNK_ROWS * vs->row_bytes);
+		if (c == NULL)
+			return DRIFT_ENOMEM;
+		tbl[vs->nchunks++] = c;
+	}
+	return 0;
+}
+
+/* ---- File mode ---------------------------------------------------------- */
+
+static void cache_put(drift_vstore *vs, uint32_t row, const float *v)
+{
+	size_t e = row % vs->nent;
+	pthread_mutex_t *m = &vs->stripe[e % CACHE_STRIPES];
+	pthread_mutex_lock(m);
+	memcpy(vs->data + e * vs->dim, v, vs->row_bytes);
+	vs->tag[e] = (uint64_t)row + 1;
+	pthread_mutex_unlock(m);
+}
+
+static bool cache_get(drift_vstore *vs, uint32_t row, float *out)
+{
+	size_t e = row % vs->nent;
+	pthread_mutex_t *m = &vs->stripe[e % CACHE_STRIPES];
+	pthread_mutex_lock(m);
+	bool hit = vs->tag[e] == (uint64_t)row + 1;
+	if (hit)
+		memcpy(out, vs->data + e * vs->dim, vs->row_bytes);
+	pthread_mutex_unlock(m);
+	return hit;
+}
+
+/* len bytes between buf and the scratch file at off, all of them (pwrite
+ * when write, else pread): 0 or an errno (ENOSPC for a write that makes no
+ * progress, EIO for a read past the end). */
+static int file_io(int fd, void *buf, size_t len, uint64_t off, bool write)
+{
+	char *p = buf;
+	while (len > 0) {
+		ssize_t got = write ? pwrite(fd, p, len, (off_t)off)
+				    : pread(fd, p, len, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return errno;
+		if (got == 0)
+			return write ? ENOSPC : EIO;
+		p += got;
+		len -= (size_t)got;
+		off += (uint64_t)got;
+	}
+	return 0;
+}
+
+/* Writes count rows starting at row first from v. */
+static int file_write(drift_vstore *vs, uint64_t first, const float *v,
+		      size_t count, drift_err *err)
+{
+	int e = file_io(vs->fd, (void *)v, count * vs->row_bytes,
+			first * vs->row_bytes, true);
+	return e != 0 ? drift_err_errno(err, e, "vector store: writing rows")
+		      : 0;
+}
+
+/* ---- Append, release, read ---------------------------------------------- */
+
+int drift_vstore_append(drift_vstore *vs, const float *v, size_t n,
+			uint32_t *rows, drift_err *err)
+{
+	if (n == 0)
+		return 0;
+	size_t reuse = n < vs->nfreed ? n : vs->nfreed;
+	size_t fresh = n - reuse;
+	if (vs->nrows + fresh > UINT32_MAX)
+		return drift_err_set(err, DRIFT_ENOSPC,
+				     "vector store: more than 2^32 rows");
+	int rv = 0;
+	if (vs->fd < 0) {
+		if (mem_reserve(vs, vs->nrows + fresh) != 0)
+			return drift_err_set(err, DRIFT_ENOMEM,
+					     "vector store: %zu rows", n);
+		float **tbl = atomic_load(&vs->chunks);
+		for (size_t i = 0; i < n; i++) {
+			uint32_t r =
+				i < reuse ? vs->freed[vs->nfreed - 1 - i]
+					  : (uint32_t)(vs->nrows + (i - reuse));
+			memcpy(mem_row(tbl, vs->dim, r),
+			       v + i * (size_t)vs->dim, vs->row_bytes);
+			rows[i] = r;
+		}
+	} else {
+		/* Recycled rows one by one, the fresh ones in one write. */
+		for (size_t i = 0; i < reuse && rv == 0; i++)
+			rv = file_write(vs, vs->freed[vs->nfreed - 1 - i],
+					v + i * (size_t)vs->dim, 1, err);
+		if (rv == 0 && fresh > 0)
+			rv = file_write(vs, vs->nrows,
+					v + reuse * (size_t)vs->dim, fresh,
+					err);
+		if (rv != 0)
+			return rv;
+		for (size_t i = 0; i < n; i++) {
+			rows[i] = i < reuse
+					  ? vs->freed[vs->nfreed - 1 - i]
+					  : (uint32_t)(vs->nrows + (i - reuse));
+			if (vs->nent > 0)
+				cache_put(vs, rows[i], v + i * (size_t)vs->dim);
+		}
+	}
+	vs->nfreed -= reuse;
+	vs->nrows += fresh;
+	atomic_store_explicit(&vs->stat_rows, vs->nrows, memory_order_relaxed);
+	atomic_store_explicit(&vs->stat_free, vs->nfreed, memory_order_relaxed);
+	return 0;
+}
+
+void drift_vstore_release(drift_vstore *vs, const uint32_t *rows, size_t n)
+{
+	if (n == 0)
+		return;
+	if (vs->nfreed + n > vs->freecap) {
+		size_t cap = vs->freecap ? vs->freecap : 64;
+		while (cap < vs->nfreed + n)
+			cap *= 2;
+		uint32_t *f = drift_realloc(vs->freed, cap * sizeof(uint32_t));
+		if (f == NULL)
+			return; /* the rows stay unused: space, not safety */
+		vs->freed = f;
+		vs->freecap = cap;
+	}
+	memcpy(vs->freed + vs->nfreed, rows, n * sizeof(uint32_t));
+	vs->nfreed += n;
+	atomic_store_explicit(&vs->stat_free, vs->nfreed, memory_order_relaxed);
+}
+
+static int read_file_rows(drift_vstore *vs, const uint32_t *rows, size_t n,
+			  float *out);
+
+/* Reads of at least this many rows are made in file order. */
+#define SORTED_READ_MIN 64
+
+typedef struct row_at {
+	uint32_t row;
+	uint32_t at; /* its place in the request */
+} row_at;
+
+static int row_at_cmp(const void *a, const void *b)
+{
+	uint32_t x = ((const row_at *)a)->row, y = ((const row_at *)b)->row;
+	return x < y ? -1 : x > y;
+}
+
+int drift_vstore_read(drift_vstore *vs, const uint32_t *rows, size_t n,
+		      float *out)
+{
+	uint32_t dim = vs->dim;
+	if (vs->fd < 0) {
+		float **tbl =
+			atomic_load_explicit(&vs->chunks, memory_order_acquire);
+		for (size_t i = 0; i < n; i++)
+			memcpy(out + i * dim, mem_row(tbl, dim, rows[i]),
+			       vs->row_bytes);
+		return 0;
+	}
+	/* Rows asked in any order (a bucket's members by id, say) are read
+	 * in file order, so that runs of adjacent rows (each append stores
+	 * its rows together) become one request each, not one per row. A
+	 * few rows (a search's re-rank candidates) are read as asked:
+	 * sorting them costs more than it could merge. */
+	bool sorted = true;
+	for (size_t i = 1; i < n && sorted; i++)
+		sorted = rows[i - 1] <= rows[i];
+	if (sorted || n < SORTED_READ_MIN)
+		return read_file_rows(vs, rows, n, out);
+	row_at *ra = drift_mallocarray(n, sizeof(row_at));
+	uint32_t *sr =
+		ra != NULL ? drift_mallocarray(n, sizeof(uint32_t)) : NULL;
+	float *tmp =
+		sr != NULL ? drift_mallocarray(n * dim, sizeof(float)) : NULL;
+	if (tmp == NULL) {
+		drift_free(ra);
+		drift_free(sr);
+		return read_file_rows(vs, rows, n, out);
+	}
+	for (size_t i = 0; i < n; i++)
+		ra[i] = (row_at){rows[i], (uint32_t)i};
+	qsort(ra, n, sizeof(row_at), row_at_cmp);
+	for (size_t i = 0; i < n; i++)
+		sr[i] = ra[i].row;
+	int rv = read_file_rows(vs, sr, n, tmp);
+	for (size_t i = 0; i < n && rv == 0; i++)
+		memcpy(out + (size_t)ra[i].at * dim, tmp + i * dim,
+		       vs->row_bytes);
+	drift_free(ra);
+	drift_free(sr);
+	drift_free(tmp);
+	return rv;
+}
+
+static int read_file_rows(drift_vstore *vs, const uint32_t *rows, size_t n,
+			  float *out)
+{
+	uint32_t dim = vs->dim;
+	size_t first[READ_BATCH], count[READ_BATCH];
+	size_t nreq = 0;
+	uint64_t hits = 0, misses = 0;
+	int rv = 0;
+	for (size_t i = 0; i <= n && rv == 0; i++) {
+		bool flush = i == n || nreq == READ_BATCH;
+		if (!flush) {
+			if (vs->nent > 0 &&
+			    cache_get(vs, rows[i], out + i * dim)) {
+				hits++;
+				continue;
+			}
+			misses++;
+			/* Rows adjacent in the file and in the request
+			 * share one read. */
+			if (nreq > 0) {
+				size_t j = nreq - 1;
+				if (first[j] + count[j] == i &&
+				    (uint64_t)rows[i - 1] + 1 == rows[i]) {
+					count[j]++;
+					continue;
+				}
+			}
+			if (nreq < READ_BATCH) {
+				first[nreq] = i;
+				count[nreq] = 1;
+				nreq++;
+				continue;
+			}
+		}
+		if (nreq == 0)
+			continue;
+		/* Read by this thread, not through the disk manager: the
+		 * store is a buffered scratch file whose rows are mostly in
+		 * the page cache, and a search waits for them anyway, so a
+		 * hand-off to another thread only adds context switches. */
+		for (size_t j = 0; j < nreq && rv == 0; j++)
+			rv = file_io(vs->fd, out + first[j] * dim,
+				     count[j] * vs->row_bytes,
+				     (uint64_t)rows[first[j]] * vs->row_bytes,
+				     false) != 0
+				     ? DRIFT_EIO
+				     : 0;
+		if (rv == 0 && vs->nent > 0)
+			for (size_t j = 0; j < nreq; j++)
+				for (size_t c = 0; c < count[j]; c++)
+					cache_put(vs, rows[first[j] + c],
+						  out + (first[j] + c) * dim);
+		atomic_fetch_add_explicit(&vs->reads, nreq,
+					  memory_order_relaxed);
+		nreq = 0;
+		if (i < n)
+			i--; /* the row that did not fit: again */
+	}
+	atomic_fetch_add_explicit(&vs->hits, hits, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vs->misses, misses, memory_order_relaxed);
+	return rv != 0 ? DRIFT_EIO : 0;
+}
+
+void drift_vstore_stats_get(drift_vstore *vs, drift_vstore_stats *st)
+{
+	uint64_t rows =
+		atomic_load_explicit(&vs->stat_rows, memory_order_relaxed);
+	uint64_t freed =
+		atomic_load_explicit(&vs->stat_free, memory_order_relaxed);
+	st->rows = rows > freed ? rows - freed : 0;
+	st->free_rows = freed;
+	st->hits = atomic_load(&vs->hits);
+	st->misses = atomic_load(&vs->misses);
+	st->disk_reads = atomic_load(&vs->reads);
+	st->resident_bytes =
+		vs->fd < 0 ? (uint64_t)vs->nchunks * CHUNK_ROWS * vs->row_bytes
+			   : (uint64_t)vs->nent * vs->row_bytes;
+}
