@@ -141,8 +141,17 @@ static void refresh_info(drift_member *m)
 	for (unsigned i = 0; i < r->configuration.n; i++)
 		in.voters += r->configuration.servers[i].role == RAFT_VOTER;
 	pthread_mutex_lock(&m->mu);
+	drift_member_info was = m->info;
 	m->info = in;
 	pthread_mutex_unlock(&m->mu);
+	/* One line per change of role, term or leader: what an operator
+	 * reads to see how long an election took and how many rounds. */
+	if (was.raft_state != in.raft_state || was.term != in.term ||
+	    was.leader_raft_id != in.leader_raft_id)
+		DRIFT_INFO("cluster: term %llu, %s, leader %s",
+			   (unsigned long long)in.term,
+			   raft_state_name(in.raft_state),
+			   lid == 0 || laddr == NULL ? "unknown" : laddr);
 }
 
 /* ---- Loop: requests ---- */
@@ -488,7 +497,7 @@ int drift_member_start(const drift_member_opts *o, drift_member **out,
 	snprintf(m->node_id, sizeof(m->node_id), "%s", o->node_id);
 	snprintf(m->raft_address, sizeof(m->raft_address), "%s",
 		 o->raft_address);
-	m->election_ms = o->election_ms ? o->election_ms : 500;
+	m->election_ms = o->election_ms ? o->election_ms : 300;
 	pthread_mutex_init(&m->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -543,8 +552,11 @@ int drift_member_start(const drift_member_opts *o, drift_member **out,
 	 * 8 MiB segments): a quarter of a segment here. */
 	raft_set_capacity_threshold(&m->raft, SEGMENT_SIZE / 1024 / 4);
 	raft_set_election_timeout(&m->raft, m->election_ms);
+	/* A fifth of the election timeout: a follower misses four
+	 * heartbeats in a row before it campaigns. */
 	raft_set_heartbeat_timeout(&m->raft,
-				   o->heartbeat_ms ? o->heartbeat_ms : 100);
+				   o->heartbeat_ms ? o->heartbeat_ms
+						   : (m->election_ms + 4) / 5);
 	raft_set_pre_vote(&m->raft, true);
 	raft_set_snapshot_threshold(
 		&m->raft, o->snapshot_threshold ? o->snapshot_threshold : 1024);

@@ -42,8 +42,8 @@ typedef struct drift_member_opts {
 	const char *raft_address;    /* what peers dial for Raft */
 	const char *raft_bind;	     /* where to listen (NULL: raft_address) */
 	bool bootstrap;		     /* a new cluster of one (empty dir only) */
-	unsigned election_ms;	     /* 0: 500 */
-	unsigned heartbeat_ms;	     /* 0: 100 */
+	unsigned election_ms;	     /* 0: 300 */
+	unsigned heartbeat_ms;	     /* 0: election_ms / 5 */
 	unsigned snapshot_threshold; /* entries between snapshots; 0: 1024 */
 	unsigned snapshot_trailing;  /* entries kept after one; 0: 128 */
 	drift_fsm_change_cb on_change; /* after each state change, on the

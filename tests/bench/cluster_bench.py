@@ -59,7 +59,7 @@ def main():
         for n in nodes:
             n.node_id = n.status().node_id
         print("# drift-node %s, 3 nodes on 127.0.0.1, election timeout "
-              "500 ms, heartbeat 100 ms; %s" % (a.node, time.strftime(
+              "300 ms, heartbeat 60 ms; %s" % (a.node, time.strftime(
                   "%Y-%m-%d %H:%M UTC", time.gmtime())))
 
         def create(n, name, timeout=10):
