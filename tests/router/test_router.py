@@ -244,6 +244,50 @@ def main():
                   "acknowledged points there (%d missing)" %
                   (len(ids), missing))
 
+    def map_change_under_load():
+        # Every create and drop bumps the map version: the router takes
+        # each new map (WatchShardMap) while its calls are in flight, and
+        # no client call may fail for it. (Moving shards, the map change
+        # that makes a node refuse a stale call, comes with replication.)
+        stop = threading.Event()
+        errors, done = [], [0]
+
+        def load():
+            i = 300000
+            while not stop.is_set() and i < 300000 + 50 * 400:
+                ids = list(range(i, i + 50))
+                try:
+                    r2.s.Upsert(pb.UpsertRequest(collection="r", points=[
+                        pb.Point(id=j, vector=vec(j)) for j in ids]),
+                        timeout=10)
+                    g = r2.s.Get(pb.GetRequest(collection="r", ids=ids),
+                                 timeout=10)
+                    if len(g.points) != len(ids):
+                        errors.append("Get after Upsert: %d of %d" %
+                                      (len(g.points), len(ids)))
+                    r2.s.Search(pb.SearchRequest(
+                        collection="r", vector=vec(i), k=5), timeout=10)
+                    done[0] += 3
+                except grpc.RpcError as e:
+                    errors.append("%s %s" % (e.code(), e.details()[:80]))
+                i += 50
+        t = threading.Thread(target=load)
+        t.start()
+        v0 = nodes[0].c.ShardMap(pb.ShardMapRequest(), timeout=10).version
+        for k in range(6):
+            nodes[k % 3].s.CreateCollection(pb.CreateCollectionRequest(
+                name="mc%d" % k, dimension=D, shards=3), timeout=20)
+        for k in range(6):
+            nodes[(k + 1) % 3].s.DropCollection(pb.DropCollectionRequest(
+                name="mc%d" % k), timeout=20)
+        v1 = nodes[0].c.ShardMap(pb.ShardMapRequest(), timeout=10).version
+        stop.set()
+        t.join()
+        tap.check(not errors and done[0] > 30 and v1 >= v0 + 12,
+                  "12 map changes (version %d -> %d) while %d Upsert, Get "
+                  "and Search calls ran through the router: %d failed %s" %
+                  (v0, v1, done[0], len(errors), errors[:3]))
+
     def node_down():
         sm = r2.c.ShardMap(pb.ShardMapRequest(collection="r"), timeout=10)
         victim = nodes[2]
@@ -265,6 +309,7 @@ def main():
 
     for name, fn in [("basics", basics), ("bad_batch", bad_batch),
                      ("two_routers_and_kill", two_routers_and_kill),
+                     ("map_change_under_load", map_change_under_load),
                      ("node_down", node_down)]:
         tap.run(name, fn)
     rcs = [r1.stop(), r2.stop()] + [n.stop() for n in nodes]
