@@ -389,9 +389,12 @@ def test_cluster_status_shard_map_and_forwarding(tmp_path):
             n.stop()
 
 
-@pytest.mark.skipif(ROUTER is None, reason="no DRIFT_ROUTER")
-def test_through_a_router(tmp_path):
-    """Every data method through drift-router in front of three nodes."""
+@pytest.fixture(scope="module")
+def router_cluster():
+    """drift-router in front of three nodes joined into one cluster."""
+    if ROUTER is None:
+        pytest.skip("no DRIFT_ROUTER")
+    tmp = tempfile.mkdtemp(prefix="drift-sdk-router-")
     nodes, router = [], None
     try:
         for i in range(3):
@@ -399,7 +402,7 @@ def test_through_a_router(tmp_path):
                      "--node-id", "t%d" % i]
             if i:
                 extra += ["--join", nodes[0].addr]
-            nodes.append(start_node(str(tmp_path / ("n%d" % i)), extra))
+            nodes.append(start_node(os.path.join(tmp, "n%d" % i), extra))
         with drift.Client(nodes[0].addr, timeout=30) as nc:
             deadline = time.time() + 60
             while time.time() < deadline:
@@ -411,42 +414,49 @@ def test_through_a_router(tmp_path):
         router = Server([ROUTER, "--listen", "127.0.0.1:0", "--join",
                          ",".join(n.addr for n in nodes), "--log-level",
                          "warn"])
-        with drift.Client(router.addr, timeout=120) as c:
-            assert len(c.status().nodes) == 3
-            c.create_collection("rt", dimension=16, shards=6)
-            assert len({a.nodes[0] for a in c.shard_map("rt").shards}) == 3
-            x = rand(20000, 16, 8)
-            ids = np.arange(20000, dtype=np.uint64) * 7919 + 2**63
-            assert c.upsert("rt", ids, x) == 20000          # a stream
-            assert c.upsert("rt", ids[:10], x[:10] + 1) == 10  # one Upsert
-            x[:10] += 1
-            assert c.describe_collection("rt").vector_count == 20000
-            assert "rt" in [i.name for i in c.list_collections()]
-            q = rand(40, 16, 9)
-            d2 = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-            truth = ids[np.argsort(d2, axis=1)[:, :10]]
-            got, _ = c.search("rt", q, k=10, recall_target=1.0,
-                              as_numpy=True)
-            recall = np.mean([len(set(got[i].tolist()) &
-                                  set(truth[i].tolist())) / 10
-                              for i in range(len(q))])
-            assert recall >= 0.99, recall
-            pts = c.get("rt", [int(ids[5]), 1, int(ids[19999])])
-            assert [p.id for p in pts] == [int(ids[5]), int(ids[19999])]
-            assert np.allclose(pts[0].vector, x[5])
-            assert c.delete("rt", ids[:100]) == 100
-            assert c.describe_collection("rt").vector_count == 19900
-            with pytest.raises(drift.InvalidArgument):
-                c.upsert("rt", ids[:30000], np.zeros((20000, 15)))
-            assert c.describe_collection("rt").vector_count == 19900
-            c.drop_collection("rt")
-            with pytest.raises(drift.NotFound):
-                c.describe_collection("rt")
+        yield router
     finally:
         if router is not None:
-            assert router.stop() == 0
+            assert router.stop() == 0, "drift-router exits cleanly"
         for n in nodes:
             n.stop()
+        subprocess.run(["rm", "-rf", tmp])
+
+
+def test_through_a_router(router_cluster):
+    """Every data method through drift-router in front of three nodes."""
+    router = router_cluster
+    with drift.Client(router.addr, timeout=120) as c:
+        assert len(c.status().nodes) == 3
+        c.create_collection("rt", dimension=16, shards=6)
+        assert len({a.nodes[0] for a in c.shard_map("rt").shards}) == 3
+        x = rand(20000, 16, 8)
+        ids = np.arange(20000, dtype=np.uint64) * 7919 + 2**63
+        assert c.upsert("rt", ids, x) == 20000          # a stream
+        assert c.upsert("rt", ids[:10], x[:10] + 1) == 10  # one Upsert
+        x[:10] += 1
+        assert c.describe_collection("rt").vector_count == 20000
+        assert "rt" in [i.name for i in c.list_collections()]
+        q = rand(40, 16, 9)
+        d2 = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        truth = ids[np.argsort(d2, axis=1)[:, :10]]
+        got, _ = c.search("rt", q, k=10, recall_target=1.0,
+                          as_numpy=True)
+        recall = np.mean([len(set(got[i].tolist()) &
+                              set(truth[i].tolist())) / 10
+                          for i in range(len(q))])
+        assert recall >= 0.99, recall
+        pts = c.get("rt", [int(ids[5]), 1, int(ids[19999])])
+        assert [p.id for p in pts] == [int(ids[5]), int(ids[19999])]
+        assert np.allclose(pts[0].vector, x[5])
+        assert c.delete("rt", ids[:100]) == 100
+        assert c.describe_collection("rt").vector_count == 19900
+        with pytest.raises(drift.InvalidArgument):
+            c.upsert("rt", ids[:30000], np.zeros((20000, 15)))
+        assert c.describe_collection("rt").vector_count == 19900
+        c.drop_collection("rt")
+        with pytest.raises(drift.NotFound):
+            c.describe_collection("rt")
 
 
 # ---- Cases: the README's example runs --------------------------------------
@@ -461,3 +471,21 @@ def test_readme_example_runs(node):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "nearest" in p.stdout
+
+
+def test_top_readme_example_runs_through_a_router(router_cluster):
+    """The top-level README's example, run as a user would (the system
+    python, the SDK on PYTHONPATH) against a router in front of three
+    nodes, prints what its comment says."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    expected = re.search(r"print\(.*\)  # (.*)$", code, re.M).group(1)
+    env = dict(os.environ, DRIFT_ADDR=router_cluster.addr,
+               PYTHONPATH=os.path.join(ROOT, "sdk", "python"))
+    p = subprocess.run(["/usr/bin/python3", "-c", code], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == expected
+    with drift.Client(router_cluster.addr, timeout=30) as c:
+        assert "demo" not in [i.name for i in c.list_collections()]
