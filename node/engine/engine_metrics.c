@@ -7,6 +7,7 @@
 
 #include "common/alloc.h"
 #include "common/metrics.h"
+#include "node/engine/janitor_metrics.h"
 
 /* Bytes of the .drift files in dir (the shard's segments); a file the
  * Janitor removes meanwhile is skipped. -1 when dir cannot be read. */
@@ -83,7 +84,8 @@ static void emit_shard(drift_metrics_out *o, const char *coll,
 	} a[] = {{"flush", st->flushes},
 		 {"split", st->splits},
 		 {"merge", st->merges},
-		 {"recenter", st->recenters}};
+		 {"recenter", st->recenters},
+		 {"compaction", st->compactions}};
 	for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++) {
 		v[2] = a[i].action;
 		drift_metrics_emit(o, DRIFT_METRIC_COUNTER,
@@ -147,6 +149,7 @@ static void collect(drift_metrics_out *o, void *ctx)
 
 int drift_engine_metrics_start(drift_cm *cm)
 {
+	drift_janitor_metrics_init();
 	return drift_metrics_add_collector(drift_metrics_default(), collect,
 					   cm);
 }

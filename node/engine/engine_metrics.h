@@ -15,7 +15,11 @@
  *   drift_shard_wal_bytes               bytes of WAL files kept
  *   drift_shard_wal_unflushed_ops       WAL records not yet covered by L1
  *   drift_shard_memory_bytes            the shard's memory estimate
- *   drift_janitor_actions_total{action} flush, split, merge, recenter
+ *   drift_janitor_actions_total{action} flush, split, merge, recenter,
+ *                                       compaction (segments rewritten)
+ *
+ * Their durations, over every shard of the node:
+ * drift_janitor_action_seconds{action} (node/engine/janitor_metrics.h).
  *
  * Per collection: drift_collection_memory_bytes and
  * drift_collection_memory_limit_bytes (0: no limit). A scrape walks each

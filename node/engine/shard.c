@@ -37,6 +37,7 @@
 #include "common/epoch.h"
 #include "common/log.h"
 #include "node/codec/bloom.h"
+#include "node/engine/janitor_metrics.h"
 #include "node/l0/hnsw.h"
 #include "node/storage/manifest.h"
 #include "node/storage/segment.h"
@@ -236,19 +237,23 @@ void shard_space_rebuild(drift_shard *s, uint64_t new_id, uint64_t new_total)
 }
 
 /* Marks the buckets of every segment that is mostly garbage dirty (the
- * next persist moves them into its new segment). Under l1mu. */
-void shard_compact_segments(drift_shard *s)
+ * next persist moves them into its new segment); returns how many such
+ * segments there are. Under l1mu. */
+uint32_t shard_compact_segments(drift_shard *s)
 {
+	uint32_t n = 0;
 	for (uint32_t i = 0; s->space != NULL && i < s->man.nsegments; i++) {
 		const struct seg_space *sp = &s->space[i];
 		if (sp->total == 0 ||
 		    (double)sp->live >= COMPACT_LIVE_SHARE * (double)sp->total)
 			continue;
+		n++;
 		for (uint32_t j = 0; j < s->man.nbuckets; j++)
 			if (s->man.buckets[j].segment == sp->id)
 				drift_l1_mark_dirty(s->l1,
 						    s->man.buckets[j].slot);
 	}
+	return n;
 }
 
 int shard_persist(drift_shard *s, uint64_t wal_seq, drift_err *err)
@@ -432,6 +437,7 @@ out:
 int shard_flush_imm(drift_shard *s, drift_err *err)
 {
 	pthread_mutex_lock(&s->l1mu);
+	uint64_t t0 = drift_now_ns();
 	drift_hnsw *imm = atomic_load(&s->imm);
 	int rv = 0;
 	if (imm == NULL)
@@ -457,6 +463,8 @@ int shard_flush_imm(drift_shard *s, drift_err *err)
 		DRIFT_WARN("shard %s: retiring WAL files: %s", s->dir,
 			   werr.msg);
 	atomic_fetch_add(&s->flushes, 1);
+	drift_janitor_metrics_observe(DRIFT_JANITOR_ACT_FLUSH,
+				      drift_now_ns() - t0);
 	atomic_store(&s->trim_due, true);
 out:
 	pthread_mutex_unlock(&s->l1mu);
@@ -832,6 +840,7 @@ void drift_shard_stats_get(drift_shard *s, drift_shard_stats *st)
 	st->splits = atomic_load(&s->splits);
 	st->merges = atomic_load(&s->merges);
 	st->recenters = atomic_load(&s->recenters);
+	st->compactions = atomic_load(&s->compactions);
 	st->memory_bytes = drift_shard_memory(s);
 }
 

@@ -143,6 +143,7 @@ typedef struct drift_shard_stats {
 	uint64_t wal_seq;     /* last sequence number written */
 	uint64_t flushed_seq; /* covered by L1 (the manifest) */
 	uint64_t flushes, splits, merges, recenters;
+	uint64_t compactions;  /* segments rewritten for their garbage */
 	uint64_t memory_bytes; /* drift_shard_memory */
 } drift_shard_stats;
 

@@ -80,7 +80,8 @@ struct drift_shard {
 	drift_janitor_task task;
 	atomic_bool trim_due; /* memory was freed since the last idle turn */
 
-	atomic_ullong flushes, splits, merges, recenters, flushed_seq;
+	atomic_ullong flushes, splits, merges, recenters, compactions,
+		flushed_seq;
 };
 
 /* A live segment's bytes: all it was written with, and those still
@@ -103,7 +104,10 @@ bool shard_slot_room(drift_shard *s, uint32_t slot);
 /* s->space for the manifest s->man (see shard.c). l1mu held. */
 void shard_space_rebuild(drift_shard *s, uint64_t new_id, uint64_t new_total);
 /* Marks the buckets of mostly-garbage segments dirty. l1mu held. */
-void shard_compact_segments(drift_shard *s);
+uint32_t shard_compact_segments(drift_shard *s);
+/* The L1 index's action hook (drift_l1_set_action_hook): the Janitor's
+ * duration histograms (node/engine/janitor_metrics.h). */
+void shard_on_l1_action(void *ctx, enum drift_l1_action a, uint64_t ns);
 /* Writes L1's dirty buckets into a new segment and switches the manifest
  * to it with wal_seq. l1mu held. */
 int shard_persist(drift_shard *s, uint64_t wal_seq, drift_err *err);

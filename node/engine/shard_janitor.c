@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "node/engine/janitor_metrics.h"
 #include "node/engine/shard_internal.h"
 
 #define FLUSH_WARN_NS (10 * 1000000000ull)
@@ -58,6 +59,16 @@ static void trim_heaps(void)
 	malloc_trim(0);
 }
 
+void shard_on_l1_action(void *ctx, enum drift_l1_action a, uint64_t ns)
+{
+	(void)ctx;
+	drift_janitor_metrics_observe(
+		a == DRIFT_L1_SPLIT   ? DRIFT_JANITOR_ACT_SPLIT
+		: a == DRIFT_L1_MERGE ? DRIFT_JANITOR_ACT_MERGE
+				      : DRIFT_JANITOR_ACT_RECENTER,
+		ns);
+}
+
 void shard_janitor_run(drift_janitor_task *t)
 {
 	drift_shard *s =
@@ -84,7 +95,7 @@ void shard_janitor_run(drift_janitor_task *t)
 	atomic_fetch_add(&s->splits, ms.splits);
 	atomic_fetch_add(&s->merges, ms.merges);
 	atomic_fetch_add(&s->recenters, ms.recenters);
-	shard_compact_segments(s);
+	uint32_t compacting = shard_compact_segments(s);
 	/* What maintenance (or compaction) changed becomes durable once it
 	 * pauses, or MAINT_PERSIST_NS after the last persist while it goes
 	 * on (a crash before that only loses the rearrangement, never data).
@@ -95,10 +106,21 @@ void shard_janitor_run(drift_janitor_task *t)
 		atomic_store(&s->trim_due, true);
 	if (drift_l1_dirty_count(s->l1) > 0 &&
 	    (actions == 0 ||
-	     drift_now_ns() - s->last_persist_ns > MAINT_PERSIST_NS) &&
-	    shard_persist(s, s->man.wal_seq, &err) != 0)
-		DRIFT_WARN("shard %s: persisting maintenance: %s", s->dir,
-			   err.msg);
+	     drift_now_ns() - s->last_persist_ns > MAINT_PERSIST_NS)) {
+		/* A compaction is the persist that rewrites the garbage
+		 * segments' buckets (with whatever else is dirty); until one
+		 * succeeds they are marked again each turn, counted once. */
+		uint64_t t0 = drift_now_ns();
+		if (shard_persist(s, s->man.wal_seq, &err) != 0) {
+			DRIFT_WARN("shard %s: persisting maintenance: %s",
+				   s->dir, err.msg);
+		} else if (compacting > 0) {
+			atomic_fetch_add(&s->compactions, compacting);
+			drift_janitor_metrics_observe(
+				DRIFT_JANITOR_ACT_COMPACTION,
+				drift_now_ns() - t0);
+		}
+	}
 	/* A manifest written since the turn began (here or by a flush) may
 	 * leave a segment mostly garbage: one more turn checks. */
 	bool dirty = drift_l1_dirty_count(s->l1) > 0 ||

@@ -259,6 +259,7 @@ int drift_shard_open(const drift_shard_opts *opts, drift_shard **out,
 	if ((rv = drift_l1_new(&lo, &s->l1, err)) != 0 ||
 	    (rv = load_l1(s, err)) != 0)
 		goto fail;
+	drift_l1_set_action_hook(s->l1, shard_on_l1_action, s);
 	collect_garbage(s);
 	drift_hnsw *act;
 	if ((rv = shard_new_memtable(s, &act, err)) != 0)

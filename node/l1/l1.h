@@ -153,6 +153,23 @@ typedef struct drift_l1_maint_stats {
 int drift_l1_maintain(drift_l1 *l1, unsigned max_actions,
 		      drift_l1_maint_stats *done, drift_err *err);
 
+/* The kinds of maintenance action, for the hook below. */
+enum drift_l1_action {
+	DRIFT_L1_SPLIT,
+	DRIFT_L1_MERGE,
+	DRIFT_L1_RECENTER,
+};
+
+/* Called by drift_l1_maintain after each action that succeeded, with its
+ * kind and its duration in nanoseconds (the Janitor's histograms): the
+ * recall re-calibration a turn may end with is not part of any action. */
+typedef void (*drift_l1_action_fn)(void *ctx, enum drift_l1_action a,
+				   uint64_t ns);
+
+/* Sets (or, with fn NULL, clears) the hook; not while drift_l1_maintain
+ * runs. */
+void drift_l1_set_action_hook(drift_l1 *l1, drift_l1_action_fn fn, void *ctx);
+
 /* Re-measures the recall calibration on a sample of the index's own vectors
  * (done by build and by maintenance; callable directly). */
 int drift_l1_calibrate(drift_l1 *l1, drift_err *err);

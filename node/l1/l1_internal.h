@@ -99,6 +99,8 @@ struct drift_l1 {
 	drift_hnsw *cg; /* centroid graph (l1_graph.c), or NULL */
 	bool cg_ok;	/* usable: every change is in it */
 	uint64_t cg_seq;
+	drift_l1_action_fn on_action; /* drift_l1_set_action_hook, or NULL */
+	void *on_action_ctx;
 	pthread_rwlock_t lock; /* readers: whole search; writer: publish */
 };
 

@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "common/vec.h"
 #include "node/l1/kmeans.h"
 #include "node/l1/l1_internal.h"
@@ -360,6 +361,7 @@ int drift_l1_maintain(drift_l1 *l1, unsigned max_actions,
 		enum action a = pick(l1, &s);
 		if (a == ACT_NONE)
 			break;
+		uint64_t t0 = l1->on_action != NULL ? drift_now_ns() : 0;
 		rv = a == ACT_SPLIT   ? split(l1, s, &st)
 		     : a == ACT_MERGE ? merge(l1, s, &st)
 				      : recenter(l1, s, &st);
@@ -367,6 +369,12 @@ int drift_l1_maintain(drift_l1 *l1, unsigned max_actions,
 			rv = drift_err_set(err, rv, "L1 maintenance");
 			break;
 		}
+		if (l1->on_action != NULL)
+			l1->on_action(l1->on_action_ctx,
+				      a == ACT_SPLIT   ? DRIFT_L1_SPLIT
+				      : a == ACT_MERGE ? DRIFT_L1_MERGE
+						       : DRIFT_L1_RECENTER,
+				      drift_now_ns() - t0);
 	}
 	if (rv == 0 && l1->count > 0 &&
 	    l1->changed_since_calib * 10 > l1->count)
@@ -374,4 +382,10 @@ int drift_l1_maintain(drift_l1 *l1, unsigned max_actions,
 	if (done != NULL)
 		*done = st;
 	return rv;
+}
+
+void drift_l1_set_action_hook(drift_l1 *l1, drift_l1_action_fn fn, void *ctx)
+{
+	l1->on_action = fn;
+	l1->on_action_ctx = ctx;
 }

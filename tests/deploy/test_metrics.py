@@ -287,11 +287,35 @@ def metrics_cases(n, tmp):
     T.check(sorted(sync) == [("0", 1), ("1", 1)],
             "each shard's one replica is in sync: %s" % sync)
 
+    acts = ("flush", "split", "merge", "recenter", "compaction")
+    T.check(all(("drift_janitor_action_seconds_count", {"action": a})
+                in [(s, lab) for s, lab, _ in
+                    after["drift_janitor_action_seconds"].samples]
+                for a in acts)
+            if "drift_janitor_action_seconds" in after else False,
+            "a duration histogram for every Janitor action, before any")
     n.s.Flush(pb.FlushRequest(collection="ops"), timeout=60)
     _, flushed = scrape(n.mport)
     fl = sum_over(flushed, "drift_janitor_actions_total", collection="ops",
                   action="flush")
     T.check(fl >= 1, "the Janitor's flushes are counted (%g)" % fl)
+    # A flush is counted, then timed, under the shard's L1 lock, which the
+    # Flush call waits for: every flush counted at the last scrape is timed
+    # now, and nothing is timed that is not counted.
+    fl_before = sum_over(after, "drift_janitor_actions_total",
+                         collection="ops", action="flush")
+    timed = hist_count(flushed, "drift_janitor_action_seconds",
+                       action="flush")
+    T.check(fl_before < timed <= fl and
+            timed > hist_count(after, "drift_janitor_action_seconds",
+                               action="flush"),
+            "the Flush's durations are in the histogram (%g timed, %g "
+            "flushes before it, %g after)" % (timed, fl_before, fl))
+    secs = sum(v for s, lab, v in
+               flushed["drift_janitor_action_seconds"].samples
+               if s == "drift_janitor_action_seconds_sum" and
+               lab == {"action": "flush"})
+    T.check(0 < secs < 60, "flush durations add up to %g s" % secs)
     l1 = sum_over(flushed, "drift_shard_l1_vectors", collection="ops")
     T.check(l1 == 500, "after Flush L1 holds the 500 vectors (%g)" % l1)
     T.check(sum_over(flushed, "drift_shard_l1_buckets", collection="ops")
