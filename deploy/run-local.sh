@@ -2,10 +2,12 @@
 # `make run`: a three-node cluster on 127.0.0.1 from the build directory
 # given (SPEC section 6).
 #
-#   node-1  gRPC 127.0.0.1:7401  Raft 127.0.0.1:7411  (bootstraps)
-#   node-2  gRPC 127.0.0.1:7402  Raft 127.0.0.1:7412  (--join node-1)
-#   node-3  gRPC 127.0.0.1:7403  Raft 127.0.0.1:7413  (--join node-1)
-#   drift-router on 127.0.0.1:7400 in front of them
+#   node-1  gRPC 127.0.0.1:7401  Raft 127.0.0.1:7411  metrics :9401  (bootstraps)
+#   node-2  gRPC 127.0.0.1:7402  Raft 127.0.0.1:7412  metrics :9402  (--join node-1)
+#   node-3  gRPC 127.0.0.1:7403  Raft 127.0.0.1:7413  metrics :9403  (--join node-1)
+#   drift-router on 127.0.0.1:7400 in front of them, metrics :9400
+#
+# (docs/operations.md, "Processes and ports": GET /metrics on each.)
 #
 # Data lives under BUILD/run-data/node-N and is kept across runs (a node
 # whose directory already holds a member restarts from it and ignores
@@ -60,6 +62,7 @@ for i in 1 2 3; do
   from=$(($(wc -l <"$base/node-$i.log") + 1))
   "$node" --data-dir "$data" --node-id "node-$i" \
     --listen "127.0.0.1:740$i" --raft-listen "127.0.0.1:741$i" \
+    --metrics-listen "127.0.0.1:940$i" \
     "${join[@]}" >>"$base/node-$i.log" 2>&1 &
   pids+=($!)
   wait_ready "$i" "$!" "$from"
@@ -67,7 +70,7 @@ done
 
 touch "$base/router.log"
 from=$(($(wc -l <"$base/router.log") + 1))
-"$router" --listen 127.0.0.1:7400 \
+"$router" --listen 127.0.0.1:7400 --metrics-listen 127.0.0.1:9400 \
   --join 127.0.0.1:7401,127.0.0.1:7402,127.0.0.1:7403 \
   >>"$base/router.log" 2>&1 &
 pids+=($!)
@@ -83,10 +86,10 @@ done
 cat <<MSG
 Drift: a router and three nodes on 127.0.0.1 (data and logs in $base);
 Ctrl-C stops them.
-  router  127.0.0.1:7400  (point clients here)
-  node-1  127.0.0.1:7401  (Raft 127.0.0.1:7411)
-  node-2  127.0.0.1:7402  (Raft 127.0.0.1:7412)
-  node-3  127.0.0.1:7403  (Raft 127.0.0.1:7413)
+  router  127.0.0.1:7400  (point clients here; metrics 127.0.0.1:9400/metrics)
+  node-1  127.0.0.1:7401  (Raft 127.0.0.1:7411; metrics 127.0.0.1:9401/metrics)
+  node-2  127.0.0.1:7402  (Raft 127.0.0.1:7412; metrics 127.0.0.1:9402/metrics)
+  node-3  127.0.0.1:7403  (Raft 127.0.0.1:7413; metrics 127.0.0.1:9403/metrics)
   status:  grpcurl -plaintext -proto proto/drift/v1/drift.proto \\
              127.0.0.1:7400 drift.v1.Cluster/Status
   API:     drift.v1.Drift at the router (proto/drift/v1/drift.proto)
