@@ -328,6 +328,43 @@ def metrics_cases(n, tmp):
     return rid
 
 
+def compaction_cases(n):
+    """A segment left mostly garbage is compacted by the Janitor: counted
+    and timed. Four clusters far apart, 512 vectors each (k-means gives
+    them a bucket each, in one memtable); deleting three of them leaves the first segment a
+    quarter live, under the compaction threshold of a half."""
+    n.s.CreateCollection(pb.CreateCollectionRequest(
+        name="cmp", dimension=DIM, shards=1, memtable_rows=4096),
+        timeout=30)
+    r = random.Random(7)
+    pts = [pb.Point(id=i, vector=[(100.0 if j == i // 512 else 0.0) +
+                                  r.gauss(0, 1) for j in range(DIM)])
+           for i in range(2048)]
+    n.s.Upsert(pb.UpsertRequest(collection="cmp", points=pts), timeout=60)
+    n.s.Flush(pb.FlushRequest(collection="cmp"), timeout=60)
+    _, before = scrape(n.mport)
+    n.s.Delete(pb.DeleteRequest(collection="cmp",
+                                ids=list(range(512, 2048))), timeout=60)
+    n.s.Flush(pb.FlushRequest(collection="cmp"), timeout=60)
+    done, deadline = 0, time.time() + 20
+    while done < 1 and time.time() < deadline:
+        time.sleep(0.2)
+        _, now = scrape(n.mport)
+        done = sum_over(now, "drift_janitor_actions_total",
+                        collection="cmp", action="compaction")
+    T.check(done >= 1, "the Janitor compacts the mostly deleted segment "
+            "(%g compactions)" % done)
+    timed = hist_count(now, "drift_janitor_action_seconds",
+                       action="compaction") - \
+        hist_count(before, "drift_janitor_action_seconds",
+                   action="compaction")
+    T.check(timed >= done, "each compaction is timed (%g timed, %g done)"
+            % (timed, done))
+    T.check(sum_over(now, "drift_shard_live_vectors", collection="cmp")
+            == 512, "512 vectors live after the compaction")
+    n.s.DropCollection(pb.DropCollectionRequest(name="cmp"), timeout=30)
+
+
 def concurrent_scrapes(n):
     """Scrapes while 4 clients search: every scrape parses, and the
     searches are all counted."""
@@ -591,6 +628,7 @@ def main():
         rid = None
         try:
             rid = metrics_cases(n, tmp)
+            compaction_cases(n)
             concurrent_scrapes(n)
             dashboard_cases(n)
             http_cases(n)
