@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include <sys/random.h>
 #include "drift/v1/drift.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
 
 #define PATHLEN 4096
 #define MAX_CLIENTS 256
@@ -375,12 +376,23 @@ bool drift_node_cluster_alive(drift_node_cluster *nc, const char *address,
 	drift_grpc_client *cl;
 	if (drift_node_cluster_client(nc, address, &cl, NULL) != 0)
 		return false;
-	drift_grpc_msg *resp = NULL;
-	/* An empty HealthCheckRequest: the server as a whole. */
-	int rv = drift_grpc_client_unary(cl, "/grpc.health.v1.Health/Check", "",
-					 0, timeout_ns, &resp, NULL);
-	drift_grpc_msg_free(resp);
-	return rv == 0;
+	/* drift.v1.Drift, not the server as a whole: a node shutting down
+	 * still answers, but NOT_SERVING, and gets no new shards. */
+	Grpc__Health__V1__HealthCheckRequest req =
+		GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+	req.service = "drift.v1.Drift";
+	ProtobufCMessage *resp = NULL;
+	int rv = drift_grpc_client_unary_pb(
+		cl, "/grpc.health.v1.Health/Check", &req.base,
+		&grpc__health__v1__health_check_response__descriptor,
+		timeout_ns, &resp, NULL);
+	bool serving =
+		rv == 0 &&
+		((Grpc__Health__V1__HealthCheckResponse *)resp)->status ==
+			GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+	if (resp != NULL)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	return serving;
 }
 
 static void set_state(drift_node_cluster *nc, const drift_meta_node *n,
@@ -397,8 +409,8 @@ static void set_state(drift_node_cluster *nc, const drift_meta_node *n,
 	drift_err_clear(&err);
 	if (drift_member_propose(nc->member, &cmd, DOWN_AFTER_NS, &err) == 0)
 		DRIFT_WARN("cluster: node %s (%s) is %s", n->id, n->address,
-			   state == DRIFT_NODE_DOWN ? "DOWN: it has not "
-						      "answered for 1.5 s"
+			   state == DRIFT_NODE_DOWN ? "DOWN: it has not been "
+						      "serving for 1.5 s"
 						    : "UP again");
 }
 

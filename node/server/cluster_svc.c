@@ -457,7 +457,13 @@ static int wait_opened(drift_node_cluster *nc, const drift_meta *st,
 		if (strcmp(n->id, self) == 0) {
 			if (drift_node_cluster_wait_applied(
 				    nc, st->version, 3 * PEER_TIMEOUT_NS) != 0)
-				rv = DRIFT_EUNAVAIL;
+				rv = drift_err_set(
+					err, DRIFT_EUNAVAIL,
+					"node %s has not applied map version "
+					"%llu within %llu s (opening the "
+					"collection's shards); retry",
+					self, (unsigned long long)st->version,
+					3 * PEER_TIMEOUT_NS / 1000000000ull);
 			else if ((rv = drift_node_cluster_open_error(
 					  nc, mc->name, mc->created_version,
 					  err)) != 0)

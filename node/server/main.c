@@ -424,6 +424,9 @@ int main(int argc, char **argv)
 	int sig;
 	sigwait(&set, &sig);
 	DRIFT_INFO("drift-node: signal %d, shutting down", sig);
+	/* Not ready any more (readiness probes, and the leader places no new
+	 * shard here), while calls in flight and forwarded ones still run. */
+	drift_grpc_server_set_health(srv, "drift.v1.Drift", 2);
 	/* Leadership first, while the server still answers forwarded calls;
 	 * then the calls in flight. */
 	drift_node_cluster_stop(nc);
