@@ -27,6 +27,17 @@
  * queries), the quantile is taken at t + 0.3 (1 - t): the allowed miss rate
  * shrinks by 30%. Two tables are kept: ranks < 10 (k <= 10) and ranks < 100
  * (larger k). Maintenance recalibrates after a tenth of the vectors changed.
+ *
+ * Memory follows content (issue 22). A table keeps at most CALIB_TABLE
+ * quantiles of its sorted gaps, each rounded up to the next kept one, so a
+ * threshold read from it is never below the exact one (at most 1/CALIB_TABLE
+ * of the pairs more are probed). The sample (queries with their exact
+ * neighbour lists, ~1.9 KB a query at 64-d) is what makes a refresh cheap
+ * on a large index; on a small one it would outweigh the vectors it
+ * samples (380 KB against 51 KB for 200 64-d vectors), so it is kept only
+ * while it is at most an eighth of the vectors' bytes and otherwise freed
+ * after calibration: the next one draws every query anew, which on a small
+ * index costs little.
  */
 #include <float.h>
 #include <math.h>
@@ -44,6 +55,11 @@
 #define MISS_SHRINK 0.3f
 /* Sample queries drawn anew at each refresh besides the stale ones. */
 #define CALIB_ROTATE (CALIB_QUERIES / 10)
+/* Quantiles kept of a gap table. */
+#define CALIB_TABLE 2048
+/* The sample is kept while it is at most 1/CALIB_KEEP_RATIO of the vectors'
+ * bytes. */
+#define CALIB_KEEP_RATIO 8
 
 static int float_cmp(const void *a, const void *b)
 {
@@ -205,6 +221,31 @@ static int batch_search(const drift_l1 *l1, calib_batch *cb, const bool *redo)
 	return 0;
 }
 
+/* Sorts the n gaps of g and keeps m = min(n, CALIB_TABLE) of them in place:
+ * entry j becomes the ceil((j + 1) n / m)-th smallest. l1_calib_tau's index
+ * ceil(t m) then reads a gap at or above the exact ceil(t n)-th one.
+ * Returns m. */
+static size_t gaps_table(float *g, size_t n)
+{
+	qsort(g, n, sizeof(float), float_cmp);
+	if (n <= CALIB_TABLE)
+		return n;
+	size_t m = CALIB_TABLE;
+	for (size_t j = 0; j < m; j++)
+		g[j] = g[((j + 1) * n + m - 1) / m - 1];
+	return m;
+}
+
+/* The sample's resident bytes and whether they stay after calibration. */
+static bool sample_kept(const drift_l1 *l1, size_t nq)
+{
+	size_t per = (size_t)l1->dim * sizeof(float) + sizeof(uint64_t) +
+		     sizeof(float) + CALIB_K * sizeof(drift_hit) +
+		     sizeof(drift_topk) + sizeof(bool);
+	return nq * per * CALIB_KEEP_RATIO <=
+	       (size_t)l1->count * l1->dim * sizeof(float);
+}
+
 static int hit_cmp(const void *a, const void *b)
 {
 	const drift_hit *x = a, *y = b;
@@ -312,8 +353,18 @@ static int calibrate(drift_l1 *l1, bool full, drift_err *err)
 			rank++;
 		}
 	}
-	qsort(gaps10, n10, sizeof(float), float_cmp);
-	qsort(gaps100, n100, sizeof(float), float_cmp);
+	n10 = gaps_table(gaps10, n10);
+	n100 = gaps_table(gaps100, n100);
+	/* Shrunk to what is kept (a shrinking realloc that fails leaves the
+	 * block as it was). */
+	float *g = drift_realloc(gaps100, (n100 + 1) * sizeof(float));
+	if (g != NULL)
+		gaps100 = g;
+	g = drift_realloc(gaps10, (n10 + 1) * sizeof(float));
+	if (g != NULL)
+		gaps10 = g;
+	if (!sample_kept(l1, nq))
+		l1_sample_free(sm);
 
 	pthread_rwlock_wrlock(&l1->lock);
 	float *old10 = l1->calib.gaps10, *old100 = l1->calib.gaps100;

@@ -10,10 +10,12 @@ measurement on stdout.
         memory) and drift-node (a default node on an ephemeral port, one
         collection, UpsertStream in batches of 500 and Flush; VmRSS 2 s
         after the flush minus VmRSS after start; also VmHWM, the peak).
-    memory.py collections --count N [--rows R]
+    memory.py collections --count N [--rows R] [--flush]
         One default drift-node: N collections created one after the other
         (64-d COSINE), the time of each; the node's VmRSS and threads;
-        then a first Upsert of R vectors into each, timed; ListCollections
+        then a first Upsert of R vectors into each, timed (with --flush,
+        each collection is then flushed to L1 and the VmRSS with all of
+        them flushed is reported too); ListCollections
         paged by 1,000; then every collection dropped, timed, and the
         VmRSS once they are gone. Reported: p50 / p99 of each call over
         the first and the last tenth of the collections (does a call slow
@@ -159,6 +161,16 @@ def cmd_collections(a):
             upsert.append(time.perf_counter() - t)
         time.sleep(2)
         st2 = status(pid)
+        flushed = {}
+        if a.flush:
+            for c in range(a.count):
+                s.Flush(pb.FlushRequest(collection=f"t{c}"), timeout=120)
+            time.sleep(2)
+            st = status(pid)
+            flushed = dict(flushed_rss=st["VmRSS"],
+                           flushed_threads=st["Threads"],
+                           flushed_bytes_each=round(
+                               (st["VmRSS"] - st0["VmRSS"]) / a.count))
         t = time.perf_counter()
         names, token = 0, ""
         while True:
@@ -194,7 +206,7 @@ def cmd_collections(a):
              loaded_bytes_each=round((st2["VmRSS"] - st0["VmRSS"]) /
                                      a.count),
              dropped_rss=st3["VmRSS"], dropped_threads=st3["Threads"],
-             listed=names, list_s=round(list_s, 3))
+             listed=names, list_s=round(list_s, 3), **flushed)
     finally:
         ch.close()
         srv.stop(timeout=300)
@@ -210,6 +222,7 @@ def main():
     c = sub.add_parser("collections")
     c.add_argument("--count", type=int, required=True)
     c.add_argument("--rows", type=int, default=200)
+    c.add_argument("--flush", action="store_true")
     a = ap.parse_args()
     cmd_vectors(a) if a.cmd == "vectors" else cmd_collections(a)
 
