@@ -203,6 +203,7 @@ int main(int argc, char **argv)
 	int sig;
 	sigwait(&set, &sig);
 	DRIFT_INFO("drift-router: signal %d, shutting down", sig);
+	drift_router_service_closing();
 	drift_grpc_server_shutdown(srv, cfg.grace);
 	status = 0;
 out:

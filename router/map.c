@@ -357,6 +357,26 @@ int drift_rmap_wait(drift_rmap_follower *f, uint64_t timeout_ns)
 	return rv;
 }
 
+drift_rmap *drift_rmap_wait_newer(drift_rmap_follower *f, uint64_t known,
+				  uint64_t timeout_ns)
+{
+	uint64_t until = drift_now_ns() + timeout_ns;
+	pthread_mutex_lock(&f->mu);
+	while ((f->cur == NULL || f->cur->pb->version <= known) &&
+	       !f->stopping && drift_now_ns() < until) {
+		struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+				      .tv_nsec = (long)(until % 1000000000u)};
+		pthread_cond_timedwait(&f->cond, &f->mu, &ts);
+	}
+	drift_rmap *m = f->cur;
+	if (m != NULL && m->pb->version > known)
+		atomic_fetch_add(&m->refs, 1);
+	else
+		m = NULL;
+	pthread_mutex_unlock(&f->mu);
+	return m;
+}
+
 int drift_rmap_follow(const char *join, drift_rmap_follower **out,
 		      drift_err *err)
 {

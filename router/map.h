@@ -45,6 +45,12 @@ void drift_rmap_stop(drift_rmap_follower *f);
 /* Waits until a map is held (or timeout_ns passes): 0 or DRIFT_ETIMEDOUT. */
 int drift_rmap_wait(drift_rmap_follower *f, uint64_t timeout_ns);
 
+/* A reference to the current map once its version is above `known`
+ * (waiting at most timeout_ns for a newer one), else NULL (for
+ * WatchShardMap served by a router). */
+drift_rmap *drift_rmap_wait_newer(drift_rmap_follower *f, uint64_t known,
+				  uint64_t timeout_ns);
+
 /* The current map (a reference: drift_rmap_unref), NULL before the first. */
 drift_rmap *drift_rmap_get(drift_rmap_follower *f);
 void drift_rmap_unref(drift_rmap *m);

@@ -6,6 +6,7 @@
 #include "router/service.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,7 +20,10 @@
 #include "drift/v1/drift.pb-c.h"
 #include "router/fanout.h"
 
+/* A call without a deadline: 30 s, a Flush (it writes every shard's
+ * memtables to L1) 10 minutes. */
 #define DEFAULT_TIMEOUT_NS 30000000000ull
+#define FLUSH_TIMEOUT_NS 600000000000ull
 
 static drift_rmap_follower *follower;
 
@@ -29,7 +33,10 @@ static uint64_t remaining(drift_grpc_call *c)
 {
 	uint64_t dl = drift_grpc_call_deadline(c);
 	if (dl == UINT64_MAX)
-		return DEFAULT_TIMEOUT_NS;
+		return strcmp(drift_grpc_call_path(c),
+			      "/drift.v1.Drift/Flush") == 0
+			       ? FLUSH_TIMEOUT_NS
+			       : DEFAULT_TIMEOUT_NS;
 	uint64_t now = drift_now_ns();
 	return dl > now ? dl - now : 1;
 }
@@ -791,6 +798,43 @@ static void delete_(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* ---- Flush: every shard ---- */
+
+static uint8_t *build_flush(void *arg, uint32_t shard, uint64_t version,
+			    size_t *len)
+{
+	Drift__Peer__V1__ShardFlushRequest r =
+		DRIFT__PEER__V1__SHARD_FLUSH_REQUEST__INIT;
+	r.shard = shard;
+	r.map_version = version;
+	r.collection = arg;
+	return pack(&r.base, len);
+}
+
+void drift_router_flush(drift_grpc_call *c, Drift__V1__FlushRequest *req)
+{
+	size_t n = 0;
+	drift_fanout_part *parts =
+		run_shards(c, req->collection, "/drift.peer.v1.Shard/Flush",
+			   build_flush, req->collection, NULL, &n);
+	if (parts == NULL)
+		return; /* answered: the first failed shard's status */
+	Drift__V1__FlushResponse resp = DRIFT__V1__FLUSH_RESPONSE__INIT;
+	reply(c, &resp.base);
+	free_parts(parts, n);
+}
+
+static void flush(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__FlushRequest *req =
+		recv_req(c, &drift__v1__flush_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_router_flush(c, req);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
 /* ---- Collections from the map ---- */
 
 static uint8_t *build_describe(void *arg, uint32_t shard, uint64_t version,
@@ -923,6 +967,78 @@ static void list(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* ---- WatchShardMap: from the map this router follows ---- */
+
+static atomic_bool closing;
+
+void drift_router_service_closing(void)
+{
+	atomic_store(&closing, true);
+}
+
+/* Sends m (only collection `only`'s shards and configuration when not
+ * empty, as a node filters): 0 or the send's error. */
+static int send_map(drift_grpc_call *c, const drift_rmap *m, const char *only)
+{
+	const Drift__V1__ShardMapResponse *pb = drift_rmap_pb(m);
+	if (only[0] == '\0')
+		return drift_grpc_call_send_pb(c, &pb->base);
+	Drift__V1__ShardMapResponse f = *pb;
+	Drift__V1__ShardAssignment **sa =
+		drift_calloc(pb->n_shards + 1, sizeof(*sa));
+	Drift__V1__CollectionInfo **ci =
+		drift_calloc(pb->n_collections + 1, sizeof(*ci));
+	int rv = DRIFT_ENOMEM;
+	if (sa != NULL && ci != NULL) {
+		f.n_shards = f.n_collections = 0;
+		for (size_t i = 0; i < pb->n_shards; i++)
+			if (strcmp(pb->shards[i]->collection, only) == 0)
+				sa[f.n_shards++] = pb->shards[i];
+		for (size_t i = 0; i < pb->n_collections; i++)
+			if (strcmp(pb->collections[i]->name, only) == 0)
+				ci[f.n_collections++] = pb->collections[i];
+		f.shards = sa;
+		f.collections = ci;
+		rv = drift_grpc_call_send_pb(c, &f.base);
+	}
+	drift_free(sa);
+	drift_free(ci);
+	return rv;
+}
+
+/* The map now when it is newer than known_version, then every newer
+ * version, until the client goes (or the router stops: UNAVAILABLE, so a
+ * watcher moves to another router or node). */
+static void watch_shard_map(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__WatchShardMapRequest *req =
+		recv_req(c, &drift__v1__watch_shard_map_request__descriptor);
+	if (req == NULL)
+		return;
+	uint64_t known = req->known_version;
+	while (!drift_grpc_call_done(c)) {
+		if (atomic_load(&closing)) {
+			drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE,
+					       "the router is shutting down");
+			break;
+		}
+		drift_rmap *m =
+			drift_rmap_wait_newer(follower, known, 200000000ull);
+		if (m == NULL)
+			continue;
+		known = drift_rmap_version(m);
+		int rv = send_map(c, m, req->collection);
+		drift_rmap_unref(m);
+		if (rv == DRIFT_ENOMEM)
+			drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+					       "out of memory");
+		if (rv != 0)
+			break; /* the call is over */
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
 void drift_router_use(drift_rmap_follower *f)
 {
 	follower = f;
@@ -949,11 +1065,14 @@ int drift_router_service_register(drift_grpc_server *srv,
 		{"/drift.v1.Drift/Get", DRIFT_GRPC_UNARY, get},
 		{"/drift.v1.Drift/Search", DRIFT_GRPC_UNARY, search},
 		{"/drift.v1.Drift/SearchBatch", DRIFT_GRPC_UNARY, search_batch},
+		{"/drift.v1.Drift/Flush", DRIFT_GRPC_UNARY, flush},
 		{"/drift.v1.Cluster/Status", DRIFT_GRPC_UNARY, forward},
 		{"/drift.v1.Cluster/AddNode", DRIFT_GRPC_UNARY, forward},
 		{"/drift.v1.Cluster/RemoveNode", DRIFT_GRPC_UNARY, forward},
 		{"/drift.v1.Cluster/ShardMap", DRIFT_GRPC_UNARY, forward},
 		{"/drift.v1.Cluster/Rebalance", DRIFT_GRPC_UNARY, forward},
+		{"/drift.v1.Cluster/WatchShardMap", DRIFT_GRPC_SERVER_STREAM,
+		 watch_shard_map},
 	};
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
 		int rv = drift_grpc_server_add(srv, m[i].path, m[i].kind,

@@ -16,10 +16,19 @@
  *   makes the router refresh its map and retry the call once.
  * - ListCollections and DescribeCollection answer from the map and the
  *   shards' Describe; CreateCollection, DropCollection and the
- *   drift.v1.Cluster calls are forwarded to a node (which forwards
- *   metadata changes to the Raft leader).
+ *   other drift.v1.Cluster calls are forwarded to a node (the leader
+ *   when the map names one; it forwards metadata changes to the Raft
+ *   leader).
  *
- * Not yet through the router: Flush and WatchShardMap (UNIMPLEMENTED).
+ * - Flush sends drift.peer.v1 Flush to every shard's primary in parallel
+ *   and succeeds only when every shard's flush does (else the first
+ *   failed shard's status: the others may have flushed, and flushing
+ *   again is harmless).
+ *
+ * - WatchShardMap is answered from the map the router follows: the map
+ *   now when newer than known_version, then every newer version the
+ *   router receives (only `collection`'s shards when it is set, as a node
+ *   filters).
  */
 #ifndef DRIFT_ROUTER_SERVICE_H
 #define DRIFT_ROUTER_SERVICE_H
@@ -30,6 +39,10 @@
 
 int drift_router_service_register(drift_grpc_server *srv,
 				  drift_rmap_follower *f);
+
+/* Before the server's shutdown: open WatchShardMap streams end with
+ * UNAVAILABLE (within 0.2 s) instead of holding the grace period. */
+void drift_router_service_closing(void);
 
 /* The same work on a request already unpacked (the caller frees it), for
  * a node that forwards a public request it cannot serve alone
@@ -43,6 +56,7 @@ void drift_router_get(drift_grpc_call *c, Drift__V1__GetRequest *req);
 void drift_router_delete(drift_grpc_call *c, Drift__V1__DeleteRequest *req);
 void drift_router_describe(drift_grpc_call *c,
 			   Drift__V1__DescribeCollectionRequest *req);
+void drift_router_flush(drift_grpc_call *c, Drift__V1__FlushRequest *req);
 void drift_router_list(drift_grpc_call *c,
 		       Drift__V1__ListCollectionsRequest *req);
 /* One UpsertRequest: 0 and *written increased, or the call is finished

@@ -1000,6 +1000,18 @@ int drift_collection_flush(drift_collection *c, drift_err *err)
 	return 0;
 }
 
+int drift_collection_flush_shard(drift_collection *c, uint32_t shard,
+				 drift_err *err)
+{
+	if (shard >= c->cfg.shards)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "shard %u out of range (%u shards)", shard,
+				     c->cfg.shards);
+	int rv = drift_shard_flush(c->shards[shard], err);
+	return rv != 0 ? drift_err_wrap(err, rv, "flushing shard %u", shard)
+		       : 0;
+}
+
 uint64_t drift_collection_stats(drift_collection *c, drift_shard_stats *st)
 {
 	uint64_t live = 0;

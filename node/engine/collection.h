@@ -168,6 +168,10 @@ int drift_collection_search_shard(drift_collection *c, uint32_t shard,
 				  const drift_shard_search_opts *so,
 				  drift_hit *out, size_t *n_out);
 int drift_collection_flush(drift_collection *c, drift_err *err);
+/* The flush of shard `shard` alone (the peer API's Flush).
+ * DRIFT_EINVAL for a shard out of range. */
+int drift_collection_flush_shard(drift_collection *c, uint32_t shard,
+				 drift_err *err);
 
 /* Live vectors and per-shard statistics (st: room for cfg->shards). */
 uint64_t drift_collection_stats(drift_collection *c, drift_shard_stats *st);

@@ -952,18 +952,19 @@ static void search_batch(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
-static void flush(drift_grpc_call *c, void *ctx)
+/* The handler's work on an unpacked request (also a shard-level call's,
+ * under its scope: that shard alone). */
+static void flush_req(drift_grpc_call *c, Drift__V1__FlushRequest *req)
 {
-	(void)ctx;
-	Drift__V1__FlushRequest *req =
-		recv_req(c, &drift__v1__flush_request__descriptor);
-	if (req == NULL)
-		return;
 	drift_collection *col = acquire(c, req->collection);
-	if (col != NULL) {
+	if (col == NULL)
+		return;
+	if (route(c, req->collection, NULL, 0, "") == 0) {
 		drift_err err;
 		drift_err_clear(&err);
-		int rv = drift_collection_flush(col, &err);
+		int rv = scope != NULL ? drift_collection_flush_shard(
+						 col, scope->shard, &err)
+				       : drift_collection_flush(col, &err);
 		if (rv != 0) {
 			fail_err(c, rv, &err);
 		} else {
@@ -971,7 +972,24 @@ static void flush(drift_grpc_call *c, void *ctx)
 				DRIFT__V1__FLUSH_RESPONSE__INIT;
 			reply(c, &resp.base);
 		}
-		drift_cm_release(svc.cm, col);
+	}
+	drift_cm_release(svc.cm, col);
+}
+
+static void flush(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__V1__FlushRequest *req =
+		recv_req(c, &drift__v1__flush_request__descriptor);
+	if (req == NULL)
+		return;
+	forwardable = true;
+	forward = false;
+	flush_req(c, req);
+	forwardable = false;
+	if (forward) {
+		forward = false;
+		drift_router_flush(c, req);
 	}
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
@@ -1087,6 +1105,23 @@ static void peer_describe(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+static void peer_flush(drift_grpc_call *c, void *ctx)
+{
+	(void)ctx;
+	Drift__Peer__V1__ShardFlushRequest *req =
+		recv_req(c, &drift__peer__v1__shard_flush_request__descriptor);
+	if (req == NULL)
+		return;
+	const struct scope sc = {.shard = req->shard,
+				 .map_version = req->map_version};
+	Drift__V1__FlushRequest inner = DRIFT__V1__FLUSH_REQUEST__INIT;
+	inner.collection = req->collection;
+	scope = &sc;
+	flush_req(c, &inner);
+	scope = NULL;
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
 int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 				drift_node_cluster *nc)
 {
@@ -1143,6 +1178,8 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 		 peer_search_batch, false},
 		{"/drift.peer.v1.Shard/Describe", DRIFT_GRPC_UNARY,
 		 peer_describe, false},
+		{"/drift.peer.v1.Shard/Flush", DRIFT_GRPC_UNARY, peer_flush,
+		 false},
 	};
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
 		int rv = m[i].cpu ? drift_grpc_server_add_cpu(srv, m[i].path,

@@ -13,9 +13,16 @@ processes on 127.0.0.1, stock grpcio):
   and a restart: every acknowledged write is there;
 - one node down: Get of ids on the shards it alone holds is UNAVAILABLE
   naming the node, Get of the others answers;
-- the drift.v1.Cluster calls are forwarded.
+- Flush through the router and through a node holding some of the
+  shards flushes every shard (the peer Flush); with a node down it fails
+  UNAVAILABLE naming the node;
+- WatchShardMap served by the router: the map now, then each newer
+  version, filtered by collection as on a node;
+- every other drift.v1.Cluster call is forwarded and answers as a node
+  does (statuses and messages included).
 """
 import os
+import queue
 import random
 import shutil
 import signal
@@ -31,8 +38,10 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
 from clusterlib import (C, cluster, code_of, free_ports, pb,  # noqa: E402
-                        pbg, shard_of_id, tmpdir, wait_for)
-from grpctest import Tap  # noqa: E402
+                        pbg, peer_stubs, shard_of_id, tmpdir, wait_for)
+from grpctest import Tap, drift_stubs  # noqa: E402
+
+hpb, hpbg = drift_stubs()[2:]
 
 ROUTER = os.environ["DRIFT_ROUTER"]
 D = 16
@@ -201,6 +210,199 @@ def main():
                   "an unknown collection: the node's status and message "
                   "(%s %s)" % (code, msg))
 
+    def flush():
+        # Flush through the router: one peer Flush per shard, on every
+        # node; then through a node that holds 2 of the 6 shards (it
+        # forwards). Each time every shard's L0 is empty and its L1 covers
+        # its last write.
+        peer, peerg = peer_stubs()
+
+        def shards(name):
+            return r1.s.DescribeCollection(pb.DescribeCollectionRequest(
+                name=name), timeout=10).collection.shard_stats
+
+        def flushed(st):
+            return all(x.l0_rows == 0 and x.flushed_seq == x.wal_seq
+                       for x in st)
+        before = shards("r")
+        r1.s.Flush(pb.FlushRequest(collection="r"), timeout=120)
+        after = shards("r")
+        tap.check(all(x.l0_rows > 0 for x in before) and flushed(after) and
+                  sum(x.l1_vectors for x in after) == 1997,
+                  "Flush through the router: all 6 shards on 3 nodes in "
+                  "L1 (l0_rows %s -> %s)" % ([x.l0_rows for x in before],
+                                            [x.l0_rows for x in after]))
+        r1.s.CreateCollection(pb.CreateCollectionRequest(
+            name="fl", dimension=D, shards=6), timeout=30)
+        r1.s.Upsert(pb.UpsertRequest(collection="fl", points=[
+            pb.Point(id=i, vector=vec(i)) for i in range(600)]), timeout=30)
+        m = r1.c.ShardMap(pb.ShardMapRequest(collection="fl"), timeout=10)
+        via = nodes[0]
+        held = sorted(a.shard for a in m.shards if a.nodes[0] == via.node_id)
+        before = shards("fl")
+        via.s.Flush(pb.FlushRequest(collection="fl"), timeout=120)
+        after = shards("fl")
+        tap.check(0 < len(held) < 6 and
+                  all(x.l0_rows > 0 for x in before) and flushed(after),
+                  "Flush through a node holding shards %s of 6: every "
+                  "shard flushed (l0_rows %s -> %s)" % (
+                      held, [x.l0_rows for x in before],
+                      [x.l0_rows for x in after]))
+        code, msg = code_of(lambda: r1.s.Flush(pb.FlushRequest(
+            collection="nope"), timeout=10))
+        dcode, dmsg = code_of(lambda: via.s.Flush(pb.FlushRequest(
+            collection="nope"), timeout=10))
+        tap.check(code == C.NOT_FOUND and (code, msg) == (dcode, dmsg),
+                  "Flush of an unknown collection: the node's status and "
+                  "message (%s %s)" % (code, msg))
+        # The peer call itself: a shard the node does not hold under the
+        # caller's map is FAILED_PRECONDITION (the caller refreshes), a
+        # shard out of range INVALID_ARGUMENT.
+        other = next(a.shard for a in m.shards if a.nodes[0] !=
+                     via.node_id)
+        ps = peerg.ShardStub(via.ch)
+        code, msg = code_of(lambda: ps.Flush(peer.ShardFlushRequest(
+            shard=other, map_version=m.version, collection="fl"),
+            timeout=10))
+        tap.check(code == C.FAILED_PRECONDITION and "map version" in msg,
+                  "peer Flush of a shard held elsewhere: %s (%s)" %
+                  (code, msg[:100]))
+        code, msg = code_of(lambda: ps.Flush(peer.ShardFlushRequest(
+            shard=6, map_version=m.version, collection="fl"), timeout=10))
+        tap.check(code == C.INVALID_ARGUMENT,
+                  "peer Flush of shard 6 of 6: %s (%s)" % (code, msg[:100]))
+        r1.s.DropCollection(pb.DropCollectionRequest(name="fl"), timeout=30)
+
+    def watch_shard_map():
+        # WatchShardMap served by the router from the map it follows: the
+        # map now, then each newer version, as a node's stream gives.
+        def node_map(name=""):
+            return nodes[0].c.ShardMap(pb.ShardMapRequest(collection=name),
+                                       timeout=10)
+
+        def assignments(m):
+            return sorted((a.collection, a.shard, tuple(a.nodes))
+                          for a in m.shards)
+        got = queue.Queue()
+
+        def reader(stream):
+            try:
+                for msg in stream:
+                    got.put(msg)
+            except grpc.RpcError as e:
+                got.put(e)
+        cur = node_map()
+        st = r1.c.WatchShardMap(pb.WatchShardMapRequest(known_version=0),
+                                timeout=60)
+        t = threading.Thread(target=reader, args=(st,))
+        t.start()
+        first = got.get(timeout=10)
+        tap.check(isinstance(first, pb.ShardMapResponse) and
+                  first.version == cur.version and
+                  assignments(first) == assignments(cur) and
+                  sorted(c.name for c in first.collections) ==
+                  sorted(c.name for c in cur.collections) and
+                  len(first.nodes) == 3,
+                  "WatchShardMap through the router, known_version 0: the "
+                  "current map first (version %s, node's %d)" % (
+                      getattr(first, "version", first), cur.version))
+        quiet = got.empty()
+        time.sleep(0.5)
+        quiet = quiet and got.empty()
+        nodes[1].s.CreateCollection(pb.CreateCollectionRequest(
+            name="w1", dimension=D, shards=3), timeout=30)
+        want = node_map()
+        seen = []
+        for _ in range(10):
+            m = got.get(timeout=10)
+            if not isinstance(m, pb.ShardMapResponse):
+                break
+            seen.append(m.version)
+            if m.version >= want.version:
+                break
+        tap.check(quiet and seen and seen[-1] == want.version and
+                  all(a < b for a, b in zip([first.version] + seen, seen))
+                  and assignments(m) == assignments(want),
+                  "then nothing until the map changes, then each newer "
+                  "version (%s), the last one the node's (%d)" %
+                  (seen, want.version))
+        st.cancel()
+        t.join(10)
+        # known_version current, one collection: only its shards, and
+        # only once a newer version exists.
+        st = r1.c.WatchShardMap(pb.WatchShardMapRequest(
+            known_version=want.version, collection="w1"), timeout=60)
+        got = queue.Queue()
+        t = threading.Thread(target=reader, args=(st,))
+        t.start()
+        time.sleep(0.5)
+        quiet = got.empty()
+        nodes[2].s.CreateCollection(pb.CreateCollectionRequest(
+            name="w2", dimension=D, shards=2), timeout=30)
+        m = got.get(timeout=10)
+        tap.check(quiet and isinstance(m, pb.ShardMapResponse) and
+                  m.version > want.version and
+                  [c.name for c in m.collections] == ["w1"] and
+                  assignments(m) == assignments(node_map("w1")),
+                  "WatchShardMap(known_version current, collection w1): "
+                  "silent until the next change, then w1's shards only "
+                  "(%s)" % (assignments(m) if isinstance(
+                      m, pb.ShardMapResponse) else m))
+        st.cancel()
+        t.join(10)
+        for nm in ("w1", "w2"):
+            r1.s.DropCollection(pb.DropCollectionRequest(name=nm),
+                                timeout=30)
+
+    def cluster_methods():
+        # Every drift.v1.Cluster method through the router answers as a
+        # node does (forwarded; WatchShardMap above).
+        follower = next(n for n in nodes
+                        if n.status().leader != n.node_id)
+        rs, ns = r1.c.Status(pb.StatusRequest(), timeout=10), \
+            follower.status()
+        tap.check(rs.leader == ns.leader and rs.map_version ==
+                  ns.map_version and rs.cluster_id == ns.cluster_id and
+                  sorted((x.id, x.address, x.state, x.role)
+                         for x in rs.nodes) ==
+                  sorted((x.id, x.address, x.state, x.role)
+                         for x in ns.nodes) and
+                  rs.node_id in [n.node_id for n in nodes],
+                  "Status through the router: the cluster a node sees "
+                  "(answered by %s, leader %s)" % (rs.node_id, rs.leader))
+        a = r1.c.ShardMap(pb.ShardMapRequest(), timeout=10)
+        b = follower.c.ShardMap(pb.ShardMapRequest(), timeout=10)
+        tap.check(a.version == b.version and list(a.shards) ==
+                  list(b.shards) and list(a.collections) ==
+                  list(b.collections), "ShardMap through the router equals "
+                  "a node's (version %d)" % a.version)
+        calls = [
+            ("ShardMap of an unknown collection",
+             lambda c: c.ShardMap(pb.ShardMapRequest(collection="nope"),
+                                  timeout=10)),
+            ("RemoveNode of an unknown id",
+             lambda c: c.RemoveNode(pb.RemoveNodeRequest(id="nobody"),
+                                    timeout=10)),
+            ("AddNode without an address",
+             lambda c: c.AddNode(pb.AddNodeRequest(), timeout=10)),
+            ("AddNode of a member's address",
+             lambda c: c.AddNode(pb.AddNodeRequest(
+                 address=nodes[1].addr), timeout=10)),
+            ("Rebalance", lambda c: c.Rebalance(pb.RebalanceRequest(),
+                                                timeout=10)),
+        ]
+        for what, fn in calls:
+            got = code_of(lambda: fn(r1.c))
+            want = code_of(lambda: fn(follower.c))
+            tap.check(got == want, "%s through the router: %s (%s), as on "
+                      "a node" % (what, got[0], got[1][:100]))
+        hs = hpbg.HealthStub(r1.ch)
+        tap.check(all(hs.Check(hpb.HealthCheckRequest(service=x),
+                               timeout=10).status == 1
+                      for x in ("", "drift.v1.Drift")),
+                  "health through the router: \"\" and drift.v1.Drift "
+                  "SERVING")
+
     def two_routers_and_kill():
         s2 = r2.s
         h1 = r1.s.Search(pb.SearchRequest(collection="r", vector=vec(3), k=5,
@@ -316,11 +518,18 @@ def main():
                   len(g.points) == 5,
                   "one node down: its shards UNAVAILABLE naming it (%s), "
                   "the others answer" % msg[:100])
+        code, msg = code_of(lambda: r2.s.Flush(pb.FlushRequest(
+            collection="r"), timeout=20))
+        tap.check(code == C.UNAVAILABLE and victim.addr in msg,
+                  "one node down: Flush fails, UNAVAILABLE naming it (%s)"
+                  % msg[:100])
         victim.start()
         wait_for(lambda: len(r2.s.Get(pb.GetRequest(
             collection="r", ids=mine), timeout=5).points) == 5, timeout=20)
 
     for name, fn in [("basics", basics), ("bad_batch", bad_batch),
+                     ("flush", flush), ("watch_shard_map", watch_shard_map),
+                     ("cluster_methods", cluster_methods),
                      ("two_routers_and_kill", two_routers_and_kill),
                      ("map_change_under_load", map_change_under_load),
                      ("node_down", node_down)]:
