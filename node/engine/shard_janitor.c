@@ -101,7 +101,7 @@ void shard_janitor_run(drift_janitor_task *t)
 	 * on (a crash before that only loses the rearrangement, never data).
 	 * Under a steady ingest the flushes persist it: a bucket that splits
 	 * and then takes a flush is written once, not twice. */
-	uint64_t actions = ms.splits + ms.merges + ms.recenters;
+	uint64_t actions = ms.splits + ms.merges + ms.recenters + ms.packs;
 	if (actions > 0)
 		atomic_store(&s->trim_due, true);
 	if (drift_l1_dirty_count(s->l1) > 0 &&

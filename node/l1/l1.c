@@ -1629,6 +1629,7 @@ void drift_l1_stats_get(drift_l1 *l1, drift_l1_stats *st)
 	drift_vstore_stats vst;
 	drift_vstore_stats_get(l1->vs, &vst);
 	st->vec_resident_bytes = vst.resident_bytes;
+	st->vec_store_rows = vst.rows + vst.free_rows;
 	st->vec_cache_hits = vst.hits;
 	st->vec_cache_misses = vst.misses;
 	st->vec_disk_reads = vst.disk_reads;

@@ -144,12 +144,16 @@ int drift_l1_get(drift_l1 *l1, uint64_t id, float *out, uint64_t *version);
 
 typedef struct drift_l1_maint_stats {
 	uint32_t splits, merges, recenters;
-	uint64_t moved; /* vectors that changed bucket */
+	uint32_t packs;	 /* buckets whose rows moved down the store */
+	uint64_t moved;	 /* vectors that changed bucket */
+	uint64_t packed; /* vectors whose store row moved */
 } drift_l1_maint_stats;
 
-/* Runs at most max_actions maintenance actions (split, merge, re-centre),
- * most urgent first; *done (may be NULL) counts what ran. Returns 0 with
- * nothing done when every bucket is within its bounds. */
+/* Runs at most max_actions maintenance actions (split, merge, re-centre,
+ * and last packing the vector store when most of its rows are free: see
+ * l1_maint.c), most urgent first; *done (may be NULL) counts what ran.
+ * Packs are not reported to the action hook below. Returns 0 with nothing
+ * done when every bucket is within its bounds and the store is packed. */
 int drift_l1_maintain(drift_l1 *l1, unsigned max_actions,
 		      drift_l1_maint_stats *done, drift_err *err);
 
@@ -180,6 +184,9 @@ typedef struct drift_l1_stats {
 	uint32_t min_size, max_size;
 	double mean_drift;	     /* mean |mean - centroid| / rms radius */
 	uint64_t vec_resident_bytes; /* full vectors held in memory */
+	/* The vector store's rows: in use, and free below the highest in
+	 * use (equal to vectors once maintenance has packed it). */
+	uint64_t vec_store_rows;
 	uint64_t vec_cache_hits, vec_cache_misses, vec_disk_reads;
 	bool centroid_graph; /* searches use the centroid graph now */
 } drift_l1_stats;

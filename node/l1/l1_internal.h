@@ -88,6 +88,7 @@ struct drift_l1 {
 	uint32_t ndirty;
 	uint64_t count;
 	drift_vstore *vs;  /* the full vectors */
+	bool packing;	   /* moving rows down the store (l1_maint.c) */
 	drift_rabitq *rq;  /* RaBitQ rotation; NULL above RABITQ_MAX_DIM */
 	uint32_t pdim;	   /* its padded dimension */
 	float *rq_scratch; /* pdim: the writer's rotated vector */

@@ -25,6 +25,17 @@
  *    centroid moves to the mean, and members now closer to one of the 8
  *    nearest neighbouring centroids move there.
  *
+ * 4. Pack, when most of the vector store's rows are free (more free than in
+ *    use, and at least PACK_MIN_FREE), until none is: the bucket holding
+ *    the most rows at or above the number in use moves them down into the
+ *    free rows below (the store hands out its lowest free rows first), so
+ *    the top of the store empties out and its memory (the row cache's
+ *    pages, the scratch file) follows the rows in use
+ *    (node/storage/vstore.h). Members, codes and centroid stay; only rows
+ *    move. A mass delete leaves the survivors scattered over the whole
+ *    store, each page of the row cache holding one; this is what gives
+ *    that memory back.
+ *
  * The constants come from the seed plan's split/merge criteria, SPFresh's
  * reassignment range (a few nearest postings suffice), and our measurements
  * (tests/unit/test_l1.c keeps sizes within bounds after maintenance and
@@ -44,7 +55,8 @@
 #include "node/l1/l1_internal.h"
 
 #define MERGE_NEIGHBORS 16
-#define SPLIT_MAX 16 /* pieces of one split */
+#define PACK_MIN_FREE 1024 /* free rows below which no pack starts */
+#define SPLIT_MAX 16	   /* pieces of one split */
 
 /* A destination of a redistribution: a slot and its (new) centroid. */
 typedef struct dest {
@@ -303,6 +315,87 @@ static int recenter(drift_l1 *l1, uint32_t s, drift_l1_maint_stats *st)
 	return rv;
 }
 
+/* Whether the store wants packing: it starts when more rows are free than
+ * in use, and goes on until none is free (or no bucket has a row to move).
+ * *inuse: the rows in use. */
+static bool pack_wanted(drift_l1 *l1, uint64_t *inuse)
+{
+	drift_vstore_stats st;
+	drift_vstore_stats_get(l1->vs, &st);
+	if (st.free_rows == 0)
+		l1->packing = false;
+	else if (st.free_rows >= PACK_MIN_FREE && st.free_rows > st.rows)
+		l1->packing = true;
+	*inuse = st.rows;
+	return l1->packing;
+}
+
+/* The slot with the most rows at or above inuse (0 when none has any). */
+static uint32_t pack_pick(const drift_l1 *l1, uint64_t inuse, uint32_t *slot)
+{
+	uint32_t best = 0;
+	for (uint32_t s = 0; s < l1->nslots; s++) {
+		const l1_bucket *b = l1->b[s];
+		if (b == NULL)
+			continue;
+		uint32_t m = 0;
+		for (uint32_t r = 0; r < b->n; r++)
+			m += b->rows[r] >= inuse;
+		if (m > best) {
+			best = m;
+			*slot = s;
+		}
+	}
+	return best;
+}
+
+/* A new version of slot s whose m rows at or above inuse moved to new rows
+ * (the lowest free ones): the members that keep their rows first, with
+ * their codes; the moved ones after, their vectors stored anew. */
+static int pack(drift_l1 *l1, uint32_t s, uint64_t inuse, uint32_t m,
+		drift_l1_maint_stats *st)
+{
+	const l1_bucket *b = l1->b[s];
+	uint32_t *dead = drift_mallocarray(m, sizeof(uint32_t));
+	l1_bucket *nb = NULL;
+	int rv = DRIFT_ENOMEM;
+	if (dead == NULL ||
+	    (rv = l1_bucket_alloc(l1, b->n, m, b->centroid, &nb)) != 0)
+		goto out;
+	uint32_t o = 0, d = 0;
+	for (uint32_t r = 0; r < b->n; r++) {
+		if (b->rows[r] >= inuse) {
+			dead[d++] = b->rows[r];
+			continue;
+		}
+		nb->ids[o] = b->ids[r];
+		nb->versions[o] = b->versions[r];
+		nb->rows[o] = b->rows[r];
+		l1_bucket_copy_codes(l1, nb, o, b, r);
+		o++;
+	}
+	for (uint32_t r = 0; r < b->n; r++)
+		if (b->rows[r] >= inuse) {
+			nb->ids[o] = b->ids[r];
+			nb->versions[o] = b->versions[r];
+			o++;
+		}
+	if ((rv = drift_vstore_read(l1->vs, dead, m, nb->newvecs)) != 0 ||
+	    (rv = l1_bucket_finish_update(l1, nb, b, dead, m)) != 0)
+		goto out;
+	l1_change ch = {.slot = s, .nb = nb};
+	nb = NULL;
+	l1_publish(l1, &ch, 1, NULL, 0);
+	/* No search can hold the old rows now. */
+	drift_vstore_release(l1->vs, dead, m);
+	st->packs++;
+	st->packed += m;
+out:
+	l1_bucket_free(nb);
+	drift_free(dead);
+	return rv;
+}
+
 static double bucket_drift(const l1_bucket *b, uint32_t dim)
 {
 	if (b->n == 0 || !(b->rms > 0))
@@ -359,8 +452,21 @@ int drift_l1_maintain(drift_l1 *l1, unsigned max_actions,
 	for (unsigned i = 0; i < max_actions; i++) {
 		uint32_t s = 0;
 		enum action a = pick(l1, &s);
-		if (a == ACT_NONE)
-			break;
+		if (a == ACT_NONE) {
+			/* Packing last: it only gives memory back. */
+			uint64_t inuse;
+			uint32_t m = 0;
+			if (pack_wanted(l1, &inuse) &&
+			    (m = pack_pick(l1, inuse, &s)) == 0)
+				l1->packing = false;
+			if (m == 0)
+				break;
+			if ((rv = pack(l1, s, inuse, m, &st)) != 0) {
+				rv = drift_err_set(err, rv, "L1 packing");
+				break;
+			}
+			continue;
+		}
 		uint64_t t0 = l1->on_action != NULL ? drift_now_ns() : 0;
 		rv = a == ACT_SPLIT   ? split(l1, s, &st)
 		     : a == ACT_MERGE ? merge(l1, s, &st)

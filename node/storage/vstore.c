@@ -9,10 +9,17 @@
  * Memory mode keeps rows in chunks of CHUNK_ROWS behind a chunk table. The
  * table grows by copy; old tables stay allocated until close, so a reader
  * that loaded the previous table pointer still finds every chunk it can
- * name (chunks themselves never move).
+ * name (chunks themselves never move; those above the high-water mark are
+ * freed, and hold no row a reader may name).
+ *
+ * File mode's row cache is an anonymous mapping (drift_reserve) that keeps,
+ * per page, how many cache entries overlapping it hold a row: when the
+ * count falls to zero the page is given back with MADV_DONTNEED, so the
+ * cache holds pages only where rows in use are cached.
  */
 #include "node/storage/vstore.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -21,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/abuf.h"
@@ -38,24 +46,47 @@ typedef struct old_table {
 struct drift_vstore {
 	uint32_t dim;
 	size_t row_bytes;
-	uint64_t nrows;	 /* high-water mark: rows 0..nrows-1 exist */
-	uint32_t *freed; /* released rows, a stack */
-	size_t nfreed, freecap;
+	/* High-water mark: rows 0..nrows-1 exist, and row nrows-1 is in use
+	 * (released rows at the top are given up at once). */
+	uint64_t nrows;
+	/* Released rows below it: a bitmap (bit r set: row r free) of
+	 * freewords words, the lowest taken first; none below word lowword. */
+	uint64_t *freebits;
+	size_t freewords, lowword;
+	uint64_t nfreed;
 	/* nrows and nfreed for drift_vstore_stats_get, which may race the
 	 * writer (stats are read under the L1 read lock, not l1mu). */
 	_Atomic uint64_t stat_rows, stat_free;
 	/* Memory mode. */
 	_Atomic(float **) chunks;
-	size_t nchunks, chunkcap;
+	size_t nchunks, chunkcap; /* chunks 0..nchunks-1 allocated */
 	old_table *old;
 	/* File mode. */
 	int fd;	       /* -1 in memory mode */
 	size_t nent;   /* cache entries */
-	uint64_t *tag; /* row + 1, or 0 for an empty entry */
-	float *data;   /* nent * dim */
+	uint32_t *tag; /* row + 1, or 0 for an empty entry (rows < 2^32 - 1) */
+	float *data;   /* nent * dim, from drift_reserve */
+	size_t data_bytes, tag_bytes, live_bytes;
+	/* Pages of data: in each, how many entries that overlap it hold a
+	 * row; a page whose count falls to 0 goes back to the kernel. Entries
+	 * lock in groups of group_ents (a whole number of pages, so that no
+	 * page has entries of two groups), group g with stripe[g % STRIPES]. */
+	size_t page, group_ents;
+	uint16_t *plive;
+	_Atomic uint64_t pages_held;
 	pthread_mutex_t stripe[CACHE_STRIPES];
 	atomic_uint_fast64_t hits, misses, reads;
 };
+
+static size_t gcd(size_t a, size_t b)
+{
+	while (b != 0) {
+		size_t t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
 
 int drift_vstore_open(const drift_vstore_opts *o, drift_vstore **out,
 		      drift_err *err)
@@ -90,11 +121,22 @@ int drift_vstore_open(const drift_vstore_opts *o, drift_vstore **out,
 	}
 	unlink(path);
 	vs->nent = o->cache_bytes / vs->row_bytes;
+	if (vs->nent >= UINT32_MAX)
+		vs->nent = UINT32_MAX - 1;
 	if (vs->nent > 0) {
-		vs->tag = drift_calloc(vs->nent, sizeof(uint64_t));
-		vs->data = drift_aligned_alloc(DRIFT_ALIGN_CACHE,
-					       vs->nent * vs->row_bytes);
-		if (vs->tag == NULL || vs->data == NULL) {
+		long pg = sysconf(_SC_PAGESIZE);
+		vs->page = pg > 0 ? (size_t)pg : 4096;
+		vs->group_ents = vs->page / gcd(vs->row_bytes, vs->page);
+		vs->data_bytes = vs->nent * vs->row_bytes;
+		size_t npages = (vs->data_bytes + vs->page - 1) / vs->page;
+		vs->tag_bytes = vs->nent * sizeof(uint32_t);
+		vs->live_bytes = npages * sizeof(uint16_t);
+		/* Reserved, not allocated: only what rows touch is
+		 * resident. */
+		vs->data = drift_reserve(vs->data_bytes);
+		vs->tag = drift_reserve(vs->tag_bytes);
+		vs->plive = drift_reserve(vs->live_bytes);
+		if (vs->tag == NULL || vs->data == NULL || vs->plive == NULL) {
 			rv = drift_err_set(err, DRIFT_ENOMEM,
 					   "vector store: row cache of %zu "
 					   "bytes",
@@ -125,9 +167,10 @@ void drift_vstore_close(drift_vstore *vs)
 	}
 	if (vs->fd >= 0)
 		close(vs->fd);
-	drift_free(vs->tag);
-	drift_free(vs->data);
-	drift_free(vs->freed);
+	drift_unreserve(vs->tag, vs->tag_bytes);
+	drift_unreserve(vs->data, vs->data_bytes);
+	drift_unreserve(vs->plive, vs->live_bytes);
+	drift_free(vs->freebits);
 	for (unsigned i = 0; i < CACHE_STRIPES; i++)
 		pthread_mutex_destroy(&vs->stripe[i]);
 	drift_free(vs);
@@ -179,29 +222,106 @@ static int mem_reserve(drift_vstore *vs, uint64_t want)
 	return 0;
 }
 
-/* ---- File mode ---------------------------------------------------------- */
+/* Frees the chunks above the high-water mark: they hold no row in use, so
+ * no reader can name them (the table keeps their slots). */
+static void mem_trim(drift_vstore *vs)
+{
+	size_t need = (size_t)((vs->nrows + CHUNK_ROWS - 1) / CHUNK_ROWS);
+	float **tbl = atomic_load(&vs->chunks);
+	while (vs->nchunks > need) {
+		vs->nchunks--;
+		drift_free(tbl[vs->nchunks]);
+		tbl[vs->nchunks] = NULL;
+	}
+}
+
+/* ---- File mode: the row cache ------------------------------------------- */
+
+static inline pthread_mutex_t *entry_lock(drift_vstore *vs, size_t e)
+{
+	return &vs->stripe[(e / vs->group_ents) % CACHE_STRIPES];
+}
+
+/* The pages entry e overlaps: [*p0, *p1]. */
+static inline void entry_pages(const drift_vstore *vs, size_t e, size_t *p0,
+			       size_t *p1)
+{
+	*p0 = e * vs->row_bytes / vs->page;
+	*p1 = ((e + 1) * vs->row_bytes - 1) / vs->page;
+}
+
+/* Entry e (empty) now holds a row. Its group's lock held. */
+static void entry_fill(drift_vstore *vs, size_t e)
+{
+	size_t p0, p1;
+	entry_pages(vs, e, &p0, &p1);
+	for (size_t p = p0; p <= p1; p++)
+		if (vs->plive[p]++ == 0)
+			atomic_fetch_add_explicit(&vs->pages_held, 1,
+						  memory_order_relaxed);
+}
+
+/* Entry e (holding a row) is empty now: the pages it leaves without a row
+ * go back to the kernel (reading as zeros if touched again). Its group's
+ * lock held, so no entry of those pages is being filled meanwhile. */
+static void entry_empty(drift_vstore *vs, size_t e)
+{
+	size_t p0, p1;
+	entry_pages(vs, e, &p0, &p1);
+	size_t run = 0; /* pages emptied, ending at p - 1 */
+	for (size_t p = p0; p <= p1 + 1; p++) {
+		if (p <= p1 && --vs->plive[p] == 0) {
+			run++;
+			continue;
+		}
+		if (run == 0)
+			continue;
+		madvise((char *)vs->data + (p - run) * vs->page, run * vs->page,
+			MADV_DONTNEED);
+		atomic_fetch_sub_explicit(&vs->pages_held, run,
+					  memory_order_relaxed);
+		run = 0;
+	}
+}
 
 static void cache_put(drift_vstore *vs, uint32_t row, const float *v)
 {
 	size_t e = row % vs->nent;
-	pthread_mutex_t *m = &vs->stripe[e % CACHE_STRIPES];
+	pthread_mutex_t *m = entry_lock(vs, e);
 	pthread_mutex_lock(m);
+	if (vs->tag[e] == 0)
+		entry_fill(vs, e);
 	memcpy(vs->data + e * vs->dim, v, vs->row_bytes);
-	vs->tag[e] = (uint64_t)row + 1;
+	vs->tag[e] = row + 1;
 	pthread_mutex_unlock(m);
 }
 
 static bool cache_get(drift_vstore *vs, uint32_t row, float *out)
 {
 	size_t e = row % vs->nent;
-	pthread_mutex_t *m = &vs->stripe[e % CACHE_STRIPES];
+	pthread_mutex_t *m = entry_lock(vs, e);
 	pthread_mutex_lock(m);
-	bool hit = vs->tag[e] == (uint64_t)row + 1;
+	bool hit = vs->tag[e] == row + 1;
 	if (hit)
 		memcpy(out, vs->data + e * vs->dim, vs->row_bytes);
 	pthread_mutex_unlock(m);
 	return hit;
 }
+
+/* A released row leaves the cache. */
+static void cache_drop(drift_vstore *vs, uint32_t row)
+{
+	size_t e = row % vs->nent;
+	pthread_mutex_t *m = entry_lock(vs, e);
+	pthread_mutex_lock(m);
+	if (vs->tag[e] == row + 1) {
+		vs->tag[e] = 0;
+		entry_empty(vs, e);
+	}
+	pthread_mutex_unlock(m);
+}
+
+/* ---- File mode: the scratch file ---------------------------------------- */
 
 /* len bytes between buf and the scratch file at off, all of them (pwrite
  * when write, else pread): 0 or an errno (ENOSPC for a write that makes no
@@ -235,6 +355,46 @@ static int file_write(drift_vstore *vs, uint64_t first, const float *v,
 		      : 0;
 }
 
+/* ---- Free rows ---------------------------------------------------------- */
+
+static inline bool row_free(const drift_vstore *vs, uint64_t r)
+{
+	return (vs->freebits[r / 64] >> (r % 64)) & 1u;
+}
+
+/* Room in the bitmap for rows below want. */
+static int bits_reserve(drift_vstore *vs, uint64_t want)
+{
+	size_t need = (size_t)((want + 63) / 64);
+	if (need <= vs->freewords)
+		return 0;
+	size_t cap = vs->freewords ? vs->freewords : 16;
+	while (cap < need)
+		cap *= 2;
+	uint64_t *b = drift_realloc(vs->freebits, cap * sizeof(uint64_t));
+	if (b == NULL)
+		return DRIFT_ENOMEM;
+	memset(b + vs->freewords, 0, (cap - vs->freewords) * sizeof(uint64_t));
+	vs->freebits = b;
+	vs->freewords = cap;
+	return 0;
+}
+
+/* The n lowest free rows into rows, ascending (n <= nfreed); they are not
+ * taken yet. */
+static void lowest_free(const drift_vstore *vs, size_t n, uint32_t *rows)
+{
+	size_t got = 0;
+	for (size_t w = vs->lowword; got < n; w++) {
+		uint64_t bits = vs->freebits[w];
+		while (bits != 0 && got < n) {
+			unsigned b = (unsigned)__builtin_ctzll(bits);
+			rows[got++] = (uint32_t)(w * 64 + b);
+			bits &= bits - 1;
+		}
+	}
+}
+
 /* ---- Append, release, read ---------------------------------------------- */
 
 int drift_vstore_append(drift_vstore *vs, const float *v, size_t n,
@@ -242,44 +402,47 @@ int drift_vstore_append(drift_vstore *vs, const float *v, size_t n,
 {
 	if (n == 0)
 		return 0;
-	size_t reuse = n < vs->nfreed ? n : vs->nfreed;
+	size_t reuse = n < vs->nfreed ? n : (size_t)vs->nfreed;
 	size_t fresh = n - reuse;
-	if (vs->nrows + fresh > UINT32_MAX)
+	/* Rows below 2^32 - 1, so that row + 1 fits the cache's tags. */
+	if (vs->nrows + fresh >= UINT32_MAX)
 		return drift_err_set(err, DRIFT_ENOSPC,
 				     "vector store: more than 2^32 rows");
-	int rv = 0;
+	if (bits_reserve(vs, vs->nrows + fresh) != 0 ||
+	    (vs->fd < 0 && mem_reserve(vs, vs->nrows + fresh) != 0))
+		return drift_err_set(err, DRIFT_ENOMEM,
+				     "vector store: %zu rows", n);
+	/* The lowest free rows first, so that the top of the store empties
+	 * out as rows come and go (and L1 can pack it: l1_maint.c). Rows
+	 * come out ascending. */
+	lowest_free(vs, reuse, rows);
+	for (size_t i = reuse; i < n; i++)
+		rows[i] = (uint32_t)(vs->nrows + (i - reuse));
 	if (vs->fd < 0) {
-		if (mem_reserve(vs, vs->nrows + fresh) != 0)
-			return drift_err_set(err, DRIFT_ENOMEM,
-					     "vector store: %zu rows", n);
 		float **tbl = atomic_load(&vs->chunks);
-		for (size_t i = 0; i < n; i++) {
-			uint32_t r =
-				i < reuse ? vs->freed[vs->nfreed - 1 - i]
-					  : (uint32_t)(vs->nrows + (i - reuse));
-			memcpy(mem_row(tbl, vs->dim, r),
+		for (size_t i = 0; i < n; i++)
+			memcpy(mem_row(tbl, vs->dim, rows[i]),
 			       v + i * (size_t)vs->dim, vs->row_bytes);
-			rows[i] = r;
-		}
 	} else {
-		/* Recycled rows one by one, the fresh ones in one write. */
-		for (size_t i = 0; i < reuse && rv == 0; i++)
-			rv = file_write(vs, vs->freed[vs->nfreed - 1 - i],
-					v + i * (size_t)vs->dim, 1, err);
-		if (rv == 0 && fresh > 0)
-			rv = file_write(vs, vs->nrows,
-					v + reuse * (size_t)vs->dim, fresh,
-					err);
-		if (rv != 0)
-			return rv;
-		for (size_t i = 0; i < n; i++) {
-			rows[i] = i < reuse
-					  ? vs->freed[vs->nfreed - 1 - i]
-					  : (uint32_t)(vs->nrows + (i - reuse));
-			if (vs->nent > 0)
-				cache_put(vs, rows[i], v + i * (size_t)vs->dim);
+		/* One write per run of adjacent rows. */
+		for (size_t i = 0, j; i < n; i = j) {
+			for (j = i + 1; j < n && rows[j] == rows[j - 1] + 1;
+			     j++)
+				;
+			int rv =
+				file_write(vs, rows[i], v + i * (size_t)vs->dim,
+					   j - i, err);
+			if (rv != 0)
+				return rv;
 		}
+		if (vs->nent > 0)
+			for (size_t i = 0; i < n; i++)
+				cache_put(vs, rows[i], v + i * (size_t)vs->dim);
 	}
+	for (size_t i = 0; i < reuse; i++)
+		vs->freebits[rows[i] / 64] &= ~((uint64_t)1 << (rows[i] % 64));
+	if (reuse > 0)
+		vs->lowword = rows[reuse - 1] / 64;
 	vs->nfreed -= reuse;
 	vs->nrows += fresh;
 	atomic_store_explicit(&vs->stat_rows, vs->nrows, memory_order_relaxed);
@@ -291,18 +454,39 @@ void drift_vstore_release(drift_vstore *vs, const uint32_t *rows, size_t n)
 {
 	if (n == 0)
 		return;
-	if (vs->nfreed + n > vs->freecap) {
-		size_t cap = vs->freecap ? vs->freecap : 64;
-		while (cap < vs->nfreed + n)
-			cap *= 2;
-		uint32_t *f = drift_realloc(vs->freed, cap * sizeof(uint32_t));
-		if (f == NULL)
-			return; /* the rows stay unused: space, not safety */
-		vs->freed = f;
-		vs->freecap = cap;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t r = rows[i];
+		assert(r < vs->nrows && !row_free(vs, r));
+		vs->freebits[r / 64] |= (uint64_t)1 << (r % 64);
+		if (r / 64 < vs->lowword)
+			vs->lowword = r / 64;
+		if (vs->nent > 0)
+			cache_drop(vs, r);
 	}
-	memcpy(vs->freed + vs->nfreed, rows, n * sizeof(uint32_t));
 	vs->nfreed += n;
+	/* Free rows at the top are given up: the high-water mark falls to the
+	 * highest row in use. */
+	uint64_t top = vs->nrows;
+	while (vs->nrows > 0 && row_free(vs, vs->nrows - 1)) {
+		uint64_t r = vs->nrows - 1;
+		if (r % 64 == 63 && vs->freebits[r / 64] == UINT64_MAX) {
+			vs->freebits[r / 64] = 0; /* a whole word at once */
+			vs->nrows -= 64;
+			vs->nfreed -= 64;
+			continue;
+		}
+		vs->freebits[r / 64] &= ~((uint64_t)1 << (r % 64));
+		vs->nrows--;
+		vs->nfreed--;
+	}
+	if (vs->nrows < top) {
+		if (vs->fd < 0)
+			mem_trim(vs);
+		else /* on failure the file keeps its length: disk only */
+			(void)!ftruncate(vs->fd,
+					 (off_t)(vs->nrows * vs->row_bytes));
+	}
+	atomic_store_explicit(&vs->stat_rows, vs->nrows, memory_order_relaxed);
 	atomic_store_explicit(&vs->stat_free, vs->nfreed, memory_order_relaxed);
 }
 
@@ -444,7 +628,11 @@ void drift_vstore_stats_get(drift_vstore *vs, drift_vstore_stats *st)
 	st->hits = atomic_load(&vs->hits);
 	st->misses = atomic_load(&vs->misses);
 	st->disk_reads = atomic_load(&vs->reads);
+	/* Memory mode: the chunks; file mode: the cache's pages that hold a
+	 * row (the others were never touched or went back). */
 	st->resident_bytes =
 		vs->fd < 0 ? (uint64_t)vs->nchunks * CHUNK_ROWS * vs->row_bytes
-			   : (uint64_t)vs->nent * vs->row_bytes;
+			   : atomic_load_explicit(&vs->pages_held,
+						  memory_order_relaxed) *
+				     vs->page;
 }

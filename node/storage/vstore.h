@@ -22,7 +22,12 @@
  *
  * Rows are recycled: a row released by the writer (its vector deleted or
  * replaced, and no reader able to hold it any more) is reused by a later
- * append.
+ * append, the lowest free rows first. Memory follows the rows in use: a
+ * released row leaves the row cache, and a page of the cache that holds no
+ * row any more goes back to the kernel (madvise); the free rows at the top
+ * are given up at once (memory mode frees their chunks, file mode truncates
+ * the file). So a store whose rows in use are dense (drift_l1 moves rows
+ * down when most are free: node/l1/l1_maint.c) holds about what they need.
  *
  * Threads: one writer (append, release) at a time; reads from any thread,
  * concurrently with the writer, of rows appended before the reader learned
@@ -68,10 +73,11 @@ int drift_vstore_read(drift_vstore *vs, const uint32_t *rows, size_t n,
 
 typedef struct drift_vstore_stats {
 	uint64_t rows;		 /* rows in use */
-	uint64_t free_rows;	 /* released, waiting for reuse */
+	uint64_t free_rows;	 /* released below the highest in use */
 	uint64_t hits, misses;	 /* file mode: row cache */
 	uint64_t disk_reads;	 /* file mode: pread calls for rows */
-	uint64_t resident_bytes; /* vector bytes held in memory */
+	uint64_t resident_bytes; /* memory mode: the chunks; file mode: the
+				  * cache pages holding a row */
 } drift_vstore_stats;
 
 void drift_vstore_stats_get(drift_vstore *vs, drift_vstore_stats *st);

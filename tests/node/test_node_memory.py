@@ -13,9 +13,9 @@ node with its default settings (65,536-row memtables):
 - memory that comes back: after dropping them all (some flushed to L1),
   and after deleting 95% of a 60,000-vector 128-d collection and its
   compaction, the resident memory is back within 10% or 16 MiB (the
-  larger) of what it was before. The second is a TODO (reported, not
-  failing the suite): the L1 vector store's row cache (node/storage/vstore.c)
-  keeps the pages of deleted rows (about 30 MiB of the 46 here).
+  larger) of what it was before (the L1 vector store's row cache gives
+  back the pages of deleted rows once maintenance has packed the rows
+  left: node/storage/vstore.h, node/l1/l1_maint.c).
 Resident memory is VmRSS of /proc/PID/status; threads its Threads line.
 Under AddressSanitizer (its allocator quarantines freed memory and adds
 shadow memory) the figures and the time bound are skipped, and the rounds
@@ -63,15 +63,6 @@ def settle(pid, seconds=2.0):
         time.sleep(0.2)
         best = min(best, status(pid)[0])
     return best
-
-
-def todo(tap, ok, what, why):
-    """A known gap: reported as TAP TODO, never hidden. meson counts a
-    TODO that passes as a failure (unexpected pass): whoever fixes the gap
-    turns this back into a check."""
-    tap.n += 1
-    print("%s %d - %s # TODO %s" % ("ok" if ok else "not ok", tap.n, what,
-                                     why), flush=True)
 
 
 def sanitized(pid):
@@ -268,13 +259,9 @@ def main():
     memcheck(tap, asan, loaded - before > BIG * BD * 4,
              "big: loading took memory (%.1f MiB)"
              % ((loaded - before) / MiB))
-    if asan:
-        memcheck(tap, asan, False, "delete 95% and compact: memory back")
-    else:
-        todo(tap, back_within(after, before),
+    memcheck(tap, asan, back_within(after, before),
              "delete 95%% and compact: %.1f MiB, back within 10%% / 16 MiB "
-             "of the %.1f before the load" % (after / MiB, before / MiB),
-             "the vector store's row cache keeps deleted rows' pages")
+             "of the %.1f before the load" % (after / MiB, before / MiB))
     g = n.s.Get(pb.GetRequest(collection="big", ids=keep[:50] + gone[:50]),
                 timeout=60)
     tap.check([p.id for p in g.points] == keep[:50],

@@ -971,6 +971,77 @@ DRIFT_TEST(l1, random_churn_keeps_the_id_index_consistent)
 	assert_consistent(model, live, SPACE, DIM);
 }
 
+/* Deleting 95% leaves the survivors scattered over the vector store;
+ * maintenance packs them into its lowest rows (so the store's memory
+ * follows them), and every survivor keeps its vector, searches included. */
+DRIFT_TEST(l1, maintenance_packs_the_store_after_a_mass_delete)
+{
+	enum { N = 20000, DIM = 8 };
+	drift_l1_opts o = {.dim = DIM, .bucket_target = 64, .seed = 9};
+	cr_assert_eq(drift_l1_new(with_store(&o), &l1, NULL), 0);
+	float *x = blob_data(N, DIM, 20, 4);
+	uint64_t *ids = seq_ids(N, 0);
+	static bool live[N];
+	cr_assert_eq(drift_l1_build(l1, ids, x, N, 1, NULL), 0);
+	uint64_t *del = malloc(N * sizeof(uint64_t));
+	size_t nd = 0;
+	for (size_t i = 0; i < N; i++) {
+		live[i] = i % 20 == 0;
+		if (!live[i])
+			del[nd++] = i;
+	}
+	drift_l1_stats st;
+	drift_l1_stats_get(l1, &st);
+	cr_assert_eq(st.vec_store_rows, N);
+	uint64_t full = st.vec_resident_bytes;
+	drift_err err;
+	cr_assert_eq(drift_l1_apply(l1, NULL, NULL, 0, del, nd, 2, NULL, &err),
+		     0, "%s", err.msg);
+	drift_l1_stats_get(l1, &st);
+	cr_assert_gt(st.vec_store_rows, N / 2, "the survivors span the store");
+	drift_l1_maint_stats ms, total = {0};
+	for (int i = 0; i < 1000; i++) {
+		cr_assert_eq(drift_l1_maintain(l1, 16, &ms, &err), 0, "%s",
+			     err.msg);
+		total.packs += ms.packs;
+		total.packed += ms.packed;
+		if (ms.splits + ms.merges + ms.recenters + ms.packs == 0)
+			break;
+	}
+	drift_l1_stats_get(l1, &st);
+	cr_log_info("pack: %u actions moved %llu rows; store %llu rows for "
+		    "%llu vectors, %llu of %llu bytes resident",
+		    total.packs, (unsigned long long)total.packed,
+		    (unsigned long long)st.vec_store_rows,
+		    (unsigned long long)st.vectors,
+		    (unsigned long long)st.vec_resident_bytes,
+		    (unsigned long long)full);
+	cr_assert_gt(total.packs, 0);
+	cr_assert_eq(st.vectors, N / 20);
+	cr_assert_eq(st.vec_store_rows, N / 20, "the store is dense");
+	if (getenv("DRIFT_TEST_VSTORE") == NULL)
+		cr_assert_leq(st.vec_resident_bytes,
+			      (uint64_t)(N / 20 + 256) * DIM * sizeof(float));
+	assert_consistent(x, live, N, DIM);
+	/* Exhaustive searches agree with brute force over the survivors. */
+	for (int q = 0; q < 20; q++) {
+		const float *qv = x + (size_t)(q * 997 + 13) * DIM;
+		drift_hit got[10], want[10];
+		size_t ng = 0;
+		drift_l1_search_opts so = {.k = 10, .exhaustive = true};
+		cr_assert_eq(drift_l1_search(l1, qv, &so, got, &ng, NULL), 0);
+		size_t nw = brute(DRIFT_METRIC_L2, x, ids, live, N, DIM, qv, 10,
+				  want);
+		cr_assert_eq(ng, nw);
+		for (size_t i = 0; i < ng; i++)
+			cr_assert_eq(got[i].id, want[i].id, "query %d hit %zu",
+				     q, i);
+	}
+	free(del);
+	free(ids);
+	free(x);
+}
+
 /* ---- Cases: drift ----------------------------------------------------- */
 
 /* Reads Fashion-MNIST labels (IDX 0x801) through gzip. */
