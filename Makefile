@@ -8,6 +8,7 @@
 #   make bench-placement  shard placement schemes side by side (seconds)
 #   make fuzz    each fuzz target for FUZZ_SECONDS (default 60)
 #   make test-cluster-long  the cluster's fault rounds at length
+#   make test-chaos  fault rounds under load, the history checked (tests/chaos)
 #   make format  clang-format over the tree
 #   make image   the container image (deploy/build-image.sh)
 #   make test-image  build it and start drift-node (and drift-router) from it
@@ -53,6 +54,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 
 .PHONY: deps deps-bench build build-asan build-fuzz test test-cluster-long \
+	test-chaos \
 	run bench \
 	bench-quick bench-placement bench-cluster bench-router fuzz format \
 	clean image test-image
@@ -98,6 +100,19 @@ test-cluster-long: build
 	DRIFT_NODE=$(CURDIR)/build/node/drift-node DRIFT_PROTO_DIR=$(CURDIR)/proto \
 	  DRIFT_CLUSTER_ROUNDS=$(CLUSTER_ROUNDS) \
 	  /usr/bin/python3 tests/cluster/test_cluster.py
+
+# Fault rounds under load (make test runs 3): CHAOS_ROUNDS rounds of kill -9
+# of a node, SIGSTOP of a node and kill -9 of the router while
+# tests/chaos/loadgen.py runs through the router, then the history checked
+# (tests/chaos/checker.py); CHAOS_RF is the collection's replication factor.
+CHAOS_ROUNDS ?= 20
+CHAOS_RF ?= 1
+test-chaos: build
+	/usr/bin/python3 tests/chaos/test_checker.py
+	DRIFT_NODE=$(CURDIR)/build/node/drift-node \
+	  DRIFT_ROUTER=$(CURDIR)/build/router/drift-router \
+	  DRIFT_PROTO_DIR=$(CURDIR)/proto DRIFT_CHAOS_ROUNDS=$(CHAOS_ROUNDS) \
+	  DRIFT_CHAOS_RF=$(CHAOS_RF) /usr/bin/python3 tests/chaos/test_chaos.py
 
 # drift-router's cost and fan-out (docs/cluster.md).
 bench-router: build
