@@ -490,6 +490,10 @@ def _ms(x):
     return "-" if x is None else "%.1f ms" % (x * 1000)
 
 
+def _s(x):
+    return "never closed" if x == INF else "%.2f s" % x
+
+
 def load_faults(path):
     with open(path) as f:
         return [json.loads(x) for x in f if x.strip()]
@@ -553,7 +557,8 @@ def summary(recs, faults=(), result=None):
         lines.append("failover windows (first failed write to the first "
                      "acknowledged one after the last failure, writes to "
                      "the ids the fault affects):")
-        for fw in failover_windows(recs, faults):
+        fws = failover_windows(recs, faults)
+        for fw in fws:
             f = fw["fault"]
             w = fw["window"]
             target = f["target"] + (" (leader)" if f.get("leader") else "")
@@ -564,6 +569,11 @@ def summary(recs, faults=(), result=None):
                              fw["failed"], fw["writes"],
                              "-" if w is None else "never closed" if
                              w == INF else "%.2f s" % w))
+        for kind in sorted({fw["fault"]["kind"] for fw in fws}):
+            ws = [fw["window"] or 0.0 for fw in fws
+                  if fw["fault"]["kind"] == kind]
+            lines.append("  %s: %d faults, window p50 %s, max %s" % (
+                kind, len(ws), _s(percentile(ws, 50)), _s(max(ws))))
     if result is not None:
         lines.append("checker: " + verdict(result))
     return "\n".join(lines)

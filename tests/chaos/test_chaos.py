@@ -20,7 +20,11 @@ the rounds: the final read of every key, then tests/chaos/checker.py:
   other nodes' shards succeeds (RF 1: the down node's shards answer
   UNAVAILABLE or time out, which is allowed: indeterminate);
 - with DRIFT_CHAOS_RF >= 3 also: every write that starts 5 s (the failover
-  window) or more after a node went down, while it is down, succeeds.
+  window) or more after a node went down, while it is down, succeeds;
+- and the checks can fail: a node whose collections are put back to a
+  copy taken a few seconds of load earlier (a disk that lost its last
+  writes) makes the checker report acknowledged writes lost or deleted
+  ids back.
   Until replication lands, a collection of RF > 1 is INVALID_ARGUMENT and
   the test says so and fails.
 
@@ -37,6 +41,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,7 +52,7 @@ import grpc  # noqa: E402
 
 import checker  # noqa: E402
 from clusterlib import (C, cluster, code_of, free_ports, leader_of,  # noqa
-                        pb, pbg, shard_of_id, tmpdir, wait_for)
+                        pb, pbg, shard_of_id, wait_for)
 from grpctest import Tap  # noqa: E402
 
 ROUTER = os.environ["DRIFT_ROUTER"]
@@ -148,9 +153,50 @@ def calls_during(recs, t0, t1, ids=None, kinds=("upsert", "delete", "get")):
     return out
 
 
+def rollback(nodes, router, probes, rnd, base, recs):
+    """Copies a node's collections while it is stopped, runs the load for
+    a few seconds more, kills the node and puts the copy back, restarts
+    it: the checker, over both histories, must report acknowledged writes
+    lost or deleted ids back. True when it does."""
+    victim = rnd.choice(nodes)
+    coll = os.path.join(victim.data, "collections")
+    copy = os.path.join(base, "rollback-copy")
+    victim.proc.send_signal(signal.SIGSTOP)
+    try:
+        shutil.copytree(coll, copy)
+    finally:
+        victim.proc.send_signal(signal.SIGCONT)
+    path = os.path.join(base, "history-rollback.jsonl")
+    wn_base = max([w for r in recs if r["op"] == "upsert"
+                   for w in r["wn"]] + [0])
+    subprocess.run(
+        [sys.executable, os.path.join(HERE, "loadgen.py"),
+         "--addr", router.addr, "--collection", COLL, "--keys", str(KEYS),
+         "--threads", str(THREADS), "--duration", "3",
+         "--mix", "upsert=3,delete=1,get=1", "--seed", str(SEED + 1),
+         "--wn-base", str(wn_base), "--out", path], check=True,
+        capture_output=True, timeout=120)
+    victim.kill()
+    shutil.rmtree(coll)
+    shutil.copytree(copy, coll)
+    victim.start()
+    healthy(nodes, router, probes)
+    subprocess.run(
+        [sys.executable, os.path.join(HERE, "loadgen.py"),
+         "--addr", router.addr, "--collection", COLL, "--keys", str(KEYS),
+         "--out", path, "--final-read"], check=True, capture_output=True,
+        timeout=120)
+    res = checker.check(recs + checker.load(path))
+    print("# rolled back %s: %s" % (victim.name, checker.verdict(res)),
+          flush=True)
+    for kind, key, text in res["violations"][:2]:
+        print("#   %s id %s: %s" % (kind, key, text), flush=True)
+    return res["counts"]["lost"] + res["counts"]["back"] > 0
+
+
 def main(tap):
     rnd = random.Random(SEED)
-    base = tmpdir()
+    base = tempfile.mkdtemp(prefix="drift-chaos-")
     hist_path = os.path.join(base, "history.jsonl")
     faults_path = os.path.join(base, "faults.jsonl")
     print("# RF %d, %d rounds, seed %d, in %s" % (RF, ROUNDS, SEED, base),
@@ -158,7 +204,6 @@ def main(tap):
     nodes = cluster(base, 3)
     for n in nodes:
         n.node_id = n.status().node_id
-    by_id = {n.node_id: n for n in nodes}
     wait_for(lambda: all(x.state == pb.NODE_STATE_UP
                          for x in nodes[0].status().nodes), timeout=30)
     router = Router(",".join(n.addr for n in nodes),
@@ -254,8 +299,8 @@ def main(tap):
         tap.check(load.returncode == 0 and not unhealthy,
                   "%d rounds of kill -9, SIGSTOP and router kill under "
                   "load; healthy again after each (%s); %s" % (
-                      ROUNDS, ", ".join("%.1f" % f["healthy_s"] for f in
-                                        faults if f["healthy_s"]) + " s"
+                      ROUNDS, "at most %.1f s after the node or router "
+                      "was back" % max(f["healthy_s"] for f in faults)
                       if not unhealthy else "not after " +
                       ", ".join(unhealthy), out.strip()))
         load = None
@@ -338,6 +383,12 @@ def main(tap):
                       "RF %d: %d writes %.0f s or more after a node went "
                       "down, while it was down: %d failed %s" %
                       (RF, late, FAILOVER_S, len(failed), failed[:3]))
+        # The same checks can fail: a node rolled back to an older copy of
+        # its collections (a disk that lost its last writes) must show.
+        if not tap.check(rollback(nodes, router, probes, rnd, base, recs),
+                         "a node rolled back to an older copy of its data "
+                         "is caught (see above)"):
+            keep = True
     except Exception:
         keep = True
         raise
