@@ -66,8 +66,13 @@ struct cconn {
 	drift_h2io io; /* first */
 	drift_grpc_client *cl;
 	struct slot *slot; /* NULL once detached (failed or draining) */
+	uv_getaddrinfo_t gai;
+	bool resolving; /* gai under way: counted in handles */
 	uv_connect_t creq;
-	uv_timer_t ctimer; /* connect timeout */
+	uv_timer_t ctimer; /* connect timeout (resolution included) */
+	uv_timer_t ka;	   /* keepalive tick */
+	uint64_t last_recv, ping_sent; /* ping_sent 0: none out */
+	char why[192];		       /* a close reason made here */
 	int handles;
 	bool connected;
 	drift_grpc_ccall *calls;   /* submitted */
@@ -87,7 +92,7 @@ struct slot {
 struct drift_grpc_client {
 	drift_grpc_client_opts o;
 	char addr[300];
-	struct sockaddr_storage ss;
+	char host[256], port[8]; /* addr split: resolved at each attempt */
 	uv_loop_t loop;
 	uv_async_t async;
 	pthread_t thread;
@@ -381,6 +386,10 @@ static void on_io_close(drift_h2io *io)
 	conn_fail(conn, io->close_reason ? io->close_reason : "closed");
 	if (!uv_is_closing((uv_handle_t *)&conn->ctimer))
 		uv_close((uv_handle_t *)&conn->ctimer, on_ctimer_closed);
+	if (!uv_is_closing((uv_handle_t *)&conn->ka))
+		uv_close((uv_handle_t *)&conn->ka, on_ctimer_closed);
+	if (conn->resolving) /* its callback comes (ECANCELED or not) */
+		uv_cancel((uv_req_t *)&conn->gai);
 	conn_handle_closed(conn);
 }
 
@@ -548,6 +557,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
 {
 	(void)session;
 	struct cconn *conn = user;
+	/* Any frame proves the peer alive (keepalive). */
+	conn->last_recv = drift_now_ns();
+	if (frame->hd.type == NGHTTP2_PING &&
+	    (frame->hd.flags & NGHTTP2_FLAG_ACK) != 0)
+		conn->ping_sent = 0;
 	if (frame->hd.type == NGHTTP2_GOAWAY && conn->slot != NULL) {
 		/* No new calls here: the next ones get a new connection. */
 		conn->slot->conn = NULL;
@@ -591,10 +605,50 @@ static int conn_session(struct cconn *conn)
 	return rv == 0 ? 0 : DRIFT_ENOMEM;
 }
 
+/* Keepalive tick (see client.h): a PING after keepalive_ns without a
+ * frame from the peer, the connection closed when its ack is late. */
+static void on_keepalive(uv_timer_t *t)
+{
+	struct cconn *conn = t->data;
+	drift_grpc_client *cl = conn->cl;
+	if (conn->io.closing)
+		return;
+	uint64_t now = drift_now_ns();
+	if (conn->ping_sent != 0) {
+		if (now - conn->ping_sent >= cl->o.keepalive_timeout_ns) {
+			snprintf(conn->why, sizeof(conn->why),
+				 "no answer to a keepalive PING in %llu ms",
+				 (unsigned long long)(now - conn->ping_sent) /
+					 1000000);
+			conn_close(conn, conn->why);
+		}
+		return;
+	}
+	if (now - conn->last_recv >= cl->o.keepalive_ns &&
+	    nghttp2_submit_ping(conn->io.session, NGHTTP2_FLAG_NONE, NULL) ==
+		    0) {
+		conn->ping_sent = now;
+		drift_h2io_flush(&conn->io);
+	}
+}
+
 static void conn_ready(struct cconn *conn)
 {
 	conn->connected = true;
 	uv_timer_stop(&conn->ctimer);
+	conn->last_recv = drift_now_ns();
+	drift_grpc_client *cl = conn->cl;
+	if (cl->o.keepalive_ns != UINT64_MAX) {
+		/* Ticks at half the shorter of the two periods: a ping goes
+		 * out at most half a period late, a late ack is noticed
+		 * within keepalive_timeout * 1.5. */
+		uint64_t p = cl->o.keepalive_ns < cl->o.keepalive_timeout_ns
+				     ? cl->o.keepalive_ns
+				     : cl->o.keepalive_timeout_ns;
+		uint64_t ms = p / 2000000;
+		uv_timer_start(&conn->ka, on_keepalive, ms ? ms : 1,
+			       ms ? ms : 1);
+	}
 	if (conn->slot != NULL) {
 		conn->slot->fails = 0;
 		conn->slot->retry_at = 0;
@@ -623,6 +677,28 @@ static void on_connected(uv_connect_t *req, int status)
 	conn_ready(conn);
 }
 
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct cconn *conn = req->data;
+	conn->resolving = false;
+	if (!conn->io.closing) {
+		int rc = status < 0 || res == NULL
+				 ? (status < 0 ? status : UV_EAI_NONAME)
+				 : uv_tcp_connect(&conn->creq, &conn->io.tcp,
+						  res->ai_addr, on_connected);
+		if (rc != 0 && (status < 0 || res == NULL)) {
+			snprintf(conn->why, sizeof(conn->why),
+				 "resolving %.90s: %s", conn->cl->host,
+				 uv_strerror(rc));
+			conn_close(conn, conn->why);
+		} else if (rc != 0) {
+			conn_close(conn, uv_strerror(rc));
+		}
+	}
+	uv_freeaddrinfo(res);
+	conn_handle_closed(conn);
+}
+
 static struct cconn *conn_open(struct slot *sl)
 {
 	drift_grpc_client *cl = sl->cl;
@@ -635,17 +711,27 @@ static struct cconn *conn_open(struct slot *sl)
 	conn->io.on_close = on_io_close;
 	uv_timer_init(&cl->loop, &conn->ctimer);
 	conn->ctimer.data = conn;
-	conn->handles = 2;
+	uv_timer_init(&cl->loop, &conn->ka);
+	conn->ka.data = conn;
+	conn->handles = 3;
 	conn->creq.data = conn;
+	conn->gai.data = conn;
 	sl->conn = conn;
-	int rc = uv_tcp_connect(&conn->creq, &conn->io.tcp,
-				(const struct sockaddr *)&cl->ss, on_connected);
-	if (rc != 0) {
-		conn_close(conn, uv_strerror(rc));
-		return conn;
-	}
 	uv_timer_start(&conn->ctimer, on_connect_timeout,
 		       cl->o.connect_timeout_ns / 1000000 + 1, 0);
+	/* The name again at every attempt: its address may have changed. */
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM};
+	int rc = uv_getaddrinfo(&cl->loop, &conn->gai, on_resolved, cl->host,
+				cl->port, &hints);
+	if (rc != 0) {
+		snprintf(conn->why, sizeof(conn->why), "resolving %.90s: %s",
+			 cl->host, uv_strerror(rc));
+		conn_close(conn, conn->why);
+		return conn;
+	}
+	conn->resolving = true;
+	conn->handles++;
 	return conn;
 }
 
@@ -878,17 +964,26 @@ int drift_grpc_client_new(const char *addr, const drift_grpc_client_opts *opts,
 		o->stream_window = 4 * MiB;
 	if (o->conn_window == 0)
 		o->conn_window = 16 * MiB;
+	if (o->keepalive_ns == 0)
+		o->keepalive_ns = 10000000000ull;
+	if (o->keepalive_timeout_ns == 0)
+		o->keepalive_timeout_ns = 5000000000ull;
 	if (strlen(addr) >= sizeof(cl->addr)) {
 		drift_free(cl);
 		return drift_err_set(err, DRIFT_EINVAL,
 				     "grpc client: address too long");
 	}
 	snprintf(cl->addr, sizeof(cl->addr), "%s", addr);
-	int rv = drift_grpc_resolve(addr, &cl->ss, err);
+	int port;
+	int rv = drift_grpc_split_addr(addr, cl->host, sizeof(cl->host), &port);
 	if (rv != 0) {
 		drift_free(cl);
-		return drift_err_wrap(err, rv, "grpc client");
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "grpc client: address \"%s\": expected "
+				     "HOST:PORT",
+				     addr);
 	}
+	snprintf(cl->port, sizeof(cl->port), "%d", port);
 	cl->slots = drift_calloc(o->connections, sizeof(*cl->slots));
 	if (cl->slots == NULL) {
 		drift_free(cl);

@@ -15,6 +15,21 @@
  * set, then they wait for the next attempt within their deadline. Calls
  * spread over the pool's connections round-robin.
  *
+ * Every attempt resolves the host again (getaddrinfo on libuv's thread
+ * pool, within connect_timeout), so a peer whose name now points elsewhere
+ * (a Kubernetes pod restarted with a new IP) is found at its new address;
+ * a name that does not resolve fails the attempt like a refused
+ * connection (UNAVAILABLE, then backoff).
+ *
+ * Keepalive: a connection that has received nothing for keepalive_ns
+ * (open calls or not) is sent an HTTP/2 PING; one not acknowledged within
+ * keepalive_timeout_ns closes the connection (its calls fail UNAVAILABLE,
+ * the next call connects again), so a peer that vanished without a reset
+ * (a deleted pod, a cut network) is noticed in seconds, not at the TCP
+ * timeout. Drift's servers accept pings at any rate; a stock gRPC server
+ * counts pings without calls against a limit (5 minutes apart by
+ * default), so a client of one sets keepalive_ns to UINT64_MAX (off).
+ *
  * Statuses: what the server sent in grpc-status / grpc-message; when it
  * sent none, the HTTP status is mapped as gRPC specifies (404
  * UNIMPLEMENTED, 429/502/503/504 UNAVAILABLE, ...); a lost connection is
@@ -43,11 +58,14 @@ typedef struct drift_grpc_client_opts {
 	uint64_t backoff_min_ns;     /* 0: 100 ms */
 	uint64_t backoff_max_ns;     /* 0: 5 s */
 	bool wait_for_ready;
-	uint32_t stream_window; /* 0: 4 MiB */
-	uint32_t conn_window;	/* 0: 16 MiB */
+	uint32_t stream_window;	       /* 0: 4 MiB */
+	uint32_t conn_window;	       /* 0: 16 MiB */
+	uint64_t keepalive_ns;	       /* 0: 10 s; UINT64_MAX: no pings */
+	uint64_t keepalive_timeout_ns; /* 0: 5 s */
 } drift_grpc_client_opts;
 
-/* addr is "host:port" (resolved now). opts may be NULL. */
+/* addr is "host:port" or "[v6]:port" (DRIFT_EINVAL otherwise; the host is
+ * resolved at each connection attempt). opts may be NULL. */
 int drift_grpc_client_new(const char *addr, const drift_grpc_client_opts *opts,
 			  drift_grpc_client **out, drift_err *err);
 /* Cancels every call still running (their callers get CANCELLED), closes

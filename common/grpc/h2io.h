@@ -68,6 +68,10 @@ static inline bool drift_h2_is(const uint8_t *a, size_t alen, const char *b)
 	return alen == blen && memcmp(a, b, blen) == 0;
 }
 
+/* Splits "host:port" or "[v6]:port" into host (brackets removed) and
+ * port: 0 or DRIFT_EINVAL. */
+int drift_grpc_split_addr(const char *addr, char *host, size_t hcap, int *port);
+
 /* Resolves "host:port" or "[v6]:port" (getaddrinfo: names allowed) into
  * ss. 0 or DRIFT_EINVAL with a message naming the address. */
 int drift_grpc_resolve(const char *addr, struct sockaddr_storage *ss,

@@ -8,8 +8,7 @@
 
 #include "common/grpc/h2io.h"
 
-/* Splits "host:port" or "[v6]:port". */
-static int split_addr(const char *addr, char *host, size_t hcap, int *port)
+int drift_grpc_split_addr(const char *addr, char *host, size_t hcap, int *port)
 {
 	const char *colon = strrchr(addr, ':');
 	if (colon == NULL)
@@ -37,7 +36,7 @@ int drift_grpc_resolve(const char *addr, struct sockaddr_storage *ss,
 {
 	char host[256];
 	int port;
-	if (split_addr(addr, host, sizeof(host), &port) != 0)
+	if (drift_grpc_split_addr(addr, host, sizeof(host), &port) != 0)
 		return drift_err_set(err, DRIFT_EINVAL,
 				     "address \"%s\": expected HOST:PORT",
 				     addr);

@@ -8,6 +8,10 @@
  *   echo-client --addr HOST:PORT --probe SECONDS
  *       a unary call every 50 ms; prints changes between success and
  *       failure and a JSON summary (the reconnection test);
+ *   echo-client --addr HOST:PORT --idle SECONDS --keepalive MS
+ *       one unary call, SECONDS idle, another call (keepalive every MS,
+ *       ack timeout MS too); prints a JSON line with both outcomes (the
+ *       keepalive test: tests/grpc/test_client_resolve.py);
  *   echo-client --addr HOST:PORT --bench SECONDS [--inflight N]
  *       unary echo calls with N in flight for SECONDS; prints one JSON
  *       line with requests/s (the benchmark).
@@ -404,6 +408,42 @@ static int probe(const char *addr, double seconds)
 	return 0;
 }
 
+/* ---- Keepalive ---- */
+
+/* One call, `seconds` idle, one more: the second succeeds when a dead
+ * connection was noticed (keepalive) and a new one made. */
+static int idle(const char *addr, double seconds, unsigned ka_ms)
+{
+	drift_grpc_client *cl;
+	drift_grpc_client_opts o = {.keepalive_ns = ka_ms * MS,
+				    .keepalive_timeout_ns = ka_ms * MS,
+				    .backoff_min_ns = 50 * MS};
+	if (drift_grpc_client_new(addr, &o, &cl, NULL) != 0)
+		return 1;
+	drift_grpc_status st1, st2;
+	drift_grpc_msg *m = NULL;
+	drift_grpc_client_unary(cl, "/drift.test.Echo/Unary", "", 0, 2 * SEC,
+				&m, &st1);
+	drift_grpc_msg_free(m);
+	m = NULL;
+	printf("# first call: %s\n", drift_grpc_code_name(st1.code));
+	fflush(stdout);
+	struct timespec ts = {
+		(time_t)seconds,
+		(long)((seconds - (double)(time_t)seconds) * 1e9)};
+	nanosleep(&ts, NULL);
+	uint64_t t0 = drift_now_ns();
+	drift_grpc_client_unary(cl, "/drift.test.Echo/Unary", "", 0, 3 * SEC,
+				&m, &st2);
+	drift_grpc_msg_free(m);
+	printf("{\"first\": \"%s\", \"second\": \"%s\", "
+	       "\"second_ms\": %.1f, \"second_msg\": \"%s\"}\n",
+	       drift_grpc_code_name(st1.code), drift_grpc_code_name(st2.code),
+	       (double)(drift_now_ns() - t0) / 1e6, st2.msg);
+	drift_grpc_client_free(cl);
+	return 0;
+}
+
 /* ---- Benchmark ---- */
 
 struct bench {
@@ -460,8 +500,8 @@ static int bench(const char *addr, double seconds, unsigned inflight)
 int main(int argc, char **argv)
 {
 	const char *addr = NULL;
-	double secs = 0, probe_s = 0;
-	unsigned inflight = 32;
+	double secs = 0, probe_s = 0, idle_s = 0;
+	unsigned inflight = 32, ka_ms = 0;
 	bool run_suite = false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--addr") == 0 && i + 1 < argc)
@@ -472,6 +512,10 @@ int main(int argc, char **argv)
 			probe_s = atof(argv[++i]);
 		else if (strcmp(argv[i], "--bench") == 0 && i + 1 < argc)
 			secs = atof(argv[++i]);
+		else if (strcmp(argv[i], "--idle") == 0 && i + 1 < argc)
+			idle_s = atof(argv[++i]);
+		else if (strcmp(argv[i], "--keepalive") == 0 && i + 1 < argc)
+			ka_ms = (unsigned)atoi(argv[++i]);
 		else if (strcmp(argv[i], "--inflight") == 0 && i + 1 < argc)
 			inflight = (unsigned)atoi(argv[++i]);
 		else
@@ -479,9 +523,12 @@ int main(int argc, char **argv)
 	}
 	if (addr != NULL && probe_s > 0)
 		return probe(addr, probe_s);
+	if (addr != NULL && idle_s > 0 && ka_ms > 0)
+		return idle(addr, idle_s, ka_ms);
 	if (addr == NULL || (!run_suite && secs <= 0)) {
 		fprintf(stderr, "usage: echo-client --addr HOST:PORT "
-				"(--suite | --probe SECONDS | --bench SECONDS "
+				"(--suite | --probe SECONDS | --idle SECONDS "
+				"--keepalive MS | --bench SECONDS "
 				"[--inflight N])\n");
 		return 2;
 	}
