@@ -915,6 +915,10 @@ static void describe(drift_grpc_call *c, void *ctx)
 void drift_router_list(drift_grpc_call *c,
 		       Drift__V1__ListCollectionsRequest *req)
 {
+	drift_err verr;
+	drift_err_clear(&verr);
+	if (refuse(c, drift_api_check_list(req, &verr), &verr) != 0)
+		return;
 	drift_rmap_refresh(follower, 0, 2000000000ull);
 	drift_rmap *map = drift_rmap_get(follower);
 	const Drift__V1__ShardMapResponse *pb =

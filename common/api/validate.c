@@ -118,3 +118,20 @@ int drift_api_check_get(const Drift__V1__GetRequest *r, drift_err *err)
 				     r->n_ids, DRIFT_API_MAX_GET);
 	return 0;
 }
+
+int drift_api_check_list(const Drift__V1__ListCollectionsRequest *r,
+			 drift_err *err)
+{
+	const char *t = r->page_token;
+	size_t n = strlen(t);
+	bool ok = n <= 64;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (t[i] >= 'a' && t[i] <= 'z') ||
+		     (t[i] >= 'A' && t[i] <= 'Z') ||
+		     (t[i] >= '0' && t[i] <= '9') || t[i] == '_' || t[i] == '-';
+	if (!ok)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "page_token is not one this server gave "
+				     "(a collection name)");
+	return 0;
+}

@@ -55,4 +55,9 @@ int drift_api_check_upsert(const Drift__V1__UpsertRequest *r,
 /* A Get: the number of ids. */
 int drift_api_check_get(const Drift__V1__GetRequest *r, drift_err *err);
 
+/* A ListCollections page_token: empty, or one this API gave (the last
+ * name of the previous page, [A-Za-z0-9_-]{1,64}). */
+int drift_api_check_list(const Drift__V1__ListCollectionsRequest *r,
+			 drift_err *err);
+
 #endif /* DRIFT_COMMON_API_VALIDATE_H */

@@ -411,11 +411,12 @@ static void list_collections(drift_grpc_call *c, void *ctx)
 		req->page_size == 0 || req->page_size > DRIFT_NODE_MAX_PAGE
 			? DRIFT_NODE_MAX_PAGE
 			: req->page_size;
-	if (req->page_token[0] != '\0' &&
-	    !drift_collection_name_ok(req->page_token)) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT,
-				       "page_token is not one this server "
-				       "gave (a collection name)");
+	drift_err verr;
+	drift_err_clear(&verr);
+	int vrv = drift_api_check_list(req, &verr);
+	if (vrv != 0) {
+		drift_grpc_call_finish(c, drift_grpc_code_from_err(vrv), "%s",
+				       verr.msg);
 		protobuf_c_message_free_unpacked(&req->base, NULL);
 		return;
 	}

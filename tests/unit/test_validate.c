@@ -119,3 +119,23 @@ DRIFT_TEST(validate, get_limit)
 	cr_assert_str_eq(e.msg,
 			 "get of 100001 ids is over the limit of 100000");
 }
+
+DRIFT_TEST(validate, list_page_token)
+{
+	Drift__V1__ListCollectionsRequest r =
+		DRIFT__V1__LIST_COLLECTIONS_REQUEST__INIT;
+	drift_err e;
+	drift_err_clear(&e);
+	cr_assert_eq(drift_api_check_list(&r, &e), 0);
+	r.page_token = "alpha_2-B";
+	cr_assert_eq(drift_api_check_list(&r, &e), 0);
+	r.page_token = "no such/token";
+	cr_assert_eq(drift_api_check_list(&r, &e), DRIFT_EINVAL);
+	cr_assert_str_eq(e.msg, "page_token is not one this server gave (a "
+				"collection name)");
+	char long_name[66];
+	memset(long_name, 'x', 65);
+	long_name[65] = '\0';
+	r.page_token = long_name;
+	cr_assert_eq(drift_api_check_list(&r, &e), DRIFT_EINVAL);
+}
