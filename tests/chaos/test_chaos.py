@@ -19,8 +19,9 @@ the rounds: the final read of every key, then tests/chaos/checker.py:
 - while a node is down or stopped, every call whose ids are all on the
   other nodes' shards succeeds (RF 1: the down node's shards answer
   UNAVAILABLE or time out, which is allowed: indeterminate);
-- with DRIFT_CHAOS_RF >= 3 also: every write that starts 5 s (the failover
-  window) or more after a node went down, while it is down, succeeds;
+- with DRIFT_CHAOS_RF >= 3 also: every write, and every Get and Search,
+  that starts 5 s (the failover window) or more after a node went down,
+  while it is down, succeeds;
 - and the checks can fail: a node whose collections are put back to a
   copy taken a few seconds of load earlier (a disk that lost its last
   writes) makes the checker report acknowledged writes lost or deleted
@@ -142,12 +143,13 @@ def healthy(nodes, router, probes):
 
 def calls_during(recs, t0, t1, ids=None, kinds=("upsert", "delete", "get")):
     """The calls of those kinds that started at or after t0 and ended by
-    t1, whose ids are all in ids (any when ids is None)."""
+    t1, whose ids are all in ids (any when ids is None; a Search has no
+    ids and is taken only then)."""
     out = []
     for r in recs:
         if r["op"] not in kinds or r["start"] < t0 or r["end"] > t1:
             continue
-        if ids is not None and not set(r["ids"]) <= ids:
+        if ids is not None and not set(r.get("ids", [-1])) <= ids:
             continue
         out.append(r)
     return out
@@ -369,20 +371,23 @@ def main(tap):
                   "other nodes' shards: %d failed %s" %
                   (others, len(failed), failed[:3]))
         if RF >= 3:
-            late, failed = 0, []
-            for f in faults:
-                if f["kind"] == "router":
-                    continue
-                got = calls_during(recs, f["t0"] + FAILOVER_S, f["t_back"],
-                                   kinds=("upsert", "delete"))
-                late += len(got)
-                failed += ["%s %s: %s %s" % (f["kind"], f["target"],
-                                             r["op"], r["outcome"])
-                           for r in got if r["outcome"] != "OK"]
-            tap.check(late >= 10 and not failed,
-                      "RF %d: %d writes %.0f s or more after a node went "
-                      "down, while it was down: %d failed %s" %
-                      (RF, late, FAILOVER_S, len(failed), failed[:3]))
+            for what, kinds in (("writes", ("upsert", "delete")),
+                                ("reads", ("get", "search"))):
+                late, failed = 0, []
+                for f in faults:
+                    if f["kind"] == "router":
+                        continue
+                    got = calls_during(recs, f["t0"] + FAILOVER_S,
+                                       f["t_back"], kinds=kinds)
+                    late += len(got)
+                    failed += ["%s %s: %s %s" % (f["kind"], f["target"],
+                                                 r["op"], r["outcome"])
+                               for r in got if r["outcome"] != "OK"]
+                tap.check(late >= 10 and not failed,
+                          "RF %d: %d %s %.0f s or more after a node went "
+                          "down, while it was down: %d failed %s" %
+                          (RF, late, what, FAILOVER_S, len(failed),
+                           failed[:3]))
         # The same checks can fail: a node rolled back to an older copy of
         # its collections (a disk that lost its last writes) must show.
         if not tap.check(rollback(nodes, router, probes, rnd, base, recs),
