@@ -17,7 +17,8 @@ processes on 127.0.0.1, stock grpcio):
   shards flushes every shard (the peer Flush); with a node down it fails
   UNAVAILABLE naming the node;
 - WatchShardMap served by the router: the map now, then each newer
-  version, filtered by collection as on a node;
+  version, filtered by collection as on a node; a router stopping ends
+  the stream UNAVAILABLE at once (not after its 10 s grace);
 - every other drift.v1.Cluster call is forwarded and answers as a node
   does (statuses and messages included).
 """
@@ -350,6 +351,28 @@ def main():
                       m, pb.ShardMapResponse) else m))
         st.cancel()
         t.join(10)
+        # A router stopping (SIGTERM) ends its watch streams with
+        # UNAVAILABLE at once, instead of holding them for the 10 s
+        # shutdown grace, so a watcher moves on and the router exits.
+        r3 = Router(",".join(n.addr for n in nodes),
+                    os.path.join(base, "router-3.log"))
+        st = r3.c.WatchShardMap(pb.WatchShardMapRequest(known_version=0),
+                                timeout=60)
+        got = queue.Queue()
+        t = threading.Thread(target=reader, args=(st,))
+        t.start()
+        got.get(timeout=10)
+        t0 = time.time()
+        rc = r3.stop()
+        took = time.time() - t0
+        t.join(10)
+        end = got.get(timeout=1) if not got.empty() else None
+        tap.check(rc == 0 and took < 3 and isinstance(end, grpc.RpcError)
+                  and end.code() == C.UNAVAILABLE,
+                  "a router with a watch stream open stops in %.2f s "
+                  "(exit %r), the stream ends %s" % (
+                      took, rc, end.code() if isinstance(
+                          end, grpc.RpcError) else end))
         for nm in ("w1", "w2"):
             r1.s.DropCollection(pb.DropCollectionRequest(name=nm),
                                 timeout=30)
