@@ -868,16 +868,28 @@ void drift_router_describe(drift_grpc_call *c,
 	Drift__V1__CollectionInfo info = *col->info;
 	info.vector_count = 0;
 	info.memory_bytes = 0;
+	info.memory_limit = 0;
+	bool unlimited = false;
 	for (size_t i = 0; ok && i < n; i++) {
 		ans[i] = drift__peer__v1__shard_describe_response__unpack(
 			NULL, parts[i].resp->len, parts[i].resp->data);
 		ok = ans[i] != NULL;
-		if (ok) {
-			info.vector_count += ans[i]->vector_count;
-			info.memory_bytes += ans[i]->memory_bytes;
-			ps[i] = ans[i]->stats;
+		if (!ok)
+			break;
+		info.vector_count += ans[i]->vector_count;
+		info.memory_bytes += ans[i]->memory_bytes;
+		ps[i] = ans[i]->stats;
+		/* Each node's share once (part i is shard i: every shard). */
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = strcmp(parts[j].address, parts[i].address) == 0;
+		if (!seen) {
+			unlimited |= ans[i]->memory_limit == 0;
+			info.memory_limit += ans[i]->memory_limit;
 		}
 	}
+	if (unlimited)
+		info.memory_limit = 0;
 	if (ok) {
 		info.n_shard_stats = n;
 		info.shard_stats = ps;

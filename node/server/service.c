@@ -1095,6 +1095,7 @@ static void peer_describe(drift_grpc_call *c, void *ctx)
 				DRIFT__PEER__V1__SHARD_DESCRIBE_RESPONSE__INIT;
 			resp.vector_count = t->live;
 			resp.memory_bytes = t->memory_bytes;
+			drift_collection_memory(col, &resp.memory_limit);
 			resp.stats = &ps;
 			reply(c, &resp.base);
 			drift_free(st);
