@@ -20,7 +20,10 @@ processes on 127.0.0.1, stock grpcio):
   version, filtered by collection as on a node; a router stopping ends
   the stream UNAVAILABLE at once (not after its 10 s grace);
 - every other drift.v1.Cluster call is forwarded and answers as a node
-  does (statuses and messages included).
+  does (statuses and messages included);
+- a --join node that goes silent without a reset (a proxy that swallows
+  every byte) is left by the router's map watch (the gRPC client's
+  keepalive), which goes on through the next address.
 """
 import os
 import queue
@@ -41,6 +44,7 @@ import numpy as np  # noqa: E402
 from clusterlib import (C, cluster, code_of, free_ports, pb,  # noqa: E402
                         pbg, peer_stubs, shard_of_id, tmpdir, wait_for)
 from grpctest import Tap, drift_stubs  # noqa: E402
+from h2proxy import Proxy  # noqa: E402
 
 hpb, hpbg = drift_stubs()[2:]
 
@@ -377,6 +381,59 @@ def main():
             r1.s.DropCollection(pb.DropCollectionRequest(name=nm),
                                 timeout=30)
 
+    def silent_node():
+        # The router follows the map through the first --join address,
+        # here a proxy to node-1 that goes silent without closing anything
+        # (a deleted pod, a cut link): the gRPC client's keepalive (a PING
+        # after 10 s without a frame, 5 s for its ack) drops the
+        # connection, and the router watches the next address. Without
+        # keepalive its watch would hang on the dead connection and never
+        # see a newer map.
+        px = Proxy(("127.0.0.1", nodes[0].port))
+        r4 = Router("127.0.0.1:%d,%s" % (px.port, ",".join(
+            n.addr for n in nodes[1:])), os.path.join(base, "router-4.log"))
+        try:
+            v = nodes[1].c.ShardMap(pb.ShardMapRequest(),
+                                    timeout=10).version
+            got = queue.Queue()
+
+            def reader(stream):
+                try:
+                    for msg in stream:
+                        got.put(msg)
+                except grpc.RpcError as e:
+                    got.put(e)
+            st = r4.c.WatchShardMap(pb.WatchShardMapRequest(
+                known_version=v), timeout=60)
+            t = threading.Thread(target=reader, args=(st,))
+            t.start()
+            time.sleep(0.5)
+            px.silence()
+            t0 = time.time()
+            nodes[1].s.CreateCollection(pb.CreateCollectionRequest(
+                name="ka", dimension=D), timeout=30)
+            seen = None
+            while seen is None and time.time() - t0 < 40:
+                try:
+                    m = got.get(timeout=1)
+                except queue.Empty:
+                    continue
+                if not isinstance(m, pb.ShardMapResponse):
+                    break
+                if any(c.name == "ka" for c in m.collections):
+                    seen = time.time() - t0
+            st.cancel()
+            t.join(10)
+            tap.check(seen is not None and seen < 30,
+                      "a router whose --join node goes silent (no reset) "
+                      "moves to the next one and sees the new map %.1f s "
+                      "later (keepalive 10 s + 5 s)" % (seen or -1))
+        finally:
+            r4.stop()
+            px.close()
+            r1.s.DropCollection(pb.DropCollectionRequest(name="ka"),
+                                timeout=30)
+
     def cluster_methods():
         # Every drift.v1.Cluster method through the router answers as a
         # node does (forwarded; WatchShardMap above).
@@ -553,6 +610,7 @@ def main():
     for name, fn in [("basics", basics), ("bad_batch", bad_batch),
                      ("flush", flush), ("watch_shard_map", watch_shard_map),
                      ("cluster_methods", cluster_methods),
+                     ("silent_node", silent_node),
                      ("two_routers_and_kill", two_routers_and_kill),
                      ("map_change_under_load", map_change_under_load),
                      ("node_down", node_down)]:
