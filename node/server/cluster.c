@@ -798,6 +798,14 @@ void drift_node_cluster_stop(drift_node_cluster *nc)
 	nc->watching = false;
 }
 
+bool drift_node_cluster_closing(drift_node_cluster *nc)
+{
+	pthread_mutex_lock(&nc->mu);
+	bool closing = nc->closing;
+	pthread_mutex_unlock(&nc->mu);
+	return closing;
+}
+
 void drift_node_cluster_close(drift_node_cluster *nc)
 {
 	if (nc == NULL)

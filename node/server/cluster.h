@@ -66,6 +66,11 @@ int drift_node_cluster_start(drift_node_cluster *nc, uint64_t timeout_ns,
  * gRPC handlers still in flight finish cleanly. Idempotent. */
 void drift_node_cluster_stop(drift_node_cluster *nc);
 
+/* Whether drift_node_cluster_stop has begun: the node is shutting down
+ * (open WatchShardMap streams end, so the server's grace is not spent
+ * waiting for them). */
+bool drift_node_cluster_closing(drift_node_cluster *nc);
+
 /* Stops if needed and frees (after the server has shut down). */
 void drift_node_cluster_close(drift_node_cluster *nc);
 

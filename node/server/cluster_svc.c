@@ -1050,6 +1050,15 @@ static void watch_shard_map(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 	drift_member *m = drift_node_cluster_member(nc);
 	while (!drift_grpc_call_done(c)) {
+		if (drift_node_cluster_closing(nc)) {
+			/* The watcher moves to another node now, and the
+			 * server's shutdown does not wait its grace for this
+			 * stream. */
+			drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE,
+					       "node %s is shutting down",
+					       drift_node_cluster_node_id(nc));
+			return;
+		}
 		drift_meta *st = NULL;
 		int rv = drift_member_wait(m, known,
 					   drift_now_ns() + 500000000ull, &st);
