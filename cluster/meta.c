@@ -462,6 +462,7 @@ static int shard_from_pb(const drift_meta *m, const drift_meta_collection *c,
 		copy_str(out->nodes[r], sizeof(out->nodes[r]), p->nodes[r]);
 	}
 	out->n = (uint32_t)p->n_nodes;
+	out->epoch = p->epoch;
 	for (size_t i = 0; i < p->n_in_sync; i++)
 		for (uint32_t r = 0; r < out->n; r++)
 			if (strcmp(p->in_sync[i], out->nodes[r]) == 0)
@@ -516,6 +517,8 @@ static int apply_create(drift_meta *m,
 			col_free(&c);
 			return rv;
 		}
+		if (c.shard[s->shard].epoch == 0)
+			c.shard[s->shard].epoch = c.created_version;
 	}
 	drift_meta_collection *nc =
 		drift_realloc(m->cols, (m->n_cols + 1) * sizeof(*nc));
@@ -573,11 +576,98 @@ static int apply_set_shards(drift_meta *m,
 	for (size_t i = 0; rv == 0 && i < ss->n_shards; i++) {
 		drift_meta_collection *c =
 			col_find(m, ss->shards[i]->collection);
-		if (c != NULL)
-			c->shard[ss->shards[i]->shard] = tmp[i];
+		if (c == NULL)
+			continue;
+		drift_meta_shard *old = &c->shard[ss->shards[i]->shard];
+		/* A new primary starts a new epoch. */
+		if (strcmp(old->nodes[0], tmp[i].nodes[0]) != 0 ||
+		    tmp[i].epoch <= old->epoch)
+			tmp[i].epoch = strcmp(old->nodes[0],
+					      tmp[i].nodes[0]) != 0
+					       ? m->version + 1
+					       : old->epoch;
+		*old = tmp[i];
 	}
 	drift_free(tmp);
 	return rv;
+}
+
+/* Index of node id among sh's replicas, or -1. */
+static int replica_index(const drift_meta_shard *sh, const char *id)
+{
+	for (uint32_t r = 0; r < sh->n; r++)
+		if (strcmp(sh->nodes[r], id) == 0)
+			return (int)r;
+	return -1;
+}
+
+static int apply_set_replicas(drift_meta *m,
+			      const Drift__Cluster__V1__SetReplicas *sr,
+			      drift_err *err)
+{
+	const char *name = sr->collection != NULL ? sr->collection : "";
+	drift_meta_collection *c = col_find(m, name);
+	if (c == NULL || c->created_version != sr->created_version)
+		return drift_err_set(err, DRIFT_ENOENT,
+				     "no collection %s of map version %llu",
+				     name,
+				     (unsigned long long)sr->created_version);
+	if (sr->shard >= c->shards)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "collection %s has no shard %u", name,
+				     sr->shard);
+	drift_meta_shard *old = &c->shard[sr->shard];
+	if (old->epoch != sr->epoch)
+		return drift_err_set(err, DRIFT_ECONFLICT,
+				     "%s/%u is at epoch %llu, not %llu", name,
+				     sr->shard,
+				     (unsigned long long)old->epoch,
+				     (unsigned long long)sr->epoch);
+	drift_meta_shard sh = *old;
+	if (sr->n_nodes > 0) {
+		if (sr->n_nodes != old->n)
+			return drift_err_set(err, DRIFT_EINVAL,
+					     "%s/%u: %zu replicas named, it "
+					     "has %u",
+					     name, sr->shard, sr->n_nodes,
+					     old->n);
+		for (size_t r = 0; r < sr->n_nodes; r++) {
+			bool twice = false;
+			for (size_t q = 0; q < r; q++)
+				twice |= strcmp(sr->nodes[q], sr->nodes[r]) ==
+					 0;
+			if (replica_index(old, sr->nodes[r]) < 0 || twice)
+				return drift_err_set(
+					err, DRIFT_EINVAL,
+					"%s/%u: %s is not a replica, or "
+					"named twice",
+					name, sr->shard, sr->nodes[r]);
+			copy_str(sh.nodes[r], sizeof(sh.nodes[r]),
+				 sr->nodes[r]);
+		}
+	}
+	sh.in_sync = 0;
+	for (size_t i = 0; i < sr->n_in_sync; i++) {
+		int at = replica_index(&sh, sr->in_sync[i]);
+		if (at < 0)
+			return drift_err_set(err, DRIFT_EINVAL,
+					     "%s/%u: in-sync %s is not a "
+					     "replica",
+					     name, sr->shard, sr->in_sync[i]);
+		sh.in_sync |= 1u << at;
+	}
+	if ((sh.in_sync & 1u) == 0)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "%s/%u: the primary %s must be in sync",
+				     name, sr->shard, sh.nodes[0]);
+	if (sr->new_epoch)
+		sh.epoch = m->version + 1;
+	else if (strcmp(sh.nodes[0], old->nodes[0]) != 0)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "%s/%u: a new primary needs a new epoch",
+				     name, sr->shard);
+	*old = sh;
+	return 0;
 }
 
 int drift_meta_apply(drift_meta *m, const Drift__Cluster__V1__Command *cmd,
@@ -609,6 +699,9 @@ int drift_meta_apply(drift_meta *m, const Drift__Cluster__V1__Command *cmd,
 		break;
 	case DRIFT__CLUSTER__V1__COMMAND__CMD_SET_SHARDS:
 		rv = apply_set_shards(m, cmd->set_shards, err);
+		break;
+	case DRIFT__CLUSTER__V1__COMMAND__CMD_SET_REPLICAS:
+		rv = apply_set_replicas(m, cmd->set_replicas, err);
 		break;
 	default:
 		rv = drift_err_set(err, DRIFT_EINVAL, "unknown command %d",
@@ -720,6 +813,7 @@ int drift_meta_encode(const drift_meta *m, void **buf, size_t *len)
 			for (uint32_t r = 0; r < sh->n; r++)
 				ids[idn++] = (char *)sh->nodes[r];
 			shards[k].n_nodes = sh->n;
+			shards[k].epoch = sh->epoch;
 			shards[k].in_sync = &ids[idn];
 			for (uint32_t r = 0; r < sh->n; r++)
 				if (sh->in_sync & (1u << r)) {

@@ -16,6 +16,12 @@
  * the state (a duplicate node, an unknown collection) changes nothing and
  * returns its error on every member alike. Snapshots are the State message.
  *
+ * Replicas. A shard's nodes[0] is its primary; in_sync names the replicas
+ * that hold every acknowledged write (the primary always among them), and
+ * epoch is the map version that made the primary (its term). SetReplicas
+ * changes them only while the shard is at the epoch the caller saw:
+ * DRIFT_ECONFLICT otherwise, so a deposed primary changes nothing.
+ *
  * Encoded entries (drift_meta_cmd_encode): an 8-byte little-endian length,
  * the Command, then zero bytes up to a multiple of 8 (the Raft library
  * cannot restart from an entry whose length is not one).
@@ -63,6 +69,7 @@ typedef struct drift_meta_shard {
 	uint32_t n; /* replicas */
 	char nodes[DRIFT_META_MAX_RF][DRIFT_NODE_ID_MAX + 1];
 	uint32_t in_sync; /* bit i: nodes[i] holds every write */
+	uint64_t epoch;	  /* the version that made nodes[0] primary */
 } drift_meta_shard;
 
 typedef struct drift_meta_collection {

@@ -43,7 +43,8 @@
 	X(ECLOSED, -17, "closed")                                              \
 	X(EPERM, -18, "permission denied")                                     \
 	X(ESYNTAX, -19, "syntax error")                                        \
-	X(EINTERNAL, -20, "internal error")
+	X(EINTERNAL, -20, "internal error")                                    \
+	X(ECONFLICT, -21, "changed meanwhile")
 
 enum drift_errno {
 #define DRIFT__ERR_ENUM(name, value, desc) DRIFT_##name = (value),

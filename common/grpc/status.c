@@ -39,6 +39,8 @@ int drift_grpc_code_from_err(int err)
 		return DRIFT_GRPC_UNAVAILABLE;
 	case DRIFT_ESTALE:
 		return DRIFT_GRPC_FAILED_PRECONDITION;
+	case DRIFT_ECONFLICT:
+		return DRIFT_GRPC_ABORTED;
 	case DRIFT_ECORRUPT:
 		return DRIFT_GRPC_DATA_LOSS;
 	case DRIFT_ENOTSUP:
@@ -73,6 +75,8 @@ int drift_grpc_err_from_code(int code)
 		return DRIFT_ELIMIT;
 	case DRIFT_GRPC_FAILED_PRECONDITION:
 		return DRIFT_ESTALE;
+	case DRIFT_GRPC_ABORTED:
+		return DRIFT_ECONFLICT;
 	case DRIFT_GRPC_UNIMPLEMENTED:
 		return DRIFT_ENOTSUP;
 	case DRIFT_GRPC_UNAVAILABLE:

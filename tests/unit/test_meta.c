@@ -1,6 +1,7 @@
 /* Tests of cluster/meta: the metadata state machine's commands (every
  * rule, and that a refused command changes nothing), the padded entry
  * encoding, and snapshots that round-trip exactly. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -206,6 +207,110 @@ DRIFT_TEST(meta, collections_and_placement)
 	cr_assert_eq(drop("b"), DRIFT_ENOENT);
 	cr_assert_eq(remove_node("n2", &err), 0);
 	cr_assert_eq(st->n_nodes, 1);
+}
+
+/* A collection "r" of one shard on n1, n2, n3 (all in sync). */
+static void create_rf3(void)
+{
+	cr_assert_eq(bootstrap("n1"), 0);
+	cr_assert_eq(add_node("n2", 7402, NULL), 0);
+	cr_assert_eq(add_node("n3", 7403, NULL), 0);
+	Drift__Cluster__V1__Collection col =
+		DRIFT__CLUSTER__V1__COLLECTION__INIT;
+	col.name = "r";
+	col.dimension = 8;
+	col.shards = 1;
+	col.replication_factor = 3;
+	char *ids[] = {"n1", "n2", "n3"};
+	Drift__Cluster__V1__Shard sh = DRIFT__CLUSTER__V1__SHARD__INIT;
+	sh.collection = "r";
+	sh.nodes = ids;
+	sh.n_nodes = 3;
+	sh.in_sync = ids;
+	sh.n_in_sync = 3;
+	Drift__Cluster__V1__Shard *ps[] = {&sh};
+	Drift__Cluster__V1__CreateCollection cc =
+		DRIFT__CLUSTER__V1__CREATE_COLLECTION__INIT;
+	cc.collection = &col;
+	cc.shards = ps;
+	cc.n_shards = 1;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_CREATE_COLLECTION;
+	c.create_collection = &cc;
+	cr_assert_eq(apply(&c, NULL), 0);
+}
+
+static int set_replicas(uint64_t epoch, char **nodes, size_t n_nodes,
+			char **in_sync, size_t n_in_sync, bool new_epoch,
+			drift_err *err)
+{
+	Drift__Cluster__V1__SetReplicas sr =
+		DRIFT__CLUSTER__V1__SET_REPLICAS__INIT;
+	sr.collection = "r";
+	sr.created_version = drift_meta_col_find(st, "r")->created_version;
+	sr.epoch = epoch;
+	sr.nodes = nodes;
+	sr.n_nodes = n_nodes;
+	sr.in_sync = in_sync;
+	sr.n_in_sync = n_in_sync;
+	sr.new_epoch = new_epoch;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_REPLICAS;
+	c.set_replicas = &sr;
+	return apply(&c, err);
+}
+
+DRIFT_TEST(meta, replicas_in_sync_and_promotion)
+{
+	drift_err err;
+	create_rf3();
+	const drift_meta_shard *sh = &drift_meta_col_find(st, "r")->shard[0];
+	uint64_t e0 = sh->epoch;
+	cr_assert_eq(e0, drift_meta_col_find(st, "r")->created_version,
+		     "a create starts the first epoch");
+	cr_assert_eq(sh->in_sync, 7u);
+	/* The primary drops n3 from the in-sync set. */
+	char *p13[] = {"n1", "n2"};
+	cr_assert_eq(set_replicas(e0, NULL, 0, p13, 2, false, &err), 0,
+		     "%s", err.msg);
+	sh = &drift_meta_col_find(st, "r")->shard[0];
+	cr_assert_eq(sh->in_sync, 3u);
+	cr_assert_eq(sh->epoch, e0, "same primary, same epoch");
+	/* The leader promotes n2: a new epoch; the old one is refused. */
+	char *order[] = {"n2", "n1", "n3"}, *only2[] = {"n2"};
+	cr_assert_eq(set_replicas(e0, order, 3, only2, 1, false, &err),
+		     DRIFT_EINVAL, "a new primary needs a new epoch");
+	cr_assert_eq(set_replicas(e0, order, 3, only2, 1, true, &err), 0);
+	sh = &drift_meta_col_find(st, "r")->shard[0];
+	cr_assert_str_eq(sh->nodes[0], "n2");
+	cr_assert_eq(sh->in_sync, 1u);
+	cr_assert_eq(sh->epoch, st->version);
+	uint64_t v = st->version;
+	cr_assert_eq(set_replicas(e0, NULL, 0, p13, 2, false, &err),
+		     DRIFT_ECONFLICT, "a deposed primary changes nothing");
+	cr_assert(strstr(err.msg, "epoch") != NULL, "%s", err.msg);
+	char *no_primary[] = {"n1"};
+	cr_assert_eq(set_replicas(sh->epoch, NULL, 0, no_primary, 1, false,
+				  &err),
+		     DRIFT_EINVAL);
+	char *ghost[] = {"n2", "n9", "n1"};
+	cr_assert_eq(set_replicas(sh->epoch, ghost, 3, only2, 1, true, &err),
+		     DRIFT_EINVAL);
+	char *twice[] = {"n2", "n2", "n1"};
+	cr_assert_eq(set_replicas(sh->epoch, twice, 3, only2, 1, true, &err),
+		     DRIFT_EINVAL);
+	cr_assert_eq(st->version, v, "refused commands change nothing");
+	/* Epoch and in-sync set survive a snapshot. */
+	void *buf;
+	size_t len;
+	cr_assert_eq(drift_meta_encode(st, &buf, &len), 0);
+	drift_meta *back;
+	cr_assert_eq(drift_meta_decode(buf, len, &back, NULL), 0);
+	assert_same(st, back);
+	cr_assert_eq(drift_meta_col_find(back, "r")->shard[0].epoch,
+		     sh->epoch);
+	drift_meta_unref(back);
+	drift_free(buf);
 }
 
 DRIFT_TEST(meta, entries_are_padded)
