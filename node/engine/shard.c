@@ -522,7 +522,7 @@ out:
 
 /* Holds wlock (shared) with n units reserved in the active memtable, or
  * fails. */
-static int reserve(drift_shard *s, unsigned n, drift_hnsw **act, drift_err *err)
+int shard_reserve(drift_shard *s, unsigned n, drift_hnsw **act, drift_err *err)
 {
 	for (;;) {
 		pthread_rwlock_rdlock(&s->wlock);
@@ -554,6 +554,37 @@ uint32_t drift_shard_max_batch(const drift_shard *s)
 int drift_shard_upsert(drift_shard *s, const uint64_t *ids, const float *vecs,
 		       size_t n, drift_err *err)
 {
+	return drift_shard_upsert_rec(s, ids, vecs, n, NULL, err);
+}
+
+/* Hands the encoded record to the caller (out) or frees it. */
+static void keep_record(uint8_t *rec, size_t len, uint32_t type, uint64_t seq,
+			drift_shard_record *out)
+{
+	if (out == NULL) {
+		drift_free(rec);
+		return;
+	}
+	out->seq = seq;
+	out->type = type;
+	out->payload = rec;
+	out->len = len;
+}
+
+void drift_shard_record_free(drift_shard_record *r)
+{
+	if (r == NULL)
+		return;
+	drift_free(r->payload);
+	memset(r, 0, sizeof(*r));
+}
+
+int drift_shard_upsert_rec(drift_shard *s, const uint64_t *ids,
+			   const float *vecs, size_t n, drift_shard_record *out,
+			   drift_err *err)
+{
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
 	uint32_t dim = s->o.dim;
 	if (n == 0)
 		return 0;
@@ -576,14 +607,15 @@ int drift_shard_upsert(drift_shard *s, const uint64_t *ids, const float *vecs,
 	if (shard_record_upsert(ids, vecs, n, dim, &rec, &len) != 0)
 		return drift_err_set(err, DRIFT_ENOMEM, "upsert");
 	drift_hnsw *act;
-	int rv = reserve(s, (unsigned)n, &act, err);
+	int rv = shard_reserve(s, (unsigned)n, &act, err);
 	if (rv != 0) {
 		drift_free(rec);
 		return rv;
 	}
 	uint64_t seq;
 	rv = drift_wal_append(s->wal, OP_UPSERT, rec, len, &seq, err);
-	drift_free(rec);
+	keep_record(rec, len, OP_UPSERT, rv == 0 ? seq : 0,
+		    rv == 0 ? out : NULL);
 	if (rv != 0) /* not written: the room goes back (a full disk) */
 		atomic_fetch_sub(&s->reserved, (unsigned)n);
 	if (rv == 0) {
@@ -606,6 +638,15 @@ int drift_shard_upsert(drift_shard *s, const uint64_t *ids, const float *vecs,
 int drift_shard_delete(drift_shard *s, const uint64_t *ids, size_t n,
 		       size_t *deleted, drift_err *err)
 {
+	return drift_shard_delete_rec(s, ids, n, deleted, NULL, err);
+}
+
+int drift_shard_delete_rec(drift_shard *s, const uint64_t *ids, size_t n,
+			   size_t *deleted, drift_shard_record *out,
+			   drift_err *err)
+{
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
 	if (n > s->o.memtable_rows)
 		return drift_err_set(err, DRIFT_ELIMIT,
 				     "batch of %zu ids is over the limit of %u",
@@ -627,14 +668,15 @@ int drift_shard_delete(drift_shard *s, const uint64_t *ids, size_t n,
 	if (shard_record_delete(ids, n, &rec, &len) != 0)
 		return drift_err_set(err, DRIFT_ENOMEM, "delete");
 	drift_hnsw *act;
-	int rv = reserve(s, (unsigned)n, &act, err);
+	int rv = shard_reserve(s, (unsigned)n, &act, err);
 	if (rv != 0) {
 		drift_free(rec);
 		return rv;
 	}
 	uint64_t seq;
 	rv = drift_wal_append(s->wal, OP_DELETE, rec, len, &seq, err);
-	drift_free(rec);
+	keep_record(rec, len, OP_DELETE, rv == 0 ? seq : 0,
+		    rv == 0 ? out : NULL);
 	if (rv != 0)
 		atomic_fetch_sub(&s->reserved, (unsigned)n);
 	if (rv == 0)

@@ -107,6 +107,46 @@ int drift_shard_upsert(drift_shard *s, const uint64_t *ids, const float *vecs,
 int drift_shard_delete(drift_shard *s, const uint64_t *ids, size_t n,
 		       size_t *deleted, drift_err *err);
 
+/* ---- Replication (node/replica/) ----
+ *
+ * A primary writes with the _rec forms, which also give the write's WAL
+ * record (its sequence number, type and payload) to ship to the replicas;
+ * a replica applies those records with drift_shard_apply, under the
+ * primary's sequence numbers and in its order, so its log is a prefix of
+ * the primary's. A replica that missed records reads them from the
+ * primary's log (drift_shard_read_log), which keeps them while it is held.
+ */
+typedef struct drift_shard_record {
+	uint64_t seq; /* 0: nothing was written (an empty batch) */
+	uint32_t type;
+	uint8_t *payload; /* drift_malloc'd */
+	size_t len;
+} drift_shard_record;
+/* drift_shard_upsert / _delete; on success *rec (may be NULL) holds the
+ * record (free it with drift_shard_record_free). */
+int drift_shard_upsert_rec(drift_shard *s, const uint64_t *ids,
+			   const float *vecs, size_t n, drift_shard_record *rec,
+			   drift_err *err);
+int drift_shard_delete_rec(drift_shard *s, const uint64_t *ids, size_t n,
+			   size_t *deleted, drift_shard_record *rec,
+			   drift_err *err);
+void drift_shard_record_free(drift_shard_record *rec);
+/* Applies the primary's record `seq` once the ones before it are here
+ * (waiting for them until deadline_ns, a drift_now_ns time), as durable as
+ * the sync policy says. 0; DRIFT_EEXIST when the shard already has it;
+ * DRIFT_ESTALE when the records before it did not come by the deadline;
+ * DRIFT_EINVAL for a payload that is not a batch of this shard; an I/O
+ * error of the WAL. */
+int drift_shard_apply(drift_shard *s, uint64_t seq, uint32_t type,
+		      const void *payload, size_t len, uint64_t deadline_ns,
+		      drift_err *err);
+/* The sequence number of the last record in the shard's log. */
+uint64_t drift_shard_last_seq(drift_shard *s);
+/* drift_wal_read and drift_wal_hold on the shard's log. */
+int drift_shard_read_log(drift_shard *s, uint64_t after, size_t max_bytes,
+			 drift_wal_replay_fn fn, void *ctx, drift_err *err);
+void drift_shard_hold_log(drift_shard *s, uint64_t after);
+
 /* The stored vector of id (normalised for COSINE) into out (dim floats):
  * 0 or DRIFT_ENOENT. */
 int drift_shard_get(drift_shard *s, uint64_t id, float *out);

@@ -6,6 +6,8 @@
  *   shard_janitor.c  the Janitor's turn (node/engine/janitor.h)
  *   shard_open.c     open (hydration: manifest, segments, WAL replay) and
  *                    close
+ *   shard_replica.c  a replica's writes (the primary's records) and the
+ *                    log tail a replica catches up from
  *
  * Locks, in the order they may be taken:
  *   s->mu     rotation state
@@ -96,6 +98,10 @@ struct seg_space {
 int shard_path_join(char *out, const char *a, const char *b);
 /* The path of segment id (open keeps the directory short enough). */
 void shard_seg_path(const drift_shard *s, uint64_t id, char *out);
+/* Holds wlock (shared) with n rows reserved in the active memtable (a
+ * full one rotates first), or fails. */
+int shard_reserve(drift_shard *s, unsigned n, drift_hnsw **act,
+		  drift_err *err);
 /* A fresh memtable with the shard's options. */
 int shard_new_memtable(drift_shard *s, drift_hnsw **out, drift_err *err);
 int shard_cmp_u64(const void *a, const void *b);

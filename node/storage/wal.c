@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/abuf.h"
 #include "common/alloc.h"
@@ -98,6 +99,7 @@ struct drift_wal {
 
 	uint64_t written_seq, durable_seq;
 	uint64_t syncs;
+	uint64_t hold; /* retire keeps the records above this */
 
 	pthread_t syncer;
 	bool syncer_running, stopping;
@@ -457,14 +459,23 @@ static void lead(drift_wal *w)
 	w->leader = false;
 }
 
-int drift_wal_append(drift_wal *w, uint32_t type, const void *payload,
-		     size_t len, uint64_t *seq, drift_err *err)
+static int append(drift_wal *w, uint64_t want, uint32_t type,
+		  const void *payload, size_t len, uint64_t *seq, drift_err *err)
 {
 	if (type == 0 || len == 0 || len > DRIFT_WAL_MAX_RECORD)
 		return drift_err_set(err, DRIFT_EINVAL,
 				     "WAL record of type %u and %zu bytes",
 				     type, len);
 	pthread_mutex_lock(&w->lock);
+	if (want != 0 && want != w->next_seq) {
+		uint64_t next = w->next_seq;
+		pthread_mutex_unlock(&w->lock);
+		return drift_err_set(err,
+				     want < next ? DRIFT_EEXIST : DRIFT_ESTALE,
+				     "WAL record %" PRIu64 " out of order: the "
+				     "next is %" PRIu64,
+				     want, next);
+	}
 	if (w->poisoned != 0) {
 		pthread_mutex_unlock(&w->lock);
 		return drift_err_set(err, w->poisoned,
@@ -486,6 +497,7 @@ int drift_wal_append(drift_wal *w, uint32_t type, const void *payload,
 	drift_store_le64(r + 16, record_checksum(r, payload, len));
 	w->pending_last = s;
 	w->last_seq = s;
+	pthread_cond_broadcast(&w->cond); /* drift_wal_wait_next */
 
 	ticket me = {.next = w->waiters};
 	w->waiters = &me;
@@ -502,6 +514,125 @@ int drift_wal_append(drift_wal *w, uint32_t type, const void *payload,
 	if (seq != NULL)
 		*seq = s;
 	return 0;
+}
+
+int drift_wal_append(drift_wal *w, uint32_t type, const void *payload,
+		     size_t len, uint64_t *seq, drift_err *err)
+{
+	return append(w, 0, type, payload, len, seq, err);
+}
+
+int drift_wal_append_at(drift_wal *w, uint64_t seq, uint32_t type,
+			const void *payload, size_t len, drift_err *err)
+{
+	if (seq == 0)
+		return drift_err_set(err, DRIFT_EINVAL, "WAL record 0");
+	return append(w, seq, type, payload, len, NULL, err);
+}
+
+int drift_wal_wait_next(drift_wal *w, uint64_t seq, uint64_t deadline_ns)
+{
+	pthread_mutex_lock(&w->lock);
+	while (w->next_seq < seq && w->poisoned == 0 && !w->stopping) {
+		uint64_t now = drift_now_ns();
+		if (now >= deadline_ns)
+			break;
+		struct timespec ts = {
+			.tv_sec = (time_t)(deadline_ns / 1000000000u),
+			.tv_nsec = (long)(deadline_ns % 1000000000u)};
+		pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+	}
+	uint64_t next = w->next_seq;
+	pthread_mutex_unlock(&w->lock);
+	return next == seq ? 0 : next > seq ? DRIFT_EEXIST : DRIFT_ETIMEDOUT;
+}
+
+void drift_wal_hold(drift_wal *w, uint64_t after)
+{
+	pthread_mutex_lock(&w->lock);
+	w->hold = after;
+	pthread_mutex_unlock(&w->lock);
+}
+
+int drift_wal_read(drift_wal *w, uint64_t after, size_t max_bytes,
+		   drift_wal_replay_fn fn, void *ctx, drift_err *err)
+{
+	/* The files that hold records above `after`, and how far the
+	 * current one is written, as of now. */
+	pthread_mutex_lock(&w->lock);
+	uint64_t written = w->written_seq;
+	size_t first = 0;
+	while (first + 1 < w->nfiles && w->files[first + 1].first_seq <= after + 1)
+		first++;
+	size_t n = w->nfiles - first;
+	bool gone = w->nfiles == 0 || w->files[first].first_seq > after + 1;
+	char **paths = gone ? NULL : drift_calloc(n, sizeof(*paths));
+	for (size_t i = 0; paths != NULL && i < n; i++)
+		paths[i] = drift_strdup(w->files[first + i].path);
+	pthread_mutex_unlock(&w->lock);
+	if (after >= written) {
+		for (size_t i = 0; paths != NULL && i < n; i++)
+			drift_free(paths[i]);
+		drift_free(paths);
+		return 0;
+	}
+	if (gone)
+		return drift_err_set(err, DRIFT_ENOENT,
+				     "WAL %s: records after %" PRIu64 " are "
+				     "no longer kept",
+				     w->dir, after);
+	int rv = paths == NULL ? drift_err_set(err, DRIFT_ENOMEM, "WAL read")
+			       : 0;
+	size_t sent = 0;
+	uint64_t prev = after;
+	for (size_t i = 0; rv == 0 && i < n && prev < written &&
+			   sent < max_bytes;
+	     i++) {
+		uint8_t *data = NULL;
+		size_t len = 0;
+		if (paths[i] == NULL) {
+			rv = drift_err_set(err, DRIFT_ENOMEM, "WAL read");
+			break;
+		}
+		rv = drift_fs_read_file(w->fs, paths[i], SIZE_MAX / 2, &data,
+					&len, err);
+		if (rv == DRIFT_ENOENT)
+			rv = drift_err_set(err, DRIFT_ENOENT,
+					   "WAL %s: records after %" PRIu64
+					   " were retired while being read",
+					   w->dir, prev);
+		size_t o = FILE_HEADER;
+		while (rv == 0 && o + REC_HEADER <= len && prev < written &&
+		       sent < max_bytes) {
+			uint32_t l = drift_load_le32(data + o);
+			uint32_t type = drift_load_le32(data + o + 4);
+			uint64_t seq = drift_load_le64(data + o + 8);
+			if (l == 0 || record_size(l) > len - o ||
+			    record_checksum(data + o, data + o + REC_HEADER,
+					    l) != drift_load_le64(data + o + 16))
+				break; /* the end of what is written */
+			if (seq > prev && seq <= written) {
+				if (seq != prev + 1) {
+					rv = drift_err_set(
+						err, DRIFT_ECORRUPT,
+						"WAL %s: record %" PRIu64
+						" follows %" PRIu64,
+						paths[i], seq, prev);
+					break;
+				}
+				rv = fn(ctx, seq, type, data + o + REC_HEADER,
+					l);
+				prev = seq;
+				sent += l;
+			}
+			o += record_size(l);
+		}
+		drift_free(data);
+	}
+	for (size_t i = 0; paths != NULL && i < n; i++)
+		drift_free(paths[i]);
+	drift_free(paths);
+	return rv;
 }
 
 int drift_wal_sync(drift_wal *w, drift_err *err)
@@ -534,7 +665,7 @@ static void *syncer_main(void *arg)
 	pthread_mutex_lock(&w->lock);
 	while (!w->stopping) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		uint64_t ns = (uint64_t)ts.tv_nsec + w->o.batch_interval_ns;
 		ts.tv_sec += (time_t)(ns / DRIFT_NS_PER_S);
 		ts.tv_nsec = (long)(ns % DRIFT_NS_PER_S);
@@ -580,10 +711,15 @@ int drift_wal_open(const drift_wal_opts *opts, uint64_t after_seq,
 	if (w->o.batch_interval_ns == 0)
 		w->o.batch_interval_ns = 10 * DRIFT_NS_PER_MS;
 	w->fd = -1;
+	w->hold = DRIFT_WAL_NO_HOLD;
 	drift_abuf_init(&w->pending, DRIFT_ALIGN_CACHE);
 	drift_abuf_init(&w->spare, DRIFT_ALIGN_CACHE);
 	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->cond, NULL);
+	pthread_condattr_t ca; /* drift_wal_wait_next's deadline */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	int rv;
 	w->dir = drift_strdup(opts->dir);
 	if (w->dir == NULL) {
@@ -675,6 +811,8 @@ int drift_wal_rotate(drift_wal *w, uint64_t *first, drift_err *err)
 int drift_wal_retire(drift_wal *w, uint64_t upto, drift_err *err)
 {
 	pthread_mutex_lock(&w->lock);
+	if (w->hold < upto)
+		upto = w->hold;
 	size_t keep = 0;
 	int rv = 0;
 	for (size_t i = 0; i < w->nfiles; i++) {

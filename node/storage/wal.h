@@ -85,6 +85,29 @@ int drift_wal_open(const drift_wal_opts *opts, uint64_t after_seq,
 int drift_wal_append(drift_wal *w, uint32_t type, const void *payload,
 		     size_t len, uint64_t *seq, drift_err *err);
 
+/* Replication (node/replica/): a replica's log takes the primary's
+ * sequence numbers. drift_wal_append_at appends record `seq`, which must be
+ * the next one: DRIFT_EEXIST when the log already has it, DRIFT_ESTALE
+ * when records before it are missing. drift_wal_wait_next waits until the
+ * next record to append is `seq` (0), passed it (DRIFT_EEXIST), or the
+ * deadline (DRIFT_ETIMEDOUT): writers of consecutive records call it
+ * first, so they append in order and still share one sync. */
+int drift_wal_append_at(drift_wal *w, uint64_t seq, uint32_t type,
+			const void *payload, size_t len, drift_err *err);
+int drift_wal_wait_next(drift_wal *w, uint64_t seq, uint64_t deadline_ns);
+
+/* The written records after sequence number `after`, in order, to fn, until
+ * about max_bytes of payload went (the tail a replica missed). 0 (fn's
+ * non-zero return is returned as it is), or DRIFT_ENOENT when the log no
+ * longer holds the record after `after` (retired: a full copy is needed). */
+int drift_wal_read(drift_wal *w, uint64_t after, size_t max_bytes,
+		   drift_wal_replay_fn fn, void *ctx, drift_err *err);
+
+/* While a replica catches up: retire keeps the records above `after`
+ * (DRIFT_WAL_NO_HOLD: none). */
+#define DRIFT_WAL_NO_HOLD UINT64_MAX
+void drift_wal_hold(drift_wal *w, uint64_t after);
+
 /* Syncs everything appended so far. */
 int drift_wal_sync(drift_wal *w, drift_err *err);
 

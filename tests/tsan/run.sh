@@ -47,7 +47,7 @@ shard)
     node/codec/rabitq.c node/codec/sq8.c node/storage/disk.c node/l0/hnsw.c node/l1/kmeans.c node/engine/kv.c
     node/l1/l1.c node/l1/l1_calib.c node/l1/l1_graph.c node/l1/l1_maint.c node/l1/l1_persist.c
     node/engine/janitor.c node/engine/janitor_metrics.c node/storage/manifest.c node/storage/segment.c node/engine/shard.c
-    node/engine/shard_janitor.c node/engine/shard_open.c node/engine/shard_record.c node/storage/vstore.c
+    node/engine/shard_janitor.c node/engine/shard_open.c node/engine/shard_record.c node/engine/shard_replica.c node/storage/vstore.c
     node/storage/wal.c common/metrics.c
     tests/tsan/tsan_shard.c)
   build node/codec/sq8_avx2.c -mavx2 -mfma

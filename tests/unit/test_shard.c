@@ -679,3 +679,137 @@ DRIFT_TEST(shard, searches_during_writes_flushes_and_maintenance)
 	drift_shard_close(rc.s);
 	drift_test_rmtree(dir);
 }
+
+/* ---- Replication ---- */
+
+struct apply_job {
+	drift_shard *to;
+	drift_shard_record *recs;
+	size_t from, n, step; /* recs[from], recs[from + step], ... */
+	int failures;
+};
+
+static void *apply_main(void *arg)
+{
+	struct apply_job *j = arg;
+	for (size_t i = j->from; i < j->n; i += j->step) {
+		drift_err err;
+		drift_err_clear(&err);
+		const drift_shard_record *r = &j->recs[i];
+		if (drift_shard_apply(j->to, r->seq, r->type, r->payload,
+				      r->len, drift_now_ns() + 5000000000ull,
+				      &err) != 0)
+			j->failures++;
+	}
+	return NULL;
+}
+
+struct tail {
+	drift_shard *to;
+	uint64_t last;
+};
+
+static int tail_fn(void *ctx, uint64_t seq, uint32_t type, const void *p,
+		   size_t len)
+{
+	struct tail *t = ctx;
+	t->last = seq;
+	int rv = drift_shard_apply(t->to, seq, type, p, len, drift_now_ns(),
+				   NULL);
+	return rv == DRIFT_EEXIST ? 0 : rv;
+}
+
+/* A replica that applies the primary's records, two threads at once and
+ * out of order, ends with the same contents under the same sequence
+ * numbers, through rotations; duplicates and gaps are told apart; a
+ * replica that missed records catches up from the primary's log tail. */
+DRIFT_TEST(shard, replica_applies_the_primarys_records_in_its_order)
+{
+	char pd[256], rd[256], td[256];
+	drift_test_tmpdir(pd, sizeof(pd));
+	drift_test_tmpdir(rd, sizeof(rd));
+	drift_test_tmpdir(td, sizeof(td));
+	drift_shard *p = open_shard(pd, false, DRIFT_WAL_BATCH);
+	drift_shard *r = open_shard(rd, false, DRIFT_WAL_BATCH);
+	drift_shard_hold_log(p, 0); /* keep the whole log */
+	enum { W = 60 };
+	drift_shard_record recs[W];
+	uint64_t ids[20];
+	for (size_t w = 0; w < W; w++) {
+		drift_err err;
+		for (size_t i = 0; i < 20; i++)
+			ids[i] = (w * 7 + i) % 300; /* ids written again */
+		float vecs[20 * DIM];
+		for (size_t i = 0; i < 20; i++)
+			memcpy(vecs + i * DIM, row(w * 20 + i),
+			       sizeof(float) * DIM);
+		int rv = w % 5 == 4
+				 ? drift_shard_delete_rec(p, ids, 5, NULL,
+							  &recs[w], &err)
+				 : drift_shard_upsert_rec(p, ids, vecs, 20,
+							  &recs[w], &err);
+		cr_assert_eq(rv, 0, "%s", err.msg);
+		cr_assert_eq(recs[w].seq, w + 1);
+	}
+	/* Odd records from one thread, even from the other. */
+	struct apply_job a = {r, recs, 1, W, 2, 0}, b = {r, recs, 0, W, 2, 0};
+	pthread_t ta, tb;
+	pthread_create(&ta, NULL, apply_main, &a);
+	pthread_create(&tb, NULL, apply_main, &b);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	cr_assert_eq(a.failures + b.failures, 0);
+	cr_assert_eq(drift_shard_last_seq(r), W);
+	float x[DIM], y[DIM];
+	for (uint64_t id = 0; id < 320; id++) {
+		int gp = drift_shard_get(p, id, x), gr = drift_shard_get(r, id, y);
+		cr_assert_eq(gp, gr, "id %llu", (unsigned long long)id);
+		if (gp == 0)
+			cr_assert(memcmp(x, y, sizeof(x)) == 0);
+	}
+	drift_err err;
+	cr_assert_eq(drift_shard_apply(r, 3, recs[2].type, recs[2].payload,
+				       recs[2].len, drift_now_ns(), &err),
+		     DRIFT_EEXIST, "a duplicate");
+	/* The next record after a gap waits, then says what is missing. */
+	drift_shard *t = open_shard(td, false, DRIFT_WAL_BATCH);
+	uint64_t t0 = drift_now_ns();
+	cr_assert_eq(drift_shard_apply(t, 5, recs[4].type, recs[4].payload,
+				       recs[4].len, t0 + 50000000, &err),
+		     DRIFT_ESTALE);
+	cr_assert(drift_now_ns() - t0 >= 50000000);
+	cr_assert(strstr(err.msg, "did not arrive") != NULL, "%s", err.msg);
+	cr_assert_eq(drift_shard_apply(t, 1, 99, recs[0].payload, recs[0].len,
+				       drift_now_ns(), &err),
+		     DRIFT_EINVAL);
+	cr_assert_eq(drift_shard_last_seq(t), 0, "nothing was written");
+	/* Catch-up from the primary's log: everything after 0. */
+	struct tail tl = {t, 0};
+	cr_assert_eq(drift_shard_read_log(p, 0, SIZE_MAX, tail_fn, &tl, &err),
+		     0, "%s", err.msg);
+	cr_assert_eq(tl.last, W);
+	for (uint64_t id = 0; id < 320; id++) {
+		int gp = drift_shard_get(p, id, x), gt = drift_shard_get(t, id, y);
+		cr_assert_eq(gp, gt, "id %llu", (unsigned long long)id);
+	}
+	/* A flush retires the log (so the tail is gone) unless it is held. */
+	drift_shard_hold_log(p, 10);
+	cr_assert_eq(drift_shard_flush(p, &err), 0, "%s", err.msg);
+	tl.last = 0;
+	tl.to = r;
+	cr_assert_eq(drift_shard_read_log(p, 10, 1, tail_fn, &tl, &err), 0);
+	cr_assert_eq(tl.last, 11, "max_bytes stops after the first record");
+	drift_shard_hold_log(p, DRIFT_WAL_NO_HOLD);
+	drift_shard_record rec;
+	ids[0] = 1;
+	cr_assert_eq(drift_shard_upsert_rec(p, ids, row(0), 1, &rec, &err), 0);
+	drift_shard_record_free(&rec);
+	cr_assert_eq(drift_shard_flush(p, &err), 0, "%s", err.msg);
+	cr_assert_eq(drift_shard_read_log(p, 10, SIZE_MAX, tail_fn, &tl, &err),
+		     DRIFT_ENOENT, "retired after the hold went");
+	for (size_t w = 0; w < W; w++)
+		drift_shard_record_free(&recs[w]);
+	drift_shard_close(p);
+	drift_shard_close(r);
+	drift_shard_close(t);
+}

@@ -1,0 +1,89 @@
+/*
+ * A shard's part in replication (node/replica/): a replica applies the
+ * primary's WAL records under the primary's sequence numbers, and a
+ * primary reads the tail of its log for a replica that missed it. See
+ * shard.h.
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/engine/shard_internal.h"
+
+int drift_shard_apply(drift_shard *s, uint64_t seq, uint32_t type,
+		      const void *payload, size_t len, uint64_t deadline_ns,
+		      drift_err *err)
+{
+	uint32_t dim = s->o.dim;
+	shard_record rec;
+	if (seq == 0 || shard_record_parse(type, payload, len, dim,
+					   s->o.memtable_rows, &rec) != 0)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "record %llu (type %u, %zu bytes) is not "
+				     "a valid batch for shard %s",
+				     (unsigned long long)seq, type, len,
+				     s->dir);
+	/* In the primary's order: wait for the record before this one, so
+	 * that the writes of one id land as the primary ordered them. */
+	int rv = drift_wal_wait_next(s->wal, seq, deadline_ns);
+	if (rv == DRIFT_EEXIST)
+		return drift_err_set(err, DRIFT_EEXIST,
+				     "record %llu is already in shard %s",
+				     (unsigned long long)seq, s->dir);
+	if (rv != 0)
+		return drift_err_set(err, DRIFT_ESTALE,
+				     "record %llu: shard %s has records up "
+				     "to %llu only, the ones between did not "
+				     "arrive",
+				     (unsigned long long)seq, s->dir,
+				     (unsigned long long)drift_wal_last_seq(
+					     s->wal));
+	float *v = NULL;
+	if (type == OP_UPSERT &&
+	    (v = drift_mallocarray(dim, sizeof(float))) == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "apply");
+	drift_hnsw *act;
+	rv = shard_reserve(s, rec.n, &act, err);
+	if (rv != 0) {
+		drift_free(v);
+		return rv;
+	}
+	rv = drift_wal_append_at(s->wal, seq, type, payload, len, err);
+	if (rv != 0) {
+		atomic_fetch_sub(&s->reserved, rec.n);
+	} else {
+		for (uint32_t i = 0; i < rec.n; i++) {
+			uint64_t id = shard_record_row(&rec, i, v);
+			int r = type == OP_UPSERT
+					? drift_hnsw_insert(act, id, v, seq,
+							    NULL)
+					: drift_hnsw_delete(act, id, seq);
+			if (r != 0 && r != DRIFT_ESTALE)
+				DRIFT_ERROR("shard %s: applying record %llu "
+					    "to the memtable (id %llu): %s",
+					    s->dir, (unsigned long long)seq,
+					    (unsigned long long)id,
+					    drift_strerror(r));
+		}
+	}
+	pthread_rwlock_unlock(&s->wlock);
+	drift_free(v);
+	return rv;
+}
+
+uint64_t drift_shard_last_seq(drift_shard *s)
+{
+	return drift_wal_last_seq(s->wal);
+}
+
+int drift_shard_read_log(drift_shard *s, uint64_t after, size_t max_bytes,
+			 drift_wal_replay_fn fn, void *ctx, drift_err *err)
+{
+	return drift_wal_read(s->wal, after, max_bytes, fn, ctx, err);
+}
+
+void drift_shard_hold_log(drift_shard *s, uint64_t after)
+{
+	drift_wal_hold(s->wal, after);
+}
