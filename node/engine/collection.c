@@ -539,13 +539,11 @@ int drift_cm_check(const drift_cm *cm, const drift_collection_config *in,
 				     DRIFT_COLLECTION_MAX_SHARDS);
 	if (cfg.replication_factor == 0)
 		cfg.replication_factor = 1;
-	if (cfg.replication_factor > 1)
-		return drift_err_set(
-			err, DRIFT_EINVAL,
-			"replication_factor %u: this version keeps "
-			"one replica of each shard (replication "
-			"is not built yet)",
-			cfg.replication_factor);
+	if (cfg.replication_factor > DRIFT_COLLECTION_MAX_RF)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "replication_factor %u out of range 1..%u",
+				     cfg.replication_factor,
+				     DRIFT_COLLECTION_MAX_RF);
 	if (cfg.memtable_rows == 0)
 		cfg.memtable_rows = cm->o.memtable_rows;
 	if (cfg.memtable_rows < 16 || cfg.memtable_rows > (1u << 24))
@@ -822,17 +820,16 @@ static int check_room(const drift_collection *c, size_t payload, drift_err *err)
 			     (unsigned long long)need);
 }
 
-int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
-			    const float *vecs, size_t n, drift_err *err)
+/* The checks of an upsert before anything is written: 0, or the error. */
+static int upsert_checks(drift_collection *c, const uint64_t *ids,
+			 const float *vecs, size_t n, drift_err *err)
 {
-	uint32_t dim = c->cfg.dim, ns = c->cfg.shards;
+	uint32_t dim = c->cfg.dim;
 	if (n > drift_collection_max_batch(c))
 		return drift_err_set(err, DRIFT_ELIMIT,
 				     "batch of %zu points is over the limit of "
 				     "%zu",
 				     n, drift_collection_max_batch(c));
-	if (n == 0)
-		return 0;
 	/* Validation of every point before anything is written. */
 	bool cosine = c->cfg.metric == DRIFT_METRIC_COSINE;
 	for (size_t i = 0; i < n; i++) {
@@ -888,9 +885,21 @@ int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 				(unsigned long long)limit);
 		}
 	}
+	return 0;
+}
+
+int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
+			    const float *vecs, size_t n, drift_err *err)
+{
+	uint32_t dim = c->cfg.dim, ns = c->cfg.shards;
+	if (n == 0)
+		return 0;
+	int rv = upsert_checks(c, ids, vecs, n, err);
+	if (rv != 0)
+		return rv;
 	if (ns == 1)
 		return drift_shard_upsert(c->shards[0], ids, vecs, n, err);
-	int rv = check_room(c, n * (8 + 4 * (size_t)dim) + ns * 8, err);
+	rv = check_room(c, n * (8 + 4 * (size_t)dim) + ns * 8, err);
 	if (rv != 0)
 		return rv;
 	uint64_t *pid = drift_mallocarray(n, 8);
@@ -947,6 +956,63 @@ int drift_collection_delete(drift_collection *c, const uint64_t *ids, size_t n,
 	}
 	drift_free(part);
 	return rv;
+}
+
+/* Whether every id belongs to shard (else err says which does not). */
+static int ids_in_shard(const drift_collection *c, uint32_t shard,
+			const uint64_t *ids, size_t n, drift_err *err)
+{
+	if (shard >= c->cfg.shards)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "collection %s has shards 0..%u, not %u",
+				     c->cfg.name, c->cfg.shards - 1, shard);
+	for (size_t i = 0; i < n; i++)
+		if (shard_of(c, ids[i]) != shard)
+			return drift_err_set(err, DRIFT_EINVAL,
+					     "id %llu belongs to shard %u of "
+					     "collection %s, not to shard %u",
+					     (unsigned long long)ids[i],
+					     shard_of(c, ids[i]), c->cfg.name,
+					     shard);
+	return 0;
+}
+
+int drift_collection_upsert_rec(drift_collection *c, uint32_t shard,
+				const uint64_t *ids, const float *vecs,
+				size_t n, drift_shard_record *rec,
+				drift_err *err)
+{
+	memset(rec, 0, sizeof(*rec));
+	int rv = ids_in_shard(c, shard, ids, n, err);
+	if (rv == 0 && n > 0)
+		rv = upsert_checks(c, ids, vecs, n, err);
+	if (rv == 0 && n > 0)
+		rv = drift_shard_upsert_rec(c->shards[shard], ids, vecs, n, rec,
+					    err);
+	return rv;
+}
+
+int drift_collection_delete_rec(drift_collection *c, uint32_t shard,
+				const uint64_t *ids, size_t n, size_t *deleted,
+				drift_shard_record *rec, drift_err *err)
+{
+	memset(rec, 0, sizeof(*rec));
+	*deleted = 0;
+	if (n > drift_collection_max_batch(c))
+		return drift_err_set(
+			err, DRIFT_ELIMIT,
+			"batch of %zu ids is over the limit of %zu", n,
+			drift_collection_max_batch(c));
+	int rv = ids_in_shard(c, shard, ids, n, err);
+	if (rv == 0 && n > 0)
+		rv = drift_shard_delete_rec(c->shards[shard], ids, n, deleted,
+					    rec, err);
+	return rv;
+}
+
+drift_shard *drift_collection_shard(drift_collection *c, uint32_t shard)
+{
+	return shard < c->cfg.shards ? c->shards[shard] : NULL;
 }
 
 int drift_collection_get(drift_collection *c, uint64_t id, float *out)

@@ -64,6 +64,7 @@
 #define DRIFT_COLLECTION_NAME_MAX 64
 #define DRIFT_COLLECTION_MAX_DIM 65536
 #define DRIFT_COLLECTION_MAX_SHARDS 256
+#define DRIFT_COLLECTION_MAX_RF 5 /* replicas of a shard */
 
 typedef struct drift_collection_config {
 	char name[DRIFT_COLLECTION_NAME_MAX + 1];
@@ -155,6 +156,20 @@ int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 			    const float *vecs, size_t n, drift_err *err);
 int drift_collection_delete(drift_collection *c, const uint64_t *ids, size_t n,
 			    size_t *deleted, drift_err *err);
+/* Replication (node/replica/). The writes of a primary: ids all of shard
+ * `shard` (else DRIFT_EINVAL), the checks and limits of upsert and delete,
+ * and on success *rec holds the WAL record to ship to the replicas
+ * (drift_shard_record_free). drift_collection_shard gives shard i (NULL
+ * when out of range), valid while the collection is acquired. */
+int drift_collection_upsert_rec(drift_collection *c, uint32_t shard,
+				const uint64_t *ids, const float *vecs,
+				size_t n, drift_shard_record *rec,
+				drift_err *err);
+int drift_collection_delete_rec(drift_collection *c, uint32_t shard,
+				const uint64_t *ids, size_t n, size_t *deleted,
+				drift_shard_record *rec, drift_err *err);
+drift_shard *drift_collection_shard(drift_collection *c, uint32_t shard);
+
 /* 0 and the vector, or DRIFT_ENOENT. */
 int drift_collection_get(drift_collection *c, uint64_t id, float *out);
 /* The k best over every shard, best first. */
