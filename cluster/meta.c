@@ -601,6 +601,23 @@ static int replica_index(const drift_meta_shard *sh, const char *id)
 	return -1;
 }
 
+/* The in-sync bits of the named replicas of sh (err: one that is not). */
+static int in_sync_bits(const drift_meta_collection *c, uint32_t shard,
+			const drift_meta_shard *sh, char **ids, size_t n,
+			uint32_t *bits, drift_err *err)
+{
+	*bits = 0;
+	for (size_t i = 0; i < n; i++) {
+		int at = replica_index(sh, ids[i]);
+		if (at < 0)
+			return drift_err_set(err, DRIFT_EINVAL,
+					     "%s/%u: %s is not a replica",
+					     c->name, shard, ids[i]);
+		*bits |= 1u << at;
+	}
+	return 0;
+}
+
 static int apply_set_replicas(drift_meta *m,
 			      const Drift__Cluster__V1__SetReplicas *sr,
 			      drift_err *err)
@@ -624,7 +641,9 @@ static int apply_set_replicas(drift_meta *m,
 				     (unsigned long long)old->epoch,
 				     (unsigned long long)sr->epoch);
 	drift_meta_shard sh = *old;
-	if (sr->n_nodes > 0) {
+	uint32_t bits;
+	int rv;
+	if (sr->new_epoch) {
 		if (sr->n_nodes != old->n)
 			return drift_err_set(err, DRIFT_EINVAL,
 					     "%s/%u: %zu replicas named, it "
@@ -645,27 +664,30 @@ static int apply_set_replicas(drift_meta *m,
 			copy_str(sh.nodes[r], sizeof(sh.nodes[r]),
 				 sr->nodes[r]);
 		}
-	}
-	sh.in_sync = 0;
-	for (size_t i = 0; i < sr->n_in_sync; i++) {
-		int at = replica_index(&sh, sr->in_sync[i]);
-		if (at < 0)
+		if ((rv = in_sync_bits(c, sr->shard, &sh, sr->in_sync,
+				       sr->n_in_sync, &bits, err)) != 0)
+			return rv;
+		sh.in_sync = bits;
+		sh.epoch = m->version + 1;
+	} else {
+		if (sr->n_nodes > 0 || sr->n_in_sync > 0)
 			return drift_err_set(err, DRIFT_EINVAL,
-					     "%s/%u: in-sync %s is not a "
-					     "replica",
-					     name, sr->shard, sr->in_sync[i]);
-		sh.in_sync |= 1u << at;
+					     "%s/%u: a new placement needs a "
+					     "new epoch",
+					     name, sr->shard);
+		if ((rv = in_sync_bits(c, sr->shard, &sh, sr->drop_in_sync,
+				       sr->n_drop_in_sync, &bits, err)) != 0)
+			return rv;
+		sh.in_sync &= ~bits;
+		if ((rv = in_sync_bits(c, sr->shard, &sh, sr->add_in_sync,
+				       sr->n_add_in_sync, &bits, err)) != 0)
+			return rv;
+		sh.in_sync |= bits;
 	}
 	if ((sh.in_sync & 1u) == 0)
 		return drift_err_set(err, DRIFT_EINVAL,
 				     "%s/%u: the primary %s must be in sync",
 				     name, sr->shard, sh.nodes[0]);
-	if (sr->new_epoch)
-		sh.epoch = m->version + 1;
-	else if (strcmp(sh.nodes[0], old->nodes[0]) != 0)
-		return drift_err_set(err, DRIFT_EINVAL,
-				     "%s/%u: a new primary needs a new epoch",
-				     name, sr->shard);
 	*old = sh;
 	return 0;
 }

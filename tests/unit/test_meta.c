@@ -240,8 +240,9 @@ static void create_rf3(void)
 	cr_assert_eq(apply(&c, NULL), 0);
 }
 
-static int set_replicas(uint64_t epoch, char **nodes, size_t n_nodes,
-			char **in_sync, size_t n_in_sync, bool new_epoch,
+static int set_replicas(uint64_t epoch, bool new_epoch, char **nodes,
+			size_t n_nodes, char **in_sync, size_t n_in_sync,
+			char **drop, size_t n_drop, char **add, size_t n_add,
 			drift_err *err)
 {
 	Drift__Cluster__V1__SetReplicas sr =
@@ -249,55 +250,80 @@ static int set_replicas(uint64_t epoch, char **nodes, size_t n_nodes,
 	sr.collection = "r";
 	sr.created_version = drift_meta_col_find(st, "r")->created_version;
 	sr.epoch = epoch;
+	sr.new_epoch = new_epoch;
 	sr.nodes = nodes;
 	sr.n_nodes = n_nodes;
 	sr.in_sync = in_sync;
 	sr.n_in_sync = n_in_sync;
-	sr.new_epoch = new_epoch;
+	sr.drop_in_sync = drop;
+	sr.n_drop_in_sync = n_drop;
+	sr.add_in_sync = add;
+	sr.n_add_in_sync = n_add;
 	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
 	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_REPLICAS;
 	c.set_replicas = &sr;
 	return apply(&c, err);
 }
 
+static const drift_meta_shard *shard_r(void)
+{
+	return &drift_meta_col_find(st, "r")->shard[0];
+}
+
 DRIFT_TEST(meta, replicas_in_sync_and_promotion)
 {
 	drift_err err;
 	create_rf3();
-	const drift_meta_shard *sh = &drift_meta_col_find(st, "r")->shard[0];
-	uint64_t e0 = sh->epoch;
+	uint64_t e0 = shard_r()->epoch;
 	cr_assert_eq(e0, drift_meta_col_find(st, "r")->created_version,
 		     "a create starts the first epoch");
-	cr_assert_eq(sh->in_sync, 7u);
-	/* The primary drops n3 from the in-sync set. */
-	char *p13[] = {"n1", "n2"};
-	cr_assert_eq(set_replicas(e0, NULL, 0, p13, 2, false, &err), 0,
-		     "%s", err.msg);
-	sh = &drift_meta_col_find(st, "r")->shard[0];
-	cr_assert_eq(sh->in_sync, 3u);
-	cr_assert_eq(sh->epoch, e0, "same primary, same epoch");
-	/* The leader promotes n2: a new epoch; the old one is refused. */
-	char *order[] = {"n2", "n1", "n3"}, *only2[] = {"n2"};
-	cr_assert_eq(set_replicas(e0, order, 3, only2, 1, false, &err),
-		     DRIFT_EINVAL, "a new primary needs a new epoch");
-	cr_assert_eq(set_replicas(e0, order, 3, only2, 1, true, &err), 0);
-	sh = &drift_meta_col_find(st, "r")->shard[0];
-	cr_assert_str_eq(sh->nodes[0], "n2");
-	cr_assert_eq(sh->in_sync, 1u);
-	cr_assert_eq(sh->epoch, st->version);
-	uint64_t v = st->version;
-	cr_assert_eq(set_replicas(e0, NULL, 0, p13, 2, false, &err),
+	cr_assert_eq(shard_r()->in_sync, 7u);
+	/* Two writes each drop the replica that failed them: the drops
+	 * commute. */
+	char *n2[] = {"n2"}, *n3[] = {"n3"}, *n1[] = {"n1"};
+	cr_assert_eq(set_replicas(e0, false, NULL, 0, NULL, 0, n3, 1, NULL, 0,
+				  &err),
+		     0, "%s", err.msg);
+	cr_assert_eq(set_replicas(e0, false, NULL, 0, NULL, 0, n2, 1, NULL, 0,
+				  &err),
+		     0, "%s", err.msg);
+	cr_assert_eq(shard_r()->in_sync, 1u);
+	cr_assert_eq(shard_r()->epoch, e0, "same primary, same epoch");
+	cr_assert_eq(set_replicas(e0, false, NULL, 0, NULL, 0, NULL, 0, n3, 1,
+				  &err),
+		     0, "caught up");
+	cr_assert_eq(shard_r()->in_sync, 5u);
+	cr_assert_eq(set_replicas(e0, false, NULL, 0, NULL, 0, n1, 1, NULL, 0,
+				  &err),
+		     DRIFT_EINVAL, "the primary stays in sync");
+	/* The leader promotes n3: a new epoch; the old one is refused. */
+	char *order[] = {"n3", "n1", "n2"};
+	cr_assert_eq(set_replicas(e0, false, order, 3, n3, 1, NULL, 0, NULL, 0,
+				  &err),
+		     DRIFT_EINVAL, "a new placement needs a new epoch");
+	cr_assert_eq(set_replicas(e0, true, order, 3, n3, 1, NULL, 0, NULL, 0,
+				  &err),
+		     0, "%s", err.msg);
+	cr_assert_str_eq(shard_r()->nodes[0], "n3");
+	cr_assert_eq(shard_r()->in_sync, 1u);
+	cr_assert_eq(shard_r()->epoch, st->version);
+	uint64_t v = st->version, e1 = shard_r()->epoch;
+	cr_assert_eq(set_replicas(e0, false, NULL, 0, NULL, 0, NULL, 0, n2, 1,
+				  &err),
 		     DRIFT_ECONFLICT, "a deposed primary changes nothing");
 	cr_assert(strstr(err.msg, "epoch") != NULL, "%s", err.msg);
-	char *no_primary[] = {"n1"};
-	cr_assert_eq(set_replicas(sh->epoch, NULL, 0, no_primary, 1, false,
+	cr_assert_eq(set_replicas(e1, true, order, 3, n1, 1, NULL, 0, NULL, 0,
+				  &err),
+		     DRIFT_EINVAL, "the primary must be in sync");
+	char *ghost[] = {"n3", "n9", "n1"}, *twice[] = {"n3", "n3", "n1"};
+	cr_assert_eq(set_replicas(e1, true, ghost, 3, n3, 1, NULL, 0, NULL, 0,
 				  &err),
 		     DRIFT_EINVAL);
-	char *ghost[] = {"n2", "n9", "n1"};
-	cr_assert_eq(set_replicas(sh->epoch, ghost, 3, only2, 1, true, &err),
+	cr_assert_eq(set_replicas(e1, true, twice, 3, n3, 1, NULL, 0, NULL, 0,
+				  &err),
 		     DRIFT_EINVAL);
-	char *twice[] = {"n2", "n2", "n1"};
-	cr_assert_eq(set_replicas(sh->epoch, twice, 3, only2, 1, true, &err),
+	cr_assert_eq(set_replicas(e1, true, order, 2, n3, 1, NULL, 0, NULL, 0,
+				  &err),
 		     DRIFT_EINVAL);
 	cr_assert_eq(st->version, v, "refused commands change nothing");
 	/* Epoch and in-sync set survive a snapshot. */
@@ -307,8 +333,7 @@ DRIFT_TEST(meta, replicas_in_sync_and_promotion)
 	drift_meta *back;
 	cr_assert_eq(drift_meta_decode(buf, len, &back, NULL), 0);
 	assert_same(st, back);
-	cr_assert_eq(drift_meta_col_find(back, "r")->shard[0].epoch,
-		     sh->epoch);
+	cr_assert_eq(drift_meta_col_find(back, "r")->shard[0].epoch, e1);
 	drift_meta_unref(back);
 	drift_free(buf);
 }
