@@ -65,6 +65,9 @@ struct drift_node_cluster {
 	bool watching;
 	pthread_t prober;
 	bool probing;
+	/* After each of the leader's probe passes (under mu to set). */
+	void (*on_probe)(void *arg);
+	void *on_probe_arg;
 };
 
 /* ---- Identity ---- */
@@ -476,8 +479,23 @@ static void *probe_main(void *arg)
 				set_state(nc, n, DRIFT_NODE_DOWN);
 		}
 		drift_meta_unref(st);
+		pthread_mutex_lock(&nc->mu);
+		void (*fn)(void *) = nc->on_probe;
+		void *fn_arg = nc->on_probe_arg;
+		pthread_mutex_unlock(&nc->mu);
+		if (fn != NULL)
+			fn(fn_arg);
 	}
 	return NULL;
+}
+
+void drift_node_cluster_on_probe(drift_node_cluster *nc, void (*fn)(void *),
+				 void *arg)
+{
+	pthread_mutex_lock(&nc->mu);
+	nc->on_probe = fn;
+	nc->on_probe_arg = arg;
+	pthread_mutex_unlock(&nc->mu);
 }
 
 /* ---- Bootstrap and join ---- */

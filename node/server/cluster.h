@@ -91,6 +91,13 @@ int drift_node_cluster_client(drift_node_cluster *nc, const char *address,
 bool drift_node_cluster_alive(drift_node_cluster *nc, const char *address,
 			      uint64_t timeout_ns);
 
+/* fn(arg) runs after every probe pass of the leader's (every 500 ms, on
+ * the prober's thread): the replication's failover (node/replica/
+ * replica.h). NULL: none. Set it before the cluster starts or clear it
+ * before what arg points to goes. */
+void drift_node_cluster_on_probe(drift_node_cluster *nc, void (*fn)(void *),
+				 void *arg);
+
 /* Waits until the watcher has applied map version `version` locally.
  * 0 or DRIFT_ETIMEDOUT. */
 int drift_node_cluster_wait_applied(drift_node_cluster *nc, uint64_t version,

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "drift/peer/v1/peer.pb-c.h"
 #include "drift/v1/drift.pb-c.h"
+#include "node/replica/replica.h"
 #include "node/server/cluster_svc.h"
 #include "router/map.h"
 #include "router/service.h"
@@ -25,6 +26,7 @@ struct service {
 	drift_cm *cm;
 	drift_node_cluster *nc;	  /* NULL: no cluster (tests of the API) */
 	drift_rmap_follower *fwd; /* the map forwarded calls route with */
+	drift_replica *repl;	  /* with a cluster: replication */
 };
 
 static struct service svc;
@@ -560,7 +562,9 @@ static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
 	}
 	drift_err err;
 	drift_err_clear(&err);
-	int r = drift_collection_upsert(col, ids, vecs, n, &err);
+	int r = svc.repl != NULL
+			? drift_replica_upsert(svc.repl, col, ids, vecs, n, &err)
+			: drift_collection_upsert(col, ids, vecs, n, &err);
 	if (r != 0) {
 		fail_err_at(c, prefix, r, &err);
 		rv = -1;
@@ -656,8 +660,13 @@ static void delete_req(drift_grpc_call *c, Drift__V1__DeleteRequest *req)
 		drift_err err;
 		drift_err_clear(&err);
 		size_t deleted = 0;
-		int rv = drift_collection_delete(col, req->ids, req->n_ids,
-						 &deleted, &err);
+		int rv = svc.repl != NULL
+				 ? drift_replica_delete(svc.repl, col, req->ids,
+							req->n_ids, &deleted,
+							&err)
+				 : drift_collection_delete(col, req->ids,
+							   req->n_ids, &deleted,
+							   &err);
 		if (rv != 0) {
 			fail_err(c, rv, &err);
 		} else {
@@ -1124,6 +1133,13 @@ static void peer_flush(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* The leader's probe hook: promotions of shards whose primary is down. */
+static void failover(void *arg)
+{
+	(void)arg;
+	drift_replica_failover(svc.repl);
+}
+
 int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 				drift_node_cluster *nc)
 {
@@ -1141,6 +1157,13 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 			return rv;
 		}
 		drift_router_use(svc.fwd);
+		if ((rv = drift_replica_open(cm, nc, svc.fwd, &svc.repl,
+					     &err)) != 0 ||
+		    (rv = drift_replica_register(svc.repl, srv)) != 0) {
+			DRIFT_ERROR("drift-node: replication: %s", err.msg);
+			return rv;
+		}
+		drift_node_cluster_on_probe(nc, failover, NULL);
 	}
 	static const struct {
 		const char *path;
@@ -1197,6 +1220,12 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 
 void drift_node_service_close(void)
 {
+	if (svc.nc != NULL) {
+		drift_node_cluster_stop(svc.nc); /* the prober, the member */
+		drift_node_cluster_on_probe(svc.nc, NULL, NULL);
+	}
+	drift_replica_close(svc.repl);
+	svc.repl = NULL;
 	drift_rmap_stop(svc.fwd);
 	svc.fwd = NULL;
 }

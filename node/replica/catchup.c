@@ -1,0 +1,291 @@
+/*
+ * The catch-up thread: a primary brings its replicas that are out of the
+ * in-sync set back into it (see replica.h).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster/member.h"
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "node/replica/replica_internal.h"
+
+#define PASS_NS 300000000ull	    /* between passes over the map */
+#define BATCH_BYTES (2u << 20)	    /* of payload per Replicate call */
+#define CLOSE_ENOUGH 64		    /* records left for the held moment */
+#define MAX_ROUNDS 1000		    /* batches before the held moment */
+
+/* Records read from the log, to send in one call. */
+struct batch {
+	Drift__Peer__V1__Record *recs;
+	Drift__Peer__V1__Record **ptrs;
+	size_t n, cap;
+};
+
+static int batch_add(void *ctx, uint64_t seq, uint32_t type,
+		     const void *payload, size_t len)
+{
+	struct batch *b = ctx;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 64;
+		Drift__Peer__V1__Record *r =
+			drift_realloc(b->recs, cap * sizeof(*r));
+		if (r == NULL)
+			return DRIFT_ENOMEM;
+		b->recs = r;
+		b->cap = cap;
+	}
+	uint8_t *copy = drift_malloc(len);
+	if (copy == NULL)
+		return DRIFT_ENOMEM;
+	memcpy(copy, payload, len);
+	Drift__Peer__V1__Record *r = &b->recs[b->n++];
+	drift__peer__v1__record__init(r);
+	r->seq = seq;
+	r->type = type;
+	r->payload.data = copy;
+	r->payload.len = len;
+	return 0;
+}
+
+static void batch_clear(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		drift_free(b->recs[i].payload.data);
+	b->n = 0;
+}
+
+static void batch_free(struct batch *b)
+{
+	batch_clear(b);
+	drift_free(b->recs);
+	drift_free(b->ptrs);
+}
+
+/* Sends the log after *last (at most max_bytes of it) to the replica at
+ * addr; *last becomes the replica's position. */
+static int send_tail(drift_replica *r, const char *addr, drift_collection *col,
+		     uint32_t shard, uint64_t epoch, uint64_t *last,
+		     size_t max_bytes, drift_err *err)
+{
+	const drift_collection_config *cfg = drift_collection_cfg(col);
+	struct batch b = {0};
+	int rv = drift_shard_read_log(drift_collection_shard(col, shard), *last,
+				      max_bytes, batch_add, &b, err);
+	if (rv == 0 && b.n > 0) {
+		b.ptrs = drift_mallocarray(b.n, sizeof(*b.ptrs));
+		if (b.ptrs == NULL)
+			rv = drift_err_set(err, DRIFT_ENOMEM, "catch-up");
+	}
+	if (rv == 0 && b.n > 0) {
+		for (size_t i = 0; i < b.n; i++)
+			b.ptrs[i] = &b.recs[i];
+		Drift__Peer__V1__ReplicateRequest req =
+			DRIFT__PEER__V1__REPLICATE_REQUEST__INIT;
+		req.collection = (char *)cfg->name;
+		req.created_version = cfg->cluster_version;
+		req.shard = shard;
+		req.epoch = epoch;
+		req.primary = (char *)drift_node_cluster_node_id(r->nc);
+		req.records = b.ptrs;
+		req.n_records = b.n;
+		ProtobufCMessage *out = NULL;
+		rv = repl_call(r, addr, "/drift.peer.v1.Replica/Replicate",
+			       &req.base,
+			       &drift__peer__v1__replicate_response__descriptor,
+			       REPL_TIMEOUT_NS, &out, err);
+		if (rv == 0) {
+			*last = ((Drift__Peer__V1__ReplicateResponse *)out)
+					->last_seq;
+			protobuf_c_message_free_unpacked(out, NULL);
+		}
+	}
+	batch_free(&b);
+	return rv;
+}
+
+/* The replica's position: 0 and *last, *epoch (its last one), or an
+ * error. */
+static int replica_position(drift_replica *r, const char *addr,
+			    const drift_collection_config *cfg, uint32_t shard,
+			    uint64_t *last, uint64_t *epoch, drift_err *err)
+{
+	Drift__Peer__V1__ReplicaStateRequest req =
+		DRIFT__PEER__V1__REPLICA_STATE_REQUEST__INIT;
+	req.collection = (char *)cfg->name;
+	req.created_version = cfg->cluster_version;
+	req.shard = shard;
+	ProtobufCMessage *out = NULL;
+	int rv = repl_call(r, addr, "/drift.peer.v1.Replica/State", &req.base,
+			   &drift__peer__v1__replica_state_response__descriptor,
+			   REPL_TIMEOUT_NS, &out, err);
+	if (rv != 0)
+		return rv;
+	Drift__Peer__V1__ReplicaStateResponse *resp = (void *)out;
+	*last = resp->last_seq;
+	*epoch = resp->n_history > 0
+			 ? resp->history[resp->n_history - 1]->epoch
+			 : 0;
+	protobuf_c_message_free_unpacked(out, NULL);
+	return 0;
+}
+
+/* Whether this node is still the primary of shard at epoch, and node is
+ * still out of its in-sync set. */
+static bool still(drift_replica *r, const drift_collection_config *cfg,
+		  uint32_t shard, uint64_t epoch, const char *node)
+{
+	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
+	const drift_meta_collection *mc = drift_meta_col_find(st, cfg->name);
+	bool ok = false;
+	if (mc != NULL && mc->created_version == cfg->cluster_version &&
+	    shard < mc->shards) {
+		const drift_meta_shard *sh = &mc->shard[shard];
+		ok = sh->epoch == epoch &&
+		     strcmp(sh->nodes[0], drift_node_cluster_node_id(r->nc)) ==
+			     0;
+		for (uint32_t i = 0; ok && i < sh->n; i++)
+			if (strcmp(sh->nodes[i], node) == 0 &&
+			    (sh->in_sync & (1u << i)))
+				ok = false;
+	}
+	drift_meta_unref(st);
+	return ok;
+}
+
+/* Brings replica `node` of shard back into the in-sync set, if its log
+ * allows (see replica.h). */
+static void catch_up(drift_replica *r, const char *name, uint64_t created,
+		     uint32_t shard, uint64_t epoch, const char *node,
+		     const char *addr)
+{
+	drift_collection *col;
+	if (drift_cm_acquire(r->cm, name, &col, NULL) != 0)
+		return;
+	const drift_collection_config *cfg = drift_collection_cfg(col);
+	drift_err err;
+	drift_err_clear(&err);
+	struct repl_shard *e = NULL;
+	drift_shard *sh = drift_collection_shard(col, shard);
+	bool held = false;
+	if (cfg->cluster_version != created || sh == NULL ||
+	    (e = repl_shard_of(r, col, shard, &err)) == NULL)
+		goto out;
+	uint64_t last, their_epoch;
+	if (replica_position(r, addr, cfg, shard, &last, &their_epoch, &err) !=
+	    0)
+		goto out;
+	pthread_mutex_lock(&e->mu);
+	bool prefix = drift_epochs_prefix(&e->ep, drift_shard_last_seq(sh),
+					  their_epoch, last);
+	pthread_mutex_unlock(&e->mu);
+	if (!prefix) {
+		drift_err_set(&err, DRIFT_ENOTSUP,
+			      "its log (at %" PRIu64 ", epoch %" PRIu64
+			      ") is not a prefix of this primary's: it needs "
+			      "a full copy",
+			      last, their_epoch);
+		goto out;
+	}
+	drift_shard_hold_log(sh, last);
+	held = true;
+	uint64_t t0 = drift_now_ns(), from = last;
+	int rv = 0;
+	for (int round = 0; round < MAX_ROUNDS; round++) {
+		if (drift_shard_last_seq(sh) <= last + CLOSE_ENOUGH)
+			break;
+		if ((rv = send_tail(r, addr, col, shard, epoch, &last,
+				    BATCH_BYTES, &err)) != 0)
+			goto out;
+	}
+	/* The last records with the shard's writes held back, then the
+	 * in-sync set grows before they resume. */
+	pthread_rwlock_wrlock(&e->writes);
+	if (!still(r, cfg, shard, epoch, node)) {
+		pthread_rwlock_unlock(&e->writes);
+		goto out;
+	}
+	uint64_t own = drift_shard_last_seq(sh);
+	while (rv == 0 && last < own)
+		rv = send_tail(r, addr, col, shard, epoch, &last, BATCH_BYTES,
+			       &err);
+	if (rv == 0 && last != own)
+		rv = drift_err_set(&err, DRIFT_EINTERNAL,
+				   "it reports %" PRIu64 " after the tail to "
+				   "%" PRIu64,
+				   last, own);
+	if (rv == 0) {
+		char *add[] = {(char *)node};
+		Drift__Peer__V1__SetReplicasRequest sr =
+			DRIFT__PEER__V1__SET_REPLICAS_REQUEST__INIT;
+		sr.collection = (char *)cfg->name;
+		sr.created_version = cfg->cluster_version;
+		sr.shard = shard;
+		sr.epoch = epoch;
+		sr.add_in_sync = add;
+		sr.n_add_in_sync = 1;
+		rv = repl_set_replicas(r, &sr, &err);
+	}
+	pthread_rwlock_unlock(&e->writes);
+	if (rv == 0)
+		DRIFT_INFO("replication: %s/%u: node %s caught up (%" PRIu64
+			   " records in %.1f s) and is in sync again",
+			   name, shard, node, own - from,
+			   (double)(drift_now_ns() - t0) / 1e9);
+out:
+	if (err.code != 0)
+		DRIFT_WARN("replication: %s/%u: catching up node %s: %s", name,
+			   shard, node, err.msg);
+	if (held)
+		drift_shard_hold_log(sh, DRIFT_WAL_NO_HOLD);
+	drift_cm_release(r->cm, col);
+}
+
+/* Sleeps a pass; false when stopping. */
+static bool pause_pass(drift_replica *r)
+{
+	uint64_t until = drift_now_ns() + PASS_NS;
+	struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+			      .tv_nsec = (long)(until % 1000000000u)};
+	pthread_mutex_lock(&r->mu);
+	while (!r->stop && drift_now_ns() < until)
+		pthread_cond_timedwait(&r->cond, &r->mu, &ts);
+	bool go = !r->stop;
+	pthread_mutex_unlock(&r->mu);
+	return go;
+}
+
+void *repl_catchup_main(void *arg)
+{
+	drift_replica *r = arg;
+	const char *self = drift_node_cluster_node_id(r->nc);
+	while (pause_pass(r)) {
+		drift_meta *st =
+			drift_member_state(drift_node_cluster_member(r->nc));
+		for (size_t c = 0; c < st->n_cols; c++) {
+			const drift_meta_collection *mc = &st->cols[c];
+			for (uint32_t s = 0; s < mc->shards; s++) {
+				const drift_meta_shard *sh = &mc->shard[s];
+				if (sh->n < 2 || strcmp(sh->nodes[0], self) != 0)
+					continue;
+				for (uint32_t i = 1; i < sh->n; i++) {
+					const drift_meta_node *n =
+						drift_meta_node_find(
+							st, sh->nodes[i]);
+					if ((sh->in_sync & (1u << i)) ||
+					    n == NULL || n->state != DRIFT_NODE_UP)
+						continue;
+					catch_up(r, mc->name,
+						 mc->created_version, s,
+						 sh->epoch, sh->nodes[i],
+						 n->address);
+				}
+			}
+		}
+		drift_meta_unref(st);
+	}
+	return NULL;
+}

@@ -1,0 +1,87 @@
+/*
+ * Replication of a node's shards (issue 19): the primary's write path,
+ * what a replica does with the primary's records, the catch-up of a
+ * replica that missed writes, and the leader's promotion of a replica when
+ * a primary is gone.
+ *
+ * The map (cluster/meta.h) names each shard's replicas, primary first, the
+ * in-sync set and the epoch (the map version that made the primary). The
+ * contract, after PacificA (Lin et al., "PacificA: Replication in
+ * Log-Based Distributed Storage Systems", MSR-TR-2008-25): every replica
+ * in the in-sync set holds every acknowledged write.
+ *
+ * Write (the primary; drift_replica_upsert / _delete). Refused with
+ * UNAVAILABLE while fewer than a majority of the shard's replicas are in
+ * sync. The primary writes its WAL record (ordered by its sequence
+ * number; durable per wal_sync), sends it to the other in-sync replicas
+ * (drift.peer.v1.Replica/Replicate, in parallel) and acknowledges once
+ * they all have it durable. A replica that fails is first dropped from the
+ * in-sync set through Raft; the write is acknowledged only if the ones
+ * left are still a majority, else it fails (UNAVAILABLE; it may or may not
+ * have been applied, like any failed write).
+ *
+ * Replica (drift_replica_apply). Applies the records under the primary's
+ * sequence numbers, in its order (node/engine/shard.h), and refuses an
+ * epoch older than the newest it has seen (its fence, node/replica/
+ * epochs.h) with ABORTED: a deposed primary cannot acknowledge anything.
+ *
+ * Failover (drift_replica_failover, run by the metadata leader after it
+ * marks a node DOWN). For each shard whose primary is on a DOWN node, the
+ * in-sync replicas on nodes that are UP are asked for their position and
+ * fenced at the next epoch (drift.peer.v1.Replica/State); the one with the
+ * longest log becomes the primary in a new epoch (SetReplicas), with the
+ * ones as long in the in-sync set. Since every in-sync replica holds every
+ * acknowledged write, nothing acknowledged is lost.
+ *
+ * Catch-up (a thread on every node, for the shards it is primary of).
+ * A replica out of the in-sync set whose node is UP is asked for its
+ * position; when its log is a prefix of the primary's (epochs.h) and the
+ * primary still holds the records after it, they are sent (in batches,
+ * the log held from retirement meanwhile); for the last of them the
+ * shard's writes are held back for a moment, the replica is added to the
+ * in-sync set through Raft, and writes resume. A replica that cannot
+ * catch up from the log (its log went its own way, or the tail was
+ * retired) needs a full copy of the shard: logged, and left out of the
+ * in-sync set.
+ *
+ * Threads: every function is thread-safe.
+ */
+#ifndef DRIFT_NODE_REPLICA_H
+#define DRIFT_NODE_REPLICA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/grpc/server.h"
+#include "node/engine/collection.h"
+#include "node/server/cluster.h"
+#include "router/map.h"
+
+typedef struct drift_replica drift_replica;
+
+/* Starts the catch-up thread. peers: the clients of the other nodes. */
+int drift_replica_open(drift_cm *cm, drift_node_cluster *nc,
+		       drift_rmap_follower *peers, drift_replica **out,
+		       drift_err *err);
+/* Stops the thread and frees. NULL is ignored. */
+void drift_replica_close(drift_replica *r);
+
+/* A primary's writes of col (acquired), ids split by shard: every shard's
+ * part replicated as above. 0 or an error with a message (DRIFT_EUNAVAIL
+ * for too few replicas in sync, DRIFT_ESTALE when this node is not the
+ * primary of a shard, and the engine's errors). */
+int drift_replica_upsert(drift_replica *r, drift_collection *col,
+			 const uint64_t *ids, const float *vecs, size_t n,
+			 drift_err *err);
+int drift_replica_delete(drift_replica *r, drift_collection *col,
+			 const uint64_t *ids, size_t n, size_t *deleted,
+			 drift_err *err);
+
+/* The leader's failover pass over the current map (see above). */
+void drift_replica_failover(drift_replica *r);
+
+/* Registers drift.peer.v1.Replica (Replicate, State, SetReplicas). */
+int drift_replica_register(drift_replica *r, drift_grpc_server *srv);
+
+#endif /* DRIFT_NODE_REPLICA_H */

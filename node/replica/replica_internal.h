@@ -1,0 +1,89 @@
+/*
+ * The replication module's parts (replica.h is the contract):
+ *
+ *   replica.c      the per-shard entries, the primary's write path, the
+ *                  calls to peers and to the metadata leader
+ *   replica_svc.c  drift.peer.v1.Replica's handlers (a replica's side)
+ *   catchup.c      the catch-up thread (a primary's side)
+ *   failover.c     the leader's promotions
+ */
+#ifndef DRIFT_NODE_REPLICA_INTERNAL_H
+#define DRIFT_NODE_REPLICA_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cluster/meta.h"
+#include "drift/peer/v1/replica.pb-c.h"
+#include "node/replica/epochs.h"
+#include "node/replica/replica.h"
+
+/* A call to a peer, or a wait for one, lasts at most this. */
+#define REPL_TIMEOUT_NS 3000000000ull
+
+/* One shard of one collection (name and created_version: a re-created
+ * collection is another) that this node holds. */
+struct repl_shard {
+	struct repl_shard *next;
+	char name[DRIFT_META_NAME_MAX + 1];
+	uint64_t created;
+	uint32_t shard;
+	char dir[4096]; /* the shard's directory */
+	/* The primary's writes hold it shared; the end of a catch-up holds
+	 * it alone (the last records, then the in-sync set grows). */
+	pthread_rwlock_t writes;
+	/* A replica's applies of records hold it shared from the fence check
+	 * to the last record; raising the fence holds it alone, so no record
+	 * of the fenced epoch lands after the position it reports. */
+	pthread_rwlock_t applying;
+	pthread_mutex_t mu; /* ep */
+	drift_epochs ep;
+};
+
+struct drift_replica {
+	drift_cm *cm;
+	drift_node_cluster *nc;
+	drift_rmap_follower *peers;
+	pthread_mutex_t mu; /* shards; stop */
+	pthread_cond_t cond;
+	struct repl_shard *shards;
+	bool stop;
+	pthread_t catchup;
+	bool catchup_running;
+};
+
+/* The entry of shard `shard` of col (made, with its epochs read, on first
+ * use), or NULL with err set. */
+struct repl_shard *repl_shard_of(drift_replica *r, drift_collection *col,
+				 uint32_t shard, drift_err *err);
+
+/* Saves e->ep (e->mu held). */
+int repl_save_epochs(struct repl_shard *e, drift_err *err);
+
+/* The gRPC address of node id in st ("" when unknown). */
+const char *repl_address(const drift_meta *st, const char *id);
+
+/* A unary call to the node at address over the shared clients. */
+int repl_call(drift_replica *r, const char *address, const char *path,
+	      const ProtobufCMessage *req,
+	      const ProtobufCMessageDescriptor *resp_desc, uint64_t timeout_ns,
+	      ProtobufCMessage **resp, drift_err *err);
+
+/* A SetReplicas change made by the metadata leader (this node, or sent to
+ * it), then waited for in this node's map. 0 or an error (DRIFT_ECONFLICT
+ * when the shard's epoch moved on). */
+int repl_set_replicas(drift_replica *r,
+		      const Drift__Peer__V1__SetReplicasRequest *req,
+		      drift_err *err);
+
+/* Proposes it as the leader (DRIFT_ESTALE when this node does not lead);
+ * *version gets the map version that holds it. */
+int repl_propose(drift_replica *r,
+		 const Drift__Peer__V1__SetReplicasRequest *req,
+		 uint64_t *version, drift_err *err);
+
+/* The catch-up thread (catchup.c). */
+void *repl_catchup_main(void *arg);
+
+#endif /* DRIFT_NODE_REPLICA_INTERNAL_H */

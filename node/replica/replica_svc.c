@@ -1,0 +1,265 @@
+/*
+ * drift.peer.v1.Replica's handlers: a replica's side of replication (see
+ * replica.h and proto/drift/peer/v1/replica.proto).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cluster/member.h"
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/grpc/status.h"
+#include "common/log.h"
+#include "node/replica/replica_internal.h"
+
+static void fail(drift_grpc_call *c, int rv, const drift_err *err)
+{
+	drift_grpc_call_finish(c, drift_grpc_code_from_err(rv), "%s",
+			       drift_err_msg(err, rv));
+}
+
+static void *recv_req(drift_grpc_call *c, const ProtobufCMessageDescriptor *d)
+{
+	ProtobufCMessage *m = NULL;
+	int rv = drift_grpc_call_recv_pb(c, d, &m);
+	if (rv == 1)
+		return m;
+	if (rv == 0)
+		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
+				       "no request message");
+	return NULL;
+}
+
+static void reply(drift_grpc_call *c, const ProtobufCMessage *m)
+{
+	if (drift_grpc_call_send_pb(c, m) == 0)
+		drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
+}
+
+/* The collection of a replication call: this node's copy of the one the
+ * map created at `created` (waiting a little for the watcher to open it),
+ * or NULL with the call answered. */
+static drift_collection *acquire(drift_replica *r, drift_grpc_call *c,
+				 const char *name, uint64_t created,
+				 uint32_t shard)
+{
+	drift_collection *col = NULL;
+	drift_err err;
+	drift_err_clear(&err);
+	int rv = drift_cm_acquire(r->cm, name, &col, &err);
+	if (rv == DRIFT_ENOENT &&
+	    drift_node_cluster_wait_applied(r->nc, created, REPL_TIMEOUT_NS) ==
+		    0)
+		rv = drift_cm_acquire(r->cm, name, &col, &err);
+	if (rv != 0) {
+		fail(c, rv, &err);
+		return NULL;
+	}
+	const drift_collection_config *cfg = drift_collection_cfg(col);
+	if (cfg->cluster_version != created || shard >= cfg->shards) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_FAILED_PRECONDITION,
+				       "collection %s on node %s is the one of "
+				       "map version %" PRIu64 " with %u "
+				       "shards, not the one of %" PRIu64
+				       " (shard %u)",
+				       name,
+				       drift_node_cluster_node_id(r->nc),
+				       cfg->cluster_version, cfg->shards,
+				       created, shard);
+		drift_cm_release(r->cm, col);
+		return NULL;
+	}
+	return col;
+}
+
+static void replicate(drift_grpc_call *c, void *ctx)
+{
+	drift_replica *r = ctx;
+	Drift__Peer__V1__ReplicateRequest *req =
+		recv_req(c, &drift__peer__v1__replicate_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_collection *col = acquire(r, c, req->collection,
+					req->created_version, req->shard);
+	if (col == NULL)
+		goto done;
+	drift_err err;
+	drift_err_clear(&err);
+	struct repl_shard *e = repl_shard_of(r, col, req->shard, &err);
+	if (e == NULL) {
+		fail(c, DRIFT_ENOMEM, &err);
+		goto release;
+	}
+	/* A primary of an epoch the map (or a promotion's fence) has passed
+	 * is refused: it must not acknowledge anything. */
+	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
+	const drift_meta_collection *mc =
+		drift_meta_col_find(st, req->collection);
+	uint64_t map_epoch = 0;
+	char primary[DRIFT_NODE_ID_MAX + 1] = "";
+	if (mc != NULL && mc->created_version == req->created_version &&
+	    req->shard < mc->shards) {
+		map_epoch = mc->shard[req->shard].epoch;
+		snprintf(primary, sizeof(primary), "%s",
+			 mc->shard[req->shard].nodes[0]);
+	}
+	drift_meta_unref(st);
+	pthread_rwlock_rdlock(&e->applying);
+	if (map_epoch > req->epoch) {
+		pthread_rwlock_unlock(&e->applying);
+		drift_grpc_call_finish(c, DRIFT_GRPC_ABORTED,
+				       "%s/%u: epoch %" PRIu64 " of node %s "
+				       "is over: the primary is node %s since "
+				       "epoch %" PRIu64,
+				       req->collection, req->shard, req->epoch,
+				       req->primary, primary, map_epoch);
+		goto release;
+	}
+	pthread_mutex_lock(&e->mu);
+	if (e->ep.fence > req->epoch) {
+		uint64_t fence = e->ep.fence;
+		pthread_mutex_unlock(&e->mu);
+		pthread_rwlock_unlock(&e->applying);
+		drift_grpc_call_finish(c, DRIFT_GRPC_ABORTED,
+				       "%s/%u: node %s accepts epoch %" PRIu64
+				       " and newer only, not %" PRIu64
+				       " (a failover fenced it)",
+				       req->collection, req->shard,
+				       drift_node_cluster_node_id(r->nc), fence,
+				       req->epoch);
+		goto release;
+	}
+	if (req->n_records > 0 &&
+	    drift_epochs_begin(&e->ep, req->epoch, req->records[0]->seq) &&
+	    repl_save_epochs(e, &err) != 0) {
+		pthread_mutex_unlock(&e->mu);
+		pthread_rwlock_unlock(&e->applying);
+		fail(c, err.code ? err.code : DRIFT_EIO, &err);
+		goto release;
+	}
+	pthread_mutex_unlock(&e->mu);
+	drift_shard *sh = drift_collection_shard(col, req->shard);
+	uint64_t deadline = drift_now_ns() + REPL_TIMEOUT_NS;
+	for (size_t i = 0; i < req->n_records; i++) {
+		const Drift__Peer__V1__Record *rec = req->records[i];
+		int rv = drift_shard_apply(sh, rec->seq, rec->type,
+					   rec->payload.data, rec->payload.len,
+					   deadline, &err);
+		if (rv == DRIFT_EEXIST)
+			continue; /* sent again: it is here */
+		if (rv != 0) {
+			pthread_rwlock_unlock(&e->applying);
+			fail(c, rv, &err);
+			goto release;
+		}
+	}
+	pthread_rwlock_unlock(&e->applying);
+	Drift__Peer__V1__ReplicateResponse resp =
+		DRIFT__PEER__V1__REPLICATE_RESPONSE__INIT;
+	resp.last_seq = drift_shard_last_seq(sh);
+	reply(c, &resp.base);
+release:
+	drift_cm_release(r->cm, col);
+done:
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void state(drift_grpc_call *c, void *ctx)
+{
+	drift_replica *r = ctx;
+	Drift__Peer__V1__ReplicaStateRequest *req = recv_req(
+		c, &drift__peer__v1__replica_state_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_collection *col = acquire(r, c, req->collection,
+					req->created_version, req->shard);
+	if (col == NULL)
+		goto done;
+	drift_err err;
+	drift_err_clear(&err);
+	struct repl_shard *e = repl_shard_of(r, col, req->shard, &err);
+	if (e == NULL) {
+		fail(c, DRIFT_ENOMEM, &err);
+		goto release;
+	}
+	bool fencing = req->fence_epoch > 0;
+	if (fencing)
+		pthread_rwlock_wrlock(&e->applying);
+	pthread_mutex_lock(&e->mu);
+	if (req->fence_epoch > e->ep.fence) {
+		uint64_t was = e->ep.fence;
+		e->ep.fence = req->fence_epoch;
+		if (repl_save_epochs(e, &err) != 0) {
+			e->ep.fence = was;
+			pthread_mutex_unlock(&e->mu);
+			if (fencing)
+				pthread_rwlock_unlock(&e->applying);
+			fail(c, err.code ? err.code : DRIFT_EIO, &err);
+			goto release;
+		}
+	}
+	Drift__Peer__V1__ReplicaStateResponse resp =
+		DRIFT__PEER__V1__REPLICA_STATE_RESPONSE__INIT;
+	Drift__Peer__V1__EpochStart hs[DRIFT_EPOCHS_MAX],
+		*hp[DRIFT_EPOCHS_MAX];
+	for (size_t i = 0; i < e->ep.n; i++) {
+		drift__peer__v1__epoch_start__init(&hs[i]);
+		hs[i].epoch = e->ep.h[i].epoch;
+		hs[i].first_seq = e->ep.h[i].first_seq;
+		hp[i] = &hs[i];
+	}
+	resp.history = hp;
+	resp.n_history = e->ep.n;
+	resp.fence = e->ep.fence;
+	/* Read under e->mu: no record of a newer epoch slips in between. */
+	resp.last_seq =
+		drift_shard_last_seq(drift_collection_shard(col, req->shard));
+	pthread_mutex_unlock(&e->mu);
+	if (fencing)
+		pthread_rwlock_unlock(&e->applying);
+	reply(c, &resp.base);
+release:
+	drift_cm_release(r->cm, col);
+done:
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+static void set_replicas(drift_grpc_call *c, void *ctx)
+{
+	drift_replica *r = ctx;
+	Drift__Peer__V1__SetReplicasRequest *req = recv_req(
+		c, &drift__peer__v1__set_replicas_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_err err;
+	drift_err_clear(&err);
+	uint64_t version = 0;
+	int rv = repl_propose(r, req, &version, &err);
+	if (rv == DRIFT_ESTALE) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE, "%s",
+				       err.msg);
+	} else if (rv != 0) {
+		fail(c, rv, &err);
+	} else {
+		Drift__Peer__V1__SetReplicasResponse resp =
+			DRIFT__PEER__V1__SET_REPLICAS_RESPONSE__INIT;
+		resp.map_version = version;
+		reply(c, &resp.base);
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
+{
+	int rv = drift_grpc_server_add(srv, "/drift.peer.v1.Replica/Replicate",
+				       DRIFT_GRPC_UNARY, replicate, r);
+	if (rv == 0)
+		rv = drift_grpc_server_add(srv, "/drift.peer.v1.Replica/State",
+					   DRIFT_GRPC_UNARY, state, r);
+	if (rv == 0)
+		rv = drift_grpc_server_add(
+			srv, "/drift.peer.v1.Replica/SetReplicas",
+			DRIFT_GRPC_UNARY, set_replicas, r);
+	return rv;
+}

@@ -1,0 +1,211 @@
+#!/usr/bin/python3
+"""Black-box tests of replication (issue 19): three real drift-node
+processes on 127.0.0.1, driven by stock grpcio.
+
+- replication_factor 1..5, at most the nodes: more is INVALID_ARGUMENT;
+- a collection of RF 3: every shard on three nodes, all in sync; writes
+  acknowledged by the primary are on the replicas: after kill -9 of the
+  primary of every shard in turn, the leader promotes an in-sync replica
+  within 5 s, writes resume, and every acknowledged write is there, every
+  deleted id stays deleted;
+- while a node is down, writes go on (a majority of each shard's replicas
+  is up); started again, it catches up from the primaries' logs and is in
+  sync again;
+- a node stopped (SIGSTOP) is dropped from the in-sync sets by the
+  primaries' next writes, which go on; continued, it catches up.
+"""
+import os
+import random
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "grpc"))
+from clusterlib import (C, cluster, code_of, leader_of, pb,  # noqa: E402
+                        tmpdir, wait_for)
+from grpctest import Tap  # noqa: E402
+
+D = 8
+COLL = "r3"
+SHARDS = 3
+ROUNDS = int(os.environ.get("DRIFT_REPL_ROUNDS", "3"))
+FAILOVER_S = float(os.environ.get("DRIFT_REPL_FAILOVER_S", "5"))
+
+
+def vec(i, salt=0):
+    r = random.Random(i * 7919 + salt)
+    return [r.uniform(-1, 1) for _ in range(D)]
+
+
+def shard_map(n):
+    m = n.c.ShardMap(pb.ShardMapRequest(collection=COLL), timeout=5)
+    return {a.shard: (list(a.nodes), set(a.in_sync)) for a in m.shards}
+
+
+def retry(fn, timeout):
+    """fn() until it does not raise UNAVAILABLE / FAILED_PRECONDITION /
+    DEADLINE_EXCEEDED (a failover under way) or timeout; the time it
+    took."""
+    t0 = time.time()
+    while True:
+        try:
+            fn()
+            return time.time() - t0
+        except Exception as e:  # noqa: BLE001
+            code = getattr(e, "code", lambda: None)()
+            if code not in (C.UNAVAILABLE, C.FAILED_PRECONDITION,
+                            C.DEADLINE_EXCEEDED) or \
+                    time.time() - t0 > timeout:
+                raise
+            time.sleep(0.05)
+
+
+class Model:
+    """What the acknowledged writes say each id holds (None: deleted)."""
+
+    def __init__(self):
+        self.want = {}
+
+    def upsert(self, n, ids, salt):
+        pts = [pb.Point(id=i, vector=vec(i, salt)) for i in ids]
+        n.s.Upsert(pb.UpsertRequest(collection=COLL, points=pts), timeout=10)
+        for i in ids:
+            self.want[i] = salt
+
+    def delete(self, n, ids):
+        n.s.Delete(pb.DeleteRequest(collection=COLL, ids=ids), timeout=10)
+        for i in ids:
+            self.want[i] = None
+
+    def check(self, n):
+        """The ids whose answer differs from the acknowledged writes."""
+        ids = sorted(self.want)
+        bad = []
+        for k in range(0, len(ids), 200):
+            part = ids[k:k + 200]
+            g = n.s.Get(pb.GetRequest(collection=COLL, ids=part,
+                                      with_vectors=True), timeout=10)
+            got = {p.id: list(p.vector) for p in g.points}
+            for i in part:
+                w = self.want[i]
+                if w is None:
+                    if i in got:
+                        bad.append((i, "deleted, but back"))
+                elif got.get(i) != list(pb.Point(vector=vec(i, w)).vector):
+                    bad.append((i, "missing" if i not in got else "stale"))
+        return bad
+
+
+def main():
+    tap = Tap()
+    base = tmpdir()
+    nodes = cluster(base, 3)
+    try:
+        run(tap, nodes)
+    finally:
+        for n in nodes:
+            if n.alive():
+                try:
+                    os.kill(n.proc.pid, signal.SIGCONT)
+                except OSError:
+                    pass
+            n.kill()
+    tap.done()
+
+
+def run(tap, nodes):
+    n1 = nodes[0]
+    leader_of(nodes)
+    wait_for(lambda: all(x.state == pb.NODE_STATE_UP
+                         for x in n1.status().nodes), 30)
+    for rf, want in ((4, C.INVALID_ARGUMENT), (6, C.INVALID_ARGUMENT)):
+        code, msg = code_of(lambda: n1.s.CreateCollection(
+            pb.CreateCollectionRequest(name="bad", dimension=D,
+                                       replication_factor=rf), timeout=30))
+        tap.check(code == want and "replication_factor" in msg,
+                  "replication_factor %d on 3 nodes: %s (%s)" % (rf, code,
+                                                                  msg))
+    n1.s.CreateCollection(pb.CreateCollectionRequest(
+        name=COLL, dimension=D, shards=SHARDS, replication_factor=3),
+        timeout=30)
+    m = shard_map(n1)
+    tap.check(len(m) == SHARDS and all(
+        len(nd) == 3 and ins == set(nd) for nd, ins in m.values()),
+        "RF 3: every shard on three nodes, all in sync")
+    model = Model()
+    ids = list(range(1, 601))
+    for k in range(0, len(ids), 100):
+        model.upsert(nodes[k // 100 % 3], ids[k:k + 100], 1)
+    model.delete(n1, ids[::7])
+    tap.check(model.check(nodes[1]) == [], "writes through any node read "
+              "back")
+    by_id = {n.node_id: n for n in nodes}
+
+    # kill -9 of a primary, rounds: the leader promotes a replica.
+    rng = random.Random(19)
+    for rnd in range(ROUNDS):
+        m = shard_map(n1 if n1.alive() else nodes[1])
+        shard = rnd % SHARDS
+        victim = by_id[m[shard][0][0]]
+        others = [n for n in nodes if n is not victim]
+        victim.kill()
+        t_fail = retry(lambda: model.upsert(
+            others[0], ids[shard::SHARDS][:40], 10 + rnd), 30)
+        tap.check(t_fail <= FAILOVER_S, "round %d: primary %s of shard %u "
+                  "killed; writes resume in %.2f s (bound %.0f s)" % (
+                      rnd, victim.node_id, shard, t_fail, FAILOVER_S))
+        m2 = shard_map(others[0])
+        moved = [s for s, (nd, _) in m2.items()
+                 if m[s][0][0] == victim.node_id]
+        tap.check(all(m2[s][0][0] != victim.node_id for s in moved),
+                  "round %d: every shard of %s has a new primary" % (
+                      rnd, victim.node_id))
+        # Writes and deletes while it is down.
+        for k in range(5):
+            batch = rng.sample(ids, 50)
+            retry(lambda: model.upsert(others[k % 2], batch, 100 + rnd * 10
+                                       + k), 30)
+            retry(lambda: model.delete(others[(k + 1) % 2],
+                                       rng.sample(ids, 10)), 30)
+        bad = model.check(others[1])
+        tap.check(bad == [], "round %d: every acknowledged write there, "
+                  "every deleted id gone, with %s down (%d wrong: %s)" % (
+                      rnd, victim.node_id, len(bad), bad[:5]))
+        victim.start()
+        ok = wait_for(lambda: all(ins == set(nd) for nd, ins in
+                                  shard_map(victim).values()), 30)
+        tap.check(ok, "round %d: %s back, caught up, in sync again: %s" % (
+            rnd, victim.node_id, shard_map(victim)))
+        bad = model.check(victim)
+        tap.check(bad == [], "round %d: reads through %s see every write "
+                  "(%d wrong: %s)" % (rnd, victim.node_id, len(bad),
+                                      bad[:5]))
+
+    # A node stopped: dropped from the in-sync sets, writes go on.
+    m = shard_map(n1)
+    victim = by_id[m[0][0][1]]  # a replica of shard 0, not its primary
+    others = [n for n in nodes if n is not victim]
+    os.kill(victim.proc.pid, signal.SIGSTOP)
+    try:
+        t = retry(lambda: model.upsert(others[0], ids[:300], 500), 30)
+        tap.check(t <= FAILOVER_S + 3, "a stopped replica: writes go on "
+                  "(%.2f s)" % t)
+        m2 = shard_map(others[0])
+        tap.check(victim.node_id not in m2[0][1], "it left shard 0's "
+                  "in-sync set: %s" % (m2[0],))
+        for k in range(3):
+            retry(lambda: model.delete(others[1], rng.sample(ids, 20)), 30)
+    finally:
+        os.kill(victim.proc.pid, signal.SIGCONT)
+    ok = wait_for(lambda: all(ins == set(nd) for nd, ins in
+                              shard_map(n1).values()), 30)
+    tap.check(ok, "continued, it catches up: %s" % (shard_map(n1),))
+    bad = model.check(victim)
+    tap.check(bad == [], "and reads through it see every write (%d wrong)"
+              % len(bad))
+
+
+if __name__ == "__main__":
+    main()
