@@ -47,6 +47,9 @@ struct drift_collection {
 	drift_collection_config cfg;
 	char dir[PATHLEN];
 	drift_shard **shards;
+	/* One per shard: its users hold it shared, drift_collection_install_
+	 * shard alone while it swaps the shard's files. */
+	pthread_rwlock_t *gates;
 	char *broken;	   /* why it cannot serve, or NULL */
 	int broken_rv;	   /* its code: DRIFT_ECORRUPT, or DRIFT_ENOSPC */
 	uint64_t retry_ns; /* DRIFT_ENOSPC: when the open is tried again */
@@ -240,6 +243,23 @@ static void close_shards(drift_collection *c)
 		drift_shard_close(c->shards[i]);
 	drift_free(c->shards);
 	c->shards = NULL;
+	if (c->gates != NULL)
+		for (uint32_t i = 0; i < c->cfg.shards; i++)
+			pthread_rwlock_destroy(&c->gates[i]);
+	drift_free(c->gates);
+	c->gates = NULL;
+}
+
+/* Shard i, held (shared) until gate_out. */
+static drift_shard *gate_in(drift_collection *c, uint32_t i)
+{
+	pthread_rwlock_rdlock(&c->gates[i]);
+	return c->shards[i];
+}
+
+static void gate_out(drift_collection *c, uint32_t i)
+{
+	pthread_rwlock_unlock(&c->gates[i]);
 }
 
 static void free_collection(drift_collection *c)
@@ -249,28 +269,43 @@ static void free_collection(drift_collection *c)
 	drift_free(c);
 }
 
+/* Opens shard i of c from its directory. */
+static int open_shard(drift_cm *cm, drift_collection *c, uint32_t i,
+		      drift_err *err)
+{
+	char sd[PATHLEN];
+	snprintf(sd, sizeof(sd), "%s/shard-%u", c->dir, i);
+	drift_shard_opts so = {
+		.dir = sd,
+		.dim = c->cfg.dim,
+		.metric = c->cfg.metric,
+		.sync = c->cfg.sync,
+		.memtable_rows = c->cfg.memtable_rows,
+		.default_recall = c->cfg.default_recall,
+		.janitor = cm->o.janitor,
+		.pool = cm->janitor,
+		.wal_pool = cm->syncer,
+		.seed = SHARD_SEED + i,
+	};
+	return drift_shard_open(&so, &c->shards[i], err);
+}
+
 static int open_shards(drift_cm *cm, drift_collection *c, drift_err *err)
 {
 	c->shards = drift_calloc(c->cfg.shards, sizeof(*c->shards));
-	if (c->shards == NULL)
+	c->gates = drift_calloc(c->cfg.shards, sizeof(*c->gates));
+	if (c->shards == NULL || c->gates == NULL) {
+		drift_free(c->shards);
+		drift_free(c->gates);
+		c->shards = NULL;
+		c->gates = NULL;
 		return drift_err_set(err, DRIFT_ENOMEM, "collection %s",
 				     c->cfg.name);
+	}
+	for (uint32_t i = 0; i < c->cfg.shards; i++)
+		pthread_rwlock_init(&c->gates[i], NULL);
 	for (uint32_t i = 0; i < c->cfg.shards; i++) {
-		char sd[PATHLEN];
-		snprintf(sd, sizeof(sd), "%s/shard-%u", c->dir, i);
-		drift_shard_opts so = {
-			.dir = sd,
-			.dim = c->cfg.dim,
-			.metric = c->cfg.metric,
-			.sync = c->cfg.sync,
-			.memtable_rows = c->cfg.memtable_rows,
-			.default_recall = c->cfg.default_recall,
-			.janitor = cm->o.janitor,
-			.pool = cm->janitor,
-			.wal_pool = cm->syncer,
-			.seed = SHARD_SEED + i,
-		};
-		int rv = drift_shard_open(&so, &c->shards[i], err);
+		int rv = open_shard(cm, c, i, err);
 		if (rv != 0) {
 			drift_err_wrap(err, rv, "collection %s", c->cfg.name);
 			close_shards(c);
@@ -897,8 +932,11 @@ int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 	int rv = upsert_checks(c, ids, vecs, n, err);
 	if (rv != 0)
 		return rv;
-	if (ns == 1)
-		return drift_shard_upsert(c->shards[0], ids, vecs, n, err);
+	if (ns == 1) {
+		rv = drift_shard_upsert(gate_in(c, 0), ids, vecs, n, err);
+		gate_out(c, 0);
+		return rv;
+	}
 	rv = check_room(c, n * (8 + 4 * (size_t)dim) + ns * 8, err);
 	if (rv != 0)
 		return rv;
@@ -918,8 +956,10 @@ int drift_collection_upsert(drift_collection *c, const uint64_t *ids,
 			       dim * sizeof(float));
 			m++;
 		}
-		if (m > 0)
-			rv = drift_shard_upsert(c->shards[s], pid, pv, m, err);
+		if (m > 0) {
+			rv = drift_shard_upsert(gate_in(c, s), pid, pv, m, err);
+			gate_out(c, s);
+		}
 	}
 out:
 	drift_free(pid);
@@ -950,8 +990,11 @@ int drift_collection_delete(drift_collection *c, const uint64_t *ids, size_t n,
 		for (size_t i = 0; i < n; i++)
 			if (shard_of(c, ids[i]) == s)
 				part[m++] = ids[i];
-		if (m > 0)
-			rv = drift_shard_delete(c->shards[s], part, m, &d, err);
+		if (m > 0) {
+			rv = drift_shard_delete(gate_in(c, s), part, m, &d,
+						err);
+			gate_out(c, s);
+		}
 		*deleted += d;
 	}
 	drift_free(part);
@@ -986,9 +1029,11 @@ int drift_collection_upsert_rec(drift_collection *c, uint32_t shard,
 	int rv = ids_in_shard(c, shard, ids, n, err);
 	if (rv == 0 && n > 0)
 		rv = upsert_checks(c, ids, vecs, n, err);
-	if (rv == 0 && n > 0)
-		rv = drift_shard_upsert_rec(c->shards[shard], ids, vecs, n, rec,
-					    err);
+	if (rv == 0 && n > 0) {
+		rv = drift_shard_upsert_rec(gate_in(c, shard), ids, vecs, n,
+					    rec, err);
+		gate_out(c, shard);
+	}
 	return rv;
 }
 
@@ -1004,20 +1049,89 @@ int drift_collection_delete_rec(drift_collection *c, uint32_t shard,
 			"batch of %zu ids is over the limit of %zu", n,
 			drift_collection_max_batch(c));
 	int rv = ids_in_shard(c, shard, ids, n, err);
-	if (rv == 0 && n > 0)
-		rv = drift_shard_delete_rec(c->shards[shard], ids, n, deleted,
+	if (rv == 0 && n > 0) {
+		rv = drift_shard_delete_rec(gate_in(c, shard), ids, n, deleted,
 					    rec, err);
+		gate_out(c, shard);
+	}
 	return rv;
 }
 
-drift_shard *drift_collection_shard(drift_collection *c, uint32_t shard)
+drift_shard *drift_collection_shard_enter(drift_collection *c, uint32_t shard)
 {
-	return shard < c->cfg.shards ? c->shards[shard] : NULL;
+	return shard < c->cfg.shards ? gate_in(c, shard) : NULL;
+}
+
+void drift_collection_shard_leave(drift_collection *c, uint32_t shard)
+{
+	if (shard < c->cfg.shards)
+		gate_out(c, shard);
+}
+
+int drift_collection_install_shard(drift_collection *c, uint32_t shard,
+				   const char *staged, drift_err *err)
+{
+	if (shard >= c->cfg.shards)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "collection %s has no shard %u",
+				     c->cfg.name, shard);
+	char cur[PATHLEN], old[PATHLEN];
+	snprintf(cur, sizeof(cur), "%s/shard-%u", c->dir, shard);
+	snprintf(old, sizeof(old), "%s/.old-shard-%u", c->dir, shard);
+	pthread_rwlock_wrlock(&c->gates[shard]);
+	drift_shard_close(c->shards[shard]);
+	c->shards[shard] = NULL;
+	rmtree(old);
+	int rv = 0;
+	if (rename(cur, old) != 0)
+		rv = drift_err_errno(err, errno, "moving %s aside", cur);
+	else if (rename(staged, cur) != 0) {
+		rv = drift_err_errno(err, errno, "moving %s to %s", staged,
+				     cur);
+		if (rename(old, cur) != 0)
+			DRIFT_ERROR("collection %s: putting %s back: %s",
+				    c->cfg.name, cur, strerror(errno));
+	}
+	if (rv == 0)
+		rv = drift_fs_fsync_dir(drift_fs_posix(), c->dir, err);
+	drift_err oerr;
+	drift_err_clear(&oerr);
+	int orv = open_shard(c->cm, c, shard, &oerr);
+	if (orv != 0 && rv == 0) {
+		/* The copy does not open: back to the shard it had. */
+		rv = drift_err_set(err, orv, "the installed shard %s: %s", cur,
+				   oerr.msg);
+		char bad[PATHLEN + 8];
+		snprintf(bad, sizeof(bad), "%s.bad", staged);
+		if (rename(cur, bad) == 0 && rename(old, cur) == 0)
+			orv = open_shard(c->cm, c, shard, &oerr);
+		rmtree(bad);
+	}
+	if (orv != 0) {
+		/* Neither opens: the collection cannot serve this shard. */
+		DRIFT_ERROR("collection %s: shard %u does not open: %s",
+			    c->cfg.name, shard, oerr.msg);
+		pthread_mutex_lock(&c->cm->mu);
+		if (c->broken == NULL) {
+			c->broken = drift_strdup(oerr.msg);
+			c->broken_rv = DRIFT_ECORRUPT;
+		}
+		pthread_mutex_unlock(&c->cm->mu);
+		if (rv == 0)
+			rv = drift_err_set(err, orv, "%s", oerr.msg);
+	}
+	pthread_rwlock_unlock(&c->gates[shard]);
+	if (rv == 0)
+		rmtree(old);
+	return rv;
 }
 
 int drift_collection_get(drift_collection *c, uint64_t id, float *out)
 {
-	return drift_shard_get(c->shards[shard_of(c, id)], id, out);
+	uint32_t s = shard_of(c, id);
+	int rv = drift_shard_get(gate_in(c, s), id, out);
+	gate_out(c, s);
+	return rv;
 }
 
 int drift_collection_search(drift_collection *c, const float *q,
@@ -1025,8 +1139,11 @@ int drift_collection_search(drift_collection *c, const float *q,
 			    size_t *n_out)
 {
 	uint32_t ns = c->cfg.shards;
-	if (ns == 1)
-		return drift_shard_search(c->shards[0], q, so, out, n_out);
+	if (ns == 1) {
+		int rv = drift_shard_search(gate_in(c, 0), q, so, out, n_out);
+		gate_out(c, 0);
+		return rv;
+	}
 	size_t k = so->k;
 	drift_hit *all = drift_mallocarray(k * ns, sizeof(drift_hit));
 	const drift_hit **lists = drift_calloc(ns, sizeof(*lists));
@@ -1035,8 +1152,9 @@ int drift_collection_search(drift_collection *c, const float *q,
 		all != NULL && lists != NULL && lens != NULL ? 0 : DRIFT_ENOMEM;
 	for (uint32_t s = 0; s < ns && rv == 0; s++) {
 		lists[s] = all + (size_t)s * k;
-		rv = drift_shard_search(c->shards[s], q, so,
+		rv = drift_shard_search(gate_in(c, s), q, so,
 					all + (size_t)s * k, &lens[s]);
+		gate_out(c, s);
 	}
 	if (rv == 0)
 		rv = drift_merge_topk(lists, lens, ns, k, out, n_out);
@@ -1053,13 +1171,16 @@ int drift_collection_search_shard(drift_collection *c, uint32_t shard,
 {
 	if (shard >= c->cfg.shards)
 		return DRIFT_EINVAL;
-	return drift_shard_search(c->shards[shard], q, so, out, n_out);
+	int rv = drift_shard_search(gate_in(c, shard), q, so, out, n_out);
+	gate_out(c, shard);
+	return rv;
 }
 
 int drift_collection_flush(drift_collection *c, drift_err *err)
 {
 	for (uint32_t s = 0; s < c->cfg.shards; s++) {
-		int rv = drift_shard_flush(c->shards[s], err);
+		int rv = drift_shard_flush(gate_in(c, s), err);
+		gate_out(c, s);
 		if (rv != 0)
 			return drift_err_wrap(err, rv, "flushing shard %u", s);
 	}
@@ -1083,7 +1204,8 @@ uint64_t drift_collection_stats(drift_collection *c, drift_shard_stats *st)
 	uint64_t live = 0;
 	for (uint32_t s = 0; s < c->cfg.shards; s++) {
 		drift_shard_stats one;
-		drift_shard_stats_get(c->shards[s], &one);
+		drift_shard_stats_get(gate_in(c, s), &one);
+		gate_out(c, s);
 		live += one.live;
 		if (st != NULL)
 			st[s] = one;
@@ -1094,8 +1216,10 @@ uint64_t drift_collection_stats(drift_collection *c, drift_shard_stats *st)
 uint64_t drift_collection_memory(drift_collection *c, uint64_t *limit)
 {
 	uint64_t used = 0;
-	for (uint32_t s = 0; s < c->cfg.shards; s++)
-		used += drift_shard_memory(c->shards[s]);
+	for (uint32_t s = 0; s < c->cfg.shards; s++) {
+		used += drift_shard_memory(gate_in(c, s));
+		gate_out(c, s);
+	}
 	if (limit != NULL)
 		*limit = atomic_load(&c->mem_limit);
 	return used;

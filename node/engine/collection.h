@@ -159,8 +159,8 @@ int drift_collection_delete(drift_collection *c, const uint64_t *ids, size_t n,
 /* Replication (node/replica/). The writes of a primary: ids all of shard
  * `shard` (else DRIFT_EINVAL), the checks and limits of upsert and delete,
  * and on success *rec holds the WAL record to ship to the replicas
- * (drift_shard_record_free). drift_collection_shard gives shard i (NULL
- * when out of range), valid while the collection is acquired. */
+ * (drift_shard_record_free). drift_collection_shard_enter gives shard i
+ * (NULL when out of range), usable until drift_collection_shard_leave. */
 int drift_collection_upsert_rec(drift_collection *c, uint32_t shard,
 				const uint64_t *ids, const float *vecs,
 				size_t n, drift_shard_record *rec,
@@ -168,7 +168,16 @@ int drift_collection_upsert_rec(drift_collection *c, uint32_t shard,
 int drift_collection_delete_rec(drift_collection *c, uint32_t shard,
 				const uint64_t *ids, size_t n, size_t *deleted,
 				drift_shard_record *rec, drift_err *err);
-drift_shard *drift_collection_shard(drift_collection *c, uint32_t shard);
+drift_shard *drift_collection_shard_enter(drift_collection *c, uint32_t shard);
+void drift_collection_shard_leave(drift_collection *c, uint32_t shard);
+
+/* Replaces shard `shard` with the shard files in directory `staged` (a
+ * full copy from another replica; renamed into place, so on the same
+ * filesystem), waiting for the shard's users to leave and holding new
+ * ones back meanwhile. A copy that does not open leaves the old shard in
+ * place (and the error). */
+int drift_collection_install_shard(drift_collection *c, uint32_t shard,
+				   const char *staged, drift_err *err);
 
 /* 0 and the vector, or DRIFT_ENOENT. */
 int drift_collection_get(drift_collection *c, uint64_t id, float *out);

@@ -146,6 +146,13 @@ uint64_t drift_shard_last_seq(drift_shard *s);
 int drift_shard_read_log(drift_shard *s, uint64_t after, size_t max_bytes,
 			 drift_wal_replay_fn fn, void *ctx, drift_err *err);
 void drift_shard_hold_log(drift_shard *s, uint64_t after);
+/* A full copy's source: hard links to the manifest and the segments it
+ * names, made in directory out (created; same filesystem), and in *seq
+ * the last WAL record they cover. The log after it is held (release it
+ * with drift_shard_hold_log(s, DRIFT_WAL_NO_HOLD)), so the copy plus the
+ * log's records after *seq make the shard. */
+int drift_shard_checkpoint(drift_shard *s, const char *out, uint64_t *seq,
+			   drift_err *err);
 
 /* The stored vector of id (normalised for COSINE) into out (dim floats):
  * 0 or DRIFT_ENOENT. */

@@ -4,8 +4,12 @@
  * primary reads the tail of its log for a replica that missed it. See
  * shard.h.
  */
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "common/log.h"
@@ -86,4 +90,45 @@ int drift_shard_read_log(drift_shard *s, uint64_t after, size_t max_bytes,
 void drift_shard_hold_log(drift_shard *s, uint64_t after)
 {
 	drift_wal_hold(s->wal, after);
+}
+
+/* Hard-links src as dst. */
+static int link_file(const char *src, const char *dst, drift_err *err)
+{
+	if (link(src, dst) != 0)
+		return drift_err_errno(err, errno, "linking %s to %s", src,
+				       dst);
+	return 0;
+}
+
+int drift_shard_checkpoint(drift_shard *s, const char *out, uint64_t *seq,
+			   drift_err *err)
+{
+	char path[PATH_MAX_ + 16], dst[PATH_MAX_ + 64];
+	if (mkdir(out, 0755) != 0 && errno != EEXIST)
+		return drift_err_errno(err, errno, "creating %s", out);
+	snprintf(dst, sizeof(dst), "%s/seg", out);
+	if (mkdir(dst, 0755) != 0 && errno != EEXIST)
+		return drift_err_errno(err, errno, "creating %s", dst);
+	/* Under l1mu no persist switches the manifest or deletes the
+	 * segments it names; the log after it is held from retirement. */
+	pthread_mutex_lock(&s->l1mu);
+	uint64_t at = s->man.wal_seq;
+	drift_wal_hold(s->wal, at);
+	int rv = 0;
+	if (s->man.generation > 0) {
+		snprintf(path, sizeof(path), "%s/MANIFEST", s->dir);
+		snprintf(dst, sizeof(dst), "%s/MANIFEST", out);
+		rv = link_file(path, dst, err);
+	}
+	for (uint32_t i = 0; rv == 0 && i < s->man.nsegments; i++) {
+		shard_seg_path(s, s->man.segments[i], path);
+		snprintf(dst, sizeof(dst), "%s/seg/%020llu.drift", out,
+			 (unsigned long long)s->man.segments[i]);
+		rv = link_file(path, dst, err);
+	}
+	pthread_mutex_unlock(&s->l1mu);
+	if (rv == 0)
+		*seq = at;
+	return rv;
 }

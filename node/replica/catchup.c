@@ -73,8 +73,9 @@ static int send_tail(drift_replica *r, const char *addr, drift_collection *col,
 {
 	const drift_collection_config *cfg = drift_collection_cfg(col);
 	struct batch b = {0};
-	int rv = drift_shard_read_log(drift_collection_shard(col, shard), *last,
-				      max_bytes, batch_add, &b, err);
+	drift_shard *sh = drift_collection_shard_enter(col, shard);
+	int rv = drift_shard_read_log(sh, *last, max_bytes, batch_add, &b, err);
+	drift_collection_shard_leave(col, shard);
 	if (rv == 0 && b.n > 0) {
 		b.ptrs = drift_mallocarray(b.n, sizeof(*b.ptrs));
 		if (b.ptrs == NULL)
@@ -169,9 +170,8 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 	drift_err err;
 	drift_err_clear(&err);
 	struct repl_shard *e = NULL;
-	drift_shard *sh = drift_collection_shard(col, shard);
 	bool held = false;
-	if (cfg->cluster_version != created || sh == NULL ||
+	if (cfg->cluster_version != created || shard >= cfg->shards ||
 	    (e = repl_shard_of(r, col, shard, &err)) == NULL)
 		goto out;
 	uint64_t last, their_epoch;
@@ -179,26 +179,48 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 	    0)
 		goto out;
 	pthread_mutex_lock(&e->mu);
-	bool prefix = drift_epochs_prefix(&e->ep, drift_shard_last_seq(sh),
+	bool prefix = drift_epochs_prefix(&e->ep, repl_last_seq(col, shard),
 					  their_epoch, last);
 	pthread_mutex_unlock(&e->mu);
-	if (!prefix) {
-		drift_err_set(&err, DRIFT_ENOTSUP,
-			      "its log (at %" PRIu64 ", epoch %" PRIu64
-			      ") is not a prefix of this primary's: it needs "
-			      "a full copy",
-			      last, their_epoch);
-		goto out;
-	}
-	drift_shard_hold_log(sh, last);
-	held = true;
 	uint64_t t0 = drift_now_ns(), from = last;
+	bool copied = false;
 	int rv = 0;
+	if (!prefix) {
+		DRIFT_INFO("replication: %s/%u: node %s's log (at %" PRIu64
+			   ", epoch %" PRIu64 ") is not a prefix of this "
+			   "primary's: a full copy",
+			   name, shard, node, last, their_epoch);
+		held = true; /* the checkpoint holds the log */
+		if ((rv = repl_full_copy(r, addr, col, shard, epoch, e, &last,
+					 &err)) != 0)
+			goto out;
+		copied = true;
+	}
+	repl_hold_log(col, shard, last);
+	held = true;
 	for (int round = 0; round < MAX_ROUNDS; round++) {
-		if (drift_shard_last_seq(sh) <= last + CLOSE_ENOUGH)
+		/* One batch at least: it tells whether the log still holds
+		 * what the replica misses (before the writes are held). */
+		uint64_t own = repl_last_seq(col, shard);
+		if (own == last || (round > 0 && own <= last + CLOSE_ENOUGH))
 			break;
-		if ((rv = send_tail(r, addr, col, shard, epoch, &last,
-				    BATCH_BYTES, &err)) != 0)
+		rv = send_tail(r, addr, col, shard, epoch, &last, BATCH_BYTES,
+			       &err);
+		if (rv == DRIFT_ENOENT && !copied) {
+			/* The records it misses are only in segments now. */
+			DRIFT_INFO("replication: %s/%u: node %s misses records "
+				   "this primary's log no longer holds: a full "
+				   "copy",
+				   name, shard, node);
+			drift_err_clear(&err);
+			if ((rv = repl_full_copy(r, addr, col, shard, epoch, e,
+						 &last, &err)) != 0)
+				goto out;
+			copied = true;
+			repl_hold_log(col, shard, last);
+			continue;
+		}
+		if (rv != 0)
 			goto out;
 	}
 	/* The last records with the shard's writes held back, then the
@@ -208,10 +230,12 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 		pthread_rwlock_unlock(&e->writes);
 		goto out;
 	}
-	uint64_t own = drift_shard_last_seq(sh);
-	while (rv == 0 && last < own)
+	uint64_t own = repl_last_seq(col, shard);
+	for (uint64_t was = 0; rv == 0 && last < own && last != was;) {
+		was = last;
 		rv = send_tail(r, addr, col, shard, epoch, &last, BATCH_BYTES,
 			       &err);
+	}
 	if (rv == 0 && last != own)
 		rv = drift_err_set(&err, DRIFT_EINTERNAL,
 				   "it reports %" PRIu64 " after the tail to "
@@ -240,7 +264,7 @@ out:
 		DRIFT_WARN("replication: %s/%u: catching up node %s: %s", name,
 			   shard, node, err.msg);
 	if (held)
-		drift_shard_hold_log(sh, DRIFT_WAL_NO_HOLD);
+		repl_hold_log(col, shard, DRIFT_WAL_NO_HOLD);
 	drift_cm_release(r->cm, col);
 }
 

@@ -71,6 +71,22 @@ int repl_save_epochs(struct repl_shard *e, drift_err *err)
 	return drift_epochs_save(e->dir, &e->ep, err);
 }
 
+uint64_t repl_last_seq(drift_collection *col, uint32_t shard)
+{
+	drift_shard *s = drift_collection_shard_enter(col, shard);
+	uint64_t last = s != NULL ? drift_shard_last_seq(s) : 0;
+	drift_collection_shard_leave(col, shard);
+	return last;
+}
+
+void repl_hold_log(drift_collection *col, uint32_t shard, uint64_t after)
+{
+	drift_shard *s = drift_collection_shard_enter(col, shard);
+	if (s != NULL)
+		drift_shard_hold_log(s, after);
+	drift_collection_shard_leave(col, shard);
+}
+
 /* ---- Calls ---- */
 
 const char *repl_address(const drift_meta *st, const char *id)
@@ -251,10 +267,8 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 				   cfg->name, shard, sh->epoch);
 		goto out;
 	}
-	if (drift_epochs_begin(&e->ep, sh->epoch,
-			       drift_shard_last_seq(
-				       drift_collection_shard(col, shard)) +
-				       1) &&
+	uint64_t next = repl_last_seq(col, shard) + 1;
+	if (drift_epochs_begin(&e->ep, sh->epoch, next) &&
 	    (rv = repl_save_epochs(e, err)) != 0) {
 		pthread_mutex_unlock(&e->mu);
 		goto out;

@@ -5,6 +5,7 @@
  *                  calls to peers and to the metadata leader
  *   replica_svc.c  drift.peer.v1.Replica's handlers (a replica's side)
  *   catchup.c      the catch-up thread (a primary's side)
+ *   copy.c         full copies of a shard (both sides)
  *   failover.c     the leader's promotions
  */
 #ifndef DRIFT_NODE_REPLICA_INTERNAL_H
@@ -58,6 +59,10 @@ struct drift_replica {
 struct repl_shard *repl_shard_of(drift_replica *r, drift_collection *col,
 				 uint32_t shard, drift_err *err);
 
+/* The last record of shard's log; its log held after `after`. */
+uint64_t repl_last_seq(drift_collection *col, uint32_t shard);
+void repl_hold_log(drift_collection *col, uint32_t shard, uint64_t after);
+
 /* Saves e->ep (e->mu held). */
 int repl_save_epochs(struct repl_shard *e, drift_err *err);
 
@@ -82,6 +87,18 @@ int repl_set_replicas(drift_replica *r,
 int repl_propose(drift_replica *r,
 		 const Drift__Peer__V1__SetReplicasRequest *req,
 		 uint64_t *version, drift_err *err);
+
+/* A full copy of shard to the replica at addr (copy.c); *last gets its
+ * position after it. */
+int repl_full_copy(drift_replica *r, const char *addr, drift_collection *col,
+		   uint32_t shard, uint64_t epoch, struct repl_shard *e,
+		   uint64_t *last, drift_err *err);
+/* The replica's side of Install, after the first message h (checked by
+ * the caller): receives the files and installs them. */
+int repl_install(drift_grpc_call *c, drift_collection *col,
+		 struct repl_shard *e,
+		 const Drift__Peer__V1__InstallRequest *h, uint64_t *last,
+		 drift_err *err);
 
 /* The catch-up thread (catchup.c). */
 void *repl_catchup_main(void *arg);

@@ -139,7 +139,7 @@ static void replicate(drift_grpc_call *c, void *ctx)
 		goto release;
 	}
 	pthread_mutex_unlock(&e->mu);
-	drift_shard *sh = drift_collection_shard(col, req->shard);
+	drift_shard *sh = drift_collection_shard_enter(col, req->shard);
 	uint64_t deadline = drift_now_ns() + REPL_TIMEOUT_NS;
 	for (size_t i = 0; i < req->n_records; i++) {
 		const Drift__Peer__V1__Record *rec = req->records[i];
@@ -149,15 +149,18 @@ static void replicate(drift_grpc_call *c, void *ctx)
 		if (rv == DRIFT_EEXIST)
 			continue; /* sent again: it is here */
 		if (rv != 0) {
+			drift_collection_shard_leave(col, req->shard);
 			pthread_rwlock_unlock(&e->applying);
 			fail(c, rv, &err);
 			goto release;
 		}
 	}
+	uint64_t last = drift_shard_last_seq(sh);
+	drift_collection_shard_leave(col, req->shard);
 	pthread_rwlock_unlock(&e->applying);
 	Drift__Peer__V1__ReplicateResponse resp =
 		DRIFT__PEER__V1__REPLICATE_RESPONSE__INIT;
-	resp.last_seq = drift_shard_last_seq(sh);
+	resp.last_seq = last;
 	reply(c, &resp.base);
 release:
 	drift_cm_release(r->cm, col);
@@ -213,8 +216,7 @@ static void state(drift_grpc_call *c, void *ctx)
 	resp.n_history = e->ep.n;
 	resp.fence = e->ep.fence;
 	/* Read under e->mu: no record of a newer epoch slips in between. */
-	resp.last_seq =
-		drift_shard_last_seq(drift_collection_shard(col, req->shard));
+	resp.last_seq = repl_last_seq(col, req->shard);
 	pthread_mutex_unlock(&e->mu);
 	if (fencing)
 		pthread_rwlock_unlock(&e->applying);
@@ -250,6 +252,57 @@ static void set_replicas(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+static void install(drift_grpc_call *c, void *ctx)
+{
+	drift_replica *r = ctx;
+	Drift__Peer__V1__InstallRequest *h =
+		recv_req(c, &drift__peer__v1__install_request__descriptor);
+	if (h == NULL)
+		return;
+	drift_collection *col =
+		acquire(r, c, h->collection, h->created_version, h->shard);
+	if (col == NULL)
+		goto done;
+	drift_err err;
+	drift_err_clear(&err);
+	struct repl_shard *e = repl_shard_of(r, col, h->shard, &err);
+	if (e == NULL) {
+		fail(c, DRIFT_ENOMEM, &err);
+		goto release;
+	}
+	pthread_mutex_lock(&e->mu);
+	uint64_t fence = e->ep.fence;
+	pthread_mutex_unlock(&e->mu);
+	if (fence > h->epoch) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_ABORTED,
+				       "%s/%u: node %s accepts epoch %" PRIu64
+				       " and newer only, not %" PRIu64,
+				       h->collection, h->shard,
+				       drift_node_cluster_node_id(r->nc), fence,
+				       h->epoch);
+		goto release;
+	}
+	uint64_t last = 0;
+	int rv = repl_install(c, col, e, h, &last, &err);
+	if (rv != 0) {
+		DRIFT_WARN("replication: %s/%u: installing a full copy: %s",
+			   h->collection, h->shard, err.msg);
+		fail(c, rv, &err);
+		goto release;
+	}
+	DRIFT_INFO("replication: %s/%u: installed a full copy up to record "
+		   "%" PRIu64,
+		   h->collection, h->shard, last);
+	Drift__Peer__V1__InstallResponse resp =
+		DRIFT__PEER__V1__INSTALL_RESPONSE__INIT;
+	resp.last_seq = last;
+	reply(c, &resp.base);
+release:
+	drift_cm_release(r->cm, col);
+done:
+	protobuf_c_message_free_unpacked(&h->base, NULL);
+}
+
 int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
 {
 	int rv = drift_grpc_server_add(srv, "/drift.peer.v1.Replica/Replicate",
@@ -261,5 +314,8 @@ int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
 		rv = drift_grpc_server_add(
 			srv, "/drift.peer.v1.Replica/SetReplicas",
 			DRIFT_GRPC_UNARY, set_replicas, r);
+	if (rv == 0)
+		rv = drift_grpc_server_add(srv, "/drift.peer.v1.Replica/Install",
+					   DRIFT_GRPC_CLIENT_STREAM, install, r);
 	return rv;
 }
