@@ -1057,6 +1057,21 @@ int drift_collection_delete_rec(drift_collection *c, uint32_t shard,
 	return rv;
 }
 
+int drift_collection_check_upsert(drift_collection *c, const uint64_t *ids,
+				  const float *vecs, size_t n, drift_err *err)
+{
+	return n > 0 ? upsert_checks(c, ids, vecs, n, err) : 0;
+}
+
+int drift_collection_check_room(drift_collection *c, size_t n, bool del,
+				drift_err *err)
+{
+	uint32_t ns = c->cfg.shards;
+	return del ? check_room(c, n * 8 + ns * 4, err)
+		   : check_room(c, n * (8 + 4 * (size_t)c->cfg.dim) + ns * 8,
+				err);
+}
+
 drift_shard *drift_collection_shard_enter(drift_collection *c, uint32_t shard)
 {
 	return shard < c->cfg.shards ? gate_in(c, shard) : NULL;

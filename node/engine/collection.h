@@ -169,6 +169,15 @@ int drift_collection_delete_rec(drift_collection *c, uint32_t shard,
 				const uint64_t *ids, size_t n, size_t *deleted,
 				drift_shard_record *rec, drift_err *err);
 drift_shard *drift_collection_shard_enter(drift_collection *c, uint32_t shard);
+/* drift_collection_upsert's checks of a batch (values, limits, memory)
+ * without writing: 0 or the error. */
+int drift_collection_check_upsert(drift_collection *c, const uint64_t *ids,
+				  const float *vecs, size_t n, drift_err *err);
+/* Whether the filesystem has room for every shard's part of a write of n
+ * points (del: ids), as drift_collection_upsert checks before it writes
+ * any: 0 or DRIFT_ENOSPC. */
+int drift_collection_check_room(drift_collection *c, size_t n, bool del,
+				drift_err *err);
 void drift_collection_shard_leave(drift_collection *c, uint32_t shard);
 
 /* Replaces shard `shard` with the shard files in directory `staged` (a

@@ -393,6 +393,12 @@ static int write_split(drift_replica *r, drift_collection *col, bool del,
 			   : drift_collection_upsert(col, ids, vecs, n, err);
 	if (ns == 1)
 		return write_shard(r, col, 0, del, ids, vecs, n, deleted, err);
+	/* The whole batch checked first, as on one node (collection.h). */
+	int rv = del ? 0 : drift_collection_check_upsert(col, ids, vecs, n, err);
+	if (rv == 0)
+		rv = drift_collection_check_room(col, n, del, err);
+	if (rv != 0)
+		return rv;
 	uint64_t *pid = drift_mallocarray(n ? n : 1, 8);
 	float *pv = del ? NULL : drift_mallocarray(n ? n * dim : 1, 4);
 	if (pid == NULL || (!del && pv == NULL)) {
@@ -400,7 +406,6 @@ static int write_split(drift_replica *r, drift_collection *col, bool del,
 		drift_free(pv);
 		return drift_err_set(err, DRIFT_ENOMEM, "write");
 	}
-	int rv = 0;
 	for (uint32_t s = 0; s < ns && rv == 0; s++) {
 		size_t m = 0;
 		for (size_t i = 0; i < n; i++) {
