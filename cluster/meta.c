@@ -582,10 +582,10 @@ static int apply_set_shards(drift_meta *m,
 		/* A new primary starts a new epoch. */
 		if (strcmp(old->nodes[0], tmp[i].nodes[0]) != 0 ||
 		    tmp[i].epoch <= old->epoch)
-			tmp[i].epoch = strcmp(old->nodes[0],
-					      tmp[i].nodes[0]) != 0
-					       ? m->version + 1
-					       : old->epoch;
+			tmp[i].epoch =
+				strcmp(old->nodes[0], tmp[i].nodes[0]) != 0
+					? m->version + 1
+					: old->epoch;
 		*old = tmp[i];
 	}
 	drift_free(tmp);
@@ -637,8 +637,7 @@ static int apply_set_replicas(drift_meta *m,
 	if (old->epoch != sr->epoch)
 		return drift_err_set(err, DRIFT_ECONFLICT,
 				     "%s/%u is at epoch %llu, not %llu", name,
-				     sr->shard,
-				     (unsigned long long)old->epoch,
+				     sr->shard, (unsigned long long)old->epoch,
 				     (unsigned long long)sr->epoch);
 	drift_meta_shard sh = *old;
 	uint32_t bits;
@@ -653,8 +652,8 @@ static int apply_set_replicas(drift_meta *m,
 		for (size_t r = 0; r < sr->n_nodes; r++) {
 			bool twice = false;
 			for (size_t q = 0; q < r; q++)
-				twice |= strcmp(sr->nodes[q], sr->nodes[r]) ==
-					 0;
+				twice |=
+					strcmp(sr->nodes[q], sr->nodes[r]) == 0;
 			if (replica_index(old, sr->nodes[r]) < 0 || twice)
 				return drift_err_set(
 					err, DRIFT_EINVAL,

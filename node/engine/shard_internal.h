@@ -100,8 +100,7 @@ int shard_path_join(char *out, const char *a, const char *b);
 void shard_seg_path(const drift_shard *s, uint64_t id, char *out);
 /* Holds wlock (shared) with n rows reserved in the active memtable (a
  * full one rotates first), or fails. */
-int shard_reserve(drift_shard *s, unsigned n, drift_hnsw **act,
-		  drift_err *err);
+int shard_reserve(drift_shard *s, unsigned n, drift_hnsw **act, drift_err *err);
 /* A fresh memtable with the shard's options. */
 int shard_new_memtable(drift_shard *s, drift_hnsw **out, drift_err *err);
 int shard_cmp_u64(const void *a, const void *b);

@@ -36,13 +36,13 @@ int drift_shard_apply(drift_shard *s, uint64_t seq, uint32_t type,
 				     "record %llu is already in shard %s",
 				     (unsigned long long)seq, s->dir);
 	if (rv != 0)
-		return drift_err_set(err, DRIFT_ESTALE,
-				     "record %llu: shard %s has records up "
-				     "to %llu only, the ones between did not "
-				     "arrive",
-				     (unsigned long long)seq, s->dir,
-				     (unsigned long long)drift_wal_last_seq(
-					     s->wal));
+		return drift_err_set(
+			err, DRIFT_ESTALE,
+			"record %llu: shard %s has records up "
+			"to %llu only, the ones between did not "
+			"arrive",
+			(unsigned long long)seq, s->dir,
+			(unsigned long long)drift_wal_last_seq(s->wal));
 	float *v = NULL;
 	if (type == OP_UPSERT &&
 	    (v = drift_mallocarray(dim, sizeof(float))) == NULL)

@@ -13,10 +13,10 @@
 #include "common/log.h"
 #include "node/replica/replica_internal.h"
 
-#define PASS_NS 300000000ull	    /* between passes over the map */
-#define BATCH_BYTES (2u << 20)	    /* of payload per Replicate call */
-#define CLOSE_ENOUGH 64		    /* records left for the held moment */
-#define MAX_ROUNDS 1000		    /* batches before the held moment */
+#define PASS_NS 300000000ull   /* between passes over the map */
+#define BATCH_BYTES (2u << 20) /* of payload per Replicate call */
+#define CLOSE_ENOUGH 64	       /* records left for the held moment */
+#define MAX_ROUNDS 1000	       /* batches before the held moment */
 
 /* Records read from the log, to send in one call. */
 struct batch {
@@ -127,9 +127,8 @@ static int replica_position(drift_replica *r, const char *addr,
 		return rv;
 	Drift__Peer__V1__ReplicaStateResponse *resp = (void *)out;
 	*last = resp->last_seq;
-	*epoch = resp->n_history > 0
-			 ? resp->history[resp->n_history - 1]->epoch
-			 : 0;
+	*epoch = resp->n_history > 0 ? resp->history[resp->n_history - 1]->epoch
+				     : 0;
 	protobuf_c_message_free_unpacked(out, NULL);
 	return 0;
 }
@@ -293,14 +292,16 @@ void *repl_catchup_main(void *arg)
 			const drift_meta_collection *mc = &st->cols[c];
 			for (uint32_t s = 0; s < mc->shards; s++) {
 				const drift_meta_shard *sh = &mc->shard[s];
-				if (sh->n < 2 || strcmp(sh->nodes[0], self) != 0)
+				if (sh->n < 2 ||
+				    strcmp(sh->nodes[0], self) != 0)
 					continue;
 				for (uint32_t i = 1; i < sh->n; i++) {
 					const drift_meta_node *n =
 						drift_meta_node_find(
 							st, sh->nodes[i]);
 					if ((sh->in_sync & (1u << i)) ||
-					    n == NULL || n->state != DRIFT_NODE_UP)
+					    n == NULL ||
+					    n->state != DRIFT_NODE_UP)
 						continue;
 					catch_up(r, mc->name,
 						 mc->created_version, s,

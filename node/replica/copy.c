@@ -167,8 +167,10 @@ int repl_full_copy(drift_replica *r, const char *addr, drift_collection *col,
 		drift_grpc_ccall_finish(call, &st);
 		if (rv == 0 && (got != 1 || st.code != DRIFT_GRPC_OK))
 			rv = drift_err_set(
-				err, drift_grpc_err_from_code(st.code ? st.code
-								     : DRIFT_GRPC_INTERNAL),
+				err,
+				drift_grpc_err_from_code(
+					st.code ? st.code
+						: DRIFT_GRPC_INTERNAL),
 				"node at %s: installing the copy: %s", addr,
 				st.msg[0] ? st.msg : "no answer");
 		if (rv == 0) {
@@ -216,16 +218,16 @@ static int sync_path(const char *path, drift_err *err)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return drift_err_errno(err, errno, "opening %s", path);
-	int rv = fsync(fd) == 0 ? 0
-				: drift_err_errno(err, errno, "syncing %s", path);
+	int rv = fsync(fd) == 0
+			 ? 0
+			 : drift_err_errno(err, errno, "syncing %s", path);
 	close(fd);
 	return rv;
 }
 
 int repl_install(drift_grpc_call *c, drift_collection *col,
-		 struct repl_shard *e,
-		 const Drift__Peer__V1__InstallRequest *h, uint64_t *last,
-		 drift_err *err)
+		 struct repl_shard *e, const Drift__Peer__V1__InstallRequest *h,
+		 uint64_t *last, drift_err *err)
 {
 	char staged[4200], path[4400];
 	snprintf(staged, sizeof(staged), "%s/.install-shard-%u",
@@ -264,7 +266,8 @@ int repl_install(drift_grpc_call *c, drift_collection *col,
 				close(fd);
 			snprintf(cur, sizeof(cur), "%s", q->file);
 			snprintf(path, sizeof(path), "%s/%s", staged, cur);
-			fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			fd = open(path,
+				  O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 				  0644);
 			if (fd < 0 && rv == 0)
 				rv = drift_err_errno(err, errno, "creating %s",

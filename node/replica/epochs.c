@@ -106,8 +106,8 @@ int drift_epochs_prefix(const drift_epochs *e, uint64_t own_last,
 	for (size_t i = 0; i < e->n; i++) {
 		if (e->h[i].epoch != epoch)
 			continue;
-		uint64_t end = i + 1 < e->n ? e->h[i + 1].first_seq - 1
-					    : own_last;
+		uint64_t end =
+			i + 1 < e->n ? e->h[i + 1].first_seq - 1 : own_last;
 		return last_seq <= end;
 	}
 	return 0;

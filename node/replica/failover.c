@@ -48,7 +48,8 @@ static void promote(drift_replica *r, const drift_meta *st,
 	drift_err err;
 	drift_err_clear(&err);
 	for (uint32_t i = 1; i < sh->n; i++) {
-		const drift_meta_node *n = drift_meta_node_find(st, sh->nodes[i]);
+		const drift_meta_node *n =
+			drift_meta_node_find(st, sh->nodes[i]);
 		if (!(sh->in_sync & (1u << i)) || n == NULL ||
 		    n->state != DRIFT_NODE_UP)
 			continue;
@@ -92,8 +93,8 @@ static void promote(drift_replica *r, const drift_meta *st,
 	req.n_in_sync = ni;
 	uint64_t version;
 	if (repl_propose(r, &req, &version, &err) != 0) {
-		DRIFT_WARN("failover: %s/%u: promoting %s: %s", mc->name,
-			   shard, sh->nodes[best], err.msg);
+		DRIFT_WARN("failover: %s/%u: promoting %s: %s", mc->name, shard,
+			   sh->nodes[best], err.msg);
 		return;
 	}
 	DRIFT_WARN("failover: %s/%u: primary %s is down; %s (at record %" PRIu64
@@ -112,7 +113,8 @@ void drift_replica_failover(drift_replica *r)
 			const drift_meta_shard *sh = &mc->shard[s];
 			const drift_meta_node *p =
 				drift_meta_node_find(st, sh->nodes[0]);
-			if (sh->n < 2 || (p != NULL && p->state != DRIFT_NODE_DOWN))
+			if (sh->n < 2 ||
+			    (p != NULL && p->state != DRIFT_NODE_DOWN))
 				continue;
 			promote(r, st, mc, s);
 		}

@@ -25,9 +25,9 @@ struct repl_shard *repl_shard_of(drift_replica *r, drift_collection *col,
 	const drift_collection_config *cfg = drift_collection_cfg(col);
 	pthread_mutex_lock(&r->mu);
 	struct repl_shard *e = r->shards;
-	while (e != NULL && (e->shard != shard || e->created !=
-						     cfg->cluster_version ||
-			     strcmp(e->name, cfg->name) != 0))
+	while (e != NULL &&
+	       (e->shard != shard || e->created != cfg->cluster_version ||
+		strcmp(e->name, cfg->name) != 0))
 		e = e->next;
 	if (e != NULL) {
 		pthread_mutex_unlock(&r->mu);
@@ -234,10 +234,11 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 	const drift_meta_collection *mc = drift_meta_col_find(st, cfg->name);
 	if (mc == NULL || mc->created_version != cfg->cluster_version ||
 	    shard >= mc->shards) {
-		rv = drift_err_set(err, DRIFT_ESTALE,
-				   "collection %s is not in map version %" PRIu64
-				   " any more",
-				   cfg->name, st->version);
+		rv = drift_err_set(
+			err, DRIFT_ESTALE,
+			"collection %s is not in map version %" PRIu64
+			" any more",
+			cfg->name, st->version);
 		goto out;
 	}
 	const drift_meta_shard *sh = &mc->shard[shard];
@@ -330,8 +331,8 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 			rv = drift_err_set(err, DRIFT_EUNAVAIL,
 					   "collection %s: shard %u has a new "
 					   "primary (node %s: %s)",
-					   cfg->name, shard,
-					   sh->nodes[who[i]], parts[i].st.msg);
+					   cfg->name, shard, sh->nodes[who[i]],
+					   parts[i].st.msg);
 			goto out;
 		}
 		drop[ndrop++] = (char *)sh->nodes[who[i]];
@@ -394,7 +395,8 @@ static int write_split(drift_replica *r, drift_collection *col, bool del,
 	if (ns == 1)
 		return write_shard(r, col, 0, del, ids, vecs, n, deleted, err);
 	/* The whole batch checked first, as on one node (collection.h). */
-	int rv = del ? 0 : drift_collection_check_upsert(col, ids, vecs, n, err);
+	int rv =
+		del ? 0 : drift_collection_check_upsert(col, ids, vecs, n, err);
 	if (rv == 0)
 		rv = drift_collection_check_room(col, n, del, err);
 	if (rv != 0)

@@ -96,9 +96,8 @@ int repl_full_copy(drift_replica *r, const char *addr, drift_collection *col,
 /* The replica's side of Install, after the first message h (checked by
  * the caller): receives the files and installs them. */
 int repl_install(drift_grpc_call *c, drift_collection *col,
-		 struct repl_shard *e,
-		 const Drift__Peer__V1__InstallRequest *h, uint64_t *last,
-		 drift_err *err);
+		 struct repl_shard *e, const Drift__Peer__V1__InstallRequest *h,
+		 uint64_t *last, drift_err *err);
 
 /* The catch-up thread (catchup.c). */
 void *repl_catchup_main(void *arg);

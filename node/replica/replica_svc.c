@@ -48,9 +48,8 @@ static drift_collection *acquire(drift_replica *r, drift_grpc_call *c,
 	drift_err err;
 	drift_err_clear(&err);
 	int rv = drift_cm_acquire(r->cm, name, &col, &err);
-	if (rv == DRIFT_ENOENT &&
-	    drift_node_cluster_wait_applied(r->nc, created, REPL_TIMEOUT_NS) ==
-		    0)
+	if (rv == DRIFT_ENOENT && drift_node_cluster_wait_applied(
+					  r->nc, created, REPL_TIMEOUT_NS) == 0)
 		rv = drift_cm_acquire(r->cm, name, &col, &err);
 	if (rv != 0) {
 		fail(c, rv, &err);
@@ -58,15 +57,13 @@ static drift_collection *acquire(drift_replica *r, drift_grpc_call *c,
 	}
 	const drift_collection_config *cfg = drift_collection_cfg(col);
 	if (cfg->cluster_version != created || shard >= cfg->shards) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_FAILED_PRECONDITION,
-				       "collection %s on node %s is the one of "
-				       "map version %" PRIu64 " with %u "
-				       "shards, not the one of %" PRIu64
-				       " (shard %u)",
-				       name,
-				       drift_node_cluster_node_id(r->nc),
-				       cfg->cluster_version, cfg->shards,
-				       created, shard);
+		drift_grpc_call_finish(
+			c, DRIFT_GRPC_FAILED_PRECONDITION,
+			"collection %s on node %s is the one of "
+			"map version %" PRIu64 " with %u "
+			"shards, not the one of %" PRIu64 " (shard %u)",
+			name, drift_node_cluster_node_id(r->nc),
+			cfg->cluster_version, cfg->shards, created, shard);
 		drift_cm_release(r->cm, col);
 		return NULL;
 	}
@@ -204,8 +201,7 @@ static void state(drift_grpc_call *c, void *ctx)
 	}
 	Drift__Peer__V1__ReplicaStateResponse resp =
 		DRIFT__PEER__V1__REPLICA_STATE_RESPONSE__INIT;
-	Drift__Peer__V1__EpochStart hs[DRIFT_EPOCHS_MAX],
-		*hp[DRIFT_EPOCHS_MAX];
+	Drift__Peer__V1__EpochStart hs[DRIFT_EPOCHS_MAX], *hp[DRIFT_EPOCHS_MAX];
 	for (size_t i = 0; i < e->ep.n; i++) {
 		drift__peer__v1__epoch_start__init(&hs[i]);
 		hs[i].epoch = e->ep.h[i].epoch;
@@ -230,8 +226,8 @@ done:
 static void set_replicas(drift_grpc_call *c, void *ctx)
 {
 	drift_replica *r = ctx;
-	Drift__Peer__V1__SetReplicasRequest *req = recv_req(
-		c, &drift__peer__v1__set_replicas_request__descriptor);
+	Drift__Peer__V1__SetReplicasRequest *req =
+		recv_req(c, &drift__peer__v1__set_replicas_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_err err;
@@ -311,11 +307,12 @@ int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
 		rv = drift_grpc_server_add(srv, "/drift.peer.v1.Replica/State",
 					   DRIFT_GRPC_UNARY, state, r);
 	if (rv == 0)
-		rv = drift_grpc_server_add(
-			srv, "/drift.peer.v1.Replica/SetReplicas",
-			DRIFT_GRPC_UNARY, set_replicas, r);
+		rv = drift_grpc_server_add(srv,
+					   "/drift.peer.v1.Replica/SetReplicas",
+					   DRIFT_GRPC_UNARY, set_replicas, r);
 	if (rv == 0)
-		rv = drift_grpc_server_add(srv, "/drift.peer.v1.Replica/Install",
-					   DRIFT_GRPC_CLIENT_STREAM, install, r);
+		rv = drift_grpc_server_add(
+			srv, "/drift.peer.v1.Replica/Install",
+			DRIFT_GRPC_CLIENT_STREAM, install, r);
 	return rv;
 }

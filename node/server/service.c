@@ -563,7 +563,8 @@ static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
 	drift_err err;
 	drift_err_clear(&err);
 	int r = svc.repl != NULL
-			? drift_replica_upsert(svc.repl, col, ids, vecs, n, &err)
+			? drift_replica_upsert(svc.repl, col, ids, vecs, n,
+					       &err)
 			: drift_collection_upsert(col, ids, vecs, n, &err);
 	if (r != 0) {
 		fail_err_at(c, prefix, r, &err);

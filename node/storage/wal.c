@@ -460,7 +460,8 @@ static void lead(drift_wal *w)
 }
 
 static int append(drift_wal *w, uint64_t want, uint32_t type,
-		  const void *payload, size_t len, uint64_t *seq, drift_err *err)
+		  const void *payload, size_t len, uint64_t *seq,
+		  drift_err *err)
 {
 	if (type == 0 || len == 0 || len > DRIFT_WAL_MAX_RECORD)
 		return drift_err_set(err, DRIFT_EINVAL,
@@ -562,7 +563,8 @@ int drift_wal_read(drift_wal *w, uint64_t after, size_t max_bytes,
 	pthread_mutex_lock(&w->lock);
 	uint64_t written = w->written_seq;
 	size_t first = 0;
-	while (first + 1 < w->nfiles && w->files[first + 1].first_seq <= after + 1)
+	while (first + 1 < w->nfiles &&
+	       w->files[first + 1].first_seq <= after + 1)
 		first++;
 	size_t n = w->nfiles - first;
 	bool gone = w->nfiles == 0 || w->files[first].first_seq > after + 1;
@@ -585,9 +587,8 @@ int drift_wal_read(drift_wal *w, uint64_t after, size_t max_bytes,
 			       : 0;
 	size_t sent = 0;
 	uint64_t prev = after;
-	for (size_t i = 0; rv == 0 && i < n && prev < written &&
-			   sent < max_bytes;
-	     i++) {
+	for (size_t i = 0;
+	     rv == 0 && i < n && prev < written && sent < max_bytes; i++) {
 		uint8_t *data = NULL;
 		size_t len = 0;
 		if (paths[i] == NULL) {
@@ -609,7 +610,8 @@ int drift_wal_read(drift_wal *w, uint64_t after, size_t max_bytes,
 			uint64_t seq = drift_load_le64(data + o + 8);
 			if (l == 0 || record_size(l) > len - o ||
 			    record_checksum(data + o, data + o + REC_HEADER,
-					    l) != drift_load_le64(data + o + 16))
+					    l) !=
+				    drift_load_le64(data + o + 16))
 				break; /* the end of what is written */
 			if (seq > prev && seq <= written) {
 				if (seq != prev + 1) {

@@ -281,50 +281,50 @@ DRIFT_TEST(meta, replicas_in_sync_and_promotion)
 	/* Two writes each drop the replica that failed them: the drops
 	 * commute. */
 	char *n2[] = {"n2"}, *n3[] = {"n3"}, *n1[] = {"n1"};
-	cr_assert_eq(set_replicas(e0, false, NULL, 0, NULL, 0, n3, 1, NULL, 0,
-				  &err),
-		     0, "%s", err.msg);
-	cr_assert_eq(set_replicas(e0, false, NULL, 0, NULL, 0, n2, 1, NULL, 0,
-				  &err),
-		     0, "%s", err.msg);
+	cr_assert_eq(
+		set_replicas(e0, false, NULL, 0, NULL, 0, n3, 1, NULL, 0, &err),
+		0, "%s", err.msg);
+	cr_assert_eq(
+		set_replicas(e0, false, NULL, 0, NULL, 0, n2, 1, NULL, 0, &err),
+		0, "%s", err.msg);
 	cr_assert_eq(shard_r()->in_sync, 1u);
 	cr_assert_eq(shard_r()->epoch, e0, "same primary, same epoch");
-	cr_assert_eq(set_replicas(e0, false, NULL, 0, NULL, 0, NULL, 0, n3, 1,
-				  &err),
-		     0, "caught up");
+	cr_assert_eq(
+		set_replicas(e0, false, NULL, 0, NULL, 0, NULL, 0, n3, 1, &err),
+		0, "caught up");
 	cr_assert_eq(shard_r()->in_sync, 5u);
-	cr_assert_eq(set_replicas(e0, false, NULL, 0, NULL, 0, n1, 1, NULL, 0,
-				  &err),
-		     DRIFT_EINVAL, "the primary stays in sync");
+	cr_assert_eq(
+		set_replicas(e0, false, NULL, 0, NULL, 0, n1, 1, NULL, 0, &err),
+		DRIFT_EINVAL, "the primary stays in sync");
 	/* The leader promotes n3: a new epoch; the old one is refused. */
 	char *order[] = {"n3", "n1", "n2"};
 	cr_assert_eq(set_replicas(e0, false, order, 3, n3, 1, NULL, 0, NULL, 0,
 				  &err),
 		     DRIFT_EINVAL, "a new placement needs a new epoch");
-	cr_assert_eq(set_replicas(e0, true, order, 3, n3, 1, NULL, 0, NULL, 0,
-				  &err),
-		     0, "%s", err.msg);
+	cr_assert_eq(
+		set_replicas(e0, true, order, 3, n3, 1, NULL, 0, NULL, 0, &err),
+		0, "%s", err.msg);
 	cr_assert_str_eq(shard_r()->nodes[0], "n3");
 	cr_assert_eq(shard_r()->in_sync, 1u);
 	cr_assert_eq(shard_r()->epoch, st->version);
 	uint64_t v = st->version, e1 = shard_r()->epoch;
-	cr_assert_eq(set_replicas(e0, false, NULL, 0, NULL, 0, NULL, 0, n2, 1,
-				  &err),
-		     DRIFT_ECONFLICT, "a deposed primary changes nothing");
+	cr_assert_eq(
+		set_replicas(e0, false, NULL, 0, NULL, 0, NULL, 0, n2, 1, &err),
+		DRIFT_ECONFLICT, "a deposed primary changes nothing");
 	cr_assert(strstr(err.msg, "epoch") != NULL, "%s", err.msg);
-	cr_assert_eq(set_replicas(e1, true, order, 3, n1, 1, NULL, 0, NULL, 0,
-				  &err),
-		     DRIFT_EINVAL, "the primary must be in sync");
+	cr_assert_eq(
+		set_replicas(e1, true, order, 3, n1, 1, NULL, 0, NULL, 0, &err),
+		DRIFT_EINVAL, "the primary must be in sync");
 	char *ghost[] = {"n3", "n9", "n1"}, *twice[] = {"n3", "n3", "n1"};
-	cr_assert_eq(set_replicas(e1, true, ghost, 3, n3, 1, NULL, 0, NULL, 0,
-				  &err),
-		     DRIFT_EINVAL);
-	cr_assert_eq(set_replicas(e1, true, twice, 3, n3, 1, NULL, 0, NULL, 0,
-				  &err),
-		     DRIFT_EINVAL);
-	cr_assert_eq(set_replicas(e1, true, order, 2, n3, 1, NULL, 0, NULL, 0,
-				  &err),
-		     DRIFT_EINVAL);
+	cr_assert_eq(
+		set_replicas(e1, true, ghost, 3, n3, 1, NULL, 0, NULL, 0, &err),
+		DRIFT_EINVAL);
+	cr_assert_eq(
+		set_replicas(e1, true, twice, 3, n3, 1, NULL, 0, NULL, 0, &err),
+		DRIFT_EINVAL);
+	cr_assert_eq(
+		set_replicas(e1, true, order, 2, n3, 1, NULL, 0, NULL, 0, &err),
+		DRIFT_EINVAL);
 	cr_assert_eq(st->version, v, "refused commands change nothing");
 	/* Epoch and in-sync set survive a snapshot. */
 	void *buf;

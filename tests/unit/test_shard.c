@@ -743,11 +743,10 @@ DRIFT_TEST(shard, replica_applies_the_primarys_records_in_its_order)
 		for (size_t i = 0; i < 20; i++)
 			memcpy(vecs + i * DIM, row(w * 20 + i),
 			       sizeof(float) * DIM);
-		int rv = w % 5 == 4
-				 ? drift_shard_delete_rec(p, ids, 5, NULL,
-							  &recs[w], &err)
-				 : drift_shard_upsert_rec(p, ids, vecs, 20,
-							  &recs[w], &err);
+		int rv = w % 5 == 4 ? drift_shard_delete_rec(p, ids, 5, NULL,
+							     &recs[w], &err)
+				    : drift_shard_upsert_rec(p, ids, vecs, 20,
+							     &recs[w], &err);
 		cr_assert_eq(rv, 0, "%s", err.msg);
 		cr_assert_eq(recs[w].seq, w + 1);
 	}
@@ -762,7 +761,8 @@ DRIFT_TEST(shard, replica_applies_the_primarys_records_in_its_order)
 	cr_assert_eq(drift_shard_last_seq(r), W);
 	float x[DIM], y[DIM];
 	for (uint64_t id = 0; id < 320; id++) {
-		int gp = drift_shard_get(p, id, x), gr = drift_shard_get(r, id, y);
+		int gp = drift_shard_get(p, id, x),
+		    gr = drift_shard_get(r, id, y);
 		cr_assert_eq(gp, gr, "id %llu", (unsigned long long)id);
 		if (gp == 0)
 			cr_assert(memcmp(x, y, sizeof(x)) == 0);
@@ -789,7 +789,8 @@ DRIFT_TEST(shard, replica_applies_the_primarys_records_in_its_order)
 		     0, "%s", err.msg);
 	cr_assert_eq(tl.last, W);
 	for (uint64_t id = 0; id < 320; id++) {
-		int gp = drift_shard_get(p, id, x), gt = drift_shard_get(t, id, y);
+		int gp = drift_shard_get(p, id, x),
+		    gt = drift_shard_get(t, id, y);
 		cr_assert_eq(gp, gt, "id %llu", (unsigned long long)id);
 	}
 	/* A flush retires the log (so the tail is gone) unless it is held. */
