@@ -194,6 +194,7 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 					 &err)) != 0)
 			goto out;
 		copied = true;
+		from = last;
 	}
 	repl_hold_log(col, shard, last);
 	held = true;
@@ -216,6 +217,7 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 						 &last, &err)) != 0)
 				goto out;
 			copied = true;
+			from = last;
 			repl_hold_log(col, shard, last);
 			continue;
 		}
@@ -267,6 +269,78 @@ out:
 	drift_cm_release(r->cm, col);
 }
 
+/* A catch-up running on a thread of its own. */
+struct job {
+	drift_replica *r;
+	struct repl_job *slot;
+	uint64_t created, epoch;
+	uint32_t shard;
+	char name[DRIFT_META_NAME_MAX + 1];
+	char node[DRIFT_NODE_ID_MAX + 1];
+	char addr[DRIFT_ADDR_MAX + 1];
+};
+
+static void *job_main(void *arg)
+{
+	struct job *j = arg;
+	catch_up(j->r, j->name, j->created, j->shard, j->epoch, j->node,
+		 j->addr);
+	pthread_mutex_lock(&j->r->mu);
+	j->slot->busy = false;
+	j->r->jobs--;
+	pthread_cond_broadcast(&j->r->cond);
+	pthread_mutex_unlock(&j->r->mu);
+	drift_free(j);
+	return NULL;
+}
+
+/* Starts the catch-up of one shard's replica unless that shard has one
+ * running or REPL_MAX_JOBS run. */
+static void start_job(drift_replica *r, const drift_meta_collection *mc,
+		      uint32_t shard, const drift_meta_shard *sh,
+		      const char *node, const char *addr)
+{
+	pthread_mutex_lock(&r->mu);
+	struct repl_job *slot = NULL, *free_slot = NULL;
+	for (size_t i = 0; i < REPL_MAX_JOBS; i++) {
+		struct repl_job *q = &r->slots[i];
+		if (q->busy && q->shard == shard &&
+		    q->created == mc->created_version &&
+		    strcmp(q->name, mc->name) == 0)
+			slot = q;
+		else if (!q->busy && free_slot == NULL)
+			free_slot = q;
+	}
+	struct job *j = NULL;
+	if (slot == NULL && free_slot != NULL && !r->stop &&
+	    (j = drift_calloc(1, sizeof(*j))) != NULL) {
+		j->r = r;
+		j->slot = free_slot;
+		j->created = mc->created_version;
+		j->epoch = sh->epoch;
+		j->shard = shard;
+		snprintf(j->name, sizeof(j->name), "%s", mc->name);
+		snprintf(j->node, sizeof(j->node), "%s", node);
+		snprintf(j->addr, sizeof(j->addr), "%s", addr);
+		snprintf(free_slot->name, sizeof(free_slot->name), "%s",
+			 mc->name);
+		free_slot->created = mc->created_version;
+		free_slot->shard = shard;
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		pthread_t t;
+		if (pthread_create(&t, &at, job_main, j) == 0) {
+			free_slot->busy = true;
+			r->jobs++;
+		} else {
+			drift_free(j);
+		}
+		pthread_attr_destroy(&at);
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
 /* Sleeps a pass; false when stopping. */
 static bool pause_pass(drift_replica *r)
 {
@@ -303,14 +377,17 @@ void *repl_catchup_main(void *arg)
 					    n == NULL ||
 					    n->state != DRIFT_NODE_UP)
 						continue;
-					catch_up(r, mc->name,
-						 mc->created_version, s,
-						 sh->epoch, sh->nodes[i],
-						 n->address);
+					start_job(r, mc, s, sh, sh->nodes[i],
+						  n->address);
 				}
 			}
 		}
 		drift_meta_unref(st);
 	}
+	/* The jobs still running finish (each within its calls' timeouts). */
+	pthread_mutex_lock(&r->mu);
+	while (r->jobs > 0)
+		pthread_cond_wait(&r->cond, &r->mu);
+	pthread_mutex_unlock(&r->mu);
 	return NULL;
 }

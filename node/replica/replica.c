@@ -317,7 +317,7 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 		parts[np].len = len;
 		who[np++] = i;
 	}
-	drift_fanout_run(r->peers, parts, np, REPL_TIMEOUT_NS);
+	drift_fanout_run(r->peers, parts, np, REPL_WRITE_TIMEOUT_NS);
 	char *drop[DRIFT_META_MAX_RF];
 	size_t ndrop = 0;
 	const drift_fanout_part *first_bad = NULL;

@@ -22,6 +22,10 @@
 
 /* A call to a peer, or a wait for one, lasts at most this. */
 #define REPL_TIMEOUT_NS 3000000000ull
+/* A write's Replicate to a replica: one that does not answer within this
+ * is dropped from the in-sync set (a stopped node holds writes back that
+ * long). */
+#define REPL_WRITE_TIMEOUT_NS 1500000000ull
 
 /* One shard of one collection (name and created_version: a re-created
  * collection is another) that this node holds. */
@@ -42,6 +46,15 @@ struct repl_shard {
 	drift_epochs ep;
 };
 
+/* The catch-ups running at once, one per shard at most. */
+#define REPL_MAX_JOBS 8
+struct repl_job {
+	bool busy;
+	char name[DRIFT_META_NAME_MAX + 1];
+	uint64_t created;
+	uint32_t shard;
+};
+
 struct drift_replica {
 	drift_cm *cm;
 	drift_node_cluster *nc;
@@ -52,6 +65,8 @@ struct drift_replica {
 	bool stop;
 	pthread_t catchup;
 	bool catchup_running;
+	struct repl_job slots[REPL_MAX_JOBS]; /* under mu */
+	unsigned jobs;			      /* running; under mu */
 };
 
 /* The entry of shard `shard` of col (made, with its epochs read, on first

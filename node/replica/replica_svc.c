@@ -137,7 +137,11 @@ static void replicate(drift_grpc_call *c, void *ctx)
 	}
 	pthread_mutex_unlock(&e->mu);
 	drift_shard *sh = drift_collection_shard_enter(col, req->shard);
+	/* Waiting for records before these: at most until the caller stops
+	 * waiting for the answer. */
 	uint64_t deadline = drift_now_ns() + REPL_TIMEOUT_NS;
+	if (drift_grpc_call_deadline(c) < deadline)
+		deadline = drift_grpc_call_deadline(c);
 	for (size_t i = 0; i < req->n_records; i++) {
 		const Drift__Peer__V1__Record *rec = req->records[i];
 		int rv = drift_shard_apply(sh, rec->seq, rec->type,
