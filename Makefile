@@ -106,7 +106,7 @@ test-cluster-long: build
 # tests/chaos/loadgen.py runs through the router, then the history checked
 # (tests/chaos/checker.py); CHAOS_RF is the collection's replication factor.
 CHAOS_ROUNDS ?= 20
-CHAOS_RF ?= 1
+CHAOS_RF ?= 3
 test-chaos: build
 	/usr/bin/python3 tests/chaos/test_checker.py
 	DRIFT_NODE=$(CURDIR)/build/node/drift-node \
