@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Fault rounds under load (issue 19's tests): three drift-nodes and one
 drift-router on 127.0.0.1, one collection (6 shards, replication factor
-DRIFT_CHAOS_RF, default 1), tests/chaos/loadgen.py running Upsert, Delete,
+DRIFT_CHAOS_RF, default 3), tests/chaos/loadgen.py running Upsert, Delete,
 Get and Search through the router while DRIFT_CHAOS_ROUNDS rounds (3 in
 make test, 20 in make test-chaos) each do:
 
@@ -26,8 +26,6 @@ the rounds: the final read of every key, then tests/chaos/checker.py:
   copy taken a few seconds of load earlier (a disk that lost its last
   writes) makes the checker report acknowledged writes lost or deleted
   ids back.
-  Until replication lands, a collection of RF > 1 is INVALID_ARGUMENT and
-  the test says so and fails.
 
 A summary is printed (TAP comments): calls by kind and outcome, latencies
 of acknowledged writes and searches, the failover window of each fault,
@@ -57,7 +55,7 @@ from clusterlib import (C, cluster, code_of, free_ports, leader_of,  # noqa
 from grpctest import Tap  # noqa: E402
 
 ROUTER = os.environ["DRIFT_ROUTER"]
-RF = int(os.environ.get("DRIFT_CHAOS_RF", "1"))
+RF = int(os.environ.get("DRIFT_CHAOS_RF", "3"))
 ROUNDS = int(os.environ.get("DRIFT_CHAOS_ROUNDS", "3"))
 SEED = int(os.environ.get("DRIFT_CHAOS_SEED", "1"))
 SHARDS = 6
