@@ -82,6 +82,14 @@ typedef struct drift_shard_opts {
 	uint64_t seed;
 } drift_shard_opts;
 
+/* Lays out a new shard in opts->dir without opening it: its wal/ and seg/
+ * directories and a manifest naming its dimension and metric, durable
+ * (the manifest synced, and the directory that holds the three). A later
+ * drift_shard_open there opens it as created. Only opts->fs, dir, dim and
+ * metric are read. 0, DRIFT_EINVAL (a path too long), DRIFT_EEXIST (a
+ * manifest is there already), DRIFT_ENOMEM or an I/O error. */
+int drift_shard_prepare(const drift_shard_opts *opts, drift_err *err);
+
 /* Opens (hydrates) or creates the shard in opts->dir. A shard created with
  * another dimension or metric is DRIFT_EINVAL; a damaged manifest, segment
  * or WAL is DRIFT_ECORRUPT with the file named in err. */

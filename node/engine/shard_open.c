@@ -82,9 +82,44 @@ static int replay_fn(void *ctx, uint64_t seq, uint32_t type,
 }
 
 /* The configuration recorded in the manifest: "dim=<d> metric=<m>". */
-static void meta_string(const drift_shard *s, char *out, size_t cap)
+static void meta_string(uint32_t dim, enum drift_metric metric, char *out,
+			size_t cap)
 {
-	snprintf(out, cap, "dim=%u metric=%d", s->o.dim, (int)s->o.metric);
+	snprintf(out, cap, "dim=%u metric=%d", dim, (int)metric);
+}
+
+int drift_shard_prepare(const drift_shard_opts *opts, drift_err *err)
+{
+	drift_fs *fs = opts->fs != NULL ? opts->fs : drift_fs_posix();
+	char waldir[PATH_MAX_], segdir[PATH_MAX_], meta[64];
+	if (strlen(opts->dir) >= PATH_MAX_ - 64 ||
+	    shard_path_join(waldir, opts->dir, "wal") != 0 ||
+	    shard_path_join(segdir, opts->dir, "seg") != 0)
+		return drift_err_set(err, DRIFT_EINVAL, "shard: path too long");
+	int rv;
+	if ((rv = drift_fs_mkdir_p(fs, waldir, err)) != 0 ||
+	    (rv = drift_fs_mkdir_p(fs, segdir, err)) != 0)
+		return rv;
+	drift_manifest man;
+	drift_manifest_init(&man);
+	rv = drift_manifest_load(fs, opts->dir, &man, err);
+	if (rv != DRIFT_ENOENT) {
+		drift_manifest_free(&man);
+		return rv != 0 ? rv
+			       : drift_err_set(err, DRIFT_EEXIST,
+					       "shard %s exists", opts->dir);
+	}
+	drift_manifest_init(&man);
+	meta_string(opts->dim, opts->metric, meta, sizeof(meta));
+	man.meta_len = strlen(meta);
+	man.meta = (uint8_t *)drift_strdup(meta);
+	if (man.meta == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "shard");
+	/* The manifest's store syncs the shard's directory too: its entries
+	 * for wal/ and seg/ are durable with it. */
+	rv = drift_manifest_store(fs, opts->dir, &man, err);
+	drift_manifest_free(&man);
+	return rv;
 }
 
 /* Deletes segment files the manifest does not name, and .tmp leftovers. */
@@ -221,7 +256,7 @@ int drift_shard_open(const drift_shard_opts *opts, drift_shard **out,
 		goto fail;
 	}
 	char meta[64];
-	meta_string(s, meta, sizeof(meta));
+	meta_string(s->o.dim, s->o.metric, meta, sizeof(meta));
 	rv = drift_manifest_load(s->fs, s->dir, &s->man, err);
 	if (rv == DRIFT_ENOENT) {
 		drift_manifest_init(&s->man);

@@ -10,6 +10,9 @@ node with its default settings (65,536-row memtables):
   4 x cores + 16 whatever N is; every collection finds its own vectors;
 - restart with the N collections: ready (listening) within 30 s, and
   every collection still finds its vectors;
+- restart with 2,000 collections (DRIFT_MEMORY_RESTART) of 20 vectors,
+  every other one flushed to L1: ready within 30 s (the issue's bound),
+  all listed, a sample of 50 finds its vectors;
 - memory that comes back: after dropping them all (some flushed to L1),
   and after deleting 95% of a 60,000-vector 128-d collection and its
   compaction, the resident memory is back within 10% or 16 MiB (the
@@ -19,7 +22,7 @@ node with its default settings (65,536-row memtables):
 Resident memory is VmRSS of /proc/PID/status; threads its Threads line.
 Under AddressSanitizer (its allocator quarantines freed memory and adds
 shadow memory) the figures and the time bound are skipped, and the rounds
-are smaller (60 collections, 10,000 vectors)."""
+are smaller (60 collections, 10,000 vectors, 100 to restart)."""
 import os
 import random
 import shutil
@@ -36,6 +39,7 @@ from grpctest import Server, Tap, drift_stubs  # noqa: E402
 pb, pbg, hpb, hpbg = drift_stubs()
 NODE = os.environ["DRIFT_NODE"]
 N = int(os.environ.get("DRIFT_MEMORY_COLLECTIONS", "300"))
+RESTART = int(os.environ.get("DRIFT_MEMORY_RESTART", "2000"))
 ROWS = 200
 D = 64
 KiB = 1024
@@ -267,6 +271,52 @@ def main():
     tap.check([p.id for p in g.points] == keep[:50],
               "big: the kept ids are there, the deleted ones are not")
     n.s.DropCollection(pb.DropCollectionRequest(name="big"), timeout=60)
+
+    # The issue's restart: RESTART collections (small: restart cost is
+    # per collection), every other one flushed to L1, so that the open
+    # replays WALs and loads segments alike.
+    RN = min(RESTART, 100) if asan else RESTART
+    t = time.time()
+    for c in range(RN):
+        name = "r%d" % c
+        n.s.CreateCollection(pb.CreateCollectionRequest(
+            name=name, dimension=D, metric=pb.METRIC_COSINE), timeout=60)
+        n.s.Upsert(pb.UpsertRequest(
+            collection=name,
+            points=[pb.Point(id=i, vector=v)
+                    for i, v in enumerate(vectors(random.Random(c), 20))]),
+            timeout=60)
+        if c % 2 == 0:
+            n.s.Flush(pb.FlushRequest(collection=name), timeout=60)
+    print("# %d collections of 20 vectors (half flushed) made in %.1f s"
+          % (RN, time.time() - t))
+    rv = n.stop()
+    tap.check(rv == 0, "clean shutdown with %d collections" % RN)
+    n.start()
+    print("# restart with %d collections: listening after %.1f s"
+          % (RN, n.start_s))
+    memcheck(tap, asan, n.start_s <= 30, "restart with %d collections "
+             "ready in %.1f s (<= 30)" % (RN, n.start_s))
+    lst, token = 0, ""
+    while True:
+        r = n.s.ListCollections(pb.ListCollectionsRequest(
+            page_size=1000, page_token=token), timeout=60)
+        lst += len(r.collections)
+        token = r.next_page_token
+        if not token:
+            break
+    bad = 0
+    for c in range(0, RN, max(1, RN // 50)):
+        v = vectors(random.Random(c), 20)[c % 20]
+        h = n.s.Search(pb.SearchRequest(collection="r%d" % c, vector=v, k=1,
+                                        recall_target=1.0), timeout=60)
+        bad += not (len(h.hits) == 1 and h.hits[0].id == c % 20)
+    tap.check(lst == RN and bad == 0, "after the restart: %d collections "
+              "listed, every one sampled finds its vector (%d did not)"
+              % (lst, bad))
+    for c in range(RN):
+        n.s.DropCollection(pb.DropCollectionRequest(name="r%d" % c),
+                           timeout=60)
 
     rv = n.stop()
     tap.check(rv == 0, "clean shutdown")

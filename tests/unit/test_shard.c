@@ -316,6 +316,34 @@ DRIFT_TEST(shard, bad_input_changes_nothing)
 	drift_test_rmtree(dir);
 }
 
+/* A shard laid out by drift_shard_prepare opens empty with what it was
+ * prepared for, and a second prepare there is refused. */
+DRIFT_TEST(shard, prepared_then_opened)
+{
+	char dir[256], sd[300];
+	drift_test_tmpdir(dir, sizeof(dir));
+	snprintf(sd, sizeof(sd), "%s/shard-0", dir);
+	drift_shard_opts p = {.dir = sd, .dim = DIM, .metric = DRIFT_METRIC_L2};
+	drift_err err;
+	cr_assert_eq(drift_shard_prepare(&p, &err), 0, "%s", err.msg);
+	cr_assert_eq(drift_shard_prepare(&p, &err), DRIFT_EEXIST);
+	drift_shard_opts o8 = {.dir = sd, .dim = 8};
+	drift_shard *s;
+	cr_assert_eq(drift_shard_open(&o8, &s, &err), DRIFT_EINVAL);
+	cr_assert(strstr(err.msg, "dim=784") != NULL, "%s", err.msg);
+	s = open_shard(sd, false, DRIFT_WAL_ALWAYS);
+	drift_shard_stats st;
+	drift_shard_stats_get(s, &st);
+	cr_assert_eq(st.live, 0);
+	upsert_range(s, 0, 50, 0);
+	drift_shard_close(s);
+	s = open_shard(sd, false, DRIFT_WAL_ALWAYS);
+	drift_shard_stats_get(s, &st);
+	cr_assert_eq(st.live, 50);
+	drift_shard_close(s);
+	drift_test_rmtree(dir);
+}
+
 struct pending {
 	bool del;
 	size_t n;
