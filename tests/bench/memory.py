@@ -14,8 +14,8 @@ measurement on stdout.
         One default drift-node: N collections created one after the other
         (64-d COSINE), the time of each; the node's VmRSS and threads;
         then a first Upsert of R vectors into each, timed (with --flush,
-        each collection is then flushed to L1 and the VmRSS with all of
-        them flushed is reported too); ListCollections
+        each collection is then flushed to L1, timed, and the VmRSS with
+        all of them flushed is reported too); ListCollections
         paged by 1,000; then every collection dropped, timed, and the
         VmRSS once they are gone. Reported: p50 / p99 of each call over
         the first and the last tenth of the collections (does a call slow
@@ -161,10 +161,12 @@ def cmd_collections(a):
             upsert.append(time.perf_counter() - t)
         time.sleep(2)
         st2 = status(pid)
-        flushed = {}
+        flushed, flush = {}, []
         if a.flush:
             for c in range(a.count):
+                t = time.perf_counter()
                 s.Flush(pb.FlushRequest(collection=f"t{c}"), timeout=120)
+                flush.append(time.perf_counter() - t)
             time.sleep(2)
             st = status(pid)
             flushed = dict(flushed_rss=st["VmRSS"],
@@ -194,7 +196,9 @@ def cmd_collections(a):
             return dict(p50_ms=round(1e3 * pct(xs, 0.5), 2),
                         p99_ms=round(1e3 * pct(xs, 0.99), 2))
         for call, xs in (("create", create), ("upsert", upsert),
-                         ("drop", drop)):
+                         ("flush", flush), ("drop", drop)):
+            if not xs:
+                continue
             emit(event="call", call=call, count=a.count,
                  first=ms(xs[:tenth]), last=ms(xs[-tenth:]),
                  total_s=round(sum(xs), 1))

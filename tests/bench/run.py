@@ -421,7 +421,8 @@ def scenario_memory(names, results, quick):
     """tests/bench/memory.py: resident bytes per vector after Flush of
     drift-node next to the shard in-process, on each set (quick: the first
     10,000 Fashion-MNIST rows); then many collections on one node (10,000;
-    quick: 1,000): fixed cost, create / first upsert / drop times."""
+    quick: 1,000): fixed cost, create / first upsert / drop times, and the
+    memory once every collection is flushed to L1."""
     script = os.path.join(HERE, "memory.py")
     rows = []
 
@@ -439,7 +440,7 @@ def scenario_memory(names, results, quick):
             log(f"memory {r['dataset']} {r['system']}: "
                 f"{r['bytes_per_vector']} B/vector after Flush")
     count = 1000 if quick else 10000
-    rows += lines(["collections", "--count", str(count)])
+    rows += lines(["collections", "--count", str(count), "--flush"])
     log(f"memory: {count} collections: {rows[-1]}")
     results["memory"] = rows
     return rows
@@ -885,6 +886,11 @@ def body_memory(rows):
                   f"{t['loaded_rss'] / MiB:.1f} MiB and "
                   f"{t['loaded_threads']} threads with {t['rows']} vectors "
                   f"in each ({t['loaded_bytes_each'] / 1024:.0f} KiB each); "
+                  + (f"{t['flushed_rss'] / MiB:.1f} MiB and "
+                     f"{t['flushed_threads']} threads once each was "
+                     "flushed to L1 (`Flush`, one after the other; "
+                     f"{t['flushed_bytes_each'] / 1024:.0f} KiB each); "
+                     if 'flushed_rss' in t else "") +
                   f"{t['dropped_rss'] / MiB:.1f} MiB and "
                   f"{t['dropped_threads']} threads once all were dropped. "
                   f"`ListCollections` of all {t['listed']:,} in pages of "
