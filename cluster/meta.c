@@ -643,12 +643,15 @@ static int apply_set_replicas(drift_meta *m,
 	uint32_t bits;
 	int rv;
 	if (sr->new_epoch) {
-		if (sr->n_nodes != old->n)
+		if (sr->n_nodes == 0 || sr->n_nodes > old->n ||
+		    sr->n_add_nodes > 0)
 			return drift_err_set(err, DRIFT_EINVAL,
 					     "%s/%u: %zu replicas named, it "
 					     "has %u",
 					     name, sr->shard, sr->n_nodes,
 					     old->n);
+		memset(sh.nodes, 0, sizeof(sh.nodes));
+		sh.n = (uint32_t)sr->n_nodes;
 		for (size_t r = 0; r < sr->n_nodes; r++) {
 			bool twice = false;
 			for (size_t q = 0; q < r; q++)
@@ -674,9 +677,52 @@ static int apply_set_replicas(drift_meta *m,
 					     "%s/%u: a new placement needs a "
 					     "new epoch",
 					     name, sr->shard);
-		if ((rv = in_sync_bits(c, sr->shard, &sh, sr->drop_in_sync,
-				       sr->n_drop_in_sync, &bits, err)) != 0)
-			return rv;
+		for (size_t i = 0; i < sr->n_add_nodes; i++) {
+			const char *id = sr->add_nodes[i];
+			if (drift_meta_node_find(m, id) == NULL ||
+			    replica_index(&sh, id) >= 0)
+				return drift_err_set(
+					err, DRIFT_EINVAL,
+					"%s/%u: node %s is unknown "
+					"or holds it already",
+					name, sr->shard, id);
+			if (sh.n == DRIFT_META_MAX_RF)
+				return drift_err_set(err, DRIFT_ELIMIT,
+						     "%s/%u: %d replicas at "
+						     "most",
+						     name, sr->shard,
+						     DRIFT_META_MAX_RF);
+			copy_str(sh.nodes[sh.n], sizeof(sh.nodes[sh.n]), id);
+			sh.n++;
+		}
+		for (size_t i = 0; i < sr->n_drop_nodes; i++) {
+			int at = replica_index(&sh, sr->drop_nodes[i]);
+			if (at == 0 || sh.n == 1)
+				return drift_err_set(err, DRIFT_EINVAL,
+						     "%s/%u: the primary %s "
+						     "leaves only in a new "
+						     "epoch",
+						     name, sr->shard,
+						     sh.nodes[0]);
+			if (at < 0)
+				continue; /* gone already */
+			uint32_t low = sh.in_sync & ((1u << at) - 1),
+				 high = (sh.in_sync >> (at + 1)) << at;
+			sh.in_sync = low | high;
+			memmove(sh.nodes[at], sh.nodes[at + 1],
+				(sh.n - (uint32_t)at - 1) *
+					sizeof(sh.nodes[0]));
+			sh.n--;
+			memset(sh.nodes[sh.n], 0, sizeof(sh.nodes[0]));
+		}
+		/* A replica dropped from the in-sync set that has left the
+		 * shard meanwhile (a move) is not an error. */
+		bits = 0;
+		for (size_t i = 0; i < sr->n_drop_in_sync; i++) {
+			int at = replica_index(&sh, sr->drop_in_sync[i]);
+			if (at >= 0)
+				bits |= 1u << at;
+		}
 		sh.in_sync &= ~bits;
 		if ((rv = in_sync_bits(c, sr->shard, &sh, sr->add_in_sync,
 				       sr->n_add_in_sync, &bits, err)) != 0)

@@ -16,9 +16,9 @@
 #define FENCE_TIMEOUT_NS 1000000000ull
 
 /* A replica's position, after fencing it at `fence`: 0 or an error. */
-static int fence_replica(drift_replica *r, const char *addr,
-			 const drift_meta_collection *mc, uint32_t shard,
-			 uint64_t fence, uint64_t *last, drift_err *err)
+int repl_fence(drift_replica *r, const char *addr,
+	       const drift_meta_collection *mc, uint32_t shard, uint64_t fence,
+	       uint64_t *last, drift_err *err)
 {
 	Drift__Peer__V1__ReplicaStateRequest req =
 		DRIFT__PEER__V1__REPLICA_STATE_REQUEST__INIT;
@@ -53,8 +53,8 @@ static void promote(drift_replica *r, const drift_meta *st,
 		if (!(sh->in_sync & (1u << i)) || n == NULL ||
 		    n->state != DRIFT_NODE_UP)
 			continue;
-		if (fence_replica(r, n->address, mc, shard, sh->epoch + 1,
-				  &last[i], &err) != 0) {
+		if (repl_fence(r, n->address, mc, shard, sh->epoch + 1,
+			       &last[i], &err) != 0) {
 			DRIFT_WARN("failover: %s/%u: replica %s: %s", mc->name,
 				   shard, sh->nodes[i], err.msg);
 			continue;

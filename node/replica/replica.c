@@ -140,6 +140,10 @@ int repl_propose(drift_replica *r,
 	sr.n_drop_in_sync = req->n_drop_in_sync;
 	sr.add_in_sync = req->add_in_sync;
 	sr.n_add_in_sync = req->n_add_in_sync;
+	sr.add_nodes = req->add_nodes;
+	sr.n_add_nodes = req->n_add_nodes;
+	sr.drop_nodes = req->drop_nodes;
+	sr.n_drop_nodes = req->n_drop_nodes;
 	Drift__Cluster__V1__Command cmd = DRIFT__CLUSTER__V1__COMMAND__INIT;
 	cmd.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_REPLICAS;
 	cmd.set_replicas = &sr;
@@ -250,22 +254,32 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 				   st->version);
 		goto out;
 	}
-	unsigned need = sh->n / 2 + 1, have = popcount(sh->in_sync);
+	/* A majority of the collection's replication factor: a moving shard
+	 * has one replica more for a while, not yet in sync. */
+	unsigned rf = mc->replication_factor ? mc->replication_factor : sh->n;
+	unsigned need = rf / 2 + 1, have = popcount(sh->in_sync);
 	if (have < need) {
 		rv = drift_err_set(err, DRIFT_EUNAVAIL,
 				   "collection %s: %u of shard %u's %u "
 				   "replicas are in sync, a write needs %u "
 				   "(the others are down or catching up)",
-				   cfg->name, have, shard, sh->n, need);
+				   cfg->name, have, shard, rf, need);
 		goto out;
 	}
 	pthread_mutex_lock(&e->mu);
 	if (e->ep.fence > sh->epoch) {
 		pthread_mutex_unlock(&e->mu);
-		rv = drift_err_set(err, DRIFT_EUNAVAIL,
-				   "collection %s: shard %u is being failed "
-				   "over (epoch %" PRIu64 " is fenced)",
-				   cfg->name, shard, sh->epoch);
+		/* A failover or a move is under way: wait a moment for the map
+		 * that ends it, then send the write to the new primary. */
+		drift_meta *next = NULL;
+		drift_member_wait(drift_node_cluster_member(r->nc), st->version,
+				  drift_now_ns() + REPL_WRITE_TIMEOUT_NS,
+				  &next);
+		drift_meta_unref(next);
+		rv = drift_err_set(err, DRIFT_ESTALE,
+				   "collection %s: shard %u's primary changes "
+				   "(epoch %" PRIu64 " is fenced on node %s)",
+				   cfg->name, shard, sh->epoch, self);
 		goto out;
 	}
 	uint64_t next = repl_last_seq(col, shard) + 1;
@@ -328,7 +342,7 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 			first_bad = &parts[i];
 		if (parts[i].st.code == DRIFT_GRPC_ABORTED) {
 			/* A replica fenced this epoch: a newer primary. */
-			rv = drift_err_set(err, DRIFT_EUNAVAIL,
+			rv = drift_err_set(err, DRIFT_ESTALE,
 					   "collection %s: shard %u has a new "
 					   "primary (node %s: %s)",
 					   cfg->name, shard, sh->nodes[who[i]],
@@ -344,7 +358,7 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 				   "collection %s: shard %u's write reached "
 				   "%zu of its %u replicas, it needs %u "
 				   "(node %s: %s)",
-				   cfg->name, shard, have - ndrop, sh->n, need,
+				   cfg->name, shard, have - ndrop, rf, need,
 				   sh->nodes[who[first_bad - parts]],
 				   first_bad->st.msg);
 		goto out;
@@ -482,6 +496,10 @@ void drift_replica_close(drift_replica *r)
 	pthread_mutex_unlock(&r->mu);
 	if (r->catchup_running)
 		pthread_join(r->catchup, NULL);
+	pthread_mutex_lock(&r->mu);
+	while (r->rebalancing) /* a move in the background sees stop */
+		pthread_cond_wait(&r->cond, &r->mu);
+	pthread_mutex_unlock(&r->mu);
 	while (r->shards != NULL) {
 		struct repl_shard *e = r->shards;
 		r->shards = e->next;

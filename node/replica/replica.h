@@ -49,6 +49,7 @@
 #ifndef DRIFT_NODE_REPLICA_H
 #define DRIFT_NODE_REPLICA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,7 +82,15 @@ int drift_replica_delete(drift_replica *r, drift_collection *col,
 /* The leader's failover pass over the current map (see above). */
 void drift_replica_failover(drift_replica *r);
 
-/* Registers drift.peer.v1.Replica (Replicate, State, SetReplicas). */
+/* The leader's Rebalance (moves.c): plans the moves that even the
+ * replicas out over the nodes that are UP and runs them one after
+ * another, in the background, or before returning with wait. *planned
+ * gets their count. DRIFT_EBUSY while one runs. */
+int drift_replica_rebalance(drift_replica *r, bool wait, uint32_t *planned,
+			    drift_err *err);
+
+/* Registers drift.peer.v1.Replica (Replicate, State, SetReplicas, Install)
+ * and drift.v1.Cluster/Rebalance. */
 int drift_replica_register(drift_replica *r, drift_grpc_server *srv);
 
 #endif /* DRIFT_NODE_REPLICA_H */

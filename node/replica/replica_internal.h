@@ -7,6 +7,7 @@
  *   catchup.c      the catch-up thread (a primary's side)
  *   copy.c         full copies of a shard (both sides)
  *   failover.c     the leader's promotions
+ *   moves.c        the leader's moves of replicas (Rebalance)
  */
 #ifndef DRIFT_NODE_REPLICA_INTERNAL_H
 #define DRIFT_NODE_REPLICA_INTERNAL_H
@@ -67,6 +68,7 @@ struct drift_replica {
 	bool catchup_running;
 	struct repl_job slots[REPL_MAX_JOBS]; /* under mu */
 	unsigned jobs;			      /* running; under mu */
+	bool rebalancing;		      /* under mu (moves.c) */
 };
 
 /* The entry of shard `shard` of col (made, with its epochs read, on first
@@ -113,6 +115,12 @@ int repl_full_copy(drift_replica *r, const char *addr, drift_collection *col,
 int repl_install(drift_grpc_call *c, drift_collection *col,
 		 struct repl_shard *e, const Drift__Peer__V1__InstallRequest *h,
 		 uint64_t *last, drift_err *err);
+
+/* Fences the replica at addr at epoch `fence` (it refuses older ones from
+ * then on) and gives its position (failover.c). */
+int repl_fence(drift_replica *r, const char *addr,
+	       const drift_meta_collection *mc, uint32_t shard, uint64_t fence,
+	       uint64_t *last, drift_err *err);
 
 /* The catch-up thread (catchup.c). */
 void *repl_catchup_main(void *arg);

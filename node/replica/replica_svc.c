@@ -11,7 +11,9 @@
 #include "common/clock.h"
 #include "common/grpc/status.h"
 #include "common/log.h"
+#include "drift/v1/drift.pb-c.h"
 #include "node/replica/replica_internal.h"
+#include "node/server/cluster_svc.h"
 
 static void fail(drift_grpc_call *c, int rv, const drift_err *err)
 {
@@ -303,6 +305,32 @@ done:
 	protobuf_c_message_free_unpacked(&h->base, NULL);
 }
 
+static void rebalance(drift_grpc_call *c, void *ctx)
+{
+	drift_replica *r = ctx;
+	Drift__V1__RebalanceRequest *req =
+		recv_req(c, &drift__v1__rebalance_request__descriptor);
+	if (req == NULL)
+		return;
+	if (drift_cluster_svc_lead(
+		    r->nc, c, &req->base,
+		    &drift__v1__rebalance_response__descriptor)) {
+		drift_err err;
+		drift_err_clear(&err);
+		uint32_t n = 0;
+		int rv = drift_replica_rebalance(r, req->wait, &n, &err);
+		if (rv != 0) {
+			fail(c, rv, &err);
+		} else {
+			Drift__V1__RebalanceResponse resp =
+				DRIFT__V1__REBALANCE_RESPONSE__INIT;
+			resp.moves = n;
+			reply(c, &resp.base);
+		}
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
 int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
 {
 	int rv = drift_grpc_server_add(srv, "/drift.peer.v1.Replica/Replicate",
@@ -318,5 +346,8 @@ int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
 		rv = drift_grpc_server_add(
 			srv, "/drift.peer.v1.Replica/Install",
 			DRIFT_GRPC_CLIENT_STREAM, install, r);
+	if (rv == 0)
+		rv = drift_grpc_server_add(srv, "/drift.v1.Cluster/Rebalance",
+					   DRIFT_GRPC_UNARY, rebalance, r);
 	return rv;
 }

@@ -1080,15 +1080,6 @@ static void watch_shard_map(drift_grpc_call *c, void *ctx)
 	}
 }
 
-static void rebalance(drift_grpc_call *c, void *ctx)
-{
-	(void)ctx;
-	drift_grpc_call_finish(c, DRIFT_GRPC_UNIMPLEMENTED,
-			       "Rebalance: moving shards between nodes comes "
-			       "with replication (not built yet); placement "
-			       "of new collections is balanced already");
-}
-
 int drift_cluster_svc_register(drift_grpc_server *srv, drift_node_cluster *nc)
 {
 	static const struct {
@@ -1102,7 +1093,6 @@ int drift_cluster_svc_register(drift_grpc_server *srv, drift_node_cluster *nc)
 		{"/drift.v1.Cluster/ShardMap", DRIFT_GRPC_UNARY, shard_map},
 		{"/drift.v1.Cluster/WatchShardMap", DRIFT_GRPC_SERVER_STREAM,
 		 watch_shard_map},
-		{"/drift.v1.Cluster/Rebalance", DRIFT_GRPC_UNARY, rebalance},
 	};
 	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
 		int rv = drift_grpc_server_add(srv, m[i].path, m[i].kind,

@@ -22,8 +22,8 @@
 #include "common/grpc/server.h"
 #include "node/server/cluster.h"
 
-/* Registers Status, AddNode, RemoveNode, ShardMap, WatchShardMap and
- * Rebalance. */
+/* Registers Status, AddNode, RemoveNode, ShardMap and WatchShardMap
+ * (Rebalance is node/replica/replica.h's). */
 int drift_cluster_svc_register(drift_grpc_server *srv, drift_node_cluster *nc);
 
 /* For a metadata change received on call c (its request req, of the type

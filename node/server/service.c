@@ -566,6 +566,12 @@ static int upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
 			? drift_replica_upsert(svc.repl, col, ids, vecs, n,
 					       &err)
 			: drift_collection_upsert(col, ids, vecs, n, &err);
+	if (r == DRIFT_ESTALE && defer()) {
+		/* The primary moved while this node wrote: forwarded to the
+		 * new one (an upsert may be applied again). */
+		rv = -1;
+		goto out;
+	}
 	if (r != 0) {
 		fail_err_at(c, prefix, r, &err);
 		rv = -1;
@@ -668,7 +674,9 @@ static void delete_req(drift_grpc_call *c, Drift__V1__DeleteRequest *req)
 				 : drift_collection_delete(col, req->ids,
 							   req->n_ids, &deleted,
 							   &err);
-		if (rv != 0) {
+		if (rv == DRIFT_ESTALE && defer()) {
+			/* The primary moved: forwarded to the new one. */
+		} else if (rv != 0) {
 			fail_err(c, rv, &err);
 		} else {
 			Drift__V1__DeleteResponse resp =

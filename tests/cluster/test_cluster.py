@@ -214,9 +214,6 @@ def main():
              lambda: nodes[1].c.RemoveNode(pb.RemoveNodeRequest(
                  id=owner_of(nodes, nodes[1], "w1", 0).node_id),
                  timeout=10)),
-            ("Rebalance", C.UNIMPLEMENTED, "replication",
-             lambda: nodes[1].c.Rebalance(pb.RebalanceRequest(),
-                                          timeout=10)),
             ("ShardMap of an unknown collection", C.NOT_FOUND, "nope",
              lambda: nodes[1].c.ShardMap(pb.ShardMapRequest(
                  collection="nope"), timeout=10)),

@@ -265,6 +265,22 @@ static int set_replicas(uint64_t epoch, bool new_epoch, char **nodes,
 	return apply(&c, err);
 }
 
+static int set_replicas_add(uint64_t epoch, const char *node, drift_err *err)
+{
+	char *add[] = {(char *)node};
+	Drift__Cluster__V1__SetReplicas sr =
+		DRIFT__CLUSTER__V1__SET_REPLICAS__INIT;
+	sr.collection = "r";
+	sr.created_version = drift_meta_col_find(st, "r")->created_version;
+	sr.epoch = epoch;
+	sr.add_nodes = add;
+	sr.n_add_nodes = 1;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_REPLICAS;
+	c.set_replicas = &sr;
+	return apply(&c, err);
+}
+
 static const drift_meta_shard *shard_r(void)
 {
 	return &drift_meta_col_find(st, "r")->shard[0];
@@ -323,9 +339,32 @@ DRIFT_TEST(meta, replicas_in_sync_and_promotion)
 		set_replicas(e1, true, twice, 3, n3, 1, NULL, 0, NULL, 0, &err),
 		DRIFT_EINVAL);
 	cr_assert_eq(
-		set_replicas(e1, true, order, 2, n3, 1, NULL, 0, NULL, 0, &err),
-		DRIFT_EINVAL);
+		set_replicas(e1, true, order, 0, n3, 1, NULL, 0, NULL, 0, &err),
+		DRIFT_EINVAL, "no replica left");
 	cr_assert_eq(st->version, v, "refused commands change nothing");
+	/* A move: a fourth node added out of sync, then the source left out
+	 * in a new epoch. */
+	cr_assert_eq(add_node("n4", 7404, NULL), 0);
+	uint64_t e2 = shard_r()->epoch;
+	cr_assert_eq(set_replicas_add(e2, "n4", &err), 0, "%s", err.msg);
+	cr_assert_eq(shard_r()->n, 4);
+	cr_assert_str_eq(shard_r()->nodes[3], "n4");
+	cr_assert_eq(shard_r()->in_sync, 1u, "a new replica is out of sync");
+	cr_assert_eq(shard_r()->epoch, e2);
+	cr_assert_eq(set_replicas_add(e2, "n4", &err), DRIFT_EINVAL,
+		     "holds it already");
+	cr_assert_eq(set_replicas_add(e2, "n9", &err), DRIFT_EINVAL);
+	char *n34[] = {"n3", "n4"}, *left[] = {"n4", "n3", "n2"};
+	cr_assert_eq(set_replicas(e2, false, NULL, 0, NULL, 0, NULL, 0, n34 + 1,
+				  1, &err),
+		     0);
+	cr_assert_eq(
+		set_replicas(e2, true, left, 3, n34, 2, NULL, 0, NULL, 0, &err),
+		0, "%s", err.msg);
+	cr_assert_eq(shard_r()->n, 3);
+	cr_assert_str_eq(shard_r()->nodes[0], "n4");
+	cr_assert_eq(shard_r()->in_sync, 3u, "n4 and n3: bits 0 and 1");
+	cr_assert(shard_r()->epoch > e2);
 	/* Epoch and in-sync set survive a snapshot. */
 	void *buf;
 	size_t len;
@@ -333,7 +372,8 @@ DRIFT_TEST(meta, replicas_in_sync_and_promotion)
 	drift_meta *back;
 	cr_assert_eq(drift_meta_decode(buf, len, &back, NULL), 0);
 	assert_same(st, back);
-	cr_assert_eq(drift_meta_col_find(back, "r")->shard[0].epoch, e1);
+	cr_assert_eq(drift_meta_col_find(back, "r")->shard[0].epoch,
+		     shard_r()->epoch);
 	drift_meta_unref(back);
 	drift_free(buf);
 }

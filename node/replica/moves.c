@@ -1,0 +1,362 @@
+/*
+ * Moves of replicas between nodes, run by the metadata leader: Rebalance
+ * plans them with the one placement planner (cluster/placement.h) and
+ * carries them out one after another (see replica.h).
+ *
+ * A move of shard s from node F to node T:
+ *   1. T is added to the shard's replicas, out of sync (SetReplicas
+ *      add_nodes): T opens the collection, and the primary's catch-up
+ *      copies the shard to it (a full copy, then the log) and adds it to
+ *      the in-sync set, writes going on meanwhile;
+ *   2. once T is in sync, F leaves the replicas: a replica just leaves;
+ *      the primary leaves in a new epoch, T its primary, after the in-sync
+ *      replicas are fenced at that epoch (no write of the old one is
+ *      acknowledged after that; writes that meet the fence wait for the
+ *      new map and go to the new primary). F's copy is deleted by its
+ *      node once it holds no shard of the collection.
+ * A move that does not finish (T never catches up within MOVE_TIMEOUT_NS,
+ * a step refused) takes T out again and leaves the placement as it was.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cluster/member.h"
+#include "cluster/placement.h"
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "node/replica/replica_internal.h"
+
+#define MOVE_TIMEOUT_NS (300ull * 1000000000ull)
+
+struct move {
+	char name[DRIFT_META_NAME_MAX + 1];
+	uint64_t created;
+	uint32_t shard;
+	char from[DRIFT_NODE_ID_MAX + 1]; /* "": none (a missing replica) */
+	char to[DRIFT_NODE_ID_MAX + 1];	  /* "": none (a surplus one) */
+};
+
+/* The shard of a move in the current state (NULL: gone); *st is the
+ * caller's reference. */
+static const drift_meta_shard *shard_now(drift_replica *r,
+					 const struct move *mv, drift_meta **st)
+{
+	*st = drift_member_state(drift_node_cluster_member(r->nc));
+	const drift_meta_collection *mc = drift_meta_col_find(*st, mv->name);
+	if (mc == NULL || mc->created_version != mv->created ||
+	    mv->shard >= mc->shards)
+		return NULL;
+	return &mc->shard[mv->shard];
+}
+
+static int index_of(const drift_meta_shard *sh, const char *id)
+{
+	for (uint32_t i = 0; i < sh->n; i++)
+		if (strcmp(sh->nodes[i], id) == 0)
+			return (int)i;
+	return -1;
+}
+
+static void request_of(const struct move *mv, uint64_t epoch,
+		       Drift__Peer__V1__SetReplicasRequest *sr)
+{
+	drift__peer__v1__set_replicas_request__init(sr);
+	sr->collection = (char *)mv->name;
+	sr->created_version = mv->created;
+	sr->shard = mv->shard;
+	sr->epoch = epoch;
+}
+
+/* Leaves `gone` out of the shard's replicas: a replica just leaves; the
+ * primary leaves in a new epoch, after its in-sync replicas are fenced,
+ * and `prefer` (may be "") becomes the primary if it is in sync. */
+static int leave_out(drift_replica *r, const struct move *mv, const char *gone,
+		     const char *prefer, drift_err *err)
+{
+	int rv = DRIFT_ECONFLICT;
+	for (int attempt = 0; attempt < 5 && rv == DRIFT_ECONFLICT; attempt++) {
+		drift_meta *st;
+		const drift_meta_shard *sh = shard_now(r, mv, &st);
+		if (sh == NULL || index_of(sh, gone) < 0) {
+			drift_meta_unref(st);
+			return 0; /* dropped, or already left out */
+		}
+		if (strcmp(sh->nodes[0], gone) != 0) {
+			/* Not the primary: it just leaves (writes in flight
+			 * to it fail there and drop nothing else). */
+			char *drop[] = {(char *)gone};
+			Drift__Peer__V1__SetReplicasRequest sr;
+			request_of(mv, sh->epoch, &sr);
+			sr.drop_nodes = drop;
+			sr.n_drop_nodes = 1;
+			rv = repl_set_replicas(r, &sr, err);
+			drift_meta_unref(st);
+			continue;
+		}
+		const drift_meta_collection *mc =
+			drift_meta_col_find(st, mv->name);
+		for (uint32_t i = 0; i < sh->n; i++) {
+			const drift_meta_node *n =
+				drift_meta_node_find(st, sh->nodes[i]);
+			uint64_t last;
+			drift_err ferr;
+			if ((sh->in_sync & (1u << i)) && n != NULL &&
+			    n->state == DRIFT_NODE_UP)
+				repl_fence(r, n->address, mc, mv->shard,
+					   sh->epoch + 1, &last, &ferr);
+		}
+		char *nodes[DRIFT_META_MAX_RF], *in_sync[DRIFT_META_MAX_RF];
+		size_t nn = 0, ni = 0;
+		int first = -1;
+		if (strcmp(sh->nodes[0], gone) != 0)
+			first = 0;
+		else if (prefer[0] != '\0' && index_of(sh, prefer) >= 0 &&
+			 (sh->in_sync & (1u << index_of(sh, prefer))))
+			first = index_of(sh, prefer);
+		else
+			for (uint32_t i = 1; i < sh->n && first < 0; i++)
+				if (sh->in_sync & (1u << i))
+					first = (int)i;
+		if (first < 0) {
+			drift_meta_unref(st);
+			return drift_err_set(err, DRIFT_EUNAVAIL,
+					     "%s/%u: no in-sync replica to take "
+					     "over from %s",
+					     mv->name, mv->shard, gone);
+		}
+		nodes[nn++] = (char *)sh->nodes[first];
+		if (sh->in_sync & (1u << first))
+			in_sync[ni++] = (char *)sh->nodes[first];
+		for (uint32_t i = 0; i < sh->n; i++) {
+			if ((int)i == first || strcmp(sh->nodes[i], gone) == 0)
+				continue;
+			nodes[nn++] = (char *)sh->nodes[i];
+			if (sh->in_sync & (1u << i))
+				in_sync[ni++] = (char *)sh->nodes[i];
+		}
+		Drift__Peer__V1__SetReplicasRequest sr;
+		request_of(mv, sh->epoch, &sr);
+		sr.new_epoch = true;
+		sr.nodes = nodes;
+		sr.n_nodes = nn;
+		sr.in_sync = in_sync;
+		sr.n_in_sync = ni;
+		rv = repl_set_replicas(r, &sr, err);
+		drift_meta_unref(st);
+	}
+	return rv;
+}
+
+static int run_move(drift_replica *r, const struct move *mv, drift_err *err)
+{
+	uint64_t t0 = drift_now_ns();
+	drift_meta *st;
+	const drift_meta_shard *sh = shard_now(r, mv, &st);
+	if (sh == NULL) {
+		drift_meta_unref(st);
+		return 0; /* the collection went meanwhile */
+	}
+	int rv = 0;
+	if (mv->to[0] != '\0' && index_of(sh, mv->to) < 0) {
+		char *add[] = {(char *)mv->to};
+		Drift__Peer__V1__SetReplicasRequest sr;
+		request_of(mv, sh->epoch, &sr);
+		sr.add_nodes = add;
+		sr.n_add_nodes = 1;
+		rv = repl_set_replicas(r, &sr, err);
+	}
+	drift_meta_unref(st);
+	if (rv != 0)
+		return rv;
+	/* The primary's catch-up copies the shard to it. */
+	bool in_sync = mv->to[0] == '\0';
+	while (!in_sync && drift_now_ns() - t0 < MOVE_TIMEOUT_NS) {
+		pthread_mutex_lock(&r->mu);
+		bool stop = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		if (stop)
+			break;
+		sh = shard_now(r, mv, &st);
+		int at = sh != NULL ? index_of(sh, mv->to) : -1;
+		in_sync = sh == NULL || (at >= 0 && (sh->in_sync & (1u << at)));
+		bool gone = sh == NULL || at < 0;
+		drift_meta_unref(st);
+		if (gone && sh == NULL)
+			return 0;
+		if (gone)
+			return drift_err_set(err, DRIFT_ECONFLICT,
+					     "%s/%u: %s was taken out",
+					     mv->name, mv->shard, mv->to);
+		if (!in_sync)
+			drift_clock_sleep(drift_clock_system(), 100000000);
+	}
+	if (!in_sync) {
+		drift_err uerr;
+		leave_out(r, mv, mv->to, "", &uerr);
+		return drift_err_set(err, DRIFT_ETIMEDOUT,
+				     "%s/%u: %s did not catch up in %llu s",
+				     mv->name, mv->shard, mv->to,
+				     (unsigned long long)(MOVE_TIMEOUT_NS /
+							  1000000000ull));
+	}
+	if (mv->from[0] != '\0' &&
+	    (rv = leave_out(r, mv, mv->from, mv->to, err)) != 0)
+		return rv;
+	DRIFT_INFO("rebalance: %s/%u moved from %s to %s in %.2f s", mv->name,
+		   mv->shard, mv->from[0] ? mv->from : "(none)",
+		   mv->to[0] ? mv->to : "(none)",
+		   (double)(drift_now_ns() - t0) / 1e9);
+	return 0;
+}
+
+/* The moves the planner gives for the current state. */
+static int plan(drift_replica *r, struct move **out, size_t *n_out,
+		drift_err *err)
+{
+	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
+	size_t ns = 0;
+	for (size_t c = 0; c < st->n_cols; c++)
+		ns += st->cols[c].shards;
+	struct drift_placement_node *nodes =
+		drift_calloc(st->n_nodes + 1, sizeof(*nodes));
+	struct drift_placement_shard *shards =
+		drift_calloc(ns + 1, sizeof(*shards));
+	struct drift_placement_move *moves = NULL;
+	size_t n_moves = 0;
+	int rv = nodes != NULL && shards != NULL
+			 ? 0
+			 : drift_err_set(err, DRIFT_ENOMEM, "rebalance");
+	for (size_t i = 0; rv == 0 && i < st->n_nodes; i++) {
+		nodes[i].id = st->nodes[i].id;
+		nodes[i].accepts = st->nodes[i].state == DRIFT_NODE_UP;
+	}
+	size_t k = 0;
+	for (size_t c = 0; rv == 0 && c < st->n_cols; c++)
+		for (uint32_t s = 0; s < st->cols[c].shards; s++, k++) {
+			const drift_meta_shard *sh = &st->cols[c].shard[s];
+			shards[k].rf = st->cols[c].replication_factor;
+			shards[k].n = sh->n;
+			for (uint32_t i = 0; i < sh->n; i++)
+				shards[k].nodes[i] = sh->nodes[i];
+		}
+	if (rv == 0 && drift_placement_plan(nodes, st->n_nodes, shards, ns,
+					    true, &moves, &n_moves) != 0)
+		rv = drift_err_set(err, DRIFT_EINVAL,
+				   "no valid placement over the nodes that are "
+				   "up");
+	struct move *mv = NULL;
+	if (rv == 0 && n_moves > 0 &&
+	    (mv = drift_calloc(n_moves, sizeof(*mv))) == NULL)
+		rv = drift_err_set(err, DRIFT_ENOMEM, "rebalance");
+	for (size_t i = 0; rv == 0 && i < n_moves; i++) {
+		/* shards[] is in the order built above. */
+		size_t idx = moves[i].shard, c = 0;
+		while (idx >= st->cols[c].shards)
+			idx -= st->cols[c++].shards;
+		snprintf(mv[i].name, sizeof(mv[i].name), "%s",
+			 st->cols[c].name);
+		mv[i].created = st->cols[c].created_version;
+		mv[i].shard = (uint32_t)idx;
+		snprintf(mv[i].from, sizeof(mv[i].from), "%s",
+			 moves[i].from ? moves[i].from : "");
+		snprintf(mv[i].to, sizeof(mv[i].to), "%s",
+			 moves[i].to ? moves[i].to : "");
+	}
+	drift_free(moves);
+	drift_free(nodes);
+	drift_free(shards);
+	drift_meta_unref(st);
+	if (rv != 0) {
+		drift_free(mv);
+		return rv;
+	}
+	*out = mv;
+	*n_out = rv == 0 ? n_moves : 0;
+	return 0;
+}
+
+struct run {
+	drift_replica *r;
+	struct move *mv;
+	size_t n;
+};
+
+static void run_all(struct run *run)
+{
+	size_t done = 0;
+	for (size_t i = 0; i < run->n; i++) {
+		drift_err err;
+		drift_err_clear(&err);
+		pthread_mutex_lock(&run->r->mu);
+		bool stop = run->r->stop;
+		pthread_mutex_unlock(&run->r->mu);
+		if (stop)
+			break;
+		if (run_move(run->r, &run->mv[i], &err) == 0)
+			done++;
+		else
+			DRIFT_WARN("rebalance: %s/%u from %s to %s: %s",
+				   run->mv[i].name, run->mv[i].shard,
+				   run->mv[i].from, run->mv[i].to, err.msg);
+	}
+	DRIFT_INFO("rebalance: %zu of %zu moves done", done, run->n);
+	pthread_mutex_lock(&run->r->mu);
+	run->r->rebalancing = false;
+	pthread_cond_broadcast(&run->r->cond);
+	pthread_mutex_unlock(&run->r->mu);
+	drift_free(run->mv);
+	drift_free(run);
+}
+
+static void *run_main(void *arg)
+{
+	run_all(arg);
+	return NULL;
+}
+
+int drift_replica_rebalance(drift_replica *r, bool wait, uint32_t *planned,
+			    drift_err *err)
+{
+	*planned = 0;
+	pthread_mutex_lock(&r->mu);
+	if (r->rebalancing) {
+		pthread_mutex_unlock(&r->mu);
+		return drift_err_set(err, DRIFT_EBUSY,
+				     "a rebalance is running already");
+	}
+	r->rebalancing = true;
+	pthread_mutex_unlock(&r->mu);
+	struct run *run = drift_calloc(1, sizeof(*run));
+	int rv = run != NULL ? plan(r, &run->mv, &run->n, err)
+			     : drift_err_set(err, DRIFT_ENOMEM, "rebalance");
+	if (rv == 0) {
+		run->r = r;
+		*planned = (uint32_t)run->n;
+		DRIFT_INFO("rebalance: %zu moves planned", run->n);
+		if (wait) {
+			run_all(run);
+			return 0;
+		}
+		pthread_attr_t at;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		pthread_t t;
+		if (pthread_create(&t, &at, run_main, run) == 0)
+			run = NULL;
+		else
+			rv = drift_err_set(err, DRIFT_ENOMEM,
+					   "starting the rebalance");
+		pthread_attr_destroy(&at);
+		if (run == NULL)
+			return 0;
+	}
+	if (run != NULL)
+		drift_free(run->mv);
+	drift_free(run);
+	pthread_mutex_lock(&r->mu);
+	r->rebalancing = false;
+	pthread_mutex_unlock(&r->mu);
+	return rv;
+}
