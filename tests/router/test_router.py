@@ -468,8 +468,10 @@ def main():
             ("AddNode of a member's address",
              lambda c: c.AddNode(pb.AddNodeRequest(
                  address=nodes[1].addr), timeout=10)),
-            ("Rebalance", lambda c: c.Rebalance(pb.RebalanceRequest(),
-                                                timeout=10)),
+            # wait: one rebalance at a time (a second while the first
+            # runs is UNAVAILABLE, "running already").
+            ("Rebalance", lambda c: c.Rebalance(pb.RebalanceRequest(
+                wait=True), timeout=60)),
         ]
         for what, fn in calls:
             got = code_of(lambda: fn(r1.c))
