@@ -121,10 +121,11 @@ static int leave_out(drift_replica *r, const struct move *mv, const char *gone,
 					first = (int)i;
 		if (first < 0) {
 			drift_meta_unref(st);
-			return drift_err_set(err, DRIFT_EUNAVAIL,
-					     "%s/%u: no in-sync replica to take "
-					     "over from %s",
-					     mv->name, mv->shard, gone);
+			return drift_err_set(
+				err, DRIFT_EUNAVAIL,
+				"%s/%u: no in-sync replica to take "
+				"over from %s",
+				mv->name, mv->shard, gone);
 		}
 		nodes[nn++] = (char *)sh->nodes[first];
 		if (sh->in_sync & (1u << first))
@@ -195,11 +196,11 @@ static int run_move(drift_replica *r, const struct move *mv, drift_err *err)
 	if (!in_sync) {
 		drift_err uerr;
 		leave_out(r, mv, mv->to, "", &uerr);
-		return drift_err_set(err, DRIFT_ETIMEDOUT,
-				     "%s/%u: %s did not catch up in %llu s",
-				     mv->name, mv->shard, mv->to,
-				     (unsigned long long)(MOVE_TIMEOUT_NS /
-							  1000000000ull));
+		return drift_err_set(
+			err, DRIFT_ETIMEDOUT,
+			"%s/%u: %s did not catch up in %llu s", mv->name,
+			mv->shard, mv->to,
+			(unsigned long long)(MOVE_TIMEOUT_NS / 1000000000ull));
 	}
 	if (mv->from[0] != '\0' &&
 	    (rv = leave_out(r, mv, mv->from, mv->to, err)) != 0)
