@@ -8,11 +8,30 @@ make test, 20 in make test-chaos) each do:
 - kill -9 of a node (the Raft leader in the first round, then a random
   one), down DOWN_S, restarted;
 - SIGSTOP of a random node for STOP_S (the load goes on), SIGCONT;
-- kill -9 of the router, restarted on the same port.
+- kill -9 of the router, restarted on the same port
+
+(DRIFT_CHAOS_KINDS: which of kill, stop, router; all by default). Then
+(DRIFT_CHAOS_REBALANCE=0 leaves it out) a fourth node is added and
+Rebalance (wait) runs through the router under the load: the replicas
+moved are at most 1.1x the fewest (the larger of the replicas above
+ceil(mean) and those missing below floor(mean), from the map before),
+every node holds floor..ceil after, every shard is on RF nodes in sync,
+and no client call fails from the node's start to the Rebalance's end;
+the write p99 of the 10 s before, of the Rebalance and of the 10 s after
+is printed with its time. Then DRIFT_CHAOS_MOVE_KILLS rounds each add a
+node, start Rebalance without waiting, watch the leader's map until a
+shard has a replica more than RF (the move's target added) and kill -9
+the target, or (every other round) the shard's primary, which copies the
+shard to it; while it is down the leader's map keeps every shard on >= RF
+nodes, a majority of them in sync on live nodes (RF >= 3); once it is
+back a second Rebalance (wait) leaves every node within floor..ceil and
+every shard on RF nodes in sync. DRIFT_CHAOS_BULK vectors in a second
+collection make the moves copy real data (50,000 of dimension 64 by
+default, 20,000 in make test).
 
 After each fault the test waits until the cluster is healthy (a leader,
 every node UP, a Get through the router answers for every shard). After
-the rounds: the final read of every key, then tests/chaos/checker.py:
+the faults: the final read of every key, then tests/chaos/checker.py:
 
 - 0 acknowledged writes lost, 0 deleted ids back, 0 stale Gets (and no
   phantom, corrupt, non-linearizable or undecided key);
