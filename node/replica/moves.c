@@ -213,8 +213,8 @@ static int run_move(drift_replica *r, const struct move *mv, drift_err *err)
 }
 
 /* The moves the planner gives for the current state. */
-static int plan(drift_replica *r, struct move **out, size_t *n_out,
-		drift_err *err)
+static int plan(drift_replica *r, bool rebalance, struct move **out,
+		size_t *n_out, drift_err *err)
 {
 	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
 	size_t ns = 0;
@@ -243,7 +243,7 @@ static int plan(drift_replica *r, struct move **out, size_t *n_out,
 				shards[k].nodes[i] = sh->nodes[i];
 		}
 	if (rv == 0 && drift_placement_plan(nodes, st->n_nodes, shards, ns,
-					    true, &moves, &n_moves) != 0)
+					    rebalance, &moves, &n_moves) != 0)
 		rv = drift_err_set(err, DRIFT_EINVAL,
 				   "no valid placement over the nodes that are "
 				   "up");
@@ -330,7 +330,7 @@ int drift_replica_rebalance(drift_replica *r, bool wait, uint32_t *planned,
 	r->rebalancing = true;
 	pthread_mutex_unlock(&r->mu);
 	struct run *run = drift_calloc(1, sizeof(*run));
-	int rv = run != NULL ? plan(r, &run->mv, &run->n, err)
+	int rv = run != NULL ? plan(r, true, &run->mv, &run->n, err)
 			     : drift_err_set(err, DRIFT_ENOMEM, "rebalance");
 	if (rv == 0) {
 		run->r = r;
@@ -359,5 +359,119 @@ int drift_replica_rebalance(drift_replica *r, bool wait, uint32_t *planned,
 	pthread_mutex_lock(&r->mu);
 	r->rebalancing = false;
 	pthread_mutex_unlock(&r->mu);
+	return rv;
+}
+
+/* Sets node id's state (through Raft, as the leader). */
+static int set_state(drift_replica *r, const drift_meta_node *n, int state,
+		     drift_err *err)
+{
+	Drift__Cluster__V1__SetNode sn = DRIFT__CLUSTER__V1__SET_NODE__INIT;
+	sn.id = (char *)n->id;
+	sn.state = state;
+	sn.role = n->role;
+	Drift__Cluster__V1__Command cmd = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	cmd.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_NODE;
+	cmd.set_node = &sn;
+	return drift_member_propose(drift_node_cluster_member(r->nc), &cmd,
+				    REPL_TIMEOUT_NS, err);
+}
+
+/* Whether node id still holds a replica (its name into what). */
+static bool holds_any(const drift_meta *st, const char *id, char *what,
+		      size_t cap)
+{
+	for (size_t c = 0; c < st->n_cols; c++)
+		for (uint32_t s = 0; s < st->cols[c].shards; s++)
+			if (index_of(&st->cols[c].shard[s], id) >= 0) {
+				snprintf(what, cap, "%s/%u", st->cols[c].name,
+					 s);
+				return true;
+			}
+	return false;
+}
+
+int drift_replica_evacuate(drift_replica *r, const char *id, drift_err *err)
+{
+	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
+	const drift_meta_node *n = drift_meta_node_find(st, id);
+	char what[DRIFT_META_NAME_MAX + 16];
+	if (n == NULL || !holds_any(st, id, what, sizeof(what))) {
+		drift_meta_unref(st);
+		return 0;
+	}
+	/* A shard whose only replica is on a node that is down cannot be
+	 * copied anywhere. */
+	for (size_t c = 0; n->state == DRIFT_NODE_DOWN && c < st->n_cols; c++)
+		for (uint32_t s = 0; s < st->cols[c].shards; s++) {
+			const drift_meta_shard *sh = &st->cols[c].shard[s];
+			if (sh->n == 1 && strcmp(sh->nodes[0], id) == 0) {
+				int rv = drift_err_set(
+					err, DRIFT_ESTALE,
+					"shard %s/%u has its only replica on "
+					"node %s, which is down: start it "
+					"again to move the shard away",
+					st->cols[c].name, s, id);
+				drift_meta_unref(st);
+				return rv;
+			}
+		}
+	pthread_mutex_lock(&r->mu);
+	bool busy = r->rebalancing;
+	if (!busy)
+		r->rebalancing = true;
+	pthread_mutex_unlock(&r->mu);
+	if (busy) {
+		drift_meta_unref(st);
+		return drift_err_set(err, DRIFT_EBUSY,
+				     "a rebalance is running: remove node %s "
+				     "after it",
+				     id);
+	}
+	int was = n->state;
+	int rv = was == DRIFT_NODE_LEAVING
+			 ? 0
+			 : set_state(r, n, DRIFT_NODE_LEAVING, err);
+	drift_meta_unref(st);
+	struct move *mv = NULL;
+	size_t nm = 0;
+	if (rv == 0 && (rv = plan(r, false, &mv, &nm, err)) == DRIFT_EINVAL)
+		rv = drift_err_set(err, DRIFT_ESTALE,
+				   "without node %s, the nodes up cannot hold "
+				   "every collection's replication factor: "
+				   "add a node first",
+				   id);
+	size_t done = 0;
+	for (size_t i = 0; rv == 0 && i < nm; i++) {
+		drift_err merr;
+		drift_err_clear(&merr);
+		if (run_move(r, &mv[i], &merr) == 0)
+			done++;
+		else
+			rv = drift_err_set(err, DRIFT_EUNAVAIL,
+					   "moving %s/%u off node %s: %s",
+					   mv[i].name, mv[i].shard, id,
+					   merr.msg);
+	}
+	drift_free(mv);
+	st = drift_member_state(drift_node_cluster_member(r->nc));
+	if (rv == 0 && holds_any(st, id, what, sizeof(what)))
+		rv = drift_err_set(err, DRIFT_EBUSY,
+				   "node %s still holds %s after %zu moves", id,
+				   what, done);
+	n = drift_meta_node_find(st, id);
+	if (rv != 0 && n != NULL && was != DRIFT_NODE_LEAVING) {
+		drift_err serr;
+		set_state(r, n, was, &serr); /* it stays */
+	}
+	drift_meta_unref(st);
+	pthread_mutex_lock(&r->mu);
+	r->rebalancing = false;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->mu);
+	if (rv == 0)
+		DRIFT_INFO("rebalance: node %s holds no replica any more (%zu "
+			   "moves)",
+			   id, done);
 	return rv;
 }

@@ -217,6 +217,29 @@ static unsigned popcount(uint32_t x)
 	return (unsigned)__builtin_popcount(x);
 }
 
+/* Waits (at most REPL_WRITE_TIMEOUT_NS) until this node's map has shard
+ * in an epoch after `epoch`. */
+static void wait_new_epoch(drift_replica *r, const drift_collection_config *cfg,
+			   uint32_t shard, uint64_t epoch)
+{
+	drift_member *m = drift_node_cluster_member(r->nc);
+	uint64_t deadline = drift_now_ns() + REPL_WRITE_TIMEOUT_NS;
+	drift_meta *st = drift_member_state(m);
+	for (;;) {
+		const drift_meta_collection *mc =
+			drift_meta_col_find(st, cfg->name);
+		if (mc == NULL || mc->created_version != cfg->cluster_version ||
+		    shard >= mc->shards || mc->shard[shard].epoch > epoch)
+			break;
+		uint64_t known = st->version;
+		drift_meta_unref(st);
+		st = NULL;
+		if (drift_member_wait(m, known, deadline, &st) != 0)
+			break;
+	}
+	drift_meta_unref(st);
+}
+
 /* One shard's part of a write: written here, then sent to the other
  * in-sync replicas. */
 static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
@@ -271,15 +294,13 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 		pthread_mutex_unlock(&e->mu);
 		/* A failover or a move is under way: wait a moment for the map
 		 * that ends it, then send the write to the new primary. */
-		drift_meta *next = NULL;
-		drift_member_wait(drift_node_cluster_member(r->nc), st->version,
-				  drift_now_ns() + REPL_WRITE_TIMEOUT_NS,
-				  &next);
-		drift_meta_unref(next);
+		wait_new_epoch(r, cfg, shard, sh->epoch);
 		rv = drift_err_set(err, DRIFT_ESTALE,
 				   "collection %s: shard %u's primary changes "
-				   "(epoch %" PRIu64 " is fenced on node %s)",
-				   cfg->name, shard, sh->epoch, self);
+				   "(epoch %" PRIu64 " is fenced on node %s, "
+				   "map version %" PRIu64 ")",
+				   cfg->name, shard, sh->epoch, self,
+				   st->version);
 		goto out;
 	}
 	uint64_t next = repl_last_seq(col, shard) + 1;
@@ -341,12 +362,16 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 		if (first_bad == NULL)
 			first_bad = &parts[i];
 		if (parts[i].st.code == DRIFT_GRPC_ABORTED) {
-			/* A replica fenced this epoch: a newer primary. */
+			/* A replica fenced this epoch: a newer primary. The
+			 * caller retries once with a newer map: wait for the
+			 * one that names it. */
+			wait_new_epoch(r, cfg, shard, sh->epoch);
 			rv = drift_err_set(err, DRIFT_ESTALE,
 					   "collection %s: shard %u has a new "
-					   "primary (node %s: %s)",
-					   cfg->name, shard, sh->nodes[who[i]],
-					   parts[i].st.msg);
+					   "primary (map version %" PRIu64
+					   "; node %s: %s)",
+					   cfg->name, shard, st->version,
+					   sh->nodes[who[i]], parts[i].st.msg);
 			goto out;
 		}
 		drop[ndrop++] = (char *)sh->nodes[who[i]];

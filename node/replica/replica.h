@@ -89,6 +89,13 @@ void drift_replica_failover(drift_replica *r);
 int drift_replica_rebalance(drift_replica *r, bool wait, uint32_t *planned,
 			    drift_err *err);
 
+/* RemoveNode's first step (the leader): marks node id LEAVING and moves
+ * every replica it holds to the other nodes (one at a time, as Rebalance
+ * does). 0 when it holds none any more; DRIFT_ESTALE when the others
+ * cannot hold the replication factors, or a shard's only replica is on it
+ * and it is down; the node's state is put back on failure. */
+int drift_replica_evacuate(drift_replica *r, const char *id, drift_err *err);
+
 /* Registers drift.peer.v1.Replica (Replicate, State, SetReplicas, Install)
  * and drift.v1.Cluster/Rebalance. */
 int drift_replica_register(drift_replica *r, drift_grpc_server *srv);

@@ -26,7 +26,7 @@
 /* A write's Replicate to a replica: one that does not answer within this
  * is dropped from the in-sync set (a stopped node holds writes back that
  * long). */
-#define REPL_WRITE_TIMEOUT_NS 1500000000ull
+#define REPL_WRITE_TIMEOUT_NS 2500000000ull
 
 /* One shard of one collection (name and created_version: a re-created
  * collection is another) that this node holds. */

@@ -68,6 +68,8 @@ struct drift_node_cluster {
 	/* After each of the leader's probe passes (under mu to set). */
 	void (*on_probe)(void *arg);
 	void *on_probe_arg;
+	drift_node_cluster_evacuate_fn evacuate;
+	void *evacuate_arg;
 };
 
 /* ---- Identity ---- */
@@ -496,6 +498,26 @@ void drift_node_cluster_on_probe(drift_node_cluster *nc, void (*fn)(void *),
 	nc->on_probe = fn;
 	nc->on_probe_arg = arg;
 	pthread_mutex_unlock(&nc->mu);
+}
+
+void drift_node_cluster_on_evacuate(drift_node_cluster *nc,
+				    drift_node_cluster_evacuate_fn fn,
+				    void *arg)
+{
+	pthread_mutex_lock(&nc->mu);
+	nc->evacuate = fn;
+	nc->evacuate_arg = arg;
+	pthread_mutex_unlock(&nc->mu);
+}
+
+int drift_node_cluster_evacuate(drift_node_cluster *nc, const char *id,
+				drift_err *err)
+{
+	pthread_mutex_lock(&nc->mu);
+	drift_node_cluster_evacuate_fn fn = nc->evacuate;
+	void *arg = nc->evacuate_arg;
+	pthread_mutex_unlock(&nc->mu);
+	return fn != NULL ? fn(arg, id, err) : 0;
 }
 
 /* ---- Bootstrap and join ---- */

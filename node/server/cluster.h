@@ -98,6 +98,17 @@ bool drift_node_cluster_alive(drift_node_cluster *nc, const char *address,
 void drift_node_cluster_on_probe(drift_node_cluster *nc, void (*fn)(void *),
 				 void *arg);
 
+/* Moving every replica off node id before RemoveNode takes it out of the
+ * map (node/replica/replica.h's drift_replica_evacuate, set by the
+ * service): 0 or why it cannot. Without a function set: 0. */
+typedef int (*drift_node_cluster_evacuate_fn)(void *arg, const char *id,
+					      drift_err *err);
+void drift_node_cluster_on_evacuate(drift_node_cluster *nc,
+				    drift_node_cluster_evacuate_fn fn,
+				    void *arg);
+int drift_node_cluster_evacuate(drift_node_cluster *nc, const char *id,
+				drift_err *err);
+
 /* Waits until the watcher has applied map version `version` locally.
  * 0 or DRIFT_ETIMEDOUT. */
 int drift_node_cluster_wait_applied(drift_node_cluster *nc, uint64_t version,

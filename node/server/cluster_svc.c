@@ -879,19 +879,25 @@ static void remove_node(drift_grpc_call *c, void *ctx)
 				       req->id);
 		goto done;
 	}
+	drift_err err;
+	drift_err_clear(&err);
+	/* Its shards move away first. */
+	int rv = drift_node_cluster_evacuate(nc, req->id, &err);
+	if (rv != 0) {
+		finish_err(c, rv, &err);
+		goto done;
+	}
 	Drift__Cluster__V1__RemoveNode rn =
 		DRIFT__CLUSTER__V1__REMOVE_NODE__INIT;
 	rn.id = req->id;
 	Drift__Cluster__V1__Command cmd = DRIFT__CLUSTER__V1__COMMAND__INIT;
 	cmd.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_REMOVE_NODE;
 	cmd.remove_node = &rn;
-	drift_err err;
-	drift_err_clear(&err);
-	int rv = propose(nc, &cmd, &err);
+	rv = propose(nc, &cmd, &err);
 	if (rv == DRIFT_EBUSY)
 		drift_grpc_call_finish(c, DRIFT_GRPC_FAILED_PRECONDITION,
-				       "%s (moving shards comes with "
-				       "replication and rebalancing)",
+				       "%s (a shard was placed on it while its "
+				       "shards moved away: retry)",
 				       err.msg);
 	else if (rv != 0)
 		finish_err(c, rv, &err);

@@ -1149,6 +1149,13 @@ static void failover(void *arg)
 	drift_replica_failover(svc.repl);
 }
 
+/* RemoveNode's hook: the node's replicas move away first. */
+static int evacuate(void *arg, const char *id, drift_err *err)
+{
+	(void)arg;
+	return drift_replica_evacuate(svc.repl, id, err);
+}
+
 int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 				drift_node_cluster *nc)
 {
@@ -1173,6 +1180,7 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 			return rv;
 		}
 		drift_node_cluster_on_probe(nc, failover, NULL);
+		drift_node_cluster_on_evacuate(nc, evacuate, NULL);
 	}
 	static const struct {
 		const char *path;
@@ -1232,6 +1240,7 @@ void drift_node_service_close(void)
 	if (svc.nc != NULL) {
 		drift_node_cluster_stop(svc.nc); /* the prober, the member */
 		drift_node_cluster_on_probe(svc.nc, NULL, NULL);
+		drift_node_cluster_on_evacuate(svc.nc, NULL, NULL);
 	}
 	drift_replica_close(svc.repl);
 	svc.repl = NULL;

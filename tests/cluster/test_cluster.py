@@ -209,11 +209,6 @@ def main():
             ("RemoveNode of an unknown id", C.NOT_FOUND, "node-nope",
              lambda: nodes[1].c.RemoveNode(pb.RemoveNodeRequest(
                  id="node-nope"), timeout=10)),
-            ("RemoveNode of a node holding shards", C.FAILED_PRECONDITION,
-             "w1",
-             lambda: nodes[1].c.RemoveNode(pb.RemoveNodeRequest(
-                 id=owner_of(nodes, nodes[1], "w1", 0).node_id),
-                 timeout=10)),
             ("ShardMap of an unknown collection", C.NOT_FOUND, "nope",
              lambda: nodes[1].c.ShardMap(pb.ShardMapRequest(
                  collection="nope"), timeout=10)),

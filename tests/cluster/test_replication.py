@@ -295,6 +295,46 @@ def rebalance(tap, base, nodes):
     tap.check(bad == [], "every acknowledged write readable through the new "
               "node (%d wrong: %s)" % (len(bad), bad[:5]))
 
+    # RemoveNode of a node holding replicas: they move away first.
+    held = counts(m, ids)["node-4"]
+    failed.clear()
+    stop.clear()
+    w = threading.Thread(target=writer)
+    w.start()
+    t0 = time.time()
+    try:
+        n1.c.RemoveNode(pb.RemoveNodeRequest(id="node-4"), timeout=120)
+    finally:
+        stop.set()
+        w.join()
+    el = time.time() - t0
+    # A replica that a write in flight on the old primary dropped comes
+    # back by catch-up.
+    wait_for(lambda: all(ins == set(nd) for nd, ins in
+                         shard_map(n1).values()), 30)
+    m = shard_map(n1)
+    left = [x.id for x in n1.status().nodes]
+    tap.check("node-4" not in left and all(
+        "node-4" not in nd and len(nd) == 3 and ins == set(nd)
+        for nd, ins in m.values()),
+        "RemoveNode of node-4: its %d replicas moved away first (%.1f s), "
+        "it left the map: %s" % (held, el, m))
+    tap.check(failed == [], "no write failed meanwhile (%d: %s)" % (
+        len(failed), failed[:3]))
+    bad = model.check(n1)
+    tap.check(bad == [], "every acknowledged write there (%d wrong: %s)" % (
+        len(bad), bad[:5]))
+    n4.stop()
+    nodes.remove(n4)
+    code, msg = code_of(lambda: n1.c.RemoveNode(pb.RemoveNodeRequest(
+        id=nodes[2].node_id), timeout=60))
+    tap.check(code == C.FAILED_PRECONDITION and "replication factor" in msg,
+              "RemoveNode that would leave 2 nodes for RF 3: %s (%s)" % (
+                  code, msg))
+    tap.check(len(n1.status().nodes) == 3 and all(
+        x.state == pb.NODE_STATE_UP for x in n1.status().nodes),
+        "and nothing changed")
+
 
 if __name__ == "__main__":
     main()
