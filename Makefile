@@ -56,7 +56,7 @@ FUZZ_SMOKE_SECONDS ?= 5
 .PHONY: deps deps-bench build build-asan build-fuzz test test-cluster-long \
 	test-chaos \
 	run bench \
-	bench-quick bench-placement bench-cluster bench-router fuzz format \
+	bench-quick bench-placement bench-cluster bench-repl bench-router fuzz format \
 	clean image test-image
 
 deps:
@@ -121,6 +121,9 @@ bench-router: build
 # The Raft metadata group's figures (docs/cluster.md).
 bench-cluster: build
 	/usr/bin/python3 tests/bench/cluster_bench.py --node build/node/drift-node
+
+bench-repl: build
+	/usr/bin/python3 tests/bench/repl_bench.py --node build/node/drift-node
 
 fuzz: build-fuzz
 	@tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
