@@ -5,7 +5,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "cluster/member.h"
 #include "common/alloc.h"
@@ -341,25 +340,39 @@ static void start_job(drift_replica *r, const drift_meta_collection *mc,
 	pthread_mutex_unlock(&r->mu);
 }
 
-/* Sleeps a pass; false when stopping. */
-static bool pause_pass(drift_replica *r)
+/* Sleeps a pass (or less: a new map may name a replica to catch up, a
+ * failover or a move's new primary's); false when stopping. */
+static bool pause_pass(drift_replica *r, uint64_t *known)
 {
 	uint64_t until = drift_now_ns() + PASS_NS;
-	struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
-			      .tv_nsec = (long)(until % 1000000000u)};
-	pthread_mutex_lock(&r->mu);
-	while (!r->stop && drift_now_ns() < until)
-		pthread_cond_timedwait(&r->cond, &r->mu, &ts);
-	bool go = !r->stop;
-	pthread_mutex_unlock(&r->mu);
-	return go;
+	drift_member *m = drift_node_cluster_member(r->nc);
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		bool stop = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		if (stop)
+			return false;
+		uint64_t now = drift_now_ns();
+		if (now >= until)
+			return true;
+		uint64_t step =
+			now + 50000000ull < until ? now + 50000000ull : until;
+		drift_meta *st = NULL;
+		int rv = drift_member_wait(m, *known, step, &st);
+		if (st != NULL)
+			*known = st->version;
+		drift_meta_unref(st);
+		if (rv == 0)
+			return true;
+	}
 }
 
 void *repl_catchup_main(void *arg)
 {
 	drift_replica *r = arg;
 	const char *self = drift_node_cluster_node_id(r->nc);
-	while (pause_pass(r)) {
+	uint64_t known = 0;
+	while (pause_pass(r, &known)) {
 		drift_meta *st =
 			drift_member_state(drift_node_cluster_member(r->nc));
 		for (size_t c = 0; c < st->n_cols; c++) {

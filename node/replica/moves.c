@@ -95,30 +95,45 @@ static int leave_out(drift_replica *r, const struct move *mv, const char *gone,
 			drift_meta_unref(st);
 			continue;
 		}
+		/* Fenced, the in-sync replicas stop taking the old primary's
+		 * writes; the ones it had sent to some of them only (not
+		 * acknowledged) make their logs differ in length: the new
+		 * primary is one of the longest, and only those as long stay
+		 * in sync (the others catch up from it). */
 		const drift_meta_collection *mc =
 			drift_meta_col_find(st, mv->name);
+		/* The primary leaving first: it takes no write after. */
+		const drift_meta_node *gn = drift_meta_node_find(st, gone);
+		if (gn != NULL) {
+			uint64_t gl;
+			drift_err ferr;
+			repl_fence(r, gn->address, mc, mv->shard, sh->epoch + 1,
+				   &gl, &ferr);
+		}
+		uint64_t last[DRIFT_META_MAX_RF] = {0};
+		bool answered[DRIFT_META_MAX_RF] = {false};
+		uint64_t longest = 0;
 		for (uint32_t i = 0; i < sh->n; i++) {
 			const drift_meta_node *n =
 				drift_meta_node_find(st, sh->nodes[i]);
-			uint64_t last;
 			drift_err ferr;
-			if ((sh->in_sync & (1u << i)) && n != NULL &&
-			    n->state == DRIFT_NODE_UP)
+			answered[i] =
+				(sh->in_sync & (1u << i)) && n != NULL &&
+				n->state == DRIFT_NODE_UP &&
+				strcmp(sh->nodes[i], gone) != 0 &&
 				repl_fence(r, n->address, mc, mv->shard,
-					   sh->epoch + 1, &last, &ferr);
+					   sh->epoch + 1, &last[i], &ferr) == 0;
+			if (answered[i] && last[i] > longest)
+				longest = last[i];
 		}
 		char *nodes[DRIFT_META_MAX_RF], *in_sync[DRIFT_META_MAX_RF];
 		size_t nn = 0, ni = 0;
-		int first = -1;
-		if (strcmp(sh->nodes[0], gone) != 0)
-			first = 0;
-		else if (prefer[0] != '\0' && index_of(sh, prefer) >= 0 &&
-			 (sh->in_sync & (1u << index_of(sh, prefer))))
-			first = index_of(sh, prefer);
-		else
-			for (uint32_t i = 1; i < sh->n && first < 0; i++)
-				if (sh->in_sync & (1u << i))
-					first = (int)i;
+		int first = -1, p = prefer[0] ? index_of(sh, prefer) : -1;
+		if (p >= 0 && answered[p] && last[p] == longest)
+			first = p;
+		for (uint32_t i = 0; i < sh->n && first < 0; i++)
+			if (answered[i] && last[i] == longest)
+				first = (int)i;
 		if (first < 0) {
 			drift_meta_unref(st);
 			return drift_err_set(
@@ -128,13 +143,12 @@ static int leave_out(drift_replica *r, const struct move *mv, const char *gone,
 				mv->name, mv->shard, gone);
 		}
 		nodes[nn++] = (char *)sh->nodes[first];
-		if (sh->in_sync & (1u << first))
-			in_sync[ni++] = (char *)sh->nodes[first];
+		in_sync[ni++] = (char *)sh->nodes[first];
 		for (uint32_t i = 0; i < sh->n; i++) {
 			if ((int)i == first || strcmp(sh->nodes[i], gone) == 0)
 				continue;
 			nodes[nn++] = (char *)sh->nodes[i];
-			if (sh->in_sync & (1u << i))
+			if (answered[i] && last[i] == longest)
 				in_sync[ni++] = (char *)sh->nodes[i];
 		}
 		Drift__Peer__V1__SetReplicasRequest sr;
