@@ -111,6 +111,9 @@ HEALTHY_S = 90.0
 QUIET_S = 10.0
 COLL = "chaos"
 BULK_COLL = "bulk"
+# node/server/cluster.c's line when a node drops its copy of a collection.
+DROP_RE = re.compile(r"cluster: collection (\S+) dropped here \(map "
+                     r"version (\d+)\)")
 # node/replica/copy.c's line for each full copy of a shard.
 COPY_RE = re.compile(r"full copy to \S+: (\d+) bytes up to record \d+ in "
                      r"([0-9.]+) s")
@@ -479,6 +482,8 @@ def main(tap):
             if not wait_for(all_up, timeout=HEALTHY_S, step=0.1):
                 raise RuntimeError("%s is not UP at the leader in %.0f s"
                                    % (name, HEALTHY_S))
+            nd.joined = leader_of(nodes).c.ShardMap(
+                pb.ShardMapRequest(), timeout=10).version
             return nd
 
         def rebalance_wait(limit):
@@ -736,11 +741,23 @@ def main(tap):
         print("# writes refused FAILED_PRECONDITION at a primary's fence "
               "(the known bug, any fault): %d" % len(fenced_all),
               flush=True)
-        copies = []
+        copies, early = [], []
         for n in nodes:
             with open(n.log) as f:
-                copies += [(int(x.group(1)), float(x.group(2))) for x in
-                           COPY_RE.finditer(f.read())]
+                text = f.read()
+            copies += [(int(x.group(1)), float(x.group(2))) for x in
+                       COPY_RE.finditer(text)]
+            early += ["%s dropped %s at map version %s (it joined at %d)" %
+                      (n.name, x.group(1), x.group(2), n.joined)
+                      for x in DROP_RE.finditer(text)
+                      if int(x.group(2)) < getattr(n, "joined", 0)]
+        # A node drops its copy of a collection when the map it applies
+        # gives it no shard of it; a map older than the node's join does
+        # not know the node (a restart replaying its Raft log from the
+        # start): its copy must stay.
+        tap.check(not early, "no node dropped a collection applying a map "
+                  "older than its join%s" % (
+                      ": " + "; ".join(early[:3]) if early else ""))
         if copies:
             print("# full copies (catch-ups and moves): %d, %.1f MB in "
                   "%.2f s (%.1f MB/s over the time spent copying)" % (
