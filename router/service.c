@@ -41,29 +41,6 @@ static uint64_t remaining(drift_grpc_call *c)
 	return dl > now ? dl - now : 1;
 }
 
-static void *recv_req(drift_grpc_call *c, const ProtobufCMessageDescriptor *d)
-{
-	ProtobufCMessage *m = NULL;
-	int rv = drift_grpc_call_recv_pb(c, d, &m);
-	if (rv == 1)
-		return m;
-	if (rv == 0)
-		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
-				       "no request message");
-	return NULL;
-}
-
-static void reply(drift_grpc_call *c, const ProtobufCMessage *m)
-{
-	int rv = drift_grpc_call_send_pb(c, m);
-	if (rv == 0)
-		drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
-	else if (rv == DRIFT_ELIMIT)
-		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
-				       "response is larger than the maximum "
-				       "message size");
-}
-
 static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
 {
 	*len = protobuf_c_message_get_packed_size(m);
@@ -361,7 +338,7 @@ void drift_router_search(drift_grpc_call *c, Drift__V1__SearchRequest *req)
 	Drift__V1__SearchResponse resp;
 	Drift__V1__Hit **hits = NULL;
 	if (ok && merge_hits(ans, n, req->k, &resp, &hits) == 0) {
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	} else {
 		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
 				       "merging the shards' answers failed");
@@ -378,8 +355,8 @@ out:;
 static void search(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__SearchRequest *req =
-		recv_req(c, &drift__v1__search_request__descriptor);
+	Drift__V1__SearchRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__search_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_router_search(c, req);
@@ -433,7 +410,7 @@ void drift_router_search_batch(drift_grpc_call *c,
 			DRIFT__V1__SEARCH_BATCH_RESPONSE__INIT;
 		resp.n_results = nq;
 		resp.results = prs;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	} else {
 		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
 				       "merging the shards' answers failed");
@@ -455,8 +432,8 @@ out:;
 static void search_batch(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__SearchBatchRequest *req =
-		recv_req(c, &drift__v1__search_batch_request__descriptor);
+	Drift__V1__SearchBatchRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__search_batch_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_router_search_batch(c, req);
@@ -579,7 +556,7 @@ void drift_router_get(drift_grpc_call *c, Drift__V1__GetRequest *req)
 		Drift__V1__GetResponse resp = DRIFT__V1__GET_RESPONSE__INIT;
 		resp.n_points = found;
 		resp.points = pts;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	} else {
 		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
 				       "assembling the shards' answers failed");
@@ -598,8 +575,8 @@ out:
 static void get(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__GetRequest *req =
-		recv_req(c, &drift__v1__get_request__descriptor);
+	Drift__V1__GetRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__get_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_router_get(c, req);
@@ -691,8 +668,8 @@ out:
 static void upsert(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__UpsertRequest *req =
-		recv_req(c, &drift__v1__upsert_request__descriptor);
+	Drift__V1__UpsertRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__upsert_request__descriptor);
 	if (req == NULL)
 		return;
 	uint64_t written = 0;
@@ -700,7 +677,7 @@ static void upsert(drift_grpc_call *c, void *ctx)
 		Drift__V1__UpsertResponse resp =
 			DRIFT__V1__UPSERT_RESPONSE__INIT;
 		resp.written = written;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	}
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
@@ -729,7 +706,7 @@ static void upsert_stream(drift_grpc_call *c, void *ctx)
 	}
 	Drift__V1__UpsertResponse resp = DRIFT__V1__UPSERT_RESPONSE__INIT;
 	resp.written = written;
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 }
 
 static uint8_t *build_delete(void *arg, uint32_t shard, uint64_t version,
@@ -782,7 +759,7 @@ void drift_router_delete(drift_grpc_call *c, Drift__V1__DeleteRequest *req)
 	free_parts(parts, n);
 	Drift__V1__DeleteResponse resp = DRIFT__V1__DELETE_RESPONSE__INIT;
 	resp.deleted = deleted;
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 out:
 	split_free(&sp);
 }
@@ -790,8 +767,8 @@ out:
 static void delete_(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__DeleteRequest *req =
-		recv_req(c, &drift__v1__delete_request__descriptor);
+	Drift__V1__DeleteRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__delete_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_router_delete(c, req);
@@ -820,15 +797,15 @@ void drift_router_flush(drift_grpc_call *c, Drift__V1__FlushRequest *req)
 	if (parts == NULL)
 		return; /* answered: the first failed shard's status */
 	Drift__V1__FlushResponse resp = DRIFT__V1__FLUSH_RESPONSE__INIT;
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 	free_parts(parts, n);
 }
 
 static void flush(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__FlushRequest *req =
-		recv_req(c, &drift__v1__flush_request__descriptor);
+	Drift__V1__FlushRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__flush_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_router_flush(c, req);
@@ -896,7 +873,7 @@ void drift_router_describe(drift_grpc_call *c,
 		Drift__V1__DescribeCollectionResponse resp =
 			DRIFT__V1__DESCRIBE_COLLECTION_RESPONSE__INIT;
 		resp.collection = &info;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	} else {
 		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
 				       "assembling the shards' answers failed");
@@ -914,7 +891,7 @@ out:
 static void describe(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__DescribeCollectionRequest *req = recv_req(
+	Drift__V1__DescribeCollectionRequest *req = drift_grpc_call_recv_req(
 		c, &drift__v1__describe_collection_request__descriptor);
 	if (req == NULL)
 		return;
@@ -966,7 +943,7 @@ void drift_router_list(drift_grpc_call *c,
 	resp.collections = (Drift__V1__CollectionInfo **)sorted;
 	if (n < m)
 		resp.next_page_token = sorted[n - 1]->name;
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 out:
 	drift_free(sorted);
 	drift_rmap_unref(map);
@@ -975,8 +952,8 @@ out:
 static void list(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__ListCollectionsRequest *req =
-		recv_req(c, &drift__v1__list_collections_request__descriptor);
+	Drift__V1__ListCollectionsRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__list_collections_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_router_list(c, req);
@@ -1028,8 +1005,8 @@ static int send_map(drift_grpc_call *c, const drift_rmap *m, const char *only)
 static void watch_shard_map(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__WatchShardMapRequest *req =
-		recv_req(c, &drift__v1__watch_shard_map_request__descriptor);
+	Drift__V1__WatchShardMapRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__watch_shard_map_request__descriptor);
 	if (req == NULL)
 		return;
 	uint64_t known = req->known_version;

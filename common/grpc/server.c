@@ -1377,6 +1377,30 @@ int drift_grpc_call_send_pb(drift_grpc_call *c, const ProtobufCMessage *m)
 	return rv;
 }
 
+void *drift_grpc_call_recv_req(drift_grpc_call *c,
+			       const ProtobufCMessageDescriptor *desc)
+{
+	ProtobufCMessage *m = NULL;
+	int rv = drift_grpc_call_recv_pb(c, desc, &m);
+	if (rv == 1)
+		return m;
+	if (rv == 0)
+		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
+				       "no request message");
+	return NULL;
+}
+
+void drift_grpc_call_reply(drift_grpc_call *c, const ProtobufCMessage *m)
+{
+	int rv = drift_grpc_call_send_pb(c, m);
+	if (rv == 0)
+		drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
+	else if (rv == DRIFT_ELIMIT)
+		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
+				       "response is larger than the maximum "
+				       "message size");
+}
+
 void drift_grpc_call_finish(drift_grpc_call *c, int code, const char *fmt, ...)
 {
 	char msg[DRIFT_ERR_MSG_MAX];

@@ -164,6 +164,16 @@ int drift_grpc_call_recv_pb(drift_grpc_call *c,
 int drift_grpc_call_send(drift_grpc_call *c, const void *data, size_t len);
 int drift_grpc_call_send_pb(drift_grpc_call *c, const ProtobufCMessage *m);
 
+/* A unary handler's request: the one message unpacked with desc (free
+ * with protobuf_c_message_free_unpacked), or NULL when the call has been
+ * answered (no message: INTERNAL; a bad one: INVALID_ARGUMENT) or is over. */
+void *drift_grpc_call_recv_req(drift_grpc_call *c,
+			       const ProtobufCMessageDescriptor *desc);
+/* A unary handler's answer: sends m and finishes OK (a response over the
+ * maximum message size: RESOURCE_EXHAUSTED; a call already over: nothing
+ * more). */
+void drift_grpc_call_reply(drift_grpc_call *c, const ProtobufCMessage *m);
+
 /* Ends the call with a status and a printf-style message (NULL: none). For
  * OK on a unary call, exactly one message must have been sent (else the
  * status becomes INTERNAL). Later calls are ignored. */

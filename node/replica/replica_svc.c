@@ -21,24 +21,6 @@ static void fail(drift_grpc_call *c, int rv, const drift_err *err)
 			       drift_err_msg(err, rv));
 }
 
-static void *recv_req(drift_grpc_call *c, const ProtobufCMessageDescriptor *d)
-{
-	ProtobufCMessage *m = NULL;
-	int rv = drift_grpc_call_recv_pb(c, d, &m);
-	if (rv == 1)
-		return m;
-	if (rv == 0)
-		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
-				       "no request message");
-	return NULL;
-}
-
-static void reply(drift_grpc_call *c, const ProtobufCMessage *m)
-{
-	if (drift_grpc_call_send_pb(c, m) == 0)
-		drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
-}
-
 /* The collection of a replication call: this node's copy of the one the
  * map created at `created` (waiting a little for the watcher to open it),
  * or NULL with the call answered. */
@@ -75,8 +57,8 @@ static drift_collection *acquire(drift_replica *r, drift_grpc_call *c,
 static void replicate(drift_grpc_call *c, void *ctx)
 {
 	drift_replica *r = ctx;
-	Drift__Peer__V1__ReplicateRequest *req =
-		recv_req(c, &drift__peer__v1__replicate_request__descriptor);
+	Drift__Peer__V1__ReplicateRequest *req = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__replicate_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_collection *col = acquire(r, c, req->collection,
@@ -164,7 +146,7 @@ static void replicate(drift_grpc_call *c, void *ctx)
 	Drift__Peer__V1__ReplicateResponse resp =
 		DRIFT__PEER__V1__REPLICATE_RESPONSE__INIT;
 	resp.last_seq = last;
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 release:
 	drift_cm_release(r->cm, col);
 done:
@@ -174,7 +156,7 @@ done:
 static void state(drift_grpc_call *c, void *ctx)
 {
 	drift_replica *r = ctx;
-	Drift__Peer__V1__ReplicaStateRequest *req = recv_req(
+	Drift__Peer__V1__ReplicaStateRequest *req = drift_grpc_call_recv_req(
 		c, &drift__peer__v1__replica_state_request__descriptor);
 	if (req == NULL)
 		return;
@@ -222,7 +204,7 @@ static void state(drift_grpc_call *c, void *ctx)
 	pthread_mutex_unlock(&e->mu);
 	if (fencing)
 		pthread_rwlock_unlock(&e->applying);
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 release:
 	drift_cm_release(r->cm, col);
 done:
@@ -232,8 +214,8 @@ done:
 static void set_replicas(drift_grpc_call *c, void *ctx)
 {
 	drift_replica *r = ctx;
-	Drift__Peer__V1__SetReplicasRequest *req =
-		recv_req(c, &drift__peer__v1__set_replicas_request__descriptor);
+	Drift__Peer__V1__SetReplicasRequest *req = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__set_replicas_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_err err;
@@ -249,7 +231,7 @@ static void set_replicas(drift_grpc_call *c, void *ctx)
 		Drift__Peer__V1__SetReplicasResponse resp =
 			DRIFT__PEER__V1__SET_REPLICAS_RESPONSE__INIT;
 		resp.map_version = version;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	}
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
@@ -257,8 +239,8 @@ static void set_replicas(drift_grpc_call *c, void *ctx)
 static void install(drift_grpc_call *c, void *ctx)
 {
 	drift_replica *r = ctx;
-	Drift__Peer__V1__InstallRequest *h =
-		recv_req(c, &drift__peer__v1__install_request__descriptor);
+	Drift__Peer__V1__InstallRequest *h = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__install_request__descriptor);
 	if (h == NULL)
 		return;
 	drift_collection *col =
@@ -298,7 +280,7 @@ static void install(drift_grpc_call *c, void *ctx)
 	Drift__Peer__V1__InstallResponse resp =
 		DRIFT__PEER__V1__INSTALL_RESPONSE__INIT;
 	resp.last_seq = last;
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 release:
 	drift_cm_release(r->cm, col);
 done:
@@ -308,8 +290,8 @@ done:
 static void rebalance(drift_grpc_call *c, void *ctx)
 {
 	drift_replica *r = ctx;
-	Drift__V1__RebalanceRequest *req =
-		recv_req(c, &drift__v1__rebalance_request__descriptor);
+	Drift__V1__RebalanceRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__rebalance_request__descriptor);
 	if (req == NULL)
 		return;
 	if (drift_cluster_svc_lead(
@@ -325,7 +307,7 @@ static void rebalance(drift_grpc_call *c, void *ctx)
 			Drift__V1__RebalanceResponse resp =
 				DRIFT__V1__REBALANCE_RESPONSE__INIT;
 			resp.moves = n;
-			reply(c, &resp.base);
+			drift_grpc_call_reply(c, &resp.base);
 		}
 	}
 	protobuf_c_message_free_unpacked(&req->base, NULL);

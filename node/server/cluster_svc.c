@@ -34,29 +34,6 @@ static void finish_err(drift_grpc_call *c, int rv, const drift_err *err)
 			       drift_err_msg(err, rv));
 }
 
-static void *recv_req(drift_grpc_call *c, const ProtobufCMessageDescriptor *d)
-{
-	ProtobufCMessage *m = NULL;
-	int rv = drift_grpc_call_recv_pb(c, d, &m);
-	if (rv == 1)
-		return m;
-	if (rv == 0)
-		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
-				       "no request message");
-	return NULL;
-}
-
-static void reply(drift_grpc_call *c, const ProtobufCMessage *m)
-{
-	int rv = drift_grpc_call_send_pb(c, m);
-	if (rv == 0)
-		drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
-	else if (rv == DRIFT_ELIMIT)
-		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
-				       "response is larger than the maximum "
-				       "message size");
-}
-
 static uint64_t remaining(drift_grpc_call *c, uint64_t cap)
 {
 	uint64_t dl = drift_grpc_call_deadline(c);
@@ -669,8 +646,8 @@ static void node_info(const drift_meta *st, const drift_meta_node *n,
 static void status(drift_grpc_call *c, void *ctx)
 {
 	drift_node_cluster *nc = ctx;
-	Drift__V1__StatusRequest *req =
-		recv_req(c, &drift__v1__status_request__descriptor);
+	Drift__V1__StatusRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__status_request__descriptor);
 	if (req == NULL)
 		return;
 	protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -718,7 +695,7 @@ static void status(drift_grpc_call *c, void *ctx)
 		pn[resp.n_nodes++] = &self;
 	}
 	resp.nodes = pn;
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 out:
 	for (size_t i = 0; i < n; i++)
 		drift_free(names[i]);
@@ -731,8 +708,8 @@ out:
 static void add_node(drift_grpc_call *c, void *ctx)
 {
 	drift_node_cluster *nc = ctx;
-	Drift__V1__AddNodeRequest *req =
-		recv_req(c, &drift__v1__add_node_request__descriptor);
+	Drift__V1__AddNodeRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__add_node_request__descriptor);
 	if (req == NULL)
 		return;
 	char host[256];
@@ -838,7 +815,7 @@ static void add_node(drift_grpc_call *c, void *ctx)
 	ni.role = (Drift__V1__NodeRole)n.role;
 	Drift__V1__AddNodeResponse resp = DRIFT__V1__ADD_NODE_RESPONSE__INIT;
 	resp.node = &ni;
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 done:
 	if (out != NULL)
 		protobuf_c_message_free_unpacked(out, NULL);
@@ -849,8 +826,8 @@ done:
 static void remove_node(drift_grpc_call *c, void *ctx)
 {
 	drift_node_cluster *nc = ctx;
-	Drift__V1__RemoveNodeRequest *req =
-		recv_req(c, &drift__v1__remove_node_request__descriptor);
+	Drift__V1__RemoveNodeRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__remove_node_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_meta *st = NULL;
@@ -905,7 +882,7 @@ static void remove_node(drift_grpc_call *c, void *ctx)
 		DRIFT_INFO("cluster: node %s removed", req->id);
 		Drift__V1__RemoveNodeResponse resp =
 			DRIFT__V1__REMOVE_NODE_RESPONSE__INIT;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	}
 done:
 	drift_meta_unref(st);
@@ -1018,8 +995,8 @@ static int fill_map(drift_node_cluster *nc, const drift_meta *st,
 static void shard_map(drift_grpc_call *c, void *ctx)
 {
 	drift_node_cluster *nc = ctx;
-	Drift__V1__ShardMapRequest *req =
-		recv_req(c, &drift__v1__shard_map_request__descriptor);
+	Drift__V1__ShardMapRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__shard_map_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_meta *st = drift_member_state(drift_node_cluster_member(nc));
@@ -1032,7 +1009,7 @@ static void shard_map(drift_grpc_call *c, void *ctx)
 		Drift__V1__ShardMapResponse resp;
 		struct map_bufs b;
 		if (fill_map(nc, st, req->collection, &resp, &b) == 0) {
-			reply(c, &resp.base);
+			drift_grpc_call_reply(c, &resp.base);
 			free_map(&b);
 		} else {
 			drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
@@ -1046,8 +1023,8 @@ static void shard_map(drift_grpc_call *c, void *ctx)
 static void watch_shard_map(drift_grpc_call *c, void *ctx)
 {
 	drift_node_cluster *nc = ctx;
-	Drift__V1__WatchShardMapRequest *req =
-		recv_req(c, &drift__v1__watch_shard_map_request__descriptor);
+	Drift__V1__WatchShardMapRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__watch_shard_map_request__descriptor);
 	if (req == NULL)
 		return;
 	uint64_t known = req->known_version;

@@ -93,29 +93,6 @@ static void fail_err(drift_grpc_call *c, int rv, const drift_err *err)
 	fail_err_at(c, "", rv, err);
 }
 
-static void *recv_req(drift_grpc_call *c, const ProtobufCMessageDescriptor *d)
-{
-	ProtobufCMessage *m = NULL;
-	int rv = drift_grpc_call_recv_pb(c, d, &m);
-	if (rv == 1)
-		return m;
-	if (rv == 0)
-		drift_grpc_call_finish(c, DRIFT_GRPC_INTERNAL,
-				       "no request message");
-	return NULL;
-}
-
-static void reply(drift_grpc_call *c, const ProtobufCMessage *m)
-{
-	int rv = drift_grpc_call_send_pb(c, m);
-	if (rv == 0)
-		drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
-	else if (rv == DRIFT_ELIMIT)
-		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
-				       "response is larger than the maximum "
-				       "message size");
-}
-
 /* Acquires the named collection or finishes the call. */
 static drift_collection *acquire(drift_grpc_call *c, const char *name)
 {
@@ -259,8 +236,8 @@ static void free_info(Drift__V1__CollectionInfo *info)
 static void create_collection(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__CreateCollectionRequest *req =
-		recv_req(c, &drift__v1__create_collection_request__descriptor);
+	Drift__V1__CreateCollectionRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__create_collection_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_collection_config cfg = {0};
@@ -333,12 +310,12 @@ static void create_collection(drift_grpc_call *c, void *ctx)
 		info.memtable_rows = cfg.memtable_rows;
 		info.default_recall = cfg.default_recall;
 		resp.collection = &info;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 		goto out;
 	}
 	if (fill_info(col, &info) == 0) {
 		resp.collection = &info;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 		free_info(&info);
 	} else {
 		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
@@ -352,8 +329,8 @@ out:
 static void drop_collection(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__DropCollectionRequest *req =
-		recv_req(c, &drift__v1__drop_collection_request__descriptor);
+	Drift__V1__DropCollectionRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__drop_collection_request__descriptor);
 	if (req == NULL)
 		return;
 	drift_err err;
@@ -380,7 +357,7 @@ static void drop_collection(drift_grpc_call *c, void *ctx)
 	} else {
 		Drift__V1__DropCollectionResponse resp =
 			DRIFT__V1__DROP_COLLECTION_RESPONSE__INIT;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	}
 out:
 	protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -398,8 +375,8 @@ static bool several_nodes(void)
 static void list_collections(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__ListCollectionsRequest *req =
-		recv_req(c, &drift__v1__list_collections_request__descriptor);
+	Drift__V1__ListCollectionsRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__list_collections_request__descriptor);
 	if (req == NULL)
 		return;
 	if (svc.fwd != NULL && several_nodes()) {
@@ -461,7 +438,7 @@ static void list_collections(drift_grpc_call *c, void *ctx)
 		resp.collections = pp;
 		if (more)
 			resp.next_page_token = names[n - 1];
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	} else {
 		drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
 				       "out of memory");
@@ -483,7 +460,7 @@ static void list_collections(drift_grpc_call *c, void *ctx)
 static void describe_collection(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__DescribeCollectionRequest *req = recv_req(
+	Drift__V1__DescribeCollectionRequest *req = drift_grpc_call_recv_req(
 		c, &drift__v1__describe_collection_request__descriptor);
 	if (req == NULL)
 		return;
@@ -507,7 +484,7 @@ static void describe_collection(drift_grpc_call *c, void *ctx)
 			DRIFT__V1__DESCRIBE_COLLECTION_RESPONSE__INIT;
 		if (fill_info(col, &info) == 0) {
 			resp.collection = &info;
-			reply(c, &resp.base);
+			drift_grpc_call_reply(c, &resp.base);
 			free_info(&info);
 		} else {
 			drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
@@ -609,15 +586,15 @@ static void upsert_req(drift_grpc_call *c, Drift__V1__UpsertRequest *req)
 		Drift__V1__UpsertResponse resp =
 			DRIFT__V1__UPSERT_RESPONSE__INIT;
 		resp.written = written;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	}
 }
 
 static void upsert(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__UpsertRequest *req =
-		recv_req(c, &drift__v1__upsert_request__descriptor);
+	Drift__V1__UpsertRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__upsert_request__descriptor);
 	if (req == NULL)
 		return;
 	upsert_req(c, req);
@@ -650,7 +627,7 @@ static void upsert_stream(drift_grpc_call *c, void *ctx)
 	}
 	Drift__V1__UpsertResponse resp = DRIFT__V1__UPSERT_RESPONSE__INIT;
 	resp.written = written;
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 }
 
 /* The handler's work on an unpacked request (also a shard-level call's,
@@ -682,7 +659,7 @@ static void delete_req(drift_grpc_call *c, Drift__V1__DeleteRequest *req)
 			Drift__V1__DeleteResponse resp =
 				DRIFT__V1__DELETE_RESPONSE__INIT;
 			resp.deleted = deleted;
-			reply(c, &resp.base);
+			drift_grpc_call_reply(c, &resp.base);
 		}
 		drift_cm_release(svc.cm, col);
 	}
@@ -691,8 +668,8 @@ static void delete_req(drift_grpc_call *c, Drift__V1__DeleteRequest *req)
 static void delete_(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__DeleteRequest *req =
-		recv_req(c, &drift__v1__delete_request__descriptor);
+	Drift__V1__DeleteRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__delete_request__descriptor);
 	if (req == NULL)
 		return;
 	forwardable = true;
@@ -752,7 +729,7 @@ static void get_req(drift_grpc_call *c, Drift__V1__GetRequest *req)
 	Drift__V1__GetResponse resp = DRIFT__V1__GET_RESPONSE__INIT;
 	resp.n_points = found;
 	resp.points = pp;
-	reply(c, &resp.base);
+	drift_grpc_call_reply(c, &resp.base);
 freeall:
 	drift_free(pts);
 	drift_free(pp);
@@ -764,8 +741,8 @@ rel:
 static void get(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__GetRequest *req =
-		recv_req(c, &drift__v1__get_request__descriptor);
+	Drift__V1__GetRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__get_request__descriptor);
 	if (req == NULL)
 		return;
 	forwardable = true;
@@ -874,7 +851,7 @@ static void search_req(drift_grpc_call *c, Drift__V1__SearchRequest *req)
 					c, drift_grpc_code_from_err(rv),
 					"search: %s", drift_strerror(rv));
 			} else {
-				reply(c, &resp.base);
+				drift_grpc_call_reply(c, &resp.base);
 				free_search(&resp);
 			}
 		}
@@ -885,8 +862,8 @@ static void search_req(drift_grpc_call *c, Drift__V1__SearchRequest *req)
 static void search(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__SearchRequest *req =
-		recv_req(c, &drift__v1__search_request__descriptor);
+	Drift__V1__SearchRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__search_request__descriptor);
 	if (req == NULL)
 		return;
 	forwardable = true;
@@ -939,7 +916,7 @@ static void search_batch_req(drift_grpc_call *c,
 			DRIFT__V1__SEARCH_BATCH_RESPONSE__INIT;
 		resp.n_results = n;
 		resp.results = pp;
-		reply(c, &resp.base);
+		drift_grpc_call_reply(c, &resp.base);
 	} else {
 		drift_grpc_call_finish(c, drift_grpc_code_from_err(rv),
 				       "search batch stopped at query %zu: %s",
@@ -956,8 +933,8 @@ rel:
 static void search_batch(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__SearchBatchRequest *req =
-		recv_req(c, &drift__v1__search_batch_request__descriptor);
+	Drift__V1__SearchBatchRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__search_batch_request__descriptor);
 	if (req == NULL)
 		return;
 	forwardable = true;
@@ -989,7 +966,7 @@ static void flush_req(drift_grpc_call *c, Drift__V1__FlushRequest *req)
 		} else {
 			Drift__V1__FlushResponse resp =
 				DRIFT__V1__FLUSH_RESPONSE__INIT;
-			reply(c, &resp.base);
+			drift_grpc_call_reply(c, &resp.base);
 		}
 	}
 	drift_cm_release(svc.cm, col);
@@ -998,8 +975,8 @@ static void flush_req(drift_grpc_call *c, Drift__V1__FlushRequest *req)
 static void flush(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__V1__FlushRequest *req =
-		recv_req(c, &drift__v1__flush_request__descriptor);
+	Drift__V1__FlushRequest *req = drift_grpc_call_recv_req(
+		c, &drift__v1__flush_request__descriptor);
 	if (req == NULL)
 		return;
 	forwardable = true;
@@ -1034,8 +1011,8 @@ static void flush(drift_grpc_call *c, void *ctx)
 static void peer_upsert(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__Peer__V1__ShardUpsertRequest *req =
-		recv_req(c, &drift__peer__v1__shard_upsert_request__descriptor);
+	Drift__Peer__V1__ShardUpsertRequest *req = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__shard_upsert_request__descriptor);
 	if (req == NULL)
 		return;
 	PEER_CALL(c, req, upsert_req);
@@ -1045,8 +1022,8 @@ static void peer_upsert(drift_grpc_call *c, void *ctx)
 static void peer_delete(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__Peer__V1__ShardDeleteRequest *req =
-		recv_req(c, &drift__peer__v1__shard_delete_request__descriptor);
+	Drift__Peer__V1__ShardDeleteRequest *req = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__shard_delete_request__descriptor);
 	if (req == NULL)
 		return;
 	PEER_CALL(c, req, delete_req);
@@ -1056,8 +1033,8 @@ static void peer_delete(drift_grpc_call *c, void *ctx)
 static void peer_get(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__Peer__V1__ShardGetRequest *req =
-		recv_req(c, &drift__peer__v1__shard_get_request__descriptor);
+	Drift__Peer__V1__ShardGetRequest *req = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__shard_get_request__descriptor);
 	if (req == NULL)
 		return;
 	PEER_CALL(c, req, get_req);
@@ -1067,8 +1044,8 @@ static void peer_get(drift_grpc_call *c, void *ctx)
 static void peer_search(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__Peer__V1__ShardSearchRequest *req =
-		recv_req(c, &drift__peer__v1__shard_search_request__descriptor);
+	Drift__Peer__V1__ShardSearchRequest *req = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__shard_search_request__descriptor);
 	if (req == NULL)
 		return;
 	PEER_CALL(c, req, search_req);
@@ -1078,7 +1055,7 @@ static void peer_search(drift_grpc_call *c, void *ctx)
 static void peer_search_batch(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__Peer__V1__ShardSearchBatchRequest *req = recv_req(
+	Drift__Peer__V1__ShardSearchBatchRequest *req = drift_grpc_call_recv_req(
 		c, &drift__peer__v1__shard_search_batch_request__descriptor);
 	if (req == NULL)
 		return;
@@ -1089,7 +1066,7 @@ static void peer_search_batch(drift_grpc_call *c, void *ctx)
 static void peer_describe(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__Peer__V1__ShardDescribeRequest *req = recv_req(
+	Drift__Peer__V1__ShardDescribeRequest *req = drift_grpc_call_recv_req(
 		c, &drift__peer__v1__shard_describe_request__descriptor);
 	if (req == NULL)
 		return;
@@ -1115,7 +1092,7 @@ static void peer_describe(drift_grpc_call *c, void *ctx)
 			resp.memory_bytes = t->memory_bytes;
 			drift_collection_memory(col, &resp.memory_limit);
 			resp.stats = &ps;
-			reply(c, &resp.base);
+			drift_grpc_call_reply(c, &resp.base);
 			drift_free(st);
 		}
 	}
@@ -1128,8 +1105,8 @@ static void peer_describe(drift_grpc_call *c, void *ctx)
 static void peer_flush(drift_grpc_call *c, void *ctx)
 {
 	(void)ctx;
-	Drift__Peer__V1__ShardFlushRequest *req =
-		recv_req(c, &drift__peer__v1__shard_flush_request__descriptor);
+	Drift__Peer__V1__ShardFlushRequest *req = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__shard_flush_request__descriptor);
 	if (req == NULL)
 		return;
 	const struct scope sc = {.shard = req->shard,
