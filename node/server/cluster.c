@@ -42,6 +42,19 @@ struct open_failure {
 
 #define MAX_FAILURES 64
 
+/* A collection the map still has but no longer places on this node (its
+ * replicas moved away) is deleted here only after it has been so for this
+ * long, as seen by a node caught up with the leader: routers still on an
+ * older map find it meanwhile, and a node replaying its Raft log at start
+ * passes through states older than the moves that gave it the shards. */
+#define MOVED_GRACE_NS (10ull * 1000000000ull)
+#define MAX_MOVED 256
+struct moved_away {
+	char name[DRIFT_META_NAME_MAX + 1];
+	uint64_t version; /* the map version that created it */
+	uint64_t since;	  /* drift_now_ns() it was first seen so */
+};
+
 struct drift_node_cluster {
 	char node_id[DRIFT_NODE_ID_MAX + 1];
 	char address[DRIFT_ADDR_MAX + 1];
@@ -60,6 +73,8 @@ struct drift_node_cluster {
 	uint64_t applied; /* under mu: map version applied locally */
 	bool closing;	  /* under mu */
 	struct open_failure failures[MAX_FAILURES]; /* under mu */
+	struct moved_away moved[MAX_MOVED];	    /* the watcher's own */
+	size_t n_moved;
 	size_t n_failures;
 	pthread_t watcher;
 	bool watching;
@@ -256,8 +271,54 @@ int drift_node_cluster_open_error(drift_node_cluster *nc, const char *name,
 	return rv;
 }
 
+/* Whether collection `name` (of map version `made`), which the map no
+ * longer places here, has been so for MOVED_GRACE_NS on a node caught up
+ * with the leader (see MOVED_GRACE_NS); records it the first time. */
+static bool moved_long_enough(drift_node_cluster *nc, const char *name,
+			      uint64_t made)
+{
+	uint64_t now = drift_now_ns();
+	size_t i = 0;
+	while (i < nc->n_moved && (strcmp(nc->moved[i].name, name) != 0 ||
+				   nc->moved[i].version != made))
+		i++;
+	if (i == nc->n_moved) {
+		if (nc->n_moved == MAX_MOVED)
+			return false;
+		snprintf(nc->moved[i].name, sizeof(nc->moved[i].name), "%s",
+			 name);
+		nc->moved[i].version = made;
+		nc->moved[i].since = now;
+		nc->n_moved++;
+		return false;
+	}
+	drift_member_info in;
+	drift_member_info_get(nc->member, &in);
+	bool caught_up =
+		in.leader_raft_id != 0 && in.applied_index >= in.commit_index;
+	if (now - nc->moved[i].since < MOVED_GRACE_NS || !caught_up)
+		return false;
+	nc->moved[i] = nc->moved[--nc->n_moved];
+	return true;
+}
+
+/* Forgets the collections the map places here again (or dropped). */
+static void moved_forget(drift_node_cluster *nc, const drift_meta *st)
+{
+	for (size_t i = 0; i < nc->n_moved;) {
+		const drift_meta_collection *mc =
+			drift_meta_col_find(st, nc->moved[i].name);
+		if (mc == NULL || mc->created_version != nc->moved[i].version ||
+		    holds_shard(mc, nc->node_id))
+			nc->moved[i] = nc->moved[--nc->n_moved];
+		else
+			i++;
+	}
+}
+
 static void apply_map(drift_node_cluster *nc, const drift_meta *st)
 {
+	moved_forget(nc, st);
 	char **names = NULL;
 	size_t n = 0;
 	if (drift_cm_list(nc->cm, &names, &n) != 0)
@@ -272,9 +333,12 @@ static void apply_map(drift_node_cluster *nc, const drift_meta *st)
 		const drift_meta_collection *mc =
 			drift_meta_col_find(st, names[i]);
 		bool gone = made != 0 && st->version >= made &&
-			    (mc == NULL || mc->created_version != made ||
-			     !holds_shard(mc, nc->node_id));
-		if (!gone)
+			    (mc == NULL || mc->created_version != made);
+		bool away = made != 0 && st->version >= made && !gone &&
+			    !holds_shard(mc, nc->node_id);
+		if (away && !moved_long_enough(nc, names[i], made))
+			continue;
+		if (!gone && !away)
 			continue;
 		if (drift_cm_drop(nc->cm, names[i], &err) == 0)
 			DRIFT_INFO("cluster: collection %s dropped here (map "
@@ -341,7 +405,9 @@ static void *watch_main(void *arg)
 		drift_meta *st = NULL;
 		int rv = drift_member_wait(nc->member, known,
 					   drift_now_ns() + 500000000ull, &st);
-		if (rv == 0 || first) {
+		/* Without a new version too while moved-away collections wait
+		 * for their grace period. */
+		if (rv == 0 || first || nc->n_moved > 0) {
 			first = false;
 			apply_map(nc, st);
 			known = st->version;

@@ -20,8 +20,12 @@
  * placed on this node is created locally (its collection.conf records the
  * map version that created it), and a local collection is dropped once the
  * map has passed that version without it (a node that lags behind never
- * deletes data the map still gives it). A collection made before the
- * cluster (version 0) is only ever adopted.
+ * deletes data the map still gives it). One the map still has but no
+ * longer places here (its replicas moved away) is dropped only after 10 s
+ * of being so on a node caught up with the leader: routers on an older map
+ * still find it, and a restart, which replays the Raft log through states
+ * older than the moves that placed shards here, deletes nothing. A
+ * collection made before the cluster (version 0) is only ever adopted.
  *
  * Threads: every function is thread-safe.
  */
