@@ -26,9 +26,38 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "node/replica/replica_internal.h"
 
 #define MOVE_TIMEOUT_NS (300ull * 1000000000ull)
+
+/* drift_shard_moves_in_progress (the moves running now, on the leader) and
+ * drift_shard_moves_total{result="done"|"failed"}: made on first use. */
+static drift_series *moving, *moves_done, *moves_failed;
+static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
+
+static void metrics_init(void)
+{
+	drift_metrics *reg = drift_metrics_default();
+	drift_metric_family *g = NULL, *t = NULL;
+	const char *l[] = {"result"};
+	const char *done[] = {"done"}, *failed[] = {"failed"};
+	if (drift_metrics_family(reg, DRIFT_METRIC_GAUGE,
+				 "drift_shard_moves_in_progress",
+				 "Shard replicas being moved between nodes now "
+				 "(on the metadata leader).",
+				 NULL, 0, NULL, 0, &g) != 0 ||
+	    drift_metrics_series(g, NULL, &moving) != 0)
+		moving = NULL;
+	if (drift_metrics_family(reg, DRIFT_METRIC_COUNTER,
+				 "drift_shard_moves_total",
+				 "Moves of shard replicas between nodes, by "
+				 "result.",
+				 l, 1, NULL, 0, &t) != 0 ||
+	    drift_metrics_series(t, done, &moves_done) != 0 ||
+	    drift_metrics_series(t, failed, &moves_failed) != 0)
+		moves_done = moves_failed = NULL;
+}
 
 struct move {
 	char name[DRIFT_META_NAME_MAX + 1];
@@ -164,7 +193,24 @@ static int leave_out(drift_replica *r, const struct move *mv, const char *gone,
 	return rv;
 }
 
+static int move_steps(drift_replica *r, const struct move *mv, drift_err *err);
+
+/* One move, counted in the metrics. */
 static int run_move(drift_replica *r, const struct move *mv, drift_err *err)
+{
+	pthread_once(&metrics_once, metrics_init);
+	if (moving != NULL)
+		drift_metrics_gauge_add(moving, 1);
+	int rv = move_steps(r, mv, err);
+	if (moving != NULL)
+		drift_metrics_gauge_add(moving, -1);
+	drift_series *m = rv == 0 ? moves_done : moves_failed;
+	if (m != NULL)
+		drift_metrics_inc(m);
+	return rv;
+}
+
+static int move_steps(drift_replica *r, const struct move *mv, drift_err *err)
 {
 	uint64_t t0 = drift_now_ns();
 	drift_meta *st;
