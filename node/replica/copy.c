@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,25 @@
 #include "node/replica/replica_internal.h"
 
 #define CHUNK (1u << 20)
+
+static _Atomic uint64_t copy_rate; /* bytes per second; 0: no limit */
+
+void drift_replica_copy_rate(uint64_t bytes_per_s)
+{
+	atomic_store(&copy_rate, bytes_per_s);
+}
+
+/* Sleeps as long as sending `bytes` since t0 at the rate needs. */
+static void throttle(uint64_t t0, uint64_t bytes)
+{
+	uint64_t rate = atomic_load(&copy_rate);
+	if (rate == 0)
+		return;
+	uint64_t due = t0 + (uint64_t)((double)bytes / (double)rate * 1e9);
+	uint64_t now = drift_now_ns();
+	if (due > now)
+		drift_clock_sleep(drift_clock_system(), due - now);
+}
 #define INSTALL_TIMEOUT_NS (600ull * 1000000000ull)
 
 static int rm_entry(const char *path, const struct stat *sb, int flag,
@@ -44,7 +64,7 @@ static void rmtree(const char *path)
 
 /* Sends one file of the checkpoint in chunks. */
 static int send_file(drift_grpc_ccall *call, const char *dir, const char *name,
-		     uint64_t *bytes, drift_err *err)
+		     uint64_t t0, uint64_t *bytes, drift_err *err)
 {
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -80,6 +100,7 @@ static int send_file(drift_grpc_ccall *call, const char *dir, const char *name,
 		}
 		off += (uint64_t)got;
 		*bytes += (uint64_t)got;
+		throttle(t0, *bytes);
 		if (got == 0)
 			break; /* an empty file: sent once */
 	}
@@ -144,14 +165,14 @@ int repl_full_copy(drift_replica *r, const char *addr, drift_collection *col,
 	char man[4300];
 	snprintf(man, sizeof(man), "%s/MANIFEST", dir);
 	if (rv == 0 && stat(man, &stt) == 0)
-		rv = send_file(call, dir, "MANIFEST", &bytes, err);
+		rv = send_file(call, dir, "MANIFEST", t0, &bytes, err);
 	DIR *d = rv == 0 ? opendir(segdir) : NULL;
 	for (struct dirent *de; d != NULL && rv == 0 && (de = readdir(d));) {
 		if (de->d_name[0] == '.')
 			continue;
 		char name[300];
 		snprintf(name, sizeof(name), "seg/%.256s", de->d_name);
-		rv = send_file(call, dir, name, &bytes, err);
+		rv = send_file(call, dir, name, t0, &bytes, err);
 	}
 	if (d != NULL)
 		closedir(d);

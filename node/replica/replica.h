@@ -79,6 +79,10 @@ int drift_replica_delete(drift_replica *r, drift_collection *col,
 			 const uint64_t *ids, size_t n, size_t *deleted,
 			 drift_err *err);
 
+/* The most bytes per second a full copy sends (0: no limit; --copy-rate),
+ * for every copy this process makes from then on. */
+void drift_replica_copy_rate(uint64_t bytes_per_s);
+
 /* The leader's failover pass over the current map (see above). */
 void drift_replica_failover(drift_replica *r);
 

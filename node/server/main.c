@@ -33,6 +33,7 @@
 #include "common/grpc/server.h"
 #include "common/log.h"
 #include "common/process_metrics.h"
+#include "node/replica/replica.h"
 #include "node/server/cluster.h"
 #include "node/engine/collection.h"
 #include "node/engine/engine_metrics.h"
@@ -53,6 +54,7 @@ struct node_cfg {
 	int64_t workers;
 	int64_t max_workers;
 	int64_t cpu_workers;
+	int64_t copy_rate;
 	uint64_t max_message;
 	int64_t memtable_rows;
 	int64_t max_vectors;
@@ -118,6 +120,12 @@ static const drift_cfg_opt opts[] = {
 	    "handler threads kept ready", 1, 1024),
 	OPT("node.max_workers", NULL, DRIFT_CFG_INT, max_workers, "256",
 	    "handlers running at once at most", 1, 65536),
+	OPT("cluster.copy_rate", "copy-rate", DRIFT_CFG_SIZE, copy_rate,
+	    "64MiB",
+	    "bytes per second a full copy of a shard (a move, a replica "
+	    "catching up) sends at most, so the load keeps its latency "
+	    "(0: no limit)",
+	    0, (int64_t)1 << 40),
 	OPT("node.cpu_workers", "cpu-workers", DRIFT_CFG_INT, cpu_workers, "0",
 	    "threads that run Search and Get calls, in arrival order "
 	    "(0: one per online CPU)",
@@ -373,6 +381,7 @@ int main(int argc, char **argv)
 		.election_ms = (unsigned)(cfg.election / 1000000),
 		.cm = cm,
 	};
+	drift_replica_copy_rate((uint64_t)cfg.copy_rate);
 	if (drift_node_cluster_open(&nco, &nc, &err) != 0 ||
 	    drift_node_service_register(srv, cm, nc) != 0 ||
 	    drift_grpc_server_start(srv, &err) != 0) {
