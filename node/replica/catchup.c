@@ -254,11 +254,15 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 		rv = repl_set_replicas(r, &sr, &err);
 	}
 	pthread_rwlock_unlock(&e->writes);
-	if (rv == 0)
+	if (rv == 0) {
 		DRIFT_INFO("replication: %s/%u: node %s caught up (%" PRIu64
 			   " records in %.1f s) and is in sync again",
 			   name, shard, node, own - from,
 			   (double)(drift_now_ns() - t0) / 1e9);
+		/* A step retried on the way (the leader asked first was not
+		 * one) left its message: no warning for a success. */
+		drift_err_clear(&err);
+	}
 out:
 	if (err.code != 0)
 		DRIFT_WARN("replication: %s/%u: catching up node %s: %s", name,
