@@ -61,8 +61,12 @@ struct drift_vstore {
 	_Atomic(float **) chunks;
 	size_t nchunks, chunkcap; /* chunks 0..nchunks-1 allocated */
 	old_table *old;
-	/* File mode. */
-	int fd;	       /* -1 in memory mode */
+	/* File mode: a directory (a copy) and, once the rows outgrow the
+	 * cache, the scratch file in it; until then the cache holds every
+	 * row (no two rows share an entry) and fd is -1. */
+	bool file;
+	char *dir;
+	_Atomic int fd;
 	size_t nent;   /* cache entries */
 	uint32_t *tag; /* row + 1, or 0 for an empty entry (rows < 2^32 - 1) */
 	float *data;   /* nent * dim, from drift_reserve */
@@ -88,6 +92,8 @@ static size_t gcd(size_t a, size_t b)
 	return a;
 }
 
+static int make_file(const drift_vstore *vs, int *fd, drift_err *err);
+
 int drift_vstore_open(const drift_vstore_opts *o, drift_vstore **out,
 		      drift_err *err)
 {
@@ -106,20 +112,22 @@ int drift_vstore_open(const drift_vstore_opts *o, drift_vstore **out,
 		*out = vs;
 		return 0;
 	}
-	char path[4096];
-	if (snprintf(path, sizeof(path), "%s/l1-vectors.XXXXXX", o->dir) >=
-	    (int)sizeof(path)) {
+	vs->file = true;
+	vs->dir = drift_strdup(o->dir);
+	if (vs->dir == NULL) {
+		rv = drift_err_set(err, DRIFT_ENOMEM, "vector store");
+		goto fail;
+	}
+	if (strlen(o->dir) > 4000) {
 		rv = drift_err_set(err, DRIFT_EINVAL,
 				   "vector store: directory name too long");
 		goto fail;
 	}
-	vs->fd = mkostemp(path, O_CLOEXEC);
-	if (vs->fd < 0) {
-		rv = drift_err_errno(err, errno, "vector store: creating %s",
-				     path);
+	if (access(o->dir, W_OK | X_OK) != 0) {
+		rv = drift_err_errno(err, errno, "vector store: directory %s",
+				     o->dir);
 		goto fail;
 	}
-	unlink(path);
 	vs->nent = o->cache_bytes / vs->row_bytes;
 	if (vs->nent >= UINT32_MAX)
 		vs->nent = UINT32_MAX - 1;
@@ -144,6 +152,13 @@ int drift_vstore_open(const drift_vstore_opts *o, drift_vstore **out,
 			goto fail;
 		}
 	}
+	/* Without a cache every row goes to the file from the start. */
+	int fd;
+	if (vs->nent == 0) {
+		if ((rv = make_file(vs, &fd, err)) != 0)
+			goto fail;
+		atomic_store(&vs->fd, fd);
+	}
 	*out = vs;
 	return 0;
 fail:
@@ -167,6 +182,7 @@ void drift_vstore_close(drift_vstore *vs)
 	}
 	if (vs->fd >= 0)
 		close(vs->fd);
+	drift_free(vs->dir);
 	drift_unreserve(vs->tag, vs->tag_bytes);
 	drift_unreserve(vs->data, vs->data_bytes);
 	drift_unreserve(vs->plive, vs->live_bytes);
@@ -355,6 +371,55 @@ static int file_write(drift_vstore *vs, uint64_t first, const float *v,
 		      : 0;
 }
 
+/* Creates the scratch file (unlinked at once: see the top) into *fd. */
+static int make_file(const drift_vstore *vs, int *fd, drift_err *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/l1-vectors.XXXXXX", vs->dir);
+	int f = mkostemp(path, O_CLOEXEC);
+	if (f < 0)
+		return drift_err_errno(err, errno, "vector store: creating %s",
+				       path);
+	unlink(path);
+	*fd = f;
+	return 0;
+}
+
+/* The rows outgrow the cache: the scratch file is created and takes every
+ * row so far (cached, all of them: free ones are written as they are),
+ * before any row can be evicted. Writer. */
+static int spill(drift_vstore *vs, drift_err *err)
+{
+	enum { BLOCK = 256 };
+	float *buf = drift_mallocarray((size_t)BLOCK * vs->dim, sizeof(float));
+	if (buf == NULL)
+		return drift_err_set(err, DRIFT_ENOMEM, "vector store");
+	int fd, e = make_file(vs, &fd, err);
+	if (e != 0) {
+		drift_free(buf);
+		return e;
+	}
+	for (uint64_t r0 = 0; r0 < vs->nrows && e == 0; r0 += BLOCK) {
+		size_t c = vs->nrows - r0 < BLOCK ? vs->nrows - r0 : BLOCK;
+		for (size_t i = 0; i < c; i++) {
+			pthread_mutex_t *m = entry_lock(vs, r0 + i);
+			pthread_mutex_lock(m);
+			memcpy(buf + i * vs->dim, vs->data + (r0 + i) * vs->dim,
+			       vs->row_bytes);
+			pthread_mutex_unlock(m);
+		}
+		e = file_io(fd, buf, c * vs->row_bytes, r0 * vs->row_bytes,
+			    true);
+	}
+	drift_free(buf);
+	if (e != 0) {
+		close(fd);
+		return drift_err_errno(err, e, "vector store: writing rows");
+	}
+	atomic_store(&vs->fd, fd);
+	return 0;
+}
+
 /* ---- Free rows ---------------------------------------------------------- */
 
 static inline bool row_free(const drift_vstore *vs, uint64_t r)
@@ -409,7 +474,7 @@ int drift_vstore_append(drift_vstore *vs, const float *v, size_t n,
 		return drift_err_set(err, DRIFT_ENOSPC,
 				     "vector store: more than 2^32 rows");
 	if (bits_reserve(vs, vs->nrows + fresh) != 0 ||
-	    (vs->fd < 0 && mem_reserve(vs, vs->nrows + fresh) != 0))
+	    (!vs->file && mem_reserve(vs, vs->nrows + fresh) != 0))
 		return drift_err_set(err, DRIFT_ENOMEM,
 				     "vector store: %zu rows", n);
 	/* The lowest free rows first, so that the top of the store empties
@@ -418,20 +483,24 @@ int drift_vstore_append(drift_vstore *vs, const float *v, size_t n,
 	lowest_free(vs, reuse, rows);
 	for (size_t i = reuse; i < n; i++)
 		rows[i] = (uint32_t)(vs->nrows + (i - reuse));
-	if (vs->fd < 0) {
+	int rv;
+	if (vs->file && vs->fd < 0 && vs->nrows + fresh > vs->nent &&
+	    (rv = spill(vs, err)) != 0)
+		return rv;
+	if (!vs->file) {
 		float **tbl = atomic_load(&vs->chunks);
 		for (size_t i = 0; i < n; i++)
 			memcpy(mem_row(tbl, vs->dim, rows[i]),
 			       v + i * (size_t)vs->dim, vs->row_bytes);
 	} else {
-		/* One write per run of adjacent rows. */
-		for (size_t i = 0, j; i < n; i = j) {
+		/* One write per run of adjacent rows (while the cache holds
+		 * every row, none). */
+		for (size_t i = 0, j; i < n && vs->fd >= 0; i = j) {
 			for (j = i + 1; j < n && rows[j] == rows[j - 1] + 1;
 			     j++)
 				;
-			int rv =
-				file_write(vs, rows[i], v + i * (size_t)vs->dim,
-					   j - i, err);
+			rv = file_write(vs, rows[i], v + i * (size_t)vs->dim,
+					j - i, err);
 			if (rv != 0)
 				return rv;
 		}
@@ -480,9 +549,9 @@ void drift_vstore_release(drift_vstore *vs, const uint32_t *rows, size_t n)
 		vs->nfreed--;
 	}
 	if (vs->nrows < top) {
-		if (vs->fd < 0)
+		if (!vs->file)
 			mem_trim(vs);
-		else /* on failure the file keeps its length: disk only */
+		else if (vs->fd >= 0) /* on failure, the length stays */
 			(void)!ftruncate(vs->fd,
 					 (off_t)(vs->nrows * vs->row_bytes));
 	}
@@ -511,7 +580,7 @@ int drift_vstore_read(drift_vstore *vs, const uint32_t *rows, size_t n,
 		      float *out)
 {
 	uint32_t dim = vs->dim;
-	if (vs->fd < 0) {
+	if (!vs->file) {
 		float **tbl =
 			atomic_load_explicit(&vs->chunks, memory_order_acquire);
 		for (size_t i = 0; i < n; i++)
@@ -590,6 +659,12 @@ static int read_file_rows(drift_vstore *vs, const uint32_t *rows, size_t n,
 		}
 		if (nreq == 0)
 			continue;
+		if (vs->fd < 0) {
+			/* Every row is cached while there is no file: a miss
+			 * names a row that is not in use. */
+			rv = DRIFT_EIO;
+			break;
+		}
 		/* Read by this thread, not through the disk manager: the
 		 * store is a buffered scratch file whose rows are mostly in
 		 * the page cache, and a search waits for them anyway, so a
@@ -631,8 +706,8 @@ void drift_vstore_stats_get(drift_vstore *vs, drift_vstore_stats *st)
 	/* Memory mode: the chunks; file mode: the cache's pages that hold a
 	 * row (the others were never touched or went back). */
 	st->resident_bytes =
-		vs->fd < 0 ? (uint64_t)vs->nchunks * CHUNK_ROWS * vs->row_bytes
-			   : atomic_load_explicit(&vs->pages_held,
-						  memory_order_relaxed) *
-				     vs->page;
+		!vs->file ? (uint64_t)vs->nchunks * CHUNK_ROWS * vs->row_bytes
+			  : atomic_load_explicit(&vs->pages_held,
+						 memory_order_relaxed) *
+				    vs->page;
 }

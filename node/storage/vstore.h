@@ -10,11 +10,14 @@
  * - file (a directory): rows live in a scratch file of fixed-size rows
  *   (dim float32, native byte order: the file never outlives the process)
  *   created in the directory and unlinked at once, so a crash leaves
- *   nothing behind. It is derived data: the truth is the segment blocks
- *   (l1_persist.c), from which an opening index rebuilds it. Rows missing
- *   from the row cache are read with pread by the calling thread (runs of
- *   adjacent rows in one call), appends written with pwrite. The row
- *   cache is direct-mapped (entry = row mod entries) with
+ *   nothing behind. The file is created when the rows outgrow the row
+ *   cache (until then the cache holds every row, and a store takes no
+ *   file descriptor: a node with 10,000 small collections would otherwise
+ *   hold two per collection, past a 20,000 limit). It is derived data: the
+ * truth is the segment blocks (l1_persist.c), from which an opening index
+ * rebuilds it. Rows missing from the row cache are read with pread by the
+ * calling thread (runs of adjacent rows in one call), appends written with
+ * pwrite. The row cache is direct-mapped (entry = row mod entries) with
  *   cache_bytes / (4 * dim) entries: when the budget holds every row, no
  *   two rows share an entry and everything stays cached (written through
  *   on append); with less, reads still answer, from disk (in practice the
@@ -49,8 +52,8 @@ typedef struct drift_vstore_opts {
 	size_t cache_bytes; /* file mode: row cache budget (0: none) */
 } drift_vstore_opts;
 
-/* 0, DRIFT_EINVAL (dim 0), DRIFT_ENOMEM, DRIFT_EIO (the scratch file
- * could not be created). */
+/* 0, DRIFT_EINVAL (dim 0), DRIFT_ENOMEM, or the error of a directory that
+ * is not writable (without a cache: of creating the scratch file). */
 int drift_vstore_open(const drift_vstore_opts *o, drift_vstore **out,
 		      drift_err *err);
 
@@ -58,8 +61,9 @@ int drift_vstore_open(const drift_vstore_opts *o, drift_vstore **out,
 void drift_vstore_close(drift_vstore *vs);
 
 /* Stores n vectors (n * dim floats) in new or recycled rows, their numbers
- * into rows. Writer. 0, DRIFT_ENOMEM, DRIFT_EIO, DRIFT_ENOSPC (2^32 rows);
- * on failure no row was taken. */
+ * into rows. Writer. 0, DRIFT_ENOMEM, DRIFT_EIO, DRIFT_ENOSPC (2^32 rows,
+ * or a full disk: also when the scratch file is created, by the append
+ * that outgrows the cache); on failure no row was taken. */
 int drift_vstore_append(drift_vstore *vs, const float *v, size_t n,
 			uint32_t *rows, drift_err *err);
 

@@ -248,6 +248,44 @@ DRIFT_TEST(vstore, memory_follows_rows_in_use_file)
 	release_and_shrink(true);
 }
 
+/* While the rows fit the cache there is no file (nothing is read from
+ * disk); the append that outgrows it writes every row so far to a new
+ * file first, and all read back, evicted ones from the file. */
+DRIFT_TEST(vstore, rows_spill_to_the_file_when_they_outgrow_the_cache)
+{
+	static uint32_t rows[600], vals[600];
+	open_store(true, 300);
+	append_and_check(250, rows, 0);
+	for (uint32_t i = 0; i < 250; i++)
+		vals[i] = i;
+	uint32_t rel[50];
+	for (uint32_t i = 0; i < 50; i++)
+		rel[i] = rows[i * 2];
+	drift_vstore_release(vs, rel, 50);
+	append_and_check(100, rows + 250, 1000); /* 50 reused, 50 fresh */
+	for (uint32_t i = 0; i < 100; i++)
+		vals[250 + i] = 1000 + i;
+	for (uint32_t i = 0; i < 50; i++)
+		vals[i * 2] = UINT32_MAX; /* released */
+	drift_vstore_stats st;
+	drift_vstore_stats_get(vs, &st);
+	cr_assert_eq(st.rows, 300);
+	cr_assert_eq(st.disk_reads, 0);
+	append_and_check(250, rows + 350, 2000); /* 550 rows: spills */
+	for (uint32_t i = 0; i < 250; i++)
+		vals[350 + i] = 2000 + i;
+	uint32_t kr[600], kv[600], nk = 0;
+	for (uint32_t i = 0; i < 600; i++)
+		if (vals[i] != UINT32_MAX) {
+			kr[nk] = rows[i];
+			kv[nk++] = vals[i];
+		}
+	check_rows(kr, kv, nk);
+	drift_vstore_stats_get(vs, &st);
+	cr_assert_eq(st.rows, 550);
+	cr_assert_gt(st.disk_reads, 0, "evicted rows come from the file");
+}
+
 DRIFT_TEST(vstore, bad_directory_fails)
 {
 	drift_vstore_opts o = {.dim = DIM, .dir = "/nonexistent/drift"};
