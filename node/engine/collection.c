@@ -57,6 +57,7 @@ struct drift_collection {
 	atomic_int refs;
 	bool dropped;
 	struct drift_collection *next;
+	struct drift_collection *hnext; /* its chain in the name index */
 	drift_cm *cm;
 	uint64_t max_vectors;
 	_Atomic uint64_t mem_limit; /* its share now; 0: none (share_all) */
@@ -68,6 +69,15 @@ struct drift_cm {
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* a release happened */
 	drift_collection *list;
+	/* The listed collections by name hash, chained (tcap a power of two,
+	 * or 0); every listed one is in it unless growing it once failed
+	 * (unindexed: find scans the list). Each request finds its
+	 * collection, and a node's map watcher finds every one at each map
+	 * change: with 10,000 collections a list scan per lookup made a
+	 * create take 350 ms at 3,600 (strcmp, 90% of the node's time). */
+	drift_collection **tbl;
+	size_t tcap, tn;
+	bool unindexed;
 	drift_janitor *janitor; /* every shard's Janitor (o.janitor) */
 	drift_janitor *syncer;	/* the WALs' BATCH syncs: short, on a thread
 				 * of their own so that no flush delays
@@ -389,12 +399,70 @@ static int share_of_new(drift_cm *cm, const drift_collection_config *cfg,
 	return 0;
 }
 
+static size_t name_slot(const drift_cm *cm, const char *name)
+{
+	return (size_t)drift_hash64_seeded(name, strlen(name), 0x6e616d65) &
+	       (cm->tcap - 1);
+}
+
 static drift_collection *find(drift_cm *cm, const char *name)
 {
-	for (drift_collection *c = cm->list; c != NULL; c = c->next)
+	if (cm->unindexed || cm->tcap == 0) {
+		for (drift_collection *c = cm->list; c != NULL; c = c->next)
+			if (strcmp(c->cfg.name, name) == 0)
+				return c;
+		return NULL;
+	}
+	for (drift_collection *c = cm->tbl[name_slot(cm, name)]; c != NULL;
+	     c = c->hnext)
 		if (strcmp(c->cfg.name, name) == 0)
 			return c;
 	return NULL;
+}
+
+/* Puts c in the name index, growing it to twice the collections. */
+static void index_add(drift_cm *cm, drift_collection *c)
+{
+	if (cm->unindexed)
+		return;
+	if (cm->tn + 1 > cm->tcap) {
+		size_t cap = cm->tcap ? cm->tcap * 2 : 64;
+		drift_collection **t = drift_calloc(cap, sizeof(*t));
+		if (t == NULL) {
+			cm->unindexed = true; /* find scans the list */
+			return;
+		}
+		drift_collection **old = cm->tbl;
+		size_t ocap = cm->tcap;
+		cm->tbl = t;
+		cm->tcap = cap;
+		for (size_t i = 0; i < ocap; i++)
+			for (drift_collection *x = old[i], *nx; x != NULL;
+			     x = nx) {
+				nx = x->hnext;
+				size_t k = name_slot(cm, x->cfg.name);
+				x->hnext = t[k];
+				t[k] = x;
+			}
+		drift_free(old);
+	}
+	size_t k = name_slot(cm, c->cfg.name);
+	c->hnext = cm->tbl[k];
+	cm->tbl[k] = c;
+	cm->tn++;
+}
+
+static void index_del(drift_cm *cm, drift_collection *c)
+{
+	if (cm->unindexed || cm->tcap == 0)
+		return;
+	drift_collection **pp = &cm->tbl[name_slot(cm, c->cfg.name)];
+	while (*pp != NULL && *pp != c)
+		pp = &(*pp)->hnext;
+	if (*pp == c) {
+		*pp = c->hnext;
+		cm->tn--;
+	}
 }
 
 static void link_sorted(drift_cm *cm, drift_collection *c)
@@ -404,6 +472,7 @@ static void link_sorted(drift_cm *cm, drift_collection *c)
 		pp = &(*pp)->next;
 	c->next = *pp;
 	*pp = c;
+	index_add(cm, c);
 }
 
 static drift_collection *new_collection(drift_cm *cm, const char *name)
@@ -536,6 +605,7 @@ void drift_cm_close(drift_cm *cm)
 		cm->list = c->next;
 		free_collection(c);
 	}
+	drift_free(cm->tbl);
 	drift_janitor_free(cm->janitor);
 	drift_janitor_free(cm->syncer);
 	pthread_mutex_destroy(&cm->mu);
@@ -723,6 +793,7 @@ int drift_cm_drop(drift_cm *cm, const char *name, drift_err *err)
 	while (*pp != c)
 		pp = &(*pp)->next;
 	*pp = c->next;
+	index_del(cm, c);
 	c->dropped = true;
 	share_all(cm);
 	char gone[PATHLEN];
