@@ -559,10 +559,17 @@ def main():
         t.start()
         def change(fn, done_codes):
             # A metadata change may answer UNAVAILABLE (retry) on a busy
-            # machine; the load's calls are what this part checks.
+            # machine; the load's calls are what this part checks, so each
+            # change waits (at most 5 s) for a round of them after it: the
+            # changes do not all pass between two calls of the load.
             for _ in range(5):
+                before = done[0]
                 code, msg = code_of(fn)
                 if code in done_codes:
+                    until = time.time() + 5
+                    while done[0] < before + 3 and time.time() < until \
+                            and t.is_alive():
+                        time.sleep(0.01)
                     return
                 print("# map change: %s %s, again" % (code, msg[:100]),
                       flush=True)
