@@ -1,14 +1,20 @@
 /* drift-cli's cluster commands: status, node add/remove, shard-map,
  * rebalance (drift.v1.Cluster). */
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/json.h"
+#include "cli/progress.h"
+#include "common/clock.h"
+#include "common/grpc/client.h"
 #include "drift/v1/drift.pb-c.h"
 
 #define NOPTS(a) (sizeof(a) / sizeof((a)[0]))
+#define DRIFT_CLI_MOVE_KEY 400
 
 /* ---- Helpers ------------------------------------------------------------ */
 
@@ -312,6 +318,86 @@ int drift_cli_cmd_shard_map(drift_cli *cli, int argc, char **argv)
 
 /* ---- rebalance ---------------------------------------------------------- */
 
+/* Rebalance(wait) on a thread of its own, while the command shows the
+ * moves' progress from Status. */
+struct rebalance_call {
+	drift_grpc_client *c;
+	Drift__V1__RebalanceRequest req;
+	Drift__V1__RebalanceResponse *resp;
+	drift_grpc_status st;
+	int rv;
+	atomic_bool done;
+};
+
+static void *rebalance_main(void *arg)
+{
+	struct rebalance_call *rc = arg;
+	/* The call lasts as long as the moves: no deadline. */
+	rc->rv = drift_grpc_client_unary_pb(
+		rc->c, "/drift.v1.Cluster/Rebalance", &rc->req.base,
+		&drift__v1__rebalance_response__descriptor, 0,
+		(ProtobufCMessage **)&rc->resp, &rc->st);
+	atomic_store(&rc->done, true);
+	return NULL;
+}
+
+/* The moves' progress while rc runs: on a terminal, a line per move and
+ * a bar of its bytes; *moves_seen gets how many moves Status showed. */
+static void show_moves(drift_cli *cli, struct rebalance_call *rc,
+		       unsigned *moves_seen)
+{
+	char cur[DRIFT_CLI_MOVE_KEY] = "";
+	drift_progress bar;
+	drift_progress_init(&bar, "bytes", 0);
+	bool drawing = false;
+	uint64_t done = 0;
+	*moves_seen = 0;
+	while (!atomic_load(&rc->done)) {
+		Drift__V1__StatusRequest req = DRIFT__V1__STATUS_REQUEST__INIT;
+		Drift__V1__StatusResponse *r = NULL;
+		drift_grpc_status st;
+		if (drift_grpc_client_unary_pb(
+			    rc->c, "/drift.v1.Cluster/Status", &req.base,
+			    &drift__v1__status_response__descriptor,
+			    cli->timeout_ns, (ProtobufCMessage **)&r,
+			    &st) == 0) {
+			for (size_t i = 0; i < r->n_moves; i++) {
+				const Drift__V1__ShardMove *m = r->moves[i];
+				char key[DRIFT_CLI_MOVE_KEY];
+				snprintf(key, sizeof(key), "%s/%u %s %s",
+					 m->collection, m->shard, m->from,
+					 m->to);
+				if (strcmp(key, cur) != 0) {
+					if (drawing)
+						drift_progress_end(&bar, done);
+					snprintf(cur, sizeof(cur), "%s", key);
+					(*moves_seen)++;
+					if (bar.on)
+						fprintf(stderr,
+							"moving %s/%u: %s -> "
+							"%s\n",
+							m->collection, m->shard,
+							m->from[0] ? m->from
+								   : "(new)",
+							m->to);
+					drift_progress_init(&bar, "bytes", 0);
+					bar.base = m->bytes_done;
+					drawing = true;
+				}
+				bar.total = m->bytes_total;
+				done = m->bytes_done;
+				drift_progress_update(&bar, done);
+				break; /* one at a time */
+			}
+			protobuf_c_message_free_unpacked(&r->base, NULL);
+		}
+		for (int k = 0; k < 5 && !atomic_load(&rc->done); k++)
+			drift_clock_sleep(drift_clock_system(), 100000000ull);
+	}
+	if (drawing)
+		drift_progress_end(&bar, bar.total > done ? bar.total : done);
+}
+
 int drift_cli_cmd_rebalance(drift_cli *cli, int argc, char **argv)
 {
 	drift_cli_opt opts[] = {{"wait", NULL, NULL, false}};
@@ -320,19 +406,29 @@ int drift_cli_cmd_rebalance(drift_cli *cli, int argc, char **argv)
 				 argc, argv, NULL, 0, 0, &np);
 	if (rv != 0)
 		return rv;
-	Drift__V1__RebalanceRequest req = DRIFT__V1__REBALANCE_REQUEST__INIT;
-	req.wait = opts[0].set;
-	/* With --wait the call lasts as long as the moves: no deadline. */
-	uint64_t saved = cli->timeout_ns;
-	if (req.wait)
-		cli->timeout_ns = 0;
-	Drift__V1__RebalanceResponse *r = NULL;
-	rv = drift_cli_call(cli, "/drift.v1.Cluster/Rebalance", &req.base,
-			    &drift__v1__rebalance_response__descriptor,
-			    (ProtobufCMessage **)&r);
-	cli->timeout_ns = saved;
-	if (rv != 0)
+	struct rebalance_call rc;
+	memset(&rc, 0, sizeof(rc));
+	drift__v1__rebalance_request__init(&rc.req);
+	rc.req.wait = opts[0].set;
+	atomic_init(&rc.done, false);
+	if ((rv = drift_cli_client(cli, &rc.c)) != 0)
 		return rv;
+	unsigned seen = 0;
+	pthread_t t;
+	if (!rc.req.wait) {
+		rc.rv = drift_grpc_client_unary_pb(
+			rc.c, "/drift.v1.Cluster/Rebalance", &rc.req.base,
+			&drift__v1__rebalance_response__descriptor,
+			cli->timeout_ns, (ProtobufCMessage **)&rc.resp, &rc.st);
+	} else if (pthread_create(&t, NULL, rebalance_main, &rc) == 0) {
+		show_moves(cli, &rc, &seen);
+		pthread_join(t, NULL);
+	} else {
+		rebalance_main(&rc);
+	}
+	if (rc.rv != 0)
+		return drift_cli_fail_status(cli, &rc.st);
+	Drift__V1__RebalanceResponse *r = rc.resp;
 	if (cli->json) {
 		drift_json j;
 		drift_json_init(&j, stdout);
@@ -340,12 +436,13 @@ int drift_cli_cmd_rebalance(drift_cli *cli, int argc, char **argv)
 		drift_json_key(&j, "moves");
 		drift_json_u64(&j, r->moves);
 		drift_json_key(&j, "waited");
-		drift_json_bool(&j, req.wait);
+		drift_json_bool(&j, rc.req.wait);
 		drift_json_obj_end(&j);
 		drift_json_done(&j);
 	} else {
 		printf("%u shard move%s %s\n", r->moves,
-		       r->moves == 1 ? "" : "s", req.wait ? "done" : "started");
+		       r->moves == 1 ? "" : "s",
+		       rc.req.wait ? "done" : "started");
 	}
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 	return 0;

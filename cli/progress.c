@@ -13,6 +13,7 @@ void drift_progress_init(drift_progress *p, const char *unit, uint64_t total)
 	p->on = isatty(STDERR_FILENO) == 1;
 	p->unit = unit;
 	p->total = total;
+	p->base = 0;
 	p->start_ns = drift_now_ns();
 	p->drawn_ns = 0;
 }
@@ -20,7 +21,9 @@ void drift_progress_init(drift_progress *p, const char *unit, uint64_t total)
 static void draw(drift_progress *p, uint64_t done, uint64_t now)
 {
 	double secs = (double)(now - p->start_ns) / 1e9;
-	double rate = secs > 0 ? (double)done / secs : 0;
+	double rate = secs > 0 && done > p->base
+			      ? (double)(done - p->base) / secs
+			      : 0;
 	char bar[BAR_WIDTH + 1];
 	unsigned fill = p->total > 0 ? (unsigned)((double)done /
 						  (double)p->total * BAR_WIDTH)

@@ -14,6 +14,7 @@ typedef struct drift_progress {
 	bool on;	   /* stderr is a terminal */
 	const char *unit;  /* "rows" */
 	uint64_t total;	   /* 0: unknown */
+	uint64_t base;	   /* done already at the start: the rate is after */
 	uint64_t start_ns; /* monotonic */
 	uint64_t drawn_ns; /* last redraw */
 } drift_progress;

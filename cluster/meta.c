@@ -463,6 +463,12 @@ static int shard_from_pb(const drift_meta *m, const drift_meta_collection *c,
 	}
 	out->n = (uint32_t)p->n_nodes;
 	out->epoch = p->epoch;
+	if (!str_fits(p->move_from, DRIFT_NODE_ID_MAX) ||
+	    !str_fits(p->move_to, DRIFT_NODE_ID_MAX))
+		return drift_err_set(err, DRIFT_EINVAL, "%s/%u: bad move",
+				     c->name, p->shard);
+	copy_str(out->move_from, sizeof(out->move_from), p->move_from);
+	copy_str(out->move_to, sizeof(out->move_to), p->move_to);
 	for (size_t i = 0; i < p->n_in_sync; i++)
 		for (uint32_t r = 0; r < out->n; r++)
 			if (strcmp(p->in_sync[i], out->nodes[r]) == 0)
@@ -618,6 +624,54 @@ static int in_sync_bits(const drift_meta_collection *c, uint32_t shard,
 	return 0;
 }
 
+/* Marks the move sr names (if any) in sh, after its replicas changed. */
+static int mark_move(const drift_meta_collection *c,
+		     const Drift__Cluster__V1__SetReplicas *sr,
+		     drift_meta_shard *sh, drift_err *err)
+{
+	const char *from = sr->move_from != NULL ? sr->move_from : "";
+	const char *to = sr->move_to != NULL ? sr->move_to : "";
+	if (to[0] == '\0')
+		return from[0] == '\0'
+			       ? 0
+			       : drift_err_set(err, DRIFT_EINVAL,
+					       "%s/%u: a move from %s needs a "
+					       "target",
+					       c->name, sr->shard, from);
+	if (replica_index(sh, to) <= 0 ||
+	    (from[0] != '\0' && replica_index(sh, from) < 0) ||
+	    strcmp(from, to) == 0)
+		return drift_err_set(err, DRIFT_EINVAL,
+				     "%s/%u: a move to %s needs it added as a "
+				     "replica, and %s to hold one",
+				     c->name, sr->shard, to,
+				     from[0] ? from : "no node");
+	if (sh->move_to[0] != '\0' &&
+	    (strcmp(sh->move_to, to) != 0 || strcmp(sh->move_from, from) != 0))
+		return drift_err_set(err, DRIFT_ECONFLICT,
+				     "%s/%u is moving from %s to %s already",
+				     c->name, sr->shard,
+				     sh->move_from[0] ? sh->move_from : "-",
+				     sh->move_to);
+	copy_str(sh->move_from, sizeof(sh->move_from), from);
+	copy_str(sh->move_to, sizeof(sh->move_to), to);
+	return 0;
+}
+
+/* Clears sh's move mark once the move is done or undone: its target left
+ * the replicas, its source left them, or (no source) the target is in
+ * sync. */
+static void unmark_move(drift_meta_shard *sh)
+{
+	if (sh->move_to[0] == '\0')
+		return;
+	int to = replica_index(sh, sh->move_to);
+	int from = sh->move_from[0] ? replica_index(sh, sh->move_from) : -1;
+	if (to < 0 || (sh->move_from[0] != '\0' && from < 0) ||
+	    (sh->move_from[0] == '\0' && (sh->in_sync & (1u << to))))
+		sh->move_from[0] = sh->move_to[0] = '\0';
+}
+
 static int apply_set_replicas(drift_meta *m,
 			      const Drift__Cluster__V1__SetReplicas *sr,
 			      drift_err *err)
@@ -644,7 +698,8 @@ static int apply_set_replicas(drift_meta *m,
 	int rv;
 	if (sr->new_epoch) {
 		if (sr->n_nodes == 0 || sr->n_nodes > old->n ||
-		    sr->n_add_nodes > 0)
+		    sr->n_add_nodes > 0 ||
+		    (sr->move_to != NULL && sr->move_to[0] != '\0'))
 			return drift_err_set(err, DRIFT_EINVAL,
 					     "%s/%u: %zu replicas named, it "
 					     "has %u",
@@ -728,7 +783,10 @@ static int apply_set_replicas(drift_meta *m,
 				       sr->n_add_in_sync, &bits, err)) != 0)
 			return rv;
 		sh.in_sync |= bits;
+		if ((rv = mark_move(c, sr, &sh, err)) != 0)
+			return rv;
 	}
+	unmark_move(&sh);
 	if ((sh.in_sync & 1u) == 0)
 		return drift_err_set(err, DRIFT_EINVAL,
 				     "%s/%u: the primary %s must be in sync",
@@ -881,6 +939,8 @@ int drift_meta_encode(const drift_meta *m, void **buf, size_t *len)
 				ids[idn++] = (char *)sh->nodes[r];
 			shards[k].n_nodes = sh->n;
 			shards[k].epoch = sh->epoch;
+			shards[k].move_from = (char *)sh->move_from;
+			shards[k].move_to = (char *)sh->move_to;
 			shards[k].in_sync = &ids[idn];
 			for (uint32_t r = 0; r < sh->n; r++)
 				if (sh->in_sync & (1u << r)) {

@@ -70,6 +70,11 @@ typedef struct drift_meta_shard {
 	char nodes[DRIFT_META_MAX_RF][DRIFT_NODE_ID_MAX + 1];
 	uint32_t in_sync; /* bit i: nodes[i] holds every write */
 	uint64_t epoch;	  /* the version that made nodes[0] primary */
+	/* A move in progress: move_to was added to take move_from's place
+	 * (move_from "": a missing replica); both "" when none (SetReplicas'
+	 * move_from / move_to in meta.proto). */
+	char move_from[DRIFT_NODE_ID_MAX + 1];
+	char move_to[DRIFT_NODE_ID_MAX + 1];
 } drift_meta_shard;
 
 typedef struct drift_meta_collection {

@@ -68,7 +68,8 @@ static void batch_free(struct batch *b)
  * addr; *last becomes the replica's position. */
 static int send_tail(drift_replica *r, const char *addr, drift_collection *col,
 		     uint32_t shard, uint64_t epoch, uint64_t *last,
-		     size_t max_bytes, drift_err *err)
+		     size_t max_bytes, struct repl_progress *prog,
+		     drift_err *err)
 {
 	const drift_collection_config *cfg = drift_collection_cfg(col);
 	struct batch b = {0};
@@ -102,6 +103,16 @@ static int send_tail(drift_replica *r, const char *addr, drift_collection *col,
 					->last_seq;
 			protobuf_c_message_free_unpacked(out, NULL);
 		}
+	}
+	if (rv == 0 && b.n > 0) {
+		/* What is left, at the size of these records. */
+		uint64_t sent = 0;
+		for (size_t i = 0; i < b.n; i++)
+			sent += b.recs[i].payload.len + 16;
+		uint64_t own = repl_last_seq(col, shard);
+		uint64_t left = own > *last ? own - *last : 0;
+		uint64_t done = atomic_fetch_add(&prog->done, sent) + sent;
+		atomic_store(&prog->total, done + left * (sent / b.n));
 	}
 	batch_free(&b);
 	return rv;
@@ -159,7 +170,7 @@ static bool still(drift_replica *r, const drift_collection_config *cfg,
  * allows (see replica.h). */
 static void catch_up(drift_replica *r, const char *name, uint64_t created,
 		     uint32_t shard, uint64_t epoch, const char *node,
-		     const char *addr)
+		     const char *addr, struct repl_progress *prog)
 {
 	drift_collection *col;
 	if (drift_cm_acquire(r->cm, name, &col, NULL) != 0)
@@ -189,8 +200,8 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 			   "primary's: a full copy",
 			   name, shard, node, last, their_epoch);
 		held = true; /* the checkpoint holds the log */
-		if ((rv = repl_full_copy(r, addr, col, shard, epoch, e, &last,
-					 &err)) != 0)
+		if ((rv = repl_full_copy(r, addr, col, shard, epoch, e, prog,
+					 &last, &err)) != 0)
 			goto out;
 		copied = true;
 		from = last;
@@ -204,7 +215,7 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 		if (own == last || (round > 0 && own <= last + CLOSE_ENOUGH))
 			break;
 		rv = send_tail(r, addr, col, shard, epoch, &last, BATCH_BYTES,
-			       &err);
+			       prog, &err);
 		if (rv == DRIFT_ENOENT && !copied) {
 			/* The records it misses are only in segments now. */
 			DRIFT_INFO("replication: %s/%u: node %s misses records "
@@ -213,7 +224,7 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 				   name, shard, node);
 			drift_err_clear(&err);
 			if ((rv = repl_full_copy(r, addr, col, shard, epoch, e,
-						 &last, &err)) != 0)
+						 prog, &last, &err)) != 0)
 				goto out;
 			copied = true;
 			from = last;
@@ -234,7 +245,7 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 	for (uint64_t was = 0; rv == 0 && last < own && last != was;) {
 		was = last;
 		rv = send_tail(r, addr, col, shard, epoch, &last, BATCH_BYTES,
-			       &err);
+			       prog, &err);
 	}
 	if (rv == 0 && last != own)
 		rv = drift_err_set(&err, DRIFT_EINTERNAL,
@@ -243,8 +254,8 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 				   last, own);
 	if (rv == 0) {
 		char *add[] = {(char *)node};
-		Drift__Peer__V1__SetReplicasRequest sr =
-			DRIFT__PEER__V1__SET_REPLICAS_REQUEST__INIT;
+		Drift__Cluster__V1__SetReplicas sr =
+			DRIFT__CLUSTER__V1__SET_REPLICAS__INIT;
 		sr.collection = (char *)cfg->name;
 		sr.created_version = cfg->cluster_version;
 		sr.shard = shard;
@@ -287,7 +298,7 @@ static void *job_main(void *arg)
 {
 	struct job *j = arg;
 	catch_up(j->r, j->name, j->created, j->shard, j->epoch, j->node,
-		 j->addr);
+		 j->addr, &j->slot->prog);
 	pthread_mutex_lock(&j->r->mu);
 	j->slot->busy = false;
 	j->r->jobs--;
@@ -329,6 +340,9 @@ static void start_job(drift_replica *r, const drift_meta_collection *mc,
 			 mc->name);
 		free_slot->created = mc->created_version;
 		free_slot->shard = shard;
+		snprintf(free_slot->node, sizeof(free_slot->node), "%s", node);
+		atomic_store(&free_slot->prog.done, 0);
+		atomic_store(&free_slot->prog.total, 0);
 		pthread_attr_t at;
 		pthread_attr_init(&at);
 		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -342,6 +356,29 @@ static void start_job(drift_replica *r, const drift_meta_collection *mc,
 		pthread_attr_destroy(&at);
 	}
 	pthread_mutex_unlock(&r->mu);
+}
+
+bool repl_job_progress(drift_replica *r, const char *name, uint64_t created,
+		       uint32_t shard, const char *node, uint64_t *done,
+		       uint64_t *total)
+{
+	/* A running catch-up of it, or else the last one (its slot not yet
+	 * taken by another): a move shows its copy done until it flips. */
+	const struct repl_job *found = NULL;
+	pthread_mutex_lock(&r->mu);
+	for (size_t i = 0; i < REPL_MAX_JOBS; i++) {
+		const struct repl_job *q = &r->slots[i];
+		if (q->shard == shard && q->created == created &&
+		    strcmp(q->name, name) == 0 && strcmp(q->node, node) == 0 &&
+		    (found == NULL || q->busy))
+			found = q;
+	}
+	if (found != NULL) {
+		*done = atomic_load(&found->prog.done);
+		*total = atomic_load(&found->prog.total);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return found != NULL;
 }
 
 /* Sleeps a pass (or less: a new map may name a replica to catch up, a

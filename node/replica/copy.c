@@ -62,9 +62,27 @@ static void rmtree(const char *path)
 
 /* ---- The primary's side ---- */
 
+/* The bytes of the files in dir (not below). */
+static uint64_t dir_bytes(const char *dir)
+{
+	uint64_t sum = 0;
+	DIR *d = opendir(dir);
+	for (struct dirent *de; d != NULL && (de = readdir(d));) {
+		struct stat st;
+		if (de->d_name[0] != '.' &&
+		    fstatat(dirfd(d), de->d_name, &st, 0) == 0 &&
+		    S_ISREG(st.st_mode))
+			sum += (uint64_t)st.st_size;
+	}
+	if (d != NULL)
+		closedir(d);
+	return sum;
+}
+
 /* Sends one file of the checkpoint in chunks. */
 static int send_file(drift_grpc_ccall *call, const char *dir, const char *name,
-		     uint64_t t0, uint64_t *bytes, drift_err *err)
+		     uint64_t t0, uint64_t *bytes, struct repl_progress *prog,
+		     drift_err *err)
 {
 	char path[4200];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -100,6 +118,7 @@ static int send_file(drift_grpc_ccall *call, const char *dir, const char *name,
 		}
 		off += (uint64_t)got;
 		*bytes += (uint64_t)got;
+		atomic_fetch_add(&prog->done, (uint64_t)got);
 		throttle(t0, *bytes);
 		if (got == 0)
 			break; /* an empty file: sent once */
@@ -112,7 +131,7 @@ static int send_file(drift_grpc_ccall *call, const char *dir, const char *name,
 
 int repl_full_copy(drift_replica *r, const char *addr, drift_collection *col,
 		   uint32_t shard, uint64_t epoch, struct repl_shard *e,
-		   uint64_t *last, drift_err *err)
+		   struct repl_progress *prog, uint64_t *last, drift_err *err)
 {
 	const drift_collection_config *cfg = drift_collection_cfg(col);
 	char dir[4200];
@@ -164,15 +183,22 @@ int repl_full_copy(drift_replica *r, const char *addr, drift_collection *col,
 	struct stat stt;
 	char man[4300];
 	snprintf(man, sizeof(man), "%s/MANIFEST", dir);
+	if (rv == 0) {
+		uint64_t size = dir_bytes(segdir);
+		if (stat(man, &stt) == 0)
+			size += (uint64_t)stt.st_size;
+		atomic_store(&prog->done, 0);
+		atomic_store(&prog->total, size);
+	}
 	if (rv == 0 && stat(man, &stt) == 0)
-		rv = send_file(call, dir, "MANIFEST", t0, &bytes, err);
+		rv = send_file(call, dir, "MANIFEST", t0, &bytes, prog, err);
 	DIR *d = rv == 0 ? opendir(segdir) : NULL;
 	for (struct dirent *de; d != NULL && rv == 0 && (de = readdir(d));) {
 		if (de->d_name[0] == '.')
 			continue;
 		char name[300];
 		snprintf(name, sizeof(name), "seg/%.256s", de->d_name);
-		rv = send_file(call, dir, name, t0, &bytes, err);
+		rv = send_file(call, dir, name, t0, &bytes, prog, err);
 	}
 	if (d != NULL)
 		closedir(d);

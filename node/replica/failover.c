@@ -80,8 +80,8 @@ static void promote(drift_replica *r, const drift_meta *st,
 		if (answered[i] && last[i] == last[best])
 			in_sync[ni++] = (char *)sh->nodes[i];
 	}
-	Drift__Peer__V1__SetReplicasRequest req =
-		DRIFT__PEER__V1__SET_REPLICAS_REQUEST__INIT;
+	Drift__Cluster__V1__SetReplicas req =
+		DRIFT__CLUSTER__V1__SET_REPLICAS__INIT;
 	req.collection = (char *)mc->name;
 	req.created_version = mc->created_version;
 	req.shard = shard;
@@ -120,4 +120,5 @@ void drift_replica_failover(drift_replica *r)
 		}
 	}
 	drift_meta_unref(st);
+	repl_resume_moves(r);
 }

@@ -89,9 +89,9 @@ static int index_of(const drift_meta_shard *sh, const char *id)
 }
 
 static void request_of(const struct move *mv, uint64_t epoch,
-		       Drift__Peer__V1__SetReplicasRequest *sr)
+		       Drift__Cluster__V1__SetReplicas *sr)
 {
-	drift__peer__v1__set_replicas_request__init(sr);
+	drift__cluster__v1__set_replicas__init(sr);
 	sr->collection = (char *)mv->name;
 	sr->created_version = mv->created;
 	sr->shard = mv->shard;
@@ -116,7 +116,7 @@ static int leave_out(drift_replica *r, const struct move *mv, const char *gone,
 			/* Not the primary: it just leaves (writes in flight
 			 * to it fail there and drop nothing else). */
 			char *drop[] = {(char *)gone};
-			Drift__Peer__V1__SetReplicasRequest sr;
+			Drift__Cluster__V1__SetReplicas sr;
 			request_of(mv, sh->epoch, &sr);
 			sr.drop_nodes = drop;
 			sr.n_drop_nodes = 1;
@@ -180,7 +180,7 @@ static int leave_out(drift_replica *r, const struct move *mv, const char *gone,
 			if (answered[i] && last[i] == longest)
 				in_sync[ni++] = (char *)sh->nodes[i];
 		}
-		Drift__Peer__V1__SetReplicasRequest sr;
+		Drift__Cluster__V1__SetReplicas sr;
 		request_of(mv, sh->epoch, &sr);
 		sr.new_epoch = true;
 		sr.nodes = nodes;
@@ -221,11 +221,15 @@ static int move_steps(drift_replica *r, const struct move *mv, drift_err *err)
 	}
 	int rv = 0;
 	if (mv->to[0] != '\0' && index_of(sh, mv->to) < 0) {
+		/* Marked in the map: Status and ShardMap show it, and a
+		 * leader that takes over finishes it (resume_moves). */
 		char *add[] = {(char *)mv->to};
-		Drift__Peer__V1__SetReplicasRequest sr;
+		Drift__Cluster__V1__SetReplicas sr;
 		request_of(mv, sh->epoch, &sr);
 		sr.add_nodes = add;
 		sr.n_add_nodes = 1;
+		sr.move_from = (char *)mv->from;
+		sr.move_to = (char *)mv->to;
 		rv = repl_set_replicas(r, &sr, err);
 	}
 	drift_meta_unref(st);
@@ -342,27 +346,69 @@ struct run {
 	drift_replica *r;
 	struct move *mv;
 	size_t n;
+	bool retry; /* failed moves are planned again */
 };
+
+/* Whether the leader is stopping. */
+static bool stopping(drift_replica *r)
+{
+	pthread_mutex_lock(&r->mu);
+	bool stop = r->stop;
+	pthread_mutex_unlock(&r->mu);
+	return stop;
+}
+
+/* Runs the moves one after another; *failed gets the count that failed. */
+static size_t run_list(drift_replica *r, const struct move *mv, size_t n,
+		       size_t *failed)
+{
+	size_t done = 0;
+	*failed = 0;
+	for (size_t i = 0; i < n && !stopping(r); i++) {
+		drift_err err;
+		drift_err_clear(&err);
+		if (run_move(r, &mv[i], &err) == 0) {
+			done++;
+		} else {
+			(*failed)++;
+			DRIFT_WARN("rebalance: %s/%u from %s to %s: %s",
+				   mv[i].name, mv[i].shard, mv[i].from,
+				   mv[i].to, err.msg);
+		}
+	}
+	return done;
+}
+
+/* A Rebalance's moves, then (when some failed: a node died, a copy timed
+ * out) up to MOVE_ROUNDS - 1 more rounds planned afresh from the state
+ * they left: a failed move leaves the old placement, so a new plan makes
+ * it again, or makes another one if the nodes changed. */
+#define MOVE_ROUNDS 3
+#define MOVE_RETRY_NS (2ull * 1000000000ull)
 
 static void run_all(struct run *run)
 {
-	size_t done = 0;
-	for (size_t i = 0; i < run->n; i++) {
+	size_t failed, done = run_list(run->r, run->mv, run->n, &failed);
+	for (int round = 1; round < MOVE_ROUNDS && failed > 0 && run->retry;
+	     round++) {
+		drift_clock_sleep(drift_clock_system(), MOVE_RETRY_NS);
+		if (stopping(run->r))
+			break;
+		struct move *mv = NULL;
+		size_t n = 0;
 		drift_err err;
 		drift_err_clear(&err);
-		pthread_mutex_lock(&run->r->mu);
-		bool stop = run->r->stop;
-		pthread_mutex_unlock(&run->r->mu);
-		if (stop)
+		if (plan(run->r, true, &mv, &n, &err) != 0) {
+			DRIFT_WARN("rebalance: planning round %d: %s",
+				   round + 1, err.msg);
 			break;
-		if (run_move(run->r, &run->mv[i], &err) == 0)
-			done++;
-		else
-			DRIFT_WARN("rebalance: %s/%u from %s to %s: %s",
-				   run->mv[i].name, run->mv[i].shard,
-				   run->mv[i].from, run->mv[i].to, err.msg);
+		}
+		DRIFT_INFO("rebalance: %zu moves failed; round %d plans %zu",
+			   failed, round + 1, n);
+		done += run_list(run->r, mv, n, &failed);
+		drift_free(mv);
 	}
-	DRIFT_INFO("rebalance: %zu of %zu moves done", done, run->n);
+	DRIFT_INFO("rebalance: %zu moves done, %zu failed", done, failed);
 	pthread_mutex_lock(&run->r->mu);
 	run->r->rebalancing = false;
 	pthread_cond_broadcast(&run->r->cond);
@@ -375,6 +421,69 @@ static void *run_main(void *arg)
 {
 	run_all(arg);
 	return NULL;
+}
+
+/* Runs run_all on a thread of its own: 0, or -1 (run is the caller's). */
+static int start_run(struct run *run)
+{
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	pthread_t t;
+	int rv = pthread_create(&t, &at, run_main, run) == 0 ? 0 : -1;
+	pthread_attr_destroy(&at);
+	return rv;
+}
+
+void repl_resume_moves(drift_replica *r)
+{
+	pthread_mutex_lock(&r->mu);
+	bool busy = r->rebalancing || r->stop;
+	if (!busy)
+		r->rebalancing = true;
+	pthread_mutex_unlock(&r->mu);
+	if (busy)
+		return;
+	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
+	size_t n = 0;
+	for (size_t c = 0; c < st->n_cols; c++)
+		for (uint32_t s = 0; s < st->cols[c].shards; s++)
+			n += st->cols[c].shard[s].move_to[0] != '\0';
+	struct run *run = n > 0 ? drift_calloc(1, sizeof(*run)) : NULL;
+	struct move *mv = run != NULL ? drift_calloc(n, sizeof(*mv)) : NULL;
+	size_t k = 0;
+	for (size_t c = 0; mv != NULL && c < st->n_cols; c++)
+		for (uint32_t s = 0; s < st->cols[c].shards; s++) {
+			const drift_meta_shard *sh = &st->cols[c].shard[s];
+			if (sh->move_to[0] == '\0')
+				continue;
+			snprintf(mv[k].name, sizeof(mv[k].name), "%s",
+				 st->cols[c].name);
+			mv[k].created = st->cols[c].created_version;
+			mv[k].shard = s;
+			snprintf(mv[k].from, sizeof(mv[k].from), "%s",
+				 sh->move_from);
+			snprintf(mv[k].to, sizeof(mv[k].to), "%s", sh->move_to);
+			DRIFT_INFO("rebalance: resuming the move of %s/%u from "
+				   "%s to %s (begun under another leader)",
+				   mv[k].name, s,
+				   mv[k].from[0] ? mv[k].from : "(none)",
+				   mv[k].to);
+			k++;
+		}
+	drift_meta_unref(st);
+	if (mv != NULL) {
+		run->r = r;
+		run->mv = mv;
+		run->n = k;
+		if (start_run(run) == 0)
+			return;
+	}
+	drift_free(mv);
+	drift_free(run);
+	pthread_mutex_lock(&r->mu);
+	r->rebalancing = false;
+	pthread_mutex_unlock(&r->mu);
 }
 
 int drift_replica_rebalance(drift_replica *r, bool wait, uint32_t *planned,
@@ -394,24 +503,16 @@ int drift_replica_rebalance(drift_replica *r, bool wait, uint32_t *planned,
 			     : drift_err_set(err, DRIFT_ENOMEM, "rebalance");
 	if (rv == 0) {
 		run->r = r;
+		run->retry = true;
 		*planned = (uint32_t)run->n;
 		DRIFT_INFO("rebalance: %zu moves planned", run->n);
 		if (wait) {
 			run_all(run);
 			return 0;
 		}
-		pthread_attr_t at;
-		pthread_attr_init(&at);
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		pthread_t t;
-		if (pthread_create(&t, &at, run_main, run) == 0)
-			run = NULL;
-		else
-			rv = drift_err_set(err, DRIFT_ENOMEM,
-					   "starting the rebalance");
-		pthread_attr_destroy(&at);
-		if (run == NULL)
+		if (start_run(run) == 0)
 			return 0;
+		rv = drift_err_set(err, DRIFT_ENOMEM, "starting the rebalance");
 	}
 	if (run != NULL)
 		drift_free(run->mv);
@@ -420,6 +521,47 @@ int drift_replica_rebalance(drift_replica *r, bool wait, uint32_t *planned,
 	r->rebalancing = false;
 	pthread_mutex_unlock(&r->mu);
 	return rv;
+}
+
+void drift_replica_move_progress(drift_replica *r, const char *name,
+				 uint64_t created, uint32_t shard,
+				 const char *to, uint64_t *done,
+				 uint64_t *total)
+{
+	*done = *total = 0;
+	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
+	const drift_meta_collection *mc = drift_meta_col_find(st, name);
+	const char *self = drift_node_cluster_node_id(r->nc);
+	if (mc == NULL || mc->created_version != created ||
+	    shard >= mc->shards) {
+		drift_meta_unref(st);
+		return;
+	}
+	const char *primary = mc->shard[shard].nodes[0];
+	if (strcmp(primary, self) == 0) {
+		repl_job_progress(r, name, created, shard, to, done, total);
+		drift_meta_unref(st);
+		return;
+	}
+	Drift__Peer__V1__ProgressRequest req =
+		DRIFT__PEER__V1__PROGRESS_REQUEST__INIT;
+	req.collection = (char *)name;
+	req.created_version = created;
+	req.shard = shard;
+	req.node = (char *)to;
+	ProtobufCMessage *out = NULL;
+	drift_err err;
+	if (repl_call(r, repl_address(st, primary),
+		      "/drift.peer.v1.Replica/Progress", &req.base,
+		      &drift__peer__v1__progress_response__descriptor,
+		      1000000000ull, &out, &err) == 0) {
+		const Drift__Peer__V1__ProgressResponse *p =
+			(const Drift__Peer__V1__ProgressResponse *)out;
+		*done = p->bytes_done;
+		*total = p->bytes_total;
+		protobuf_c_message_free_unpacked(out, NULL);
+	}
+	drift_meta_unref(st);
 }
 
 /* Sets node id's state (through Raft, as the leader). */

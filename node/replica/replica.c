@@ -114,8 +114,7 @@ int repl_call(drift_replica *r, const char *address, const char *path,
 	return rv;
 }
 
-int repl_propose(drift_replica *r,
-		 const Drift__Peer__V1__SetReplicasRequest *req,
+int repl_propose(drift_replica *r, const Drift__Cluster__V1__SetReplicas *req,
 		 uint64_t *version, drift_err *err)
 {
 	drift_member *m = drift_node_cluster_member(r->nc);
@@ -125,28 +124,9 @@ int repl_propose(drift_replica *r,
 		return drift_err_set(err, DRIFT_ESTALE,
 				     "node %s is not the metadata leader",
 				     drift_node_cluster_node_id(r->nc));
-	Drift__Cluster__V1__SetReplicas sr =
-		DRIFT__CLUSTER__V1__SET_REPLICAS__INIT;
-	sr.collection = req->collection;
-	sr.created_version = req->created_version;
-	sr.shard = req->shard;
-	sr.epoch = req->epoch;
-	sr.new_epoch = req->new_epoch;
-	sr.nodes = req->nodes;
-	sr.n_nodes = req->n_nodes;
-	sr.in_sync = req->in_sync;
-	sr.n_in_sync = req->n_in_sync;
-	sr.drop_in_sync = req->drop_in_sync;
-	sr.n_drop_in_sync = req->n_drop_in_sync;
-	sr.add_in_sync = req->add_in_sync;
-	sr.n_add_in_sync = req->n_add_in_sync;
-	sr.add_nodes = req->add_nodes;
-	sr.n_add_nodes = req->n_add_nodes;
-	sr.drop_nodes = req->drop_nodes;
-	sr.n_drop_nodes = req->n_drop_nodes;
 	Drift__Cluster__V1__Command cmd = DRIFT__CLUSTER__V1__COMMAND__INIT;
 	cmd.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_REPLICAS;
-	cmd.set_replicas = &sr;
+	cmd.set_replicas = (Drift__Cluster__V1__SetReplicas *)req;
 	int rv = drift_member_propose(m, &cmd, REPL_TIMEOUT_NS, err);
 	if (rv == 0) {
 		drift_meta *st = drift_member_state(m);
@@ -157,7 +137,7 @@ int repl_propose(drift_replica *r,
 }
 
 int repl_set_replicas(drift_replica *r,
-		      const Drift__Peer__V1__SetReplicasRequest *req,
+		      const Drift__Cluster__V1__SetReplicas *req,
 		      drift_err *err)
 {
 	drift_member *m = drift_node_cluster_member(r->nc);
@@ -172,9 +152,12 @@ int repl_set_replicas(drift_replica *r,
 		if (drift_member_leader(m, id, addr) &&
 		    strcmp(id, drift_node_cluster_node_id(r->nc)) != 0) {
 			ProtobufCMessage *out = NULL;
+			Drift__Peer__V1__SetReplicasRequest w =
+				DRIFT__PEER__V1__SET_REPLICAS_REQUEST__INIT;
+			w.change = (Drift__Cluster__V1__SetReplicas *)req;
 			rv = repl_call(
 				r, addr, "/drift.peer.v1.Replica/SetReplicas",
-				&req->base,
+				&w.base,
 				&drift__peer__v1__set_replicas_response__descriptor,
 				REPL_TIMEOUT_NS, &out, err);
 			if (rv == 0) {
@@ -392,8 +375,8 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 		   "in-sync set (node %s: %s)",
 		   cfg->name, shard, ndrop, sh->nodes[who[first_bad - parts]],
 		   first_bad->st.msg);
-	Drift__Peer__V1__SetReplicasRequest sr =
-		DRIFT__PEER__V1__SET_REPLICAS_REQUEST__INIT;
+	Drift__Cluster__V1__SetReplicas sr =
+		DRIFT__CLUSTER__V1__SET_REPLICAS__INIT;
 	sr.collection = (char *)cfg->name;
 	sr.created_version = cfg->cluster_version;
 	sr.shard = shard;

@@ -100,7 +100,18 @@ int drift_replica_rebalance(drift_replica *r, bool wait, uint32_t *planned,
  * and it is down; the node's state is put back on failure. */
 int drift_replica_evacuate(drift_replica *r, const char *id, drift_err *err);
 
-/* Registers drift.peer.v1.Replica (Replicate, State, SetReplicas, Install)
+/* How far the move of shard `shard` of collection (name, created) to
+ * node `to` has come: bytes sent of its copy and the whole (both 0 when
+ * the shard's primary runs no catch-up of it, or cannot be asked within
+ * a second). From this node's catch-ups when it is the primary, else
+ * asked from the primary (Replica/Progress). */
+void drift_replica_move_progress(drift_replica *r, const char *name,
+				 uint64_t created, uint32_t shard,
+				 const char *to, uint64_t *done,
+				 uint64_t *total);
+
+/* Registers drift.peer.v1.Replica (Replicate, State, SetReplicas, Install,
+ * Progress)
  * and drift.v1.Cluster/Rebalance. */
 int drift_replica_register(drift_replica *r, drift_grpc_server *srv);
 

@@ -13,6 +13,7 @@
 #define DRIFT_NODE_REPLICA_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -47,6 +48,13 @@ struct repl_shard {
 	drift_epochs ep;
 };
 
+/* How far a catch-up has come, for the progress of moves in Status and
+ * ShardMap: bytes sent, and the whole (the full copy's files, then the
+ * log's tail sent and an estimate of what is left of it). */
+struct repl_progress {
+	_Atomic uint64_t done, total;
+};
+
 /* The catch-ups running at once, one per shard at most. */
 #define REPL_MAX_JOBS 8
 struct repl_job {
@@ -54,6 +62,8 @@ struct repl_job {
 	char name[DRIFT_META_NAME_MAX + 1];
 	uint64_t created;
 	uint32_t shard;
+	char node[DRIFT_NODE_ID_MAX + 1]; /* the replica caught up */
+	struct repl_progress prog;
 };
 
 struct drift_replica {
@@ -96,20 +106,19 @@ int repl_call(drift_replica *r, const char *address, const char *path,
  * it), then waited for in this node's map. 0 or an error (DRIFT_ECONFLICT
  * when the shard's epoch moved on). */
 int repl_set_replicas(drift_replica *r,
-		      const Drift__Peer__V1__SetReplicasRequest *req,
+		      const Drift__Cluster__V1__SetReplicas *req,
 		      drift_err *err);
 
 /* Proposes it as the leader (DRIFT_ESTALE when this node does not lead);
  * *version gets the map version that holds it. */
-int repl_propose(drift_replica *r,
-		 const Drift__Peer__V1__SetReplicasRequest *req,
+int repl_propose(drift_replica *r, const Drift__Cluster__V1__SetReplicas *req,
 		 uint64_t *version, drift_err *err);
 
 /* A full copy of shard to the replica at addr (copy.c); *last gets its
  * position after it. */
 int repl_full_copy(drift_replica *r, const char *addr, drift_collection *col,
 		   uint32_t shard, uint64_t epoch, struct repl_shard *e,
-		   uint64_t *last, drift_err *err);
+		   struct repl_progress *prog, uint64_t *last, drift_err *err);
 /* The replica's side of Install, after the first message h (checked by
  * the caller): receives the files and installs them. */
 int repl_install(drift_grpc_call *c, drift_collection *col,
@@ -121,6 +130,17 @@ int repl_install(drift_grpc_call *c, drift_collection *col,
 int repl_fence(drift_replica *r, const char *addr,
 	       const drift_meta_collection *mc, uint32_t shard, uint64_t fence,
 	       uint64_t *last, drift_err *err);
+
+/* The progress of this node's catch-up of replica `node` of a shard:
+ * false when none runs. */
+bool repl_job_progress(drift_replica *r, const char *name, uint64_t created,
+		       uint32_t shard, const char *node, uint64_t *done,
+		       uint64_t *total);
+
+/* The leader's pass over moves marked in the map that no move of its own
+ * runs (begun under another leader): finishes them, or undoes the ones
+ * whose target does not catch up (moves.c). */
+void repl_resume_moves(drift_replica *r);
 
 /* The catch-up thread (catchup.c). */
 void *repl_catchup_main(void *arg);

@@ -221,7 +221,9 @@ static void set_replicas(drift_grpc_call *c, void *ctx)
 	drift_err err;
 	drift_err_clear(&err);
 	uint64_t version = 0;
-	int rv = repl_propose(r, req, &version, &err);
+	int rv = req->change != NULL
+			 ? repl_propose(r, req->change, &version, &err)
+			 : drift_err_set(&err, DRIFT_EINVAL, "no change named");
 	if (rv == DRIFT_ESTALE) {
 		drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE, "%s",
 				       err.msg);
@@ -313,23 +315,44 @@ static void rebalance(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+static void progress(drift_grpc_call *c, void *ctx)
+{
+	drift_replica *r = ctx;
+	Drift__Peer__V1__ProgressRequest *req = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__progress_request__descriptor);
+	if (req == NULL)
+		return;
+	Drift__Peer__V1__ProgressResponse resp =
+		DRIFT__PEER__V1__PROGRESS_RESPONSE__INIT;
+	repl_job_progress(r, req->collection, req->created_version, req->shard,
+			  req->node, &resp.bytes_done, &resp.bytes_total);
+	drift_grpc_call_reply(c, &resp.base);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
 int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
 {
-	int rv = drift_grpc_server_add(srv, "/drift.peer.v1.Replica/Replicate",
-				       DRIFT_GRPC_UNARY, replicate, r);
-	if (rv == 0)
-		rv = drift_grpc_server_add(srv, "/drift.peer.v1.Replica/State",
-					   DRIFT_GRPC_UNARY, state, r);
-	if (rv == 0)
-		rv = drift_grpc_server_add(srv,
-					   "/drift.peer.v1.Replica/SetReplicas",
-					   DRIFT_GRPC_UNARY, set_replicas, r);
-	if (rv == 0)
-		rv = drift_grpc_server_add(
-			srv, "/drift.peer.v1.Replica/Install",
-			DRIFT_GRPC_CLIENT_STREAM, install, r);
-	if (rv == 0)
-		rv = drift_grpc_server_add(srv, "/drift.v1.Cluster/Rebalance",
-					   DRIFT_GRPC_UNARY, rebalance, r);
-	return rv;
+	static const struct {
+		const char *path;
+		enum drift_grpc_kind kind;
+		void (*fn)(drift_grpc_call *c, void *ctx);
+	} methods[] = {
+		{"/drift.peer.v1.Replica/Replicate", DRIFT_GRPC_UNARY,
+		 replicate},
+		{"/drift.peer.v1.Replica/State", DRIFT_GRPC_UNARY, state},
+		{"/drift.peer.v1.Replica/SetReplicas", DRIFT_GRPC_UNARY,
+		 set_replicas},
+		{"/drift.peer.v1.Replica/Install", DRIFT_GRPC_CLIENT_STREAM,
+		 install},
+		{"/drift.peer.v1.Replica/Progress", DRIFT_GRPC_UNARY, progress},
+		{"/drift.v1.Cluster/Rebalance", DRIFT_GRPC_UNARY, rebalance},
+	};
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		int rv = drift_grpc_server_add(srv, methods[i].path,
+					       methods[i].kind, methods[i].fn,
+					       r);
+		if (rv != 0)
+			return rv;
+	}
+	return 0;
 }

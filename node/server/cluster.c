@@ -85,6 +85,8 @@ struct drift_node_cluster {
 	void *on_probe_arg;
 	drift_node_cluster_evacuate_fn evacuate;
 	void *evacuate_arg;
+	drift_node_cluster_progress_fn progress;
+	void *progress_arg;
 };
 
 /* ---- Identity ---- */
@@ -584,6 +586,30 @@ int drift_node_cluster_evacuate(drift_node_cluster *nc, const char *id,
 	void *arg = nc->evacuate_arg;
 	pthread_mutex_unlock(&nc->mu);
 	return fn != NULL ? fn(arg, id, err) : 0;
+}
+
+void drift_node_cluster_on_progress(drift_node_cluster *nc,
+				    drift_node_cluster_progress_fn fn,
+				    void *arg)
+{
+	pthread_mutex_lock(&nc->mu);
+	nc->progress = fn;
+	nc->progress_arg = arg;
+	pthread_mutex_unlock(&nc->mu);
+}
+
+void drift_node_cluster_progress(drift_node_cluster *nc, const char *name,
+				 uint64_t created, uint32_t shard,
+				 const char *to, uint64_t *done,
+				 uint64_t *total)
+{
+	pthread_mutex_lock(&nc->mu);
+	drift_node_cluster_progress_fn fn = nc->progress;
+	void *arg = nc->progress_arg;
+	pthread_mutex_unlock(&nc->mu);
+	*done = *total = 0;
+	if (fn != NULL)
+		fn(arg, name, created, shard, to, done, total);
 }
 
 /* ---- Bootstrap and join ---- */

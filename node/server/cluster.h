@@ -113,6 +113,22 @@ void drift_node_cluster_on_evacuate(drift_node_cluster *nc,
 int drift_node_cluster_evacuate(drift_node_cluster *nc, const char *id,
 				drift_err *err);
 
+/* How far the move of a shard's replica to node `to` has come, for Status
+ * and ShardMap (node/replica/replica.h's drift_replica_move_progress, set
+ * by the service): bytes sent and the whole; both 0 without a function
+ * or when unknown. */
+typedef void (*drift_node_cluster_progress_fn)(void *arg, const char *name,
+					       uint64_t created, uint32_t shard,
+					       const char *to, uint64_t *done,
+					       uint64_t *total);
+void drift_node_cluster_on_progress(drift_node_cluster *nc,
+				    drift_node_cluster_progress_fn fn,
+				    void *arg);
+void drift_node_cluster_progress(drift_node_cluster *nc, const char *name,
+				 uint64_t created, uint32_t shard,
+				 const char *to, uint64_t *done,
+				 uint64_t *total);
+
 /* Waits until the watcher has applied map version `version` locally.
  * 0 or DRIFT_ETIMEDOUT. */
 int drift_node_cluster_wait_applied(drift_node_cluster *nc, uint64_t version,

@@ -643,6 +643,48 @@ static void node_info(const drift_meta *st, const drift_meta_node *n,
 	out->shards = drift_meta_node_load(st, n->id, &out->primaries);
 }
 
+/* The moves marked in st (node/replica/moves.c), with the progress their
+ * primaries report: an array of *n (NULL when none or out of memory) to
+ * free with free_moves. */
+static Drift__V1__ShardMove **moves_of(drift_node_cluster *nc,
+				       const drift_meta *st, size_t *n)
+{
+	*n = 0;
+	size_t want = 0;
+	for (size_t i = 0; i < st->n_cols; i++)
+		for (uint32_t s = 0; s < st->cols[i].shards; s++)
+			want += st->cols[i].shard[s].move_to[0] != '\0';
+	Drift__V1__ShardMove **out =
+		want > 0 ? drift_calloc(want, sizeof(*out)) : NULL;
+	for (size_t i = 0; out != NULL && i < st->n_cols; i++) {
+		const drift_meta_collection *mc = &st->cols[i];
+		for (uint32_t s = 0; s < mc->shards && *n < want; s++) {
+			const drift_meta_shard *sh = &mc->shard[s];
+			Drift__V1__ShardMove *m;
+			if (sh->move_to[0] == '\0' ||
+			    (m = drift_calloc(1, sizeof(*m))) == NULL)
+				continue;
+			drift__v1__shard_move__init(m);
+			m->collection = (char *)mc->name;
+			m->shard = s;
+			m->from = (char *)sh->move_from;
+			m->to = (char *)sh->move_to;
+			drift_node_cluster_progress(
+				nc, mc->name, mc->created_version, s,
+				sh->move_to, &m->bytes_done, &m->bytes_total);
+			out[(*n)++] = m;
+		}
+	}
+	return out;
+}
+
+static void free_moves(Drift__V1__ShardMove **m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		drift_free(m[i]);
+	drift_free(m);
+}
+
 static void status(drift_grpc_call *c, void *ctx)
 {
 	drift_node_cluster *nc = ctx;
@@ -695,7 +737,9 @@ static void status(drift_grpc_call *c, void *ctx)
 		pn[resp.n_nodes++] = &self;
 	}
 	resp.nodes = pn;
+	resp.moves = moves_of(nc, st, &resp.n_moves);
 	drift_grpc_call_reply(c, &resp.base);
+	free_moves(resp.moves, resp.n_moves);
 out:
 	for (size_t i = 0; i < n; i++)
 		drift_free(names[i]);
@@ -1009,7 +1053,17 @@ static void shard_map(drift_grpc_call *c, void *ctx)
 		Drift__V1__ShardMapResponse resp;
 		struct map_bufs b;
 		if (fill_map(nc, st, req->collection, &resp, &b) == 0) {
+			size_t nm;
+			Drift__V1__ShardMove **mv = moves_of(nc, st, &nm);
+			for (size_t i = 0; i < nm; i++)
+				for (size_t k = 0; k < resp.n_shards; k++)
+					if (resp.shards[k]->shard ==
+						    mv[i]->shard &&
+					    strcmp(resp.shards[k]->collection,
+						   mv[i]->collection) == 0)
+						resp.shards[k]->move = mv[i];
 			drift_grpc_call_reply(c, &resp.base);
+			free_moves(mv, nm);
 			free_map(&b);
 		} else {
 			drift_grpc_call_finish(c, DRIFT_GRPC_RESOURCE_EXHAUSTED,

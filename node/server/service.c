@@ -1133,6 +1133,16 @@ static int evacuate(void *arg, const char *id, drift_err *err)
 	return drift_replica_evacuate(svc.repl, id, err);
 }
 
+/* Status and ShardMap's hook: how far a move has come. */
+static void progress(void *arg, const char *name, uint64_t created,
+		     uint32_t shard, const char *to, uint64_t *done,
+		     uint64_t *total)
+{
+	(void)arg;
+	drift_replica_move_progress(svc.repl, name, created, shard, to, done,
+				    total);
+}
+
 int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 				drift_node_cluster *nc)
 {
@@ -1158,6 +1168,7 @@ int drift_node_service_register(drift_grpc_server *srv, drift_cm *cm,
 		}
 		drift_node_cluster_on_probe(nc, failover, NULL);
 		drift_node_cluster_on_evacuate(nc, evacuate, NULL);
+		drift_node_cluster_on_progress(nc, progress, NULL);
 	}
 	static const struct {
 		const char *path;
@@ -1218,6 +1229,7 @@ void drift_node_service_close(void)
 		drift_node_cluster_stop(svc.nc); /* the prober, the member */
 		drift_node_cluster_on_probe(svc.nc, NULL, NULL);
 		drift_node_cluster_on_evacuate(svc.nc, NULL, NULL);
+		drift_node_cluster_on_progress(svc.nc, NULL, NULL);
 	}
 	drift_replica_close(svc.repl);
 	svc.repl = NULL;

@@ -17,10 +17,16 @@ processes on 127.0.0.1, driven by stock grpcio.
   moves (each node then holds floor..ceil of the mean replicas), every
   shard's replicas in sync, every acknowledged write readable through the
   new node, no write failed.
+- a move's progress: Status and ShardMap show the moving shard, its
+  source and target, and the bytes its copy has sent out of the whole,
+  growing, while it moves (a cluster of its own, copies throttled), and
+  nothing once it is done.
 """
 import os
+import pty
 import random
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -131,10 +137,16 @@ class Model:
 def main():
     tap = Tap()
     base = tmpdir()
-    nodes = cluster(base, 3)
+    # DRIFT_REPL_ONLY=progress: the move's progress alone.
+    only = os.environ.get("DRIFT_REPL_ONLY", "")
+    nodes = cluster(base, 3) if only == "" else []
     try:
-        run(tap, nodes)
-        rebalance(tap, base, nodes)
+        if only == "":
+            run(tap, nodes)
+            rebalance(tap, base, nodes)
+            for n in nodes:
+                n.kill()
+        move_progress(tap, base)
     finally:
         for n in nodes:
             if n.alive():
@@ -345,6 +357,123 @@ def rebalance(tap, base, nodes):
     tap.check(len(n1.status().nodes) == 3 and all(
         x.state == pb.NODE_STATE_UP for x in n1.status().nodes),
         "and nothing changed")
+
+
+def read_all(fd, into):
+    """What a terminal receives until its last writer closes it."""
+    while True:
+        try:
+            b = os.read(fd, 4096)
+        except OSError:
+            break
+        if not b:
+            break
+        into.append(b)
+    os.close(fd)
+
+
+def move_progress(tap, base):
+    """One move, throttled: its progress in Status and ShardMap."""
+    rate = ["--copy-rate", "1MiB"]
+    nodes = cluster(os.path.join(base, "mp"), 2, extra=rate)
+    try:
+        a = nodes[0]
+        leader_of(nodes)
+        dim, n_pts = 32, 40000
+        a.s.CreateCollection(pb.CreateCollectionRequest(
+            name="mv", dimension=dim, shards=4, replication_factor=1),
+            timeout=30)
+        rng = random.Random(7)
+        for k in range(0, n_pts, 1000):
+            a.s.Upsert(pb.UpsertRequest(collection="mv", points=[
+                pb.Point(id=i, vector=[rng.uniform(-1, 1)
+                                       for _ in range(dim)])
+                for i in range(k, k + 1000)]), timeout=60)
+        a.s.Flush(pb.FlushRequest(collection="mv"), timeout=120)
+        c = Node(os.path.join(base, "mp"), "mp-3", node_id="mp-3",
+                 join=a.addr, extra=rate).start()
+        nodes.append(c)
+        wait_for(lambda: len(a.status().nodes) == 3 and all(
+            x.state == pb.NODE_STATE_UP for x in a.status().nodes), 30)
+        ids = [n.node_id for n in nodes]
+        first = {sa.shard: list(sa.nodes) for sa in a.c.ShardMap(
+            pb.ShardMapRequest(collection="mv"), timeout=10).shards}
+        before = {i: sum(nd == [i] for nd in first.values()) for i in ids}
+        fewest = sum(max(0, c - 2) for c in before.values())
+        # drift-cli rebalance --wait, its progress on a terminal.
+        tty, tty_peer = pty.openpty()
+        cli = subprocess.Popen(
+            [os.environ["DRIFT_CLI"], "--addr", a.addr, "rebalance",
+             "--wait"], stdout=subprocess.PIPE, stderr=tty_peer)
+        os.close(tty_peer)
+        shown = []
+        reader = threading.Thread(target=read_all, args=(tty, shown))
+        reader.start()
+        seen, in_map, bad_map = {}, [], []
+        t0 = time.time()
+        while time.time() - t0 < 120:
+            st = nodes[1].c.Status(pb.StatusRequest(), timeout=10)
+            m = nodes[1].c.ShardMap(pb.ShardMapRequest(collection="mv"),
+                                    timeout=10)
+            for mv in st.moves:
+                seen.setdefault((mv.collection, mv.shard, getattr(
+                    mv, "from"), mv.to), []).append(
+                        (mv.bytes_done, mv.bytes_total))
+            for sa in m.shards:
+                if sa.HasField("move"):
+                    in_map.append(sa.shard)
+                    if sa.move.to not in sa.nodes or \
+                            getattr(sa.move, "from") not in sa.nodes:
+                        bad_map.append(str(sa))
+            if not st.moves and cli.poll() is not None:
+                break
+            time.sleep(0.05)
+        el = time.time() - t0
+        out = cli.communicate(timeout=60)[0].decode()
+        reader.join(10)
+        shown = b"".join(shown).decode(errors="replace")
+        moves = int(out.split()[0]) if out[:1].isdigit() else -1
+        tap.check(cli.returncode == 0 and out.strip().endswith(
+            "shard moves done") and shown.count("moving mv/") == moves and
+            "bytes/s" in shown,
+            "drift-cli rebalance --wait: %r, on its terminal a line per "
+            "move and a bar of its bytes: %r" % (
+                out.strip(), shown.replace("\r", "|")[-300:]))
+        final = {sa.shard: list(sa.nodes) for sa in a.c.ShardMap(
+            pb.ShardMapRequest(collection="mv"), timeout=10).shards}
+        tap.check(moves == fewest and len(seen) == fewest and all(
+            c == "mv" and first[s] == [f] and final[s] == [t]
+            for c, s, f, t in seen),
+            "Rebalance: %d moves (the fewest: %d), each seen in Status with "
+            "its source and target: %s" % (moves, fewest,
+                                            sorted(seen)))
+        grew = {k: sorted({d for d, t in v if t > 0}) for k, v in
+                seen.items()}
+        tap.check(seen and all(d <= t for v in seen.values() for d, t in v)
+                  and all(len(g) >= 2 for g in grew.values()),
+                  "their progress in Status, bytes done growing to the "
+                  "whole: %s (%.1f s, 1 MiB/s)" % (
+                      {k[1]: (g[0], g[-1], max(t for _, t in seen[k]))
+                       for k, g in grew.items() if g}, el))
+        tap.check(in_map and not bad_map and set(in_map) ==
+                  {k[1] for k in seen},
+                  "ShardMap shows the same moves on their shards (%d "
+                  "samples, %s)" % (len(in_map), bad_map[:1]))
+        m = nodes[1].c.ShardMap(pb.ShardMapRequest(collection="mv"),
+                                timeout=10)
+        st = a.c.Status(pb.StatusRequest(), timeout=10)
+        loads = sorted(x.shards for x in st.nodes)
+        tap.check(not st.moves and loads == [1, 1, 2] and
+                  not any(sa.HasField("move") for sa in m.shards),
+                  "done: no move shown, replicas per node %s" % loads)
+        got = a.s.Get(pb.GetRequest(collection="mv", ids=list(
+            range(0, n_pts, 97))), timeout=30)
+        tap.check(len(got.points) == len(range(0, n_pts, 97)),
+                  "every point sampled is there after the move (%d)" %
+                  len(got.points))
+    finally:
+        for n in nodes:
+            n.kill()
 
 
 if __name__ == "__main__":

@@ -265,7 +265,10 @@ static int set_replicas(uint64_t epoch, bool new_epoch, char **nodes,
 	return apply(&c, err);
 }
 
-static int set_replicas_add(uint64_t epoch, const char *node, drift_err *err)
+/* Adds node as a replica, out of sync; with from, marked as the move of
+ * from's replica to it ("" from: of a missing one). */
+static int set_replicas_move(uint64_t epoch, const char *node, const char *from,
+			     drift_err *err)
 {
 	char *add[] = {(char *)node};
 	Drift__Cluster__V1__SetReplicas sr =
@@ -274,11 +277,20 @@ static int set_replicas_add(uint64_t epoch, const char *node, drift_err *err)
 	sr.created_version = drift_meta_col_find(st, "r")->created_version;
 	sr.epoch = epoch;
 	sr.add_nodes = add;
-	sr.n_add_nodes = 1;
+	sr.n_add_nodes = node[0] != '\0';
+	if (from != NULL) {
+		sr.move_from = (char *)from;
+		sr.move_to = (char *)node;
+	}
 	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
 	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_REPLICAS;
 	c.set_replicas = &sr;
 	return apply(&c, err);
+}
+
+static int set_replicas_add(uint64_t epoch, const char *node, drift_err *err)
+{
+	return set_replicas_move(epoch, node, NULL, err);
 }
 
 static const drift_meta_shard *shard_r(void)
@@ -448,4 +460,71 @@ DRIFT_TEST(meta, allocation_failures_change_nothing)
 			cr_assert_eq(st->n_cols, n);
 		}
 	}
+}
+
+DRIFT_TEST(meta, a_move_is_marked_until_done_or_undone)
+{
+	drift_err err;
+	create_rf3();
+	cr_assert_eq(add_node("n4", 7404, NULL), 0);
+	cr_assert_eq(add_node("n5", 7405, NULL), 0);
+	uint64_t e = shard_r()->epoch;
+	cr_assert_eq(set_replicas_move(e, "n4", "n9", &err), DRIFT_EINVAL,
+		     "the source must hold a replica");
+	cr_assert_eq(shard_r()->n, 3, "refused: nothing added");
+	cr_assert_eq(set_replicas_move(e, "n4", "n2", &err), 0, "%s", err.msg);
+	cr_assert_str_eq(shard_r()->move_from, "n2");
+	cr_assert_str_eq(shard_r()->move_to, "n4");
+	cr_assert_eq(set_replicas_move(e, "n5", "n3", &err), DRIFT_ECONFLICT,
+		     "one move of a shard at a time");
+	cr_assert(strstr(err.msg, "moving from n2 to n4") != NULL, "%s",
+		  err.msg);
+	/* The mark survives a snapshot (a new leader finishes the move). */
+	void *buf;
+	size_t len;
+	cr_assert_eq(drift_meta_encode(st, &buf, &len), 0);
+	drift_meta *back;
+	cr_assert_eq(drift_meta_decode(buf, len, &back, NULL), 0);
+	cr_assert_str_eq(drift_meta_col_find(back, "r")->shard[0].move_from,
+			 "n2");
+	cr_assert_str_eq(drift_meta_col_find(back, "r")->shard[0].move_to,
+			 "n4");
+	drift_meta_unref(back);
+	drift_free(buf);
+	/* The target in sync: still moving; the source leaves: done. */
+	char *n4[] = {"n4"}, *n2[] = {"n2"};
+	cr_assert_eq(
+		set_replicas(e, false, NULL, 0, NULL, 0, NULL, 0, n4, 1, &err),
+		0, "%s", err.msg);
+	cr_assert_str_eq(shard_r()->move_to, "n4");
+	Drift__Cluster__V1__SetReplicas sr =
+		DRIFT__CLUSTER__V1__SET_REPLICAS__INIT;
+	sr.collection = "r";
+	sr.created_version = drift_meta_col_find(st, "r")->created_version;
+	sr.epoch = e;
+	sr.drop_nodes = n2;
+	sr.n_drop_nodes = 1;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_REPLICAS;
+	c.set_replicas = &sr;
+	cr_assert_eq(apply(&c, &err), 0, "%s", err.msg);
+	cr_assert_str_eq(shard_r()->move_to, "", "done: the source left");
+	/* Undone: the target leaves before it is in sync. */
+	cr_assert_eq(set_replicas_move(e, "n5", "n3", &err), 0, "%s", err.msg);
+	char *n5[] = {"n5"};
+	sr.drop_nodes = n5;
+	cr_assert_eq(apply(&c, &err), 0, "%s", err.msg);
+	cr_assert_str_eq(shard_r()->move_to, "", "undone: the target left");
+	cr_assert_eq(shard_r()->n, 3);
+	/* A missing replica added: done once it is in sync. */
+	sr.drop_nodes = n4;
+	cr_assert_eq(apply(&c, &err), 0, "%s", err.msg);
+	cr_assert_eq(set_replicas_move(e, "n5", "", &err), 0, "%s", err.msg);
+	cr_assert_str_eq(shard_r()->move_to, "n5");
+	cr_assert_str_eq(shard_r()->move_from, "");
+	char *add5[] = {"n5"};
+	cr_assert_eq(set_replicas(e, false, NULL, 0, NULL, 0, NULL, 0, add5, 1,
+				  &err),
+		     0, "%s", err.msg);
+	cr_assert_str_eq(shard_r()->move_to, "", "done: in sync");
 }
