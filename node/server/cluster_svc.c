@@ -60,65 +60,36 @@ static int propose(drift_node_cluster *nc, Drift__Cluster__V1__Command *cmd,
 
 /* ---- Leader or forward ---- */
 
-bool drift_cluster_svc_lead(drift_node_cluster *nc, drift_grpc_call *c,
-			    const ProtobufCMessage *req,
-			    const ProtobufCMessageDescriptor *resp_desc)
+/* What a node answers to a change forwarded to it when it does not lead
+ * (before doing anything): the forwarding node may try again. */
+#define NOT_LEADER_TEXT "is no longer the Raft leader"
+
+/* Forwards the call's request to the leader id at addr: 1 with the answer
+ * in *msg, or the status in *st. */
+static int forward_to(drift_node_cluster *nc, drift_grpc_call *c,
+		      const ProtobufCMessage *req, const char *id,
+		      const char *addr, drift_grpc_status *st,
+		      drift_grpc_msg **msg)
 {
-	drift_member *m = drift_node_cluster_member(nc);
-	drift_member_info in;
-	char id[DRIFT_NODE_ID_MAX + 1], addr[DRIFT_ADDR_MAX + 1];
-	/* No leader known (an election, a node that has just started): wait
-	 * a little for one, within the caller's deadline, rather than fail a
-	 * change that would succeed a moment later. */
-	uint64_t until = drift_now_ns() + remaining(c, LEADER_WAIT_NS);
-	bool known;
-	for (;;) {
-		drift_member_info_get(m, &in);
-		if (in.leader)
-			return true;
-		known = drift_member_leader(m, id, addr) &&
-			strcmp(id, drift_node_cluster_node_id(nc)) != 0;
-		if (known || drift_now_ns() >= until || drift_grpc_call_done(c))
-			break;
-		usleep(10000);
-	}
-	if (known && drift_grpc_call_header(c, FORWARDED_HEADER) != NULL) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE,
-				       "node %s is no longer the Raft leader "
-				       "(the leader is %s now): retry",
-				       drift_node_cluster_node_id(nc), id);
-		return false;
-	}
-	if (!known) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE,
-				       "no Raft leader is known to node %s "
-				       "(an election, or no quorum): the "
-				       "metadata cannot change now; retry",
-				       drift_node_cluster_node_id(nc));
-		return false;
-	}
 	drift_grpc_client *cl;
 	drift_err err;
 	drift_err_clear(&err);
+	memset(st, 0, sizeof(*st));
 	if (drift_node_cluster_client(nc, addr, &cl, &err) != 0) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE,
-				       "leader %s at %s: %s", id, addr,
-				       err.msg);
-		return false;
+		st->code = DRIFT_GRPC_UNAVAILABLE;
+		snprintf(st->msg, sizeof(st->msg),
+			 "leader %.64s at %.100s: %.160s", id, addr, err.msg);
+		return -1;
 	}
 	/* One hop only: the leader marks nothing, but a node that gets a
 	 * forwarded change and does not lead (leadership moved meanwhile)
 	 * answers UNAVAILABLE at once instead of forwarding again, so two
 	 * nodes with stale views never pass a call back and forth until its
 	 * deadline. */
-	(void)resp_desc;
 	static const char *const hop[] = {FORWARDED_HEADER, "1", NULL};
 	size_t len = protobuf_c_message_get_packed_size(req);
 	uint8_t *buf = drift_malloc(len ? len : 1);
 	drift_grpc_ccall *call = NULL;
-	drift_grpc_status st;
-	memset(&st, 0, sizeof(st));
-	drift_grpc_msg *msg = NULL;
 	int got = -1;
 	if (buf != NULL &&
 	    drift_grpc_ccall_start(cl, drift_grpc_call_path(c),
@@ -127,25 +98,88 @@ bool drift_cluster_svc_lead(drift_node_cluster *nc, drift_grpc_call *c,
 		protobuf_c_message_pack(req, buf);
 		if (drift_grpc_ccall_send(call, buf, len) == 0 &&
 		    drift_grpc_ccall_close_send(call) == 0)
-			got = drift_grpc_ccall_recv(call, &msg);
-		drift_grpc_ccall_finish(call, &st);
+			got = drift_grpc_ccall_recv(call, msg);
+		drift_grpc_ccall_finish(call, st);
 	} else {
-		st.code = DRIFT_GRPC_RESOURCE_EXHAUSTED;
-		snprintf(st.msg, sizeof(st.msg), "out of memory");
+		st->code = DRIFT_GRPC_RESOURCE_EXHAUSTED;
+		snprintf(st->msg, sizeof(st->msg), "out of memory");
 	}
 	drift_free(buf);
-	if (got == 1 && st.code == DRIFT_GRPC_OK) {
-		if (drift_grpc_call_send(c, msg->data, msg->len) == 0)
-			drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
-	} else {
+	return got;
+}
+
+bool drift_cluster_svc_lead(drift_node_cluster *nc, drift_grpc_call *c,
+			    const ProtobufCMessage *req,
+			    const ProtobufCMessageDescriptor *resp_desc)
+{
+	(void)resp_desc;
+	drift_member *m = drift_node_cluster_member(nc);
+	const char *self = drift_node_cluster_node_id(nc);
+	drift_member_info in;
+	char id[DRIFT_NODE_ID_MAX + 1], addr[DRIFT_ADDR_MAX + 1];
+	char refused[DRIFT_NODE_ID_MAX + 1] = "";
+	for (int attempt = 0;; attempt++) {
+		/* No leader known (an election, a node that has just
+		 * started), or only the one that just said it no longer
+		 * leads (this node's view lags by up to a tick): wait a
+		 * little, within the caller's deadline, rather than fail a
+		 * change that would succeed a moment later. */
+		uint64_t until = drift_now_ns() + remaining(c, LEADER_WAIT_NS);
+		bool known;
+		for (;;) {
+			drift_member_info_get(m, &in);
+			if (in.leader)
+				return true;
+			known = drift_member_leader(m, id, addr) &&
+				strcmp(id, self) != 0 &&
+				strcmp(id, refused) != 0;
+			if (known || drift_now_ns() >= until ||
+			    drift_grpc_call_done(c))
+				break;
+			usleep(10000);
+		}
+		if (known &&
+		    drift_grpc_call_header(c, FORWARDED_HEADER) != NULL) {
+			drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE,
+					       "node %s " NOT_LEADER_TEXT
+					       " (the leader is %s now): retry",
+					       self, id);
+			return false;
+		}
+		if (!known) {
+			drift_grpc_call_finish(
+				c, DRIFT_GRPC_UNAVAILABLE,
+				"no Raft leader is known to node %s (an "
+				"election, or no quorum): the metadata cannot "
+				"change now; retry",
+				self);
+			return false;
+		}
+		drift_grpc_status st;
+		drift_grpc_msg *msg = NULL;
+		int got = forward_to(nc, c, req, id, addr, &st, &msg);
+		if (got == 1 && st.code == DRIFT_GRPC_OK) {
+			if (drift_grpc_call_send(c, msg->data, msg->len) == 0)
+				drift_grpc_call_finish(c, DRIFT_GRPC_OK, NULL);
+			drift_grpc_msg_free(msg);
+			return false;
+		}
+		drift_grpc_msg_free(msg);
+		/* The node refused before doing anything: it is safe to go
+		 * to the leader it names (or to lead here) instead. */
+		if (attempt < 2 && st.code == DRIFT_GRPC_UNAVAILABLE &&
+		    strstr(st.msg, NOT_LEADER_TEXT) != NULL &&
+		    !drift_grpc_call_done(c)) {
+			snprintf(refused, sizeof(refused), "%s", id);
+			continue;
+		}
 		drift_grpc_call_finish(
 			c,
 			st.code != DRIFT_GRPC_OK ? st.code
 						 : DRIFT_GRPC_INTERNAL,
 			"%s", st.msg[0] ? st.msg : "no answer from the leader");
+		return false;
 	}
-	drift_grpc_msg_free(msg);
-	return false;
 }
 
 /* ---- Data path routing ---- */
@@ -1043,12 +1077,53 @@ static void shard_map(drift_grpc_call *c, void *ctx)
 		c, &drift__v1__shard_map_request__descriptor);
 	if (req == NULL)
 		return;
-	drift_meta *st = drift_member_state(drift_node_cluster_member(nc));
+	drift_member *m = drift_node_cluster_member(nc);
+	drift_meta *st = drift_member_state(m);
+	uint64_t lv = 0;
+	drift_member_info in = {.leader = true};
 	if (req->collection[0] != '\0' &&
 	    drift_meta_col_find(st, req->collection) == NULL) {
-		drift_grpc_call_finish(c, DRIFT_GRPC_NOT_FOUND,
-				       "collection \"%.80s\" does not exist",
-				       req->collection);
+		/* Perhaps only this node has not applied it yet (a create
+		 * acknowledged by the leader while this node lagged): catch
+		 * up with the leader's map once, as the data path does. */
+		uint64_t until = drift_now_ns() + PEER_TIMEOUT_NS;
+		for (;;) {
+			drift_member_info_get(m, &in);
+			if (in.leader || (lv = leader_version(nc)) > 0 ||
+			    drift_now_ns() >= until || drift_grpc_call_done(c))
+				break;
+			usleep(20000); /* no leader known yet: an election */
+		}
+		if (lv > st->version) {
+			drift_meta_unref(st);
+			drift_member_wait(m, lv - 1,
+					  drift_now_ns() + PEER_TIMEOUT_NS,
+					  &st);
+		}
+	}
+	if (req->collection[0] != '\0' &&
+	    drift_meta_col_find(st, req->collection) == NULL) {
+		if (!in.leader && lv == 0)
+			drift_grpc_call_finish(
+				c, DRIFT_GRPC_UNAVAILABLE,
+				"collection \"%.80s\" is not in node %s's "
+				"map (version %llu) and no Raft leader "
+				"answered to tell whether it is behind; retry",
+				req->collection, drift_node_cluster_node_id(nc),
+				(unsigned long long)st->version);
+		else if (lv > st->version)
+			drift_grpc_call_finish(
+				c, DRIFT_GRPC_UNAVAILABLE,
+				"node %s has map version %llu, the leader "
+				"%llu: it is catching up; retry",
+				drift_node_cluster_node_id(nc),
+				(unsigned long long)st->version,
+				(unsigned long long)lv);
+		else
+			drift_grpc_call_finish(
+				c, DRIFT_GRPC_NOT_FOUND,
+				"collection \"%.80s\" does not exist",
+				req->collection);
 	} else {
 		Drift__V1__ShardMapResponse resp;
 		struct map_bufs b;

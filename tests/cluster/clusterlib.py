@@ -234,6 +234,33 @@ def map_of(n, timeout=10):
                                    for a in m.shards))
 
 
+def settle(nodes, hold=2.0, timeout=30):
+    """Waits until every live node has the same map, every member is UP,
+    and that stays so for hold seconds (after a restart the leader may
+    mark the node DOWN, then UP: its prober needs 1.5 s of failures for
+    the one, a success for the other). The map's version, or None."""
+    deadline = time.time() + timeout
+    since, seen = None, None
+    while time.time() < deadline:
+        try:
+            live = [n for n in nodes if n.alive()]
+            maps = {map_of(n) for n in live}
+            up = all(x.state == pb.NODE_STATE_UP
+                     for x in live[0].status().nodes)
+        except grpc.RpcError:
+            maps, up = set(), False
+        if len(maps) == 1 and up:
+            v = next(iter(maps))[0]
+            if seen != v:
+                since, seen = time.time(), v
+            elif time.time() - since >= hold:
+                return v
+        else:
+            since, seen = None, None
+        time.sleep(0.1)
+    return None
+
+
 class RaftProxy:
     """Forwards connections from its own port to a node's Raft port,
     refusing those from blocked dialers (identified by the handshake)."""

@@ -112,6 +112,9 @@ class Tap:
         try:
             fn(*args)
         except Exception as e:  # noqa: BLE001 - reported as a failure
+            import traceback
+            for ln in traceback.format_exc().splitlines():
+                print("# " + ln, flush=True)
             self.check(False, "%s raised %s: %s" % (name, type(e).__name__,
                                                      e))
 
