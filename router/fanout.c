@@ -9,7 +9,13 @@
 
 #include "common/alloc.h"
 #include "common/clock.h"
+#include "common/grpc/stream.h"
 #include "common/metrics.h"
+
+/* How often a fan-out for a caller looks whether the caller is still
+ * there (a cancelled or timed-out call cancels its parts). Most fan-outs
+ * end well before the first look. */
+#define CALLER_POLL_NS 5000000ull
 
 struct wait {
 	pthread_mutex_t mu;
@@ -21,12 +27,18 @@ struct slot {
 	struct wait *w;
 	drift_fanout_part *part;
 	uint64_t t0;
+	drift_grpc_ccall *call; /* the handle, NULL when never started */
+	bool answered;		/* under w->mu */
 };
 
 /* drift_router_fanout_seconds{node}: each node's part of a fan-out, from
  * the call started to its answer; drift_router_fanout_failures_total{node}
  * the parts that did not answer OK. Made on first use. */
 static drift_metric_family *fanout_seconds, *fanout_failures;
+/* drift_router_fanout_in_flight: parts started and not answered yet;
+ * drift_router_fanout_cancelled_total: parts cancelled because their
+ * caller went away (cancelled, or past its deadline). */
+static drift_series *fanout_in_flight, *fanout_cancelled;
 static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
 
 static void metrics_init(void)
@@ -46,6 +58,16 @@ static void metrics_init(void)
 				 "answer with OK.",
 				 l, 1, NULL, 0, &fanout_failures) != 0)
 		fanout_failures = NULL;
+	fanout_in_flight = drift_metrics_simple(
+		r, DRIFT_METRIC_GAUGE, "drift_router_fanout_in_flight",
+		"Parts of router fan-outs sent to a node and not answered "
+		"yet.",
+		NULL, 0);
+	fanout_cancelled = drift_metrics_simple(
+		r, DRIFT_METRIC_COUNTER, "drift_router_fanout_cancelled_total",
+		"Parts of router fan-outs cancelled (RST_STREAM to the node) "
+		"because their caller cancelled or its deadline passed.",
+		NULL, 0);
 }
 
 static void record(const drift_fanout_part *p, uint64_t t0)
@@ -66,19 +88,22 @@ static void done(void *arg, const drift_grpc_status *st, drift_grpc_msg *resp)
 	s->part->st = *st;
 	s->part->resp = resp;
 	record(s->part, s->t0);
+	drift_metrics_gauge_add(fanout_in_flight, -1);
 	pthread_mutex_lock(&s->w->mu);
+	s->answered = true;
 	if (--s->w->left == 0)
 		pthread_cond_broadcast(&s->w->cond);
 	pthread_mutex_unlock(&s->w->mu);
 }
 
-void drift_fanout_run(drift_rmap_follower *f, drift_fanout_part *parts,
-		      size_t n, uint64_t timeout_ns)
+void drift_fanout_run_for(drift_rmap_follower *f, drift_grpc_call *caller,
+			  drift_fanout_part *parts, size_t n,
+			  uint64_t timeout_ns)
 {
 	pthread_once(&metrics_once, metrics_init);
 	struct wait w = {.left = n};
 	pthread_mutex_init(&w.mu, NULL);
-	pthread_cond_init(&w.cond, NULL);
+	drift_grpc_cond_init(&w.cond);
 	struct slot *slots = drift_calloc(n ? n : 1, sizeof(*slots));
 	for (size_t i = 0; i < n; i++) {
 		drift_fanout_part *p = &parts[i];
@@ -96,9 +121,12 @@ void drift_fanout_run(drift_rmap_follower *f, drift_fanout_part *parts,
 			slots[i].w = &w;
 			slots[i].part = p;
 			slots[i].t0 = drift_now_ns();
-			rv = drift_grpc_client_unary_async(cl, p->path, p->req,
-							   p->len, timeout_ns,
-							   done, &slots[i]);
+			drift_metrics_gauge_add(fanout_in_flight, 1);
+			rv = drift_grpc_client_unary_start(
+				cl, p->path, p->req, p->len, timeout_ns, done,
+				&slots[i], &slots[i].call);
+			if (rv != 0)
+				drift_metrics_gauge_add(fanout_in_flight, -1);
 		}
 		if (rv != 0) {
 			p->st.code = DRIFT_GRPC_UNAVAILABLE;
@@ -111,13 +139,43 @@ void drift_fanout_run(drift_rmap_follower *f, drift_fanout_part *parts,
 			pthread_mutex_unlock(&w.mu);
 		}
 	}
+	/* Wait for every answer; a caller that goes away meanwhile (its
+	 * client cancelled, or its deadline passed) gets its parts cancelled
+	 * at once instead of waiting for them: the nodes stop sending, and
+	 * the handler returns. */
+	bool cancelled = false;
 	pthread_mutex_lock(&w.mu);
-	while (w.left > 0)
-		pthread_cond_wait(&w.cond, &w.mu);
+	while (w.left > 0) {
+		if (caller == NULL || cancelled) {
+			pthread_cond_wait(&w.cond, &w.mu);
+			continue;
+		}
+		drift_grpc_cond_wait(&w.cond, &w.mu,
+				     drift_now_ns() + CALLER_POLL_NS);
+		if (w.left == 0 || !drift_grpc_call_done(caller))
+			continue;
+		/* Under w.mu: a callback takes it only after the call's own
+		 * mutex is released, and cancel takes that one. */
+		cancelled = true;
+		for (size_t i = 0; i < n; i++)
+			if (slots[i].call != NULL && !slots[i].answered) {
+				drift_grpc_ccall_cancel(slots[i].call);
+				drift_metrics_inc(fanout_cancelled);
+			}
+	}
 	pthread_mutex_unlock(&w.mu);
+	for (size_t i = 0; slots != NULL && i < n; i++)
+		if (slots[i].call != NULL)
+			drift_grpc_ccall_release(slots[i].call);
 	pthread_cond_destroy(&w.cond);
 	pthread_mutex_destroy(&w.mu);
 	drift_free(slots);
+}
+
+void drift_fanout_run(drift_rmap_follower *f, drift_fanout_part *parts,
+		      size_t n, uint64_t timeout_ns)
+{
+	drift_fanout_run_for(f, NULL, parts, n, timeout_ns);
 }
 
 void drift_fanout_free(drift_fanout_part *parts, size_t n)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/grpc/client.h"
+#include "common/grpc/server.h"
 #include "common/grpc/status.h"
 #include "router/map.h"
 
@@ -26,6 +27,15 @@ typedef struct drift_fanout_part {
 /* Runs every part; returns when all have answered (or failed). */
 void drift_fanout_run(drift_rmap_follower *f, drift_fanout_part *parts,
 		      size_t n, uint64_t timeout_ns);
+
+/* The same for a call being served (caller, may be NULL): when the caller
+ * is over before every part has answered (its client cancelled it, or its
+ * deadline passed), the parts still running are cancelled (RST_STREAM
+ * CANCEL to their nodes; their status becomes CANCELLED) and this returns
+ * without waiting for the nodes. The caller is looked at every 5 ms. */
+void drift_fanout_run_for(drift_rmap_follower *f, drift_grpc_call *caller,
+			  drift_fanout_part *parts, size_t n,
+			  uint64_t timeout_ns);
 
 /* Frees the responses (not the requests). */
 void drift_fanout_free(drift_fanout_part *parts, size_t n);

@@ -267,7 +267,8 @@ static drift_fanout_part *run_shards(drift_grpc_call *c, const char *name,
 			oom |= p->req == NULL;
 		}
 		if (!oom)
-			drift_fanout_run(follower, parts, n, remaining(c));
+			drift_fanout_run_for(follower, c, parts, n,
+					     remaining(c));
 		const drift_fanout_part *bad =
 			oom ? NULL : drift_fanout_failed(parts, n);
 		uint64_t v = drift_rmap_version(map);

@@ -1223,10 +1223,10 @@ int drift_grpc_client_unary_pb(drift_grpc_client *cl, const char *path,
 	return 0;
 }
 
-int drift_grpc_client_unary_async(drift_grpc_client *cl, const char *path,
+int drift_grpc_client_unary_start(drift_grpc_client *cl, const char *path,
 				  const void *req, size_t len,
 				  uint64_t timeout_ns, drift_grpc_unary_cb cb,
-				  void *arg)
+				  void *arg, drift_grpc_ccall **call)
 {
 	drift_grpc_ccall *c;
 	int rv = drift_grpc_ccall_start(cl, path, timeout_ns, NULL, &c);
@@ -1239,22 +1239,40 @@ int drift_grpc_client_unary_async(drift_grpc_client *cl, const char *path,
 	 * at once; so the callback is set under the mutex and checked). */
 	pthread_mutex_lock(&c->st.mu);
 	bool done = c->done;
-	int code = c->code;
-	if (!done) {
+	drift_grpc_status st = {.code = c->code};
+	if (done)
+		snprintf(st.msg, sizeof(st.msg), "%s", c->msg);
+	else {
 		c->cb = cb;
 		c->cb_arg = arg;
 	}
 	pthread_mutex_unlock(&c->st.mu);
+	*call = c;
 	if (done) {
-		drift_grpc_status st = {.code = code};
-		drift_grpc_ccall_finish(c, &st);
 		cb(arg, &st, NULL);
 		return 0;
 	}
 	if (drift_grpc_ccall_send(c, req, len) == 0)
 		drift_grpc_ccall_close_send(c);
-	/* The caller's reference: the loop's own keeps the call alive until
-	 * the callback has run. */
-	drift_grpc_stream_unref(&c->st);
 	return 0;
+}
+
+void drift_grpc_ccall_release(drift_grpc_ccall *c)
+{
+	/* The loop's own reference keeps the call alive until the callback
+	 * has run. */
+	drift_grpc_stream_unref(&c->st);
+}
+
+int drift_grpc_client_unary_async(drift_grpc_client *cl, const char *path,
+				  const void *req, size_t len,
+				  uint64_t timeout_ns, drift_grpc_unary_cb cb,
+				  void *arg)
+{
+	drift_grpc_ccall *c;
+	int rv = drift_grpc_client_unary_start(cl, path, req, len, timeout_ns,
+					       cb, arg, &c);
+	if (rv == 0)
+		drift_grpc_ccall_release(c);
+	return rv;
 }

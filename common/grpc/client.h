@@ -99,6 +99,20 @@ int drift_grpc_client_unary_async(drift_grpc_client *c, const char *path,
 				  uint64_t timeout_ns, drift_grpc_unary_cb cb,
 				  void *arg);
 
+/* The same, and *call is a handle on it for the caller: cancel it with
+ * drift_grpc_ccall_cancel (RST_STREAM CANCEL if it is on the wire; cb gets
+ * CANCELLED unless its status came first), let go of it with
+ * drift_grpc_ccall_release, once, whether cb has run or not (it may run
+ * before this returns). cb runs exactly once after a 0 return (then *call
+ * is set), never after an error. */
+int drift_grpc_client_unary_start(drift_grpc_client *c, const char *path,
+				  const void *req, size_t len,
+				  uint64_t timeout_ns, drift_grpc_unary_cb cb,
+				  void *arg, drift_grpc_ccall **call);
+/* Drops the caller's handle of an asynchronous call without waiting; the
+ * call goes on (and its callback runs) unless it was cancelled. */
+void drift_grpc_ccall_release(drift_grpc_ccall *call);
+
 /* ---- Streaming calls (any kind), blocking ---- */
 
 /* Starts a call. timeout_ns 0: none. headers: NULL or pairs of extra

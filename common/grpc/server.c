@@ -755,6 +755,12 @@ static void call_detach(drift_grpc_call *c)
 	c->conn = NULL;
 	c->closed = true;
 	stop_timer(c);
+	/* A call whose stream went before its status (the client reset it:
+	 * a cancel, or its connection died) is counted as CANCELLED, as gRPC
+	 * servers report it; no latency. */
+	if (c->m != NULL && c->t_start != 0 && !c->trailers_sent)
+		drift_grpc_metrics_record(c->m->metrics, DRIFT_GRPC_CANCELLED,
+					  0);
 	/* The stream is gone: a handler still running is cancelled (one that
 	 * finished is not affected). */
 	drift_grpc_stream_fail(&c->st, DRIFT_ECANCELED);

@@ -234,6 +234,24 @@ def map_of(n, timeout=10):
                                    for a in m.shards))
 
 
+def scrape(port, timeout=5):
+    """{(name, ((label, value), ...)): value} of GET /metrics at port."""
+    import urllib.request
+    out = {}
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                timeout=timeout) as r:
+        for line in r.read().decode("utf-8").splitlines():
+            if not line or line.startswith("#"):
+                continue
+            key, _, val = line.rpartition(" ")
+            name, _, rest = key.partition("{")
+            labels = tuple(sorted(
+                tuple(kv.split("=", 1)) for kv in
+                rest.rstrip("}").replace('"', "").split(",") if kv))
+            out[(name, labels)] = float(val)
+    return out
+
+
 def settle(nodes, hold=2.0, timeout=30):
     """Waits until every live node has the same map, every member is UP,
     and that stays so for hold seconds (after a restart the leader may
@@ -359,13 +377,18 @@ class RaftProxy:
                 pass
 
 
-def cluster(base, n=3, proxies=False, extra=()):
-    """n nodes: the first bootstraps, the others --join it (node-1..n)."""
+def cluster(base, n=3, proxies=False, extra=(), metrics=False):
+    """n nodes: the first bootstraps, the others --join it (node-1..n).
+    metrics: each serves GET /metrics on its own port (n.metrics_port)."""
     nodes = []
     for i in range(n):
         px = RaftProxy() if proxies else None
+        mport = free_ports(1)[0] if metrics else None
+        more = list(extra) + (["--metrics-listen", "127.0.0.1:%d" % mport]
+                              if metrics else [])
         nd = Node(base, "node-%d" % (i + 1), node_id="node-%d" % (i + 1),
-                  join=nodes[0].addr if i else None, proxy=px, extra=extra)
+                  join=nodes[0].addr if i else None, proxy=px, extra=more)
+        nd.metrics_port = mport
         if px is not None:
             px.target = nd.raft_addr
         nd.start()

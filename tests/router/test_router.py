@@ -21,6 +21,10 @@ processes on 127.0.0.1, stock grpcio):
   the stream UNAVAILABLE at once (not after its 10 s grace);
 - every other drift.v1.Cluster call is forwarded and answers as a node
   does (statuses and messages included);
+- a client that cancels a slow exhaustive SearchBatch through the router
+  (or whose deadline passes): the router cancels its parts at the nodes
+  (its in-flight parts at 0 at once; the nodes count the calls
+  CANCELLED) instead of waiting for them;
 - a --join node that goes silent without a reset (a proxy that swallows
   every byte) is left by the router's map watch (the gRPC client's
   keepalive), which goes on through the next address.
@@ -42,13 +46,16 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
 from clusterlib import (C, cluster, code_of, free_ports, pb,  # noqa: E402
-                        pbg, peer_stubs, shard_of_id, tmpdir, wait_for)
+                        pbg, peer_stubs, scrape, shard_of_id, tmpdir,
+                        wait_for)
 from grpctest import Tap, drift_stubs  # noqa: E402
 from h2proxy import Proxy  # noqa: E402
 
 hpb, hpbg = drift_stubs()[2:]
 
 ROUTER = os.environ["DRIFT_ROUTER"]
+# DRIFT_ROUTER_ONLY=basics,cancel,...: only those parts (to chase one).
+ONLY = [x for x in os.environ.get("DRIFT_ROUTER_ONLY", "").split(",") if x]
 D = 16
 
 
@@ -58,18 +65,21 @@ def vec(i):
 
 
 class Router:
-    def __init__(self, join, log):
+    def __init__(self, join, log, metrics=False):
         self.port = free_ports(1)[0]
         self.addr = "127.0.0.1:%d" % self.port
+        self.metrics_port = free_ports(1)[0] if metrics else None
         self.join = join
         self.log = log
         self.start()
 
     def start(self):
         self.logf = open(self.log, "a")
+        more = (["--metrics-listen", "127.0.0.1:%d" % self.metrics_port]
+                if self.metrics_port else [])
         self.proc = subprocess.Popen(
             [ROUTER, "--listen", self.addr, "--join", self.join,
-             "--log-level", "info"], stdout=subprocess.PIPE,
+             "--log-level", "info"] + more, stdout=subprocess.PIPE,
             stderr=self.logf, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("listening on"):
@@ -99,7 +109,7 @@ class Router:
 def main():
     tap = Tap()
     base = tmpdir()
-    nodes = cluster(base, 3)
+    nodes = cluster(base, 3, metrics=True)
     for n in nodes:
         n.node_id = n.status().node_id
     # New shards go to UP nodes only: wait for the last to turn UP.
@@ -616,13 +626,104 @@ def main():
         wait_for(lambda: len(r2.s.Get(pb.GetRequest(
             collection="r", ids=mine), timeout=5).points) == 5, timeout=20)
 
+    def cancel():
+        """A client that cancels a slow call through the router: the
+        router cancels its parts at the nodes instead of waiting."""
+        r3 = Router(join, os.path.join(base, "router-3.log"), metrics=True)
+        try:
+            cancel_with(r3)
+        finally:
+            r3.stop()
+
+    def cancel_with(r3):
+        dim, per, nq = 64, 8000, 512
+        r3.s.CreateCollection(pb.CreateCollectionRequest(
+            name="slow", dimension=dim, shards=3), timeout=30)
+        rng = np.random.default_rng(18)
+        data = rng.standard_normal((6 * per, dim)).astype(np.float32)
+        for b in range(0, 6 * per, 1000):
+            r3.s.Upsert(pb.UpsertRequest(collection="slow", points=[
+                pb.Point(id=i, vector=data[i])
+                for i in range(b, b + 1000)]), timeout=60)
+        qs = rng.standard_normal((nq, dim)).astype(np.float32)
+        req = pb.SearchBatchRequest(collection="slow", queries=[
+            pb.SearchRequest(collection="slow", vector=q, k=10,
+                             recall_target=1.0) for q in qs])
+
+        def inflight():
+            return scrape(r3.metrics_port).get(
+                ("drift_router_fanout_in_flight", ()), -1)
+
+        def node_cancels(code="CANCELLED"):
+            return sum(scrape(n.metrics_port).get(
+                ("drift_grpc_requests_total",
+                 (("code", code),
+                  ("method", "drift.peer.v1.Shard/SearchBatch"))), 0)
+                for n in nodes)
+
+        def node_ends():
+            return node_cancels() + node_cancels("DEADLINE_EXCEEDED")
+
+        def cancelled_parts():
+            return scrape(r3.metrics_port).get(
+                ("drift_router_fanout_cancelled_total", ()), 0)
+
+        # The same batch uncancelled: how long the nodes take.
+        t0 = time.time()
+        full = r3.s.SearchBatch(req, timeout=120)
+        t_full = time.time() - t0
+        ok_full = len(full.results) == nq
+        before_node, before_parts = node_cancels(), cancelled_parts()
+        fut = r3.s.SearchBatch.future(req, timeout=120)
+        busy = wait_for(lambda: inflight() >= 3, timeout=10, step=0.005)
+        time.sleep(min(0.1, t_full / 4))
+        t1 = time.time()
+        fut.cancel()
+        gone = wait_for(lambda: inflight() == 0, timeout=t_full + 10,
+                        step=0.005)
+        t_gone = time.time() - t1
+        nodes_saw = wait_for(lambda: node_cancels() - before_node >= 3,
+                             timeout=10)
+        parts = cancelled_parts() - before_parts
+        tap.check(ok_full and busy and gone and t_gone < t_full / 2 and
+                  nodes_saw and parts == 3,
+                  "a client cancels a slow SearchBatch through the router "
+                  "(exhaustive, %d queries over %d vectors: %.2f s "
+                  "uncancelled): the router's in-flight parts reach 0 in "
+                  "%.3f s, it cancelled %d parts, the nodes count %d "
+                  "cancelled Shard/SearchBatch calls" %
+                  (nq, 6 * per, t_full, t_gone, parts,
+                   node_cancels() - before_node))
+        # A deadline that passes: the same, without the client's cancel
+        # (a node's own timer may end its part first: DEADLINE_EXCEEDED).
+        before_node = node_ends()
+        t1 = time.time()
+        code, _ = code_of(lambda: r3.s.SearchBatch(
+            req, timeout=max(0.05, t_full / 4)))
+        gone = wait_for(lambda: inflight() == 0, timeout=t_full + 10,
+                        step=0.005)
+        t_gone = time.time() - t1
+        tap.check(code == C.DEADLINE_EXCEEDED and gone and
+                  t_gone < t_full * 0.75 and
+                  wait_for(lambda: node_ends() - before_node >= 3,
+                           timeout=10),
+                  "a deadline passing (%.2f s): %s, the parts gone from "
+                  "the router %.3f s after the call began, the nodes "
+                  "count them cancelled or past their deadline" %
+                  (max(0.05, t_full / 4), code, t_gone))
+        r3.s.DropCollection(pb.DropCollectionRequest(name="slow"),
+                            timeout=30)
+
     for name, fn in [("basics", basics), ("bad_batch", bad_batch),
                      ("flush", flush), ("watch_shard_map", watch_shard_map),
                      ("cluster_methods", cluster_methods),
                      ("silent_node", silent_node),
                      ("two_routers_and_kill", two_routers_and_kill),
                      ("map_change_under_load", map_change_under_load),
+                     ("cancel", cancel),
                      ("node_down", node_down)]:
+        if ONLY and name not in ONLY:
+            continue
         tap.run(name, fn)
     rcs = [r1.stop(), r2.stop()]
     took = []
