@@ -999,6 +999,145 @@ static void probe_select(probe *pr, size_t n, size_t want)
 	qsort(pr, want < n ? want : n, sizeof(probe), probe_cmp);
 }
 
+/* ---- Probe order ---------------------------------------------------------
+ *
+ * The buckets a search scans come one at a time from probe_next, which the
+ * scan asks before each bucket with r, the Euclidean distance of the
+ * calib_rank-th best SQ8 distance so far (+inf while fewer). A probe budget
+ * or an exact search takes pr[0..limit) in order and ignores r. A recall
+ * target on L2 decides per query (the adaptive rule, l1_calib.c): after the
+ * nearest bucket, a bucket b is worth scanning while its boundary
+ * hyperplane with the nearest centroid c0,
+ *
+ *     h(b) = (|q - c_b|^2 - |q - c0|^2) / (2 |c_b - c0|),
+ *
+ * lies within tau * r of the query: a member of b at distance at most r
+ * from q must lie on b's side of that hyperplane (Quake's APS, OSDI'25,
+ * estimates recall from the same geometry; DARTH, SIGMOD'26, stops each
+ * query on its own progress rather than a fixed budget). Buckets come in h
+ * order and r only falls, so the first bucket past tau * r ends the search.
+ * Since |c_b - c0| <= |q - c_b| + |q - c0|, h(b) >= (key_b - key_0) / 2:
+ * only buckets whose key is within 2 tau r_1 of the nearest (r_1 after the
+ * nearest bucket) need an h at all. */
+typedef struct prober {
+	const drift_l1 *l1;
+	const float *qn;
+	probe *pr; /* room for l1->nslots */
+	size_t n, limit, next;
+	bool adaptive;
+	bool graph; /* adaptive: pr came from the centroid graph (want) */
+	size_t want;
+	drift_hit *gs; /* adaptive with the graph: l1_graph_probe's scratch */
+	float tau;
+} prober;
+
+/* Every live centroid's key into p->pr; returns the count. */
+static size_t probe_flat(const drift_l1 *l1, const float *qn, probe *pr)
+{
+	const drift_vec_kernels *k = drift_vec();
+	size_t np = 0;
+	for (uint32_t s = 0; s < l1->nslots; s++) {
+		if (l1->b[s] == NULL)
+			continue;
+		const float *c = l1->cent + (size_t)s * l1->dim;
+		float key = l1->o.metric == DRIFT_METRIC_L2
+				    ? sqrtf(k->l2sq(qn, c, l1->dim))
+				    : -k->dot(qn, c, l1->dim);
+		pr[np++] = (probe){key, s};
+	}
+	return np;
+}
+
+/* The adaptive rule's candidates, once the nearest bucket pr[0] is
+ * scanned and r is known: the buckets with h <= tau * r, their key
+ * replaced by h, sorted, in pr[1..n). */
+static int prober_candidates(prober *p, float r)
+{
+	const drift_l1 *l1 = p->l1;
+	const drift_vec_kernels *k = drift_vec();
+	probe first = p->pr[0];
+	float lim = p->tau * r, gap = 2.0f * lim;
+	/* With the graph: ask again with four times more while every answer
+	 * lies within the key gap (the nearest is among them again). */
+	while (p->graph && p->want < l1->live) {
+		size_t inside = 0;
+		for (size_t i = 0; i < p->n; i++)
+			inside += p->pr[i].key - first.key <= gap;
+		if (inside < p->n)
+			break;
+		p->want *= 4;
+		drift_free(p->gs);
+		p->gs = drift_mallocarray(p->want, sizeof(drift_hit));
+		if (p->gs == NULL)
+			return DRIFT_ENOMEM;
+		p->n = l1_graph_probe(l1, p->qn, p->want, p->gs, p->pr);
+		if (p->n == 0) {
+			p->n = probe_flat(l1, p->qn, p->pr);
+			break;
+		}
+	}
+	const float *c0 = l1->cent + (size_t)first.slot * l1->dim;
+	size_t m = 1;
+	for (size_t i = 0; i < p->n; i++) {
+		probe c = p->pr[i];
+		if (c.slot == first.slot || c.key - first.key > gap)
+			continue;
+		float dc = sqrtf(k->l2sq(l1->cent + (size_t)c.slot * l1->dim,
+					 c0, l1->dim));
+		float num = (c.key - first.key) * (c.key + first.key);
+		float h = num > 0 ? num / (2.0f * dc) : 0.0f;
+		if (!(h <= lim)) /* also dc 0 with num > 0 */
+			continue;
+		p->pr[m++] = (probe){h, c.slot};
+	}
+	p->pr[0] = first;
+	p->n = m;
+	qsort(p->pr + 1, m - 1, sizeof(probe), probe_cmp);
+	return 0;
+}
+
+/* The next bucket to scan into *out: 1, 0 when the search ends, or a
+ * negative error. */
+static int probe_next(prober *p, float r, probe *out)
+{
+	if (!p->adaptive) {
+		if (p->next >= p->limit)
+			return 0;
+		*out = p->pr[p->next++];
+		return 1;
+	}
+	if (p->next == 0) {
+		if (p->n == 0)
+			return 0;
+		size_t best = 0;
+		for (size_t i = 1; i < p->n; i++)
+			if (probe_cmp(&p->pr[i], &p->pr[best]) < 0)
+				best = i;
+		probe t = p->pr[0];
+		p->pr[0] = p->pr[best];
+		p->pr[best] = t;
+		*out = p->pr[p->next++];
+		return 1;
+	}
+	if (p->next == 1) {
+		int rv = prober_candidates(p, r);
+		if (rv != 0)
+			return rv;
+	}
+	if (p->next >= p->n || !(p->pr[p->next].key <= p->tau * r))
+		return 0;
+	*out = p->pr[p->next++];
+	return 1;
+}
+
+/* The radius probe_next wants from the calib_rank-th best SQ8 distance
+ * (squared L2) kept in rk. */
+static float probe_radius(const drift_topk *rk)
+{
+	float d = drift_topk_bound(rk);
+	return d < INFINITY ? sqrtf(d > 0 ? d : 0) : INFINITY;
+}
+
 void l1_exact_scratch_free(l1_exact_scratch *sc)
 {
 	drift_free(sc->lb);
@@ -1275,8 +1414,8 @@ static int rerank_candidates(const drift_l1 *l1, const float *qn, float qnorm,
  * enter the top k), so, but for the RaBitQ bound's small failure
  * probability, the answer is the SQ8 scan's. */
 static int rabitq_scan(const drift_l1 *l1, const float *qn, float qnorm,
-		       const probe *pr, size_t limit, size_t rerank,
-		       drift_hit *cbuf, drift_topk *top, float *vbuf,
+		       prober *p, size_t rerank, drift_hit *cbuf,
+		       drift_topk *rk, drift_topk *top, float *vbuf,
 		       uint32_t *vrow, uint32_t *probed, uint64_t *scanned,
 		       uint64_t *nrefined)
 {
@@ -1302,8 +1441,9 @@ static int rabitq_scan(const drift_l1 *l1, const float *qn, float qnorm,
 	drift_topk_init(&cand, cbuf, rerank);
 	drift_topk_init(&kth, cbuf + rerank, top->k);
 	uint64_t refined = 0;
-	for (size_t i = 0; i < limit; i++) {
-		uint32_t s = pr[i].slot;
+	probe cur;
+	while ((rv = probe_next(p, probe_radius(rk), &cur)) > 0) {
+		uint32_t s = cur.slot;
 		const l1_bucket *b = l1->b[s];
 		/* Bounds come in whole blocks. */
 		uint32_t rows = (b->n + DRIFT_RABITQ_BLOCK - 1) &
@@ -1325,7 +1465,7 @@ static int rabitq_scan(const drift_l1 *l1, const float *qn, float qnorm,
 			drift_rabitq_prepare(&pq, t, true, 0);
 		} else {
 			/* The probe key is -<q, c>. */
-			drift_rabitq_prepare(&pq, qr, false, pr[i].key + cos1);
+			drift_rabitq_prepare(&pq, qr, false, cur.key + cos1);
 		}
 		drift_rabitq_bounds(&pq, b->bits, b->bfac, b->n, RABITQ_EPS,
 				    NULL, lb);
@@ -1358,6 +1498,8 @@ static int rabitq_scan(const drift_l1 *l1, const float *qn, float qnorm,
 			refined++;
 			drift_hit h = {(uint64_t)s << 32 | r, d};
 			drift_topk_push(&cand, h);
+			if (p->adaptive)
+				drift_topk_push(rk, h);
 			h.distance = sq8_upper_bound(l1, b, d, qnorm);
 			drift_topk_push(&kth, h);
 			bc = drift_topk_bound(&cand);
@@ -1367,6 +1509,8 @@ static int rabitq_scan(const drift_l1 *l1, const float *qn, float qnorm,
 		(*probed)++;
 		*scanned += b->n;
 	}
+	if (rv < 0)
+		goto out;
 	*nrefined = refined;
 	rv = rerank_candidates(l1, qn, qnorm, &cand, top, vbuf, vrow);
 out:
@@ -1404,7 +1548,11 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 	float *qn = drift_aligned_alloc(DRIFT_ALIGN_CACHE, dim * sizeof(float));
 	float *tq = drift_mallocarray(dim, sizeof(float));
 	drift_hit *heap = drift_mallocarray(so->k, sizeof(drift_hit));
-	drift_hit *cbuf = drift_mallocarray(rerank + so->k, sizeof(drift_hit));
+	/* The radius of the adaptive rule: the calib_rank-th best SQ8
+	 * distance (l1_calib_rank). */
+	size_t rrank = l1_calib_rank(so->k);
+	drift_hit *cbuf =
+		drift_mallocarray(rerank + so->k + rrank, sizeof(drift_hit));
 	probe *pr = NULL;
 	int rv = DRIFT_ENOMEM;
 	if (qn == NULL || tq == NULL || heap == NULL || cbuf == NULL ||
@@ -1436,12 +1584,19 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		if (l1->o.metric != DRIFT_METRIC_L2)
 			scale *= qnorm;
 	}
+	/* A calibrated recall target on L2 decides bucket by bucket
+	 * (probe_next); on the other metrics it probes the buckets within
+	 * the calibrated key gap of the nearest (l1_calib.c). */
+	prober pb = {.l1 = l1, .qn = qn, .pr = pr, .tau = tau};
+	pb.adaptive = !exact && so->nprobe == 0 && tau < FLT_MAX &&
+		      l1->o.metric == DRIFT_METRIC_L2;
 	size_t np = 0;
 	float kmin = FLT_MAX;
 	/* Centroid order: from the centroid graph when there is one (a probe
 	 * budget asks it for that many; a recall target for GRAPH_FIRST,
-	 * then four times more while every answer is within the gap), else
-	 * a flat scan of every centroid. */
+	 * then four times more while every answer is within the gap: at
+	 * once for the key gap, after the nearest bucket for the adaptive
+	 * rule), else a flat scan of every centroid. */
 	bool flat = true;
 	size_t want = so->nprobe > 0 ? so->nprobe : GRAPH_FIRST;
 	while (!exact && l1->cg != NULL && l1->cg_ok && want < l1->live) {
@@ -1457,31 +1612,25 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		size_t inside = 0;
 		for (size_t i = 0; i < np && so->nprobe == 0; i++)
 			inside += (pr[i].key - kmin) <= tau * scale;
-		if (so->nprobe > 0 || inside < np) {
+		if (so->nprobe > 0 || pb.adaptive || inside < np) {
 			flat = false;
+			pb.graph = pb.adaptive;
+			pb.want = want;
 			break;
 		}
 		want *= 4;
 	}
 	if (flat) {
-		np = 0;
+		np = probe_flat(l1, qn, pr);
 		kmin = FLT_MAX;
-		for (uint32_t s = 0; s < l1->nslots; s++) {
-			if (l1->b[s] == NULL)
-				continue;
-			const float *c = l1->cent + (size_t)s * dim;
-			float key = l1->o.metric == DRIFT_METRIC_L2
-					    ? sqrtf(k->l2sq(qn, c, dim))
-					    : -k->dot(qn, c, dim);
-			pr[np++] = (probe){key, s};
-			if (key < kmin)
-				kmin = key;
-		}
+		for (size_t i = 0; i < np; i++)
+			if (pr[i].key < kmin)
+				kmin = pr[i].key;
 	}
 	size_t limit = np;
 	if (so->nprobe > 0 && !so->exhaustive) {
 		limit = so->nprobe < np ? so->nprobe : np;
-	} else if (!exact) {
+	} else if (!exact && !pb.adaptive) {
 		/* Probe the buckets within the calibrated gap of the
 		 * nearest centroid (l1_calib.c). */
 		size_t m = 0;
@@ -1491,10 +1640,14 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		np = m;
 		limit = np;
 	}
-	probe_select(pr, np, limit);
+	if (!pb.adaptive)
+		probe_select(pr, np, limit);
+	pb.n = np;
+	pb.limit = limit;
 
-	drift_topk top;
+	drift_topk top, rk;
 	drift_topk_init(&top, heap, so->k);
+	drift_topk_init(&rk, cbuf + rerank + so->k, rrank);
 	uint32_t probed = 0;
 	uint64_t scanned = 0, refined = 0;
 	if (exact) {
@@ -1537,7 +1690,7 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 			scanned += b->n;
 		}
 	} else if (use_rabitq) {
-		rv = rabitq_scan(l1, qn, qnorm, pr, limit, rerank, cbuf, &top,
+		rv = rabitq_scan(l1, qn, qnorm, &pb, rerank, cbuf, &rk, &top,
 				 vbuf, vrow, &probed, &scanned, &refined);
 	} else {
 		/* SQ8 asymmetric distances pick rerank candidates, which
@@ -1547,8 +1700,9 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 		drift_topk cand;
 		drift_topk_init(&cand, cbuf, rerank);
 		float dists[256];
-		for (size_t i = 0; i < limit; i++) {
-			uint32_t s = pr[i].slot;
+		probe cur;
+		while ((rv = probe_next(&pb, probe_radius(&rk), &cur)) > 0) {
+			uint32_t s = cur.slot;
 			const l1_bucket *b = l1->b[s];
 			float bias = sq8_prepare(l1, b, qn, tq);
 			for (uint32_t r0 = 0; r0 < b->n; r0 += 256) {
@@ -1558,18 +1712,23 @@ int drift_l1_search(drift_l1 *l1, const float *q,
 					sk->l2(tq, b->qscale, c, m, dim, dists);
 				else
 					sk->ip(tq, c, m, dim, dists);
-				for (uint32_t r = 0; r < m; r++)
-					drift_topk_push(
-						&cand,
-						(drift_hit){(uint64_t)s << 32 |
-								    (r0 + r),
-							    dists[r] + bias});
+				for (uint32_t r = 0; r < m; r++) {
+					drift_hit h = {(uint64_t)s << 32 |
+							       (r0 + r),
+						       dists[r] + bias};
+					drift_topk_push(&cand, h);
+					if (pb.adaptive)
+						drift_topk_push(&rk, h);
+				}
 			}
 			probed++;
 			scanned += b->n;
 		}
-		rv = rerank_candidates(l1, qn, qnorm, &cand, &top, vbuf, vrow);
+		if (rv == 0)
+			rv = rerank_candidates(l1, qn, qnorm, &cand, &top, vbuf,
+					       vrow);
 	}
+	drift_free(pb.gs);
 	pthread_rwlock_unlock(&l1->lock);
 	if (rv != 0)
 		goto out;

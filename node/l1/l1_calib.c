@@ -28,6 +28,19 @@
  * shrinks by 30%. Two tables are kept: ranks < 10 (k <= 10) and ranks < 100
  * (larger k). Maintenance recalibrates after a tenth of the vectors changed.
  *
+ * On L2 the rule is adaptive instead (l1.c's probe_next): the threshold
+ * scales with each query's own radius r, the calib_rank-th best distance
+ * found so far, and the gap of a bucket is its boundary hyperplane's
+ * distance from the query, h(b), in units of r (Quake's APS, OSDI'25,
+ * reasons on the same geometry; DARTH, SIGMOD'26, ends each query on its
+ * own progress). A fixed key gap could not carry over from the sample (the
+ * index's own vectors, whose neighbours are near) to held-out queries,
+ * whose neighbours are farther: on 1M SIFT target 0.95 measured 0.974
+ * while a 200,000-row subset held the band (docs/search-profile.md). A
+ * radius measured per query follows that difference. The gap recorded for
+ * a neighbour is then the least tau at which the replayed search reaches
+ * its bucket (adaptive_gaps), and the quantile is taken at t itself.
+ *
  * Memory follows content (issue 22). A table keeps at most CALIB_TABLE
  * quantiles of its sorted gaps, each rounded up to the next kept one, so a
  * threshold read from it is never below the exact one (at most 1/CALIB_TABLE
@@ -53,6 +66,15 @@
 #define CALIB_K 100
 #define CALIB_SMALL_K 10
 #define MISS_SHRINK 0.3f
+/* The same for the adaptive rule (L2), whose radius follows each query:
+ * there the measured recall runs above the replayed one (a search's radius
+ * comes from SQ8 distances and from every row it scanned, never below the
+ * replay's, and whole buckets come with each probe), so the quantile is
+ * taken a little below t. Measured (docs/search-profile.md): at 0 targets
+ * 0.90 / 0.95 / 0.99 gave 0.921 / 0.960 / 0.989 on 1M SIFT and 0.918 /
+ * 0.962 / 0.995 on Fashion-MNIST; at -0.1, 0.911 / 0.958 / 0.989 and
+ * 0.908 / 0.958 / 0.994. */
+#define ADAPT_MISS_SHRINK -0.1f
 /* Sample queries drawn anew at each refresh besides the stale ones. */
 #define CALIB_ROTATE (CALIB_QUERIES / 10)
 /* Quantiles kept of a gap table. */
@@ -67,6 +89,11 @@ static int float_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+size_t l1_calib_rank(uint32_t k)
+{
+	return k <= CALIB_SMALL_K ? CALIB_SMALL_K : CALIB_K;
+}
+
 float l1_calib_tau(const drift_l1 *l1, float target, uint32_t k)
 {
 	const float *g =
@@ -74,7 +101,9 @@ float l1_calib_tau(const drift_l1 *l1, float target, uint32_t k)
 	size_t n = k <= CALIB_SMALL_K ? l1->calib.n10 : l1->calib.n100;
 	if (g == NULL || n == 0)
 		return FLT_MAX; /* uncalibrated: probe everything */
-	float t = target + (1.0f - target) * MISS_SHRINK;
+	float shrink = l1->o.metric == DRIFT_METRIC_L2 ? ADAPT_MISS_SHRINK
+						       : MISS_SHRINK;
+	float t = target + (1.0f - target) * shrink;
 	size_t idx = (size_t)ceilf(t * (float)n);
 	if (idx == 0)
 		idx = 1;
@@ -246,6 +275,104 @@ static bool sample_kept(const drift_l1 *l1, size_t nq)
 	       (size_t)l1->count * l1->dim * sizeof(float);
 }
 
+/* A located neighbour of a sample query, for adaptive_gaps. */
+typedef struct calib_nbr {
+	float h;	 /* its bucket's hyperplane distance (0: the nearest) */
+	float d;	 /* its distance to the query */
+	uint32_t bucket; /* its slot */
+	uint32_t rank;	 /* among the located neighbours, by distance */
+} calib_nbr;
+
+static int nbr_cmp(const void *a, const void *b)
+{
+	const calib_nbr *x = a, *y = b;
+	if (x->h != y->h)
+		return x->h < y->h ? -1 : 1;
+	if (x->bucket != y->bucket)
+		return x->bucket < y->bucket ? -1 : 1;
+	return x->rank < y->rank ? -1 : x->rank > y->rank;
+}
+
+/* The radius the search would have with the neighbours marked in found
+ * (by rank, nb distances ascending in d): the R-th found one's distance;
+ * with fewer found, a search has seen none of the others, so its R-th
+ * best lies beyond the farthest listed (full list) or is none yet. */
+static float found_radius(const float *d, const bool *found, size_t m,
+			  size_t rank_r, bool full)
+{
+	size_t c = 0;
+	for (size_t j = 0; j < m; j++)
+		if (found[j] && ++c == rank_r)
+			return d[j];
+	return full && m > 0 ? d[m - 1] : INFINITY;
+}
+
+/* The gaps of the adaptive rule (L2; l1.c's probe_next) for one sample
+ * query: the least tau at which a search probes each neighbour's bucket.
+ * The search probes the nearest bucket, then the others in order of h
+ * while h <= tau * r, r the rank_r-th best distance so far; replayed on
+ * the listed neighbours (sorted, nh, by distance), a bucket is probed iff
+ * tau is at least the greatest h / r met on the way to it, where only
+ * buckets holding neighbours change r or raise that maximum (an empty
+ * bucket in between has a smaller h and the same r). Writes the gap of
+ * each located neighbour of rank < rank_r into out; returns how many.
+ * nb, dist and found: room for nh. */
+static size_t adaptive_gaps(const drift_l1 *l1, const float *keys,
+			    uint32_t first, const drift_hit *sorted, size_t nh,
+			    size_t rank_r, calib_nbr *nb, float *dist,
+			    bool *found, float *out)
+{
+	const drift_vec_kernels *k = drift_vec();
+	const float *c0 = l1->cent + (size_t)first * l1->dim;
+	float k0 = keys[first];
+	size_t m = 0;
+	for (size_t h = 0; h < nh; h++) {
+		drift_kv_loc loc;
+		if (drift_kv_get(&l1->kv, sorted[h].id, &loc) != 0)
+			continue;
+		uint32_t s = loc.bucket;
+		float hb = 0;
+		if (s != first) {
+			float dc = sqrtf(k->l2sq(l1->cent + (size_t)s * l1->dim,
+						 c0, l1->dim));
+			float num = (keys[s] - k0) * (keys[s] + k0);
+			hb = num > 0 ? num / (2.0f * dc) : 0.0f;
+			if (isnan(hb))
+				hb = INFINITY;
+		}
+		float d = sorted[h].distance;
+		dist[m] = sqrtf(d > 0 ? d : 0);
+		found[m] = s == first;
+		nb[m] = (calib_nbr){s == first ? -1.0f : hb, dist[m], s,
+				    (uint32_t)m};
+		m++;
+	}
+	qsort(nb, m, sizeof(calib_nbr), nbr_cmp);
+	bool full = nh == CALIB_K;
+	size_t nout = 0;
+	float crit = 0;
+	for (size_t j = 0; j < m;) {
+		size_t e = j;
+		while (e < m && nb[e].bucket == nb[j].bucket)
+			e++;
+		if (nb[j].h >= 0) {
+			float r = found_radius(dist, found, m, rank_r, full);
+			float x = nb[j].h == 0 ? 0
+				  : r > 0      ? nb[j].h / r
+					       : INFINITY;
+			if (x > crit)
+				crit = x;
+		}
+		for (size_t g = j; g < e; g++) {
+			found[nb[g].rank] = true;
+			if (nb[g].rank < rank_r)
+				out[nout++] = nb[j].h >= 0 ? crit : 0.0f;
+		}
+		j = e;
+	}
+	return nout;
+}
+
 static int hit_cmp(const void *a, const void *b)
 {
 	const drift_hit *x = a, *y = b;
@@ -292,6 +419,9 @@ static int calibrate(drift_l1 *l1, bool full, drift_err *err)
 	calib_batch cb = {.nq = nq};
 	bool *redo = drift_calloc(nq + 1, sizeof(bool));
 	drift_hit *sorted = drift_mallocarray(CALIB_K, sizeof(drift_hit));
+	calib_nbr *nb = drift_mallocarray(CALIB_K, sizeof(calib_nbr));
+	float *dist = drift_mallocarray(CALIB_K, sizeof(float));
+	bool *found = drift_mallocarray(CALIB_K, sizeof(bool));
 	float *gaps10 =
 		drift_mallocarray(nq * CALIB_SMALL_K + 1, sizeof(float));
 	float *gaps100 = drift_mallocarray(nq * CALIB_K + 1, sizeof(float));
@@ -300,8 +430,8 @@ static int calibrate(drift_l1 *l1, bool full, drift_err *err)
 	cb.qs = drift_mallocarray(nq + 1, sizeof(float));
 	cb.first = drift_mallocarray(nq + 1, sizeof(uint32_t));
 	cb.want = drift_mallocarray(nq + 1, sizeof(uint32_t));
-	if (!redo || !sorted || !gaps10 || !gaps100 || !cb.keys || !cb.kmin ||
-	    !cb.qs || !cb.first || !cb.want)
+	if (!redo || !sorted || !nb || !dist || !found || !gaps10 || !gaps100 ||
+	    !cb.keys || !cb.kmin || !cb.qs || !cb.first || !cb.want)
 		goto fail;
 	if (full || sm->nq != nq) {
 		if ((rv = sample_alloc(sm, nq, dim)) != 0)
@@ -366,6 +496,15 @@ static int calibrate(drift_l1 *l1, bool full, drift_err *err)
 		memcpy(sorted, sm->top[i].h, nh * sizeof(drift_hit));
 		qsort(sorted, nh, sizeof(drift_hit), hit_cmp);
 		const float *keys = cb.keys + i * ns;
+		if (l1->o.metric == DRIFT_METRIC_L2) {
+			n10 += adaptive_gaps(l1, keys, cb.first[i], sorted, nh,
+					     CALIB_SMALL_K, nb, dist, found,
+					     gaps10 + n10);
+			n100 += adaptive_gaps(l1, keys, cb.first[i], sorted, nh,
+					      CALIB_K, nb, dist, found,
+					      gaps100 + n100);
+			continue;
+		}
 		for (size_t h = 0, rank = 0; h < nh; h++) {
 			drift_kv_loc loc;
 			if (drift_kv_get(&l1->kv, sorted[h].id, &loc) != 0)
@@ -399,11 +538,17 @@ static int calibrate(drift_l1 *l1, bool full, drift_err *err)
 	drift_free(old100);
 	drift_free(redo);
 	drift_free(sorted);
+	drift_free(nb);
+	drift_free(dist);
+	drift_free(found);
 	batch_free(&cb);
 	return 0;
 fail:
 	drift_free(redo);
 	drift_free(sorted);
+	drift_free(nb);
+	drift_free(dist);
+	drift_free(found);
 	drift_free(gaps10);
 	drift_free(gaps100);
 	batch_free(&cb);

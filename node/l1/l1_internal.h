@@ -219,6 +219,10 @@ void l1_sample_free(l1_sample *sm);
 /* Gap threshold of a recall target for k results, from the calibration. */
 float l1_calib_tau(const drift_l1 *l1, float target, uint32_t k);
 
+/* The rank whose distance so far is the radius of the adaptive rule (L2)
+ * for k results: 10 up to k = 10, else 100 (the two tables). */
+size_t l1_calib_rank(uint32_t k);
+
 /* The nearest live slot to v by squared L2 (skipping exclude, or UINT32_MAX
  * for none). */
 uint32_t l1_nearest_slot(const drift_l1 *l1, const float *v, uint32_t exclude,

@@ -6,7 +6,7 @@
  *               [--bucket N] [--load-only] [--vec-dir DIR | --vec-memory]
  *               [--cache-mb N] [--scan rabitq|sq8|both]
  *               [--point nprobe=N | --point recall_target=T] [--repeat N]
- *               [--graph-min N]
+ *               [--graph-min N] [--probes N,N,...] [--targets T,T,...]
  *   drift-bench drift BASE.fvecs STEPS.tsv QUERY.fvecs
  *               [--budget NPROBE | --share FRACTION] [--no-maintenance]
  *               [--bucket N]
@@ -21,7 +21,9 @@
  * rule a row out (default), SQ8 alone, or both at every point. --point
  * measures that one point instead of the sweep, --repeat times (profiles).
  * --graph-min sets the live buckets from which the centroid graph is used
- * (drift_l1_opts.graph_min_buckets; 4294967295: never).
+ * (drift_l1_opts.graph_min_buckets; 4294967295: never). --probes and
+ * --targets replace the sweep's budgets and recall targets (comma lists,
+ * at most 16 each; "" for none).
  * drift: inserts the base rows in order in the steps of STEPS.tsv (lines
  * "end_row <TAB> gt.ivecs <TAB> queries.idx"), maintaining buckets after
  * each step unless told not to, and prints recall@10, p50/p99 latency and
@@ -239,6 +241,31 @@ typedef struct sweep_point {
 	drift_l1_search_opts so;
 } sweep_point;
 
+/* A comma list of at most 16 numbers in [lo, hi] into u (as integers) or
+ * f; "" is none. 0, or -1 with a message. */
+static int parse_list(const char *list, double lo, double hi, uint32_t *u,
+		      float *f, size_t *n)
+{
+	size_t m = 0;
+	const char *p = list;
+	while (*p != 0) {
+		char *end;
+		double v = strtod(p, &end);
+		if (end == p || m == 16 || !(v >= lo && v <= hi) ||
+		    (*end != ',' && *end != 0)) {
+			fprintf(stderr, "drift-bench: bad list \"%s\"\n", list);
+			return -1;
+		}
+		if (u != NULL)
+			u[m++] = (uint32_t)v;
+		else
+			f[m++] = (float)v;
+		p = *end == ',' ? end + 1 : end;
+	}
+	*n = m;
+	return 0;
+}
+
 static int cmd_static(int argc, char **argv)
 {
 	if (argc < 5)
@@ -247,6 +274,7 @@ static int cmd_static(int argc, char **argv)
 	uint32_t bucket = 0;
 	int load_only = 0;
 	const char *scan = "rabitq", *point = NULL;
+	const char *probe_list = NULL, *target_list = NULL;
 	int repeat = 1;
 	uint32_t graph_min = 0;
 	const char *vec_dir = getenv("TMPDIR");
@@ -274,6 +302,10 @@ static int cmd_static(int argc, char **argv)
 			repeat = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--graph-min") == 0 && i + 1 < argc)
 			graph_min = (uint32_t)strtoul(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--probes") == 0 && i + 1 < argc)
+			probe_list = argv[++i];
+		else if (strcmp(argv[i], "--targets") == 0 && i + 1 < argc)
+			target_list = argv[++i];
 	}
 	if (strcmp(scan, "rabitq") != 0 && strcmp(scan, "sq8") != 0 &&
 	    strcmp(scan, "both") != 0) {
@@ -308,8 +340,19 @@ static int cmd_static(int argc, char **argv)
 	double *lat = malloc(q.rows * sizeof(double));
 	sweep_point points[32];
 	int np = 0;
-	const uint32_t probes[] = {1, 2, 4, 8, 16, 32, 64};
-	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
+	uint32_t probes[16] = {1, 2, 4, 8, 16, 32, 64};
+	size_t nprobes = 7;
+	float targets[16] = {0.8f, 0.9f, 0.95f, 0.98f, 0.99f, 0.995f};
+	size_t ntargets = 6;
+	/* --probes / --targets: comma lists in place of the defaults ("" for
+	 * none), e.g. the budgets around a target's recall. */
+	if (probe_list != NULL &&
+	    parse_list(probe_list, 1, 1e6, probes, NULL, &nprobes) != 0)
+		return 2;
+	if (target_list != NULL &&
+	    parse_list(target_list, 1e-3, 1, NULL, targets, &ntargets) != 0)
+		return 2;
+	for (size_t i = 0; i < nprobes; i++) {
 		/* Budgets past the bucket count all scan everything: the
 		 * first of them is measured, the rest would repeat it. */
 		if (i > 0 && probes[i - 1] >= st.buckets)
@@ -317,8 +360,7 @@ static int cmd_static(int argc, char **argv)
 		points[np++] = (sweep_point){
 			"nprobe", probes[i], {.k = 10, .nprobe = probes[i]}};
 	}
-	const float targets[] = {0.8f, 0.9f, 0.95f, 0.98f, 0.99f, 0.995f};
-	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
+	for (size_t i = 0; i < ntargets; i++)
 		points[np++] =
 			(sweep_point){"recall_target",
 				      targets[i],

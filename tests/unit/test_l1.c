@@ -460,7 +460,9 @@ DRIFT_TEST(l1, recall_floor_on_clustered_data_at_a_fixed_budget)
 
 /* The recall target holds on real data (Fashion-MNIST: 20,000 training
  * images as the base, 200 test images as queries) without probing
- * everything. */
+ * everything, and without overshooting: the mean recall@10 lies within
+ * [t - 0.01, t + 0.03] (issue 23 asks [t - 0.005, t + 0.02] of the whole
+ * sets; 200 queries leave about 0.005 of sampling noise either way). */
 DRIFT_TEST(l1, recall_target_holds_on_fashion_mnist)
 {
 	enum { DIM = DRIFT_TEST_FMNIST_DIM };
@@ -483,7 +485,9 @@ DRIFT_TEST(l1, recall_target_holds_on_fashion_mnist)
 		cr_log_info("fashion-mnist: target %.2f -> recall@10 %.4f, "
 			    "%.1f of %u buckets probed",
 			    targets[t], r, probed, st.buckets);
-		cr_assert_geq(r, targets[t], "target %.2f gave %.4f",
+		cr_assert_geq(r, targets[t] - 0.01, "target %.2f gave %.4f",
+			      targets[t], r);
+		cr_assert_leq(r, targets[t] + 0.03, "target %.2f gave %.4f",
 			      targets[t], r);
 		cr_assert_lt(probed, st.buckets * 0.8, "not exhaustive");
 	}
