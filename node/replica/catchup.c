@@ -414,6 +414,7 @@ void *repl_catchup_main(void *arg)
 	const char *self = drift_node_cluster_node_id(r->nc);
 	uint64_t known = 0;
 	while (pause_pass(r, &known)) {
+		repl_repair_pass(r);
 		drift_meta *st =
 			drift_member_state(drift_node_cluster_member(r->nc));
 		for (size_t c = 0; c < st->n_cols; c++) {

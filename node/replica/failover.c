@@ -38,46 +38,65 @@ int repl_fence(drift_replica *r, const char *addr,
 	return rv;
 }
 
-static void promote(drift_replica *r, const drift_meta *st,
-		    const drift_meta_collection *mc, uint32_t shard)
+int repl_hand_over(drift_replica *r, const drift_meta *st,
+		   const drift_meta_collection *mc, uint32_t shard,
+		   const char *gone, const char *prefer, bool keep,
+		   uint64_t *version, drift_err *err)
 {
 	const drift_meta_shard *sh = &mc->shard[shard];
+	drift_err ferr;
+	/* The old primary first, when it may still be up: it takes no write
+	 * after this. */
+	const drift_meta_node *gn = drift_meta_node_find(st, gone);
+	uint64_t gl;
+	if (gn != NULL && gn->state != DRIFT_NODE_DOWN)
+		repl_fence(r, gn->address, mc, shard, sh->epoch + 1, &gl,
+			   &ferr);
+	/* Fenced, the in-sync replicas stop taking the old primary's writes;
+	 * the ones it had sent to some of them only (not acknowledged) make
+	 * their logs differ in length: the new primary is one of the
+	 * longest, and only those as long stay in sync (the others catch up
+	 * from it). */
 	uint64_t last[DRIFT_META_MAX_RF] = {0};
 	bool answered[DRIFT_META_MAX_RF] = {false};
-	int best = -1;
-	drift_err err;
-	drift_err_clear(&err);
-	for (uint32_t i = 1; i < sh->n; i++) {
+	uint64_t longest = 0;
+	for (uint32_t i = 0; i < sh->n; i++) {
 		const drift_meta_node *n =
 			drift_meta_node_find(st, sh->nodes[i]);
 		if (!(sh->in_sync & (1u << i)) || n == NULL ||
-		    n->state != DRIFT_NODE_UP)
+		    n->state != DRIFT_NODE_UP ||
+		    strcmp(sh->nodes[i], gone) == 0)
 			continue;
 		if (repl_fence(r, n->address, mc, shard, sh->epoch + 1,
-			       &last[i], &err) != 0) {
-			DRIFT_WARN("failover: %s/%u: replica %s: %s", mc->name,
-				   shard, sh->nodes[i], err.msg);
+			       &last[i], &ferr) != 0) {
+			DRIFT_WARN("%s/%u: replica %s: %s", mc->name, shard,
+				   sh->nodes[i], ferr.msg);
 			continue;
 		}
 		answered[i] = true;
-		if (best < 0 || last[i] > last[best])
-			best = (int)i;
+		if (last[i] > longest)
+			longest = last[i];
 	}
-	if (best < 0) {
-		DRIFT_WARN("failover: %s/%u: the primary %s is down and no "
-			   "in-sync replica answers: the shard waits for one",
-			   mc->name, shard, sh->nodes[0]);
-		return;
-	}
+	int first = -1;
+	for (uint32_t i = 0; i < sh->n; i++)
+		if (answered[i] && last[i] == longest &&
+		    (first < 0 || strcmp(sh->nodes[i], prefer) == 0))
+			first = (int)i;
+	if (first < 0)
+		return drift_err_set(err, DRIFT_EUNAVAIL,
+				     "%s/%u: no in-sync replica answers to "
+				     "take over from %s",
+				     mc->name, shard, gone);
 	char *nodes[DRIFT_META_MAX_RF], *in_sync[DRIFT_META_MAX_RF];
 	size_t nn = 0, ni = 0;
-	nodes[nn++] = (char *)sh->nodes[best];
-	in_sync[ni++] = (char *)sh->nodes[best];
+	nodes[nn++] = (char *)sh->nodes[first];
+	in_sync[ni++] = (char *)sh->nodes[first];
 	for (uint32_t i = 0; i < sh->n; i++) {
-		if ((int)i == best)
+		if ((int)i == first ||
+		    (!keep && strcmp(sh->nodes[i], gone) == 0))
 			continue;
 		nodes[nn++] = (char *)sh->nodes[i];
-		if (answered[i] && last[i] == last[best])
+		if (answered[i] && last[i] == longest)
 			in_sync[ni++] = (char *)sh->nodes[i];
 	}
 	Drift__Cluster__V1__SetReplicas req =
@@ -91,17 +110,30 @@ static void promote(drift_replica *r, const drift_meta *st,
 	req.n_nodes = nn;
 	req.in_sync = in_sync;
 	req.n_in_sync = ni;
+	int rv = repl_propose(r, &req, version, err);
+	if (rv == 0)
+		DRIFT_WARN("%s/%u: %s (at record %" PRIu64 ") is the primary "
+			   "now in place of %s, %zu of %zu replicas in sync "
+			   "(map version %" PRIu64 ")",
+			   mc->name, shard, sh->nodes[first], longest, gone, ni,
+			   nn, *version);
+	return rv;
+}
+
+/* A shard whose primary is on a DOWN node: its longest in-sync replica
+ * takes over; the old primary stays a replica, out of sync. */
+static void promote(drift_replica *r, const drift_meta *st,
+		    const drift_meta_collection *mc, uint32_t shard)
+{
+	const char *gone = mc->shard[shard].nodes[0];
 	uint64_t version;
-	if (repl_propose(r, &req, &version, &err) != 0) {
-		DRIFT_WARN("failover: %s/%u: promoting %s: %s", mc->name, shard,
-			   sh->nodes[best], err.msg);
-		return;
-	}
-	DRIFT_WARN("failover: %s/%u: primary %s is down; %s (at record %" PRIu64
-		   ") is the primary now, %zu of %u replicas in sync (map "
-		   "version %" PRIu64 ")",
-		   mc->name, shard, sh->nodes[0], sh->nodes[best], last[best],
-		   ni, sh->n, version);
+	drift_err err;
+	drift_err_clear(&err);
+	if (repl_hand_over(r, st, mc, shard, gone, "", true, &version, &err) !=
+	    0)
+		DRIFT_WARN("failover: %s/%u: the primary %s is down: %s; the "
+			   "shard waits",
+			   mc->name, shard, gone, err.msg);
 }
 
 void drift_replica_failover(drift_replica *r)

@@ -124,70 +124,13 @@ static int leave_out(drift_replica *r, const struct move *mv, const char *gone,
 			drift_meta_unref(st);
 			continue;
 		}
-		/* Fenced, the in-sync replicas stop taking the old primary's
-		 * writes; the ones it had sent to some of them only (not
-		 * acknowledged) make their logs differ in length: the new
-		 * primary is one of the longest, and only those as long stay
-		 * in sync (the others catch up from it). */
+		/* The primary leaves in a new epoch, `prefer` its
+		 * successor when it is one of the longest. */
 		const drift_meta_collection *mc =
 			drift_meta_col_find(st, mv->name);
-		/* The primary leaving first: it takes no write after. */
-		const drift_meta_node *gn = drift_meta_node_find(st, gone);
-		if (gn != NULL) {
-			uint64_t gl;
-			drift_err ferr;
-			repl_fence(r, gn->address, mc, mv->shard, sh->epoch + 1,
-				   &gl, &ferr);
-		}
-		uint64_t last[DRIFT_META_MAX_RF] = {0};
-		bool answered[DRIFT_META_MAX_RF] = {false};
-		uint64_t longest = 0;
-		for (uint32_t i = 0; i < sh->n; i++) {
-			const drift_meta_node *n =
-				drift_meta_node_find(st, sh->nodes[i]);
-			drift_err ferr;
-			answered[i] =
-				(sh->in_sync & (1u << i)) && n != NULL &&
-				n->state == DRIFT_NODE_UP &&
-				strcmp(sh->nodes[i], gone) != 0 &&
-				repl_fence(r, n->address, mc, mv->shard,
-					   sh->epoch + 1, &last[i], &ferr) == 0;
-			if (answered[i] && last[i] > longest)
-				longest = last[i];
-		}
-		char *nodes[DRIFT_META_MAX_RF], *in_sync[DRIFT_META_MAX_RF];
-		size_t nn = 0, ni = 0;
-		int first = -1, p = prefer[0] ? index_of(sh, prefer) : -1;
-		if (p >= 0 && answered[p] && last[p] == longest)
-			first = p;
-		for (uint32_t i = 0; i < sh->n && first < 0; i++)
-			if (answered[i] && last[i] == longest)
-				first = (int)i;
-		if (first < 0) {
-			drift_meta_unref(st);
-			return drift_err_set(
-				err, DRIFT_EUNAVAIL,
-				"%s/%u: no in-sync replica to take "
-				"over from %s",
-				mv->name, mv->shard, gone);
-		}
-		nodes[nn++] = (char *)sh->nodes[first];
-		in_sync[ni++] = (char *)sh->nodes[first];
-		for (uint32_t i = 0; i < sh->n; i++) {
-			if ((int)i == first || strcmp(sh->nodes[i], gone) == 0)
-				continue;
-			nodes[nn++] = (char *)sh->nodes[i];
-			if (answered[i] && last[i] == longest)
-				in_sync[ni++] = (char *)sh->nodes[i];
-		}
-		Drift__Cluster__V1__SetReplicas sr;
-		request_of(mv, sh->epoch, &sr);
-		sr.new_epoch = true;
-		sr.nodes = nodes;
-		sr.n_nodes = nn;
-		sr.in_sync = in_sync;
-		sr.n_in_sync = ni;
-		rv = repl_set_replicas(r, &sr, err);
+		uint64_t version;
+		rv = repl_hand_over(r, st, mc, mv->shard, gone, prefer, false,
+				    &version, err);
 		drift_meta_unref(st);
 	}
 	return rv;

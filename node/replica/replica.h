@@ -44,6 +44,11 @@
  * retired) needs a full copy of the shard: logged, and left out of the
  * in-sync set.
  *
+ * Repair (repair.c). A collection this node holds that opened damaged is
+ * taken out of the in-sync sets through the leader (a primary hands over
+ * first), dropped here and made again empty; the primaries' catch-up then
+ * copies it back. Refused while a shard has no other in-sync replica.
+ *
  * Threads: every function is thread-safe.
  */
 #ifndef DRIFT_NODE_REPLICA_H
@@ -110,8 +115,14 @@ void drift_replica_move_progress(drift_replica *r, const char *name,
 				 const char *to, uint64_t *done,
 				 uint64_t *total);
 
+/* Whether this node's copy of collection name, found damaged, is being
+ * rebuilt from the other replicas (repair.c: every shard it is in sync
+ * for has another in-sync replica on a node that is up): its requests
+ * then answer UNAVAILABLE, to be retried, rather than DATA_LOSS. */
+bool drift_replica_repairable(drift_replica *r, const char *name);
+
 /* Registers drift.peer.v1.Replica (Replicate, State, SetReplicas, Install,
- * Progress)
+ * Progress, Repair)
  * and drift.v1.Cluster/Rebalance. */
 int drift_replica_register(drift_replica *r, drift_grpc_server *srv);
 

@@ -8,6 +8,7 @@
  *   copy.c         full copies of a shard (both sides)
  *   failover.c     the leader's promotions
  *   moves.c        the leader's moves of replicas (Rebalance)
+ *   repair.c       the rebuilding of this node's damaged copies
  */
 #ifndef DRIFT_NODE_REPLICA_INTERNAL_H
 #define DRIFT_NODE_REPLICA_INTERNAL_H
@@ -79,6 +80,8 @@ struct drift_replica {
 	struct repl_job slots[REPL_MAX_JOBS]; /* under mu */
 	unsigned jobs;			      /* running; under mu */
 	bool rebalancing;		      /* under mu (moves.c) */
+	/* repair.c, on the catch-up thread only. */
+	uint64_t repair_next, repair_warned;
 };
 
 /* The entry of shard `shard` of col (made, with its epochs read, on first
@@ -141,6 +144,30 @@ bool repl_job_progress(drift_replica *r, const char *name, uint64_t created,
  * runs (begun under another leader): finishes them, or undoes the ones
  * whose target does not catch up (moves.c). */
 void repl_resume_moves(drift_replica *r);
+
+/* The leader's change of shard's primary away from `gone` (down, leaving
+ * or damaged; failover.c), in st: gone is fenced (unless DOWN) and so are
+ * the other in-sync replicas on UP nodes, at the next epoch; the longest
+ * of those that answer (prefer when it is one of them) becomes the
+ * primary in a new epoch, with the ones as long in sync. gone stays a
+ * replica, out of sync, with keep; else it leaves. 0 (*version: the map
+ * version that has it), DRIFT_EUNAVAIL when no in-sync replica answers,
+ * or repl_propose's error (DRIFT_ECONFLICT: the epoch moved on). */
+int repl_hand_over(drift_replica *r, const drift_meta *st,
+		   const drift_meta_collection *mc, uint32_t shard,
+		   const char *gone, const char *prefer, bool keep,
+		   uint64_t *version, drift_err *err);
+
+/* The leader's step 1 of a repair (repair.c): node's replicas of the
+ * collection out of the in-sync sets, a primary handing over first. 0
+ * (*version: the map that has it), DRIFT_ESTALE when a shard has no other
+ * in-sync replica up, or the Raft change's error. */
+int repl_take_out(drift_replica *r, const char *name, uint64_t created,
+		  const char *node, uint64_t *version, drift_err *err);
+
+/* A pass of the repair of this node's damaged copies (at most once a
+ * second; on the catch-up thread). */
+void repl_repair_pass(drift_replica *r);
 
 /* The catch-up thread (catchup.c). */
 void *repl_catchup_main(void *arg);

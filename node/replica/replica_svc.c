@@ -330,6 +330,33 @@ static void progress(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+static void repair(drift_grpc_call *c, void *ctx)
+{
+	drift_replica *r = ctx;
+	Drift__Peer__V1__RepairRequest *req = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__repair_request__descriptor);
+	if (req == NULL)
+		return;
+	if (drift_cluster_svc_lead(
+		    r->nc, c, &req->base,
+		    &drift__peer__v1__set_replicas_response__descriptor)) {
+		drift_err err;
+		drift_err_clear(&err);
+		uint64_t version = 0;
+		int rv = repl_take_out(r, req->collection, req->created_version,
+				       req->node, &version, &err);
+		if (rv != 0) {
+			fail(c, rv, &err);
+		} else {
+			Drift__Peer__V1__SetReplicasResponse resp =
+				DRIFT__PEER__V1__SET_REPLICAS_RESPONSE__INIT;
+			resp.map_version = version;
+			drift_grpc_call_reply(c, &resp.base);
+		}
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
 int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
 {
 	static const struct {
@@ -345,6 +372,7 @@ int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
 		{"/drift.peer.v1.Replica/Install", DRIFT_GRPC_CLIENT_STREAM,
 		 install},
 		{"/drift.peer.v1.Replica/Progress", DRIFT_GRPC_UNARY, progress},
+		{"/drift.peer.v1.Replica/Repair", DRIFT_GRPC_UNARY, repair},
 		{"/drift.v1.Cluster/Rebalance", DRIFT_GRPC_UNARY, rebalance},
 	};
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {

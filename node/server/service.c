@@ -124,6 +124,16 @@ static drift_collection *acquire(drift_grpc_call *c, const char *name)
 		if (r == 0)
 			rv = drift_cm_acquire(svc.cm, name, &col, &err);
 	}
+	if (rv == DRIFT_ECORRUPT && svc.repl != NULL &&
+	    drift_replica_repairable(svc.repl, name)) {
+		drift_grpc_call_finish(c, DRIFT_GRPC_UNAVAILABLE,
+				       "collection %s: the copy on node %s is "
+				       "damaged (%s) and is being rebuilt from "
+				       "the other replicas: retry",
+				       name, drift_node_cluster_node_id(svc.nc),
+				       err.msg);
+		return NULL;
+	}
 	if (rv != 0) {
 		fail_err(c, rv, &err);
 		return NULL;

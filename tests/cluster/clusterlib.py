@@ -34,9 +34,10 @@ NODE = os.environ["DRIFT_NODE"]
 C = grpc.StatusCode
 
 
-def peer_stubs():
-    """(peer_pb2, peer_pb2_grpc) of drift.peer.v1, generated like
-    grpctest's stubs (after them, so drift/v1 is importable)."""
+def peer_stubs(name="peer", extra=()):
+    """(NAME_pb2, NAME_pb2_grpc) of drift.peer.v1's NAME.proto (and the
+    files it imports, extra), generated like grpctest's stubs (after them,
+    so drift/v1 is importable)."""
     import importlib
     import tempfile as tf
     from grpc_tools import protoc
@@ -44,15 +45,20 @@ def peer_stubs():
     out = tf.mkdtemp(prefix="drift-peer-stubs-")
     if protoc.main(["protoc", "-I" + PROTO, "--python_out=" + out,
                     "--grpc_python_out=" + out,
-                    "drift/peer/v1/peer.proto"]) != 0:
-        raise RuntimeError("grpc_tools.protoc failed on peer.proto")
+                    "drift/peer/v1/%s.proto" % name] + list(extra)) != 0:
+        raise RuntimeError("grpc_tools.protoc failed on %s.proto" % name)
     sys.path.insert(0, out)
     # The drift package is already imported from grpctest's folder: add
     # this one's drift/peer to it.
     import drift
     drift.__path__.append(os.path.join(out, "drift"))
-    return (importlib.import_module("drift.peer.v1.peer_pb2"),
-            importlib.import_module("drift.peer.v1.peer_pb2_grpc"))
+    return (importlib.import_module("drift.peer.v1.%s_pb2" % name),
+            importlib.import_module("drift.peer.v1.%s_pb2_grpc" % name))
+
+
+def replica_stubs():
+    """(replica_pb2, replica_pb2_grpc) of drift.peer.v1.Replica."""
+    return peer_stubs("replica", ["drift/cluster/v1/meta.proto"])
 
 
 _xxh = None
