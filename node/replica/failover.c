@@ -153,4 +153,5 @@ void drift_replica_failover(drift_replica *r)
 	}
 	drift_meta_unref(st);
 	repl_resume_moves(r);
+	repl_replace_down(r);
 }

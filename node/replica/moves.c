@@ -18,6 +18,7 @@
  * a step refused) takes T out again and leaves the placement as it was.
  */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -137,6 +138,8 @@ static int leave_out(drift_replica *r, const struct move *mv, const char *gone,
 }
 
 static int move_steps(drift_replica *r, const struct move *mv, drift_err *err);
+static bool holds_any(const drift_meta *st, const char *id, char *what,
+		      size_t cap);
 
 /* One move, counted in the metrics. */
 static int run_move(drift_replica *r, const struct move *mv, drift_err *err)
@@ -376,6 +379,108 @@ static int start_run(struct run *run)
 	int rv = pthread_create(&t, &at, run_main, run) == 0 ? 0 : -1;
 	pthread_attr_destroy(&at);
 	return rv;
+}
+
+static _Atomic uint64_t replace_after = 300ull * 1000000000ull;
+
+void drift_replica_replace_after(uint64_t ns)
+{
+	atomic_store(&replace_after, ns);
+}
+
+/* Notes when each node went DOWN (the leader's view; forgotten when it is
+ * not DOWN any more) and gives the ones DOWN for `after` or longer that
+ * still hold replicas, into ids (at most REPL_MAX_DOWN). */
+static size_t long_down(drift_replica *r, const drift_meta *st, uint64_t after,
+			const char **ids)
+{
+	uint64_t now = drift_now_ns();
+	size_t k = 0, n = 0;
+	for (size_t i = 0; i < r->n_down; i++) {
+		const drift_meta_node *nd =
+			drift_meta_node_find(st, r->down[i].id);
+		if (nd != NULL && nd->state == DRIFT_NODE_DOWN)
+			r->down[k++] = r->down[i];
+	}
+	r->n_down = k;
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		const drift_meta_node *nd = &st->nodes[i];
+		if (nd->state != DRIFT_NODE_DOWN)
+			continue;
+		size_t j = 0;
+		while (j < r->n_down && strcmp(r->down[j].id, nd->id) != 0)
+			j++;
+		if (j == r->n_down) {
+			if (r->n_down == REPL_MAX_DOWN)
+				continue;
+			snprintf(r->down[j].id, sizeof(r->down[j].id), "%s",
+				 nd->id);
+			r->down[j].since = now;
+			r->n_down++;
+		}
+		char what[DRIFT_META_NAME_MAX + 16];
+		if (now - r->down[j].since >= after &&
+		    holds_any(st, nd->id, what, sizeof(what)))
+			ids[n++] = nd->id;
+	}
+	return n;
+}
+
+void repl_replace_down(drift_replica *r)
+{
+	uint64_t after = atomic_load(&replace_after);
+	if (after == 0)
+		return;
+	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
+	const char *gone[REPL_MAX_DOWN];
+	size_t ng = long_down(r, st, after, gone);
+	pthread_mutex_lock(&r->mu);
+	bool busy = ng == 0 || r->rebalancing || r->stop;
+	if (!busy)
+		r->rebalancing = true;
+	pthread_mutex_unlock(&r->mu);
+	if (busy) {
+		drift_meta_unref(st);
+		return;
+	}
+	/* The planner's repairs move every replica off the nodes that do not
+	 * accept new ones (all the DOWN ones): only those off the nodes down
+	 * that long are made. */
+	struct move *mv = NULL;
+	size_t n = 0, k = 0;
+	drift_err err;
+	drift_err_clear(&err);
+	if (plan(r, false, &mv, &n, &err) != 0)
+		DRIFT_WARN("replacing node %s, down for %.0f s: %s", gone[0],
+			   (double)after / 1e9, err.msg);
+	for (size_t i = 0; i < n; i++) {
+		bool off = false;
+		for (size_t g = 0; g < ng && !off; g++)
+			off = strcmp(mv[i].from, gone[g]) == 0;
+		if (off && mv[i].to[0] != '\0')
+			mv[k++] = mv[i];
+	}
+	struct run *run = k > 0 ? drift_calloc(1, sizeof(*run)) : NULL;
+	if (run != NULL) {
+		DRIFT_WARN(
+			"replacing %zu node%s down for %.0f s or more (%s%s): "
+			"%zu replicas copied to the nodes up",
+			ng, ng == 1 ? "" : "s", (double)after / 1e9, gone[0],
+			ng > 1 ? ", ..." : "", k);
+		run->r = r;
+		run->mv = mv;
+		run->n = k;
+		if (start_run(run) == 0) {
+			drift_meta_unref(st);
+			return;
+		}
+	}
+	drift_meta_unref(st);
+	drift_free(mv);
+	drift_free(run);
+	pthread_mutex_lock(&r->mu);
+	r->rebalancing = false;
+	pthread_mutex_unlock(&r->mu);
 }
 
 void repl_resume_moves(drift_replica *r)

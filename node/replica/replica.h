@@ -88,7 +88,13 @@ int drift_replica_delete(drift_replica *r, drift_collection *col,
  * for every copy this process makes from then on. */
 void drift_replica_copy_rate(uint64_t bytes_per_s);
 
-/* The leader's failover pass over the current map (see above). */
+/* How long a node is DOWN before the leader copies its replicas to the
+ * nodes that are up (--replace-down-after; 0: never), for every leader
+ * this process is from then on. */
+void drift_replica_replace_after(uint64_t ns);
+
+/* The leader's failover pass over the current map (see above), then its
+ * replacement of nodes down that long. */
 void drift_replica_failover(drift_replica *r);
 
 /* The leader's Rebalance (moves.c): plans the moves that even the

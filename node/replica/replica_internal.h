@@ -56,6 +56,9 @@ struct repl_progress {
 	_Atomic uint64_t done, total;
 };
 
+/* Nodes DOWN at once that the leader keeps the time of (moves.c). */
+#define REPL_MAX_DOWN 64
+
 /* The catch-ups running at once, one per shard at most. */
 #define REPL_MAX_JOBS 8
 struct repl_job {
@@ -80,6 +83,13 @@ struct drift_replica {
 	struct repl_job slots[REPL_MAX_JOBS]; /* under mu */
 	unsigned jobs;			      /* running; under mu */
 	bool rebalancing;		      /* under mu (moves.c) */
+	/* moves.c, on the leader's prober thread only: when nodes went
+	 * DOWN. */
+	struct {
+		char id[DRIFT_NODE_ID_MAX + 1];
+		uint64_t since;
+	} down[REPL_MAX_DOWN];
+	size_t n_down;
 	/* repair.c, on the catch-up thread only. */
 	uint64_t repair_next, repair_warned;
 };
@@ -168,6 +178,10 @@ int repl_take_out(drift_replica *r, const char *name, uint64_t created,
 /* A pass of the repair of this node's damaged copies (at most once a
  * second; on the catch-up thread). */
 void repl_repair_pass(drift_replica *r);
+
+/* The leader's replacement of nodes DOWN for --replace-down-after: their
+ * replicas are copied to nodes that are up (moves.c; failover pass). */
+void repl_replace_down(drift_replica *r);
 
 /* The catch-up thread (catchup.c). */
 void *repl_catchup_main(void *arg);

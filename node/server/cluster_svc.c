@@ -848,7 +848,24 @@ static void add_node(drift_grpc_call *c, void *ctx)
 				       who->cluster_id, st->cluster_id);
 		goto done;
 	}
-	if (drift_meta_node_find(st, who->node_id) != NULL) {
+	const drift_meta_node *old = drift_meta_node_find(st, who->node_id);
+	if (old != NULL && old->state != DRIFT_NODE_JOINING &&
+	    who->cluster_id[0] == '\0') {
+		/* Its Raft log is gone: the group cannot take it back under
+		 * the old member's id (a voter's log never shrinks). */
+		drift_grpc_call_finish(
+			c, DRIFT_GRPC_FAILED_PRECONDITION,
+			"node %s is a member, and the node at %s that says it "
+			"is %s has an empty data directory (lost or wiped): it "
+			"cannot take the member's place; start it with another "
+			"--node-id (the old member's replicas are copied to "
+			"the "
+			"nodes up after --replace-down-after), or remove node "
+			"%s first",
+			who->node_id, req->address, who->node_id, who->node_id);
+		goto done;
+	}
+	if (old != NULL) {
 		drift_grpc_call_finish(c, DRIFT_GRPC_ALREADY_EXISTS,
 				       "node %s is already a member",
 				       who->node_id);

@@ -55,6 +55,7 @@ struct node_cfg {
 	int64_t max_workers;
 	int64_t cpu_workers;
 	int64_t copy_rate;
+	uint64_t replace_down_after;
 	uint64_t max_message;
 	int64_t memtable_rows;
 	int64_t max_vectors;
@@ -126,6 +127,11 @@ static const drift_cfg_opt opts[] = {
 	    "catching up) sends at most, so the load keeps its latency "
 	    "(0: no limit)",
 	    0, (int64_t)1 << 40),
+	OPT("cluster.replace_down_after", "replace-down-after",
+	    DRIFT_CFG_DURATION, replace_down_after, "5m",
+	    "how long a node is down before the leader copies its replicas "
+	    "to the nodes that are up, as if it were removed (0: never)",
+	    0, (int64_t)7 * 24 * 3600 * 1000000000),
 	OPT("node.cpu_workers", "cpu-workers", DRIFT_CFG_INT, cpu_workers, "0",
 	    "threads that run Search and Get calls, in arrival order "
 	    "(0: one per online CPU)",
@@ -382,6 +388,7 @@ int main(int argc, char **argv)
 		.cm = cm,
 	};
 	drift_replica_copy_rate((uint64_t)cfg.copy_rate);
+	drift_replica_replace_after(cfg.replace_down_after);
 	if (drift_node_cluster_open(&nco, &nc, &err) != 0 ||
 	    drift_node_service_register(srv, cm, nc) != 0 ||
 	    drift_grpc_server_start(srv, &err) != 0) {

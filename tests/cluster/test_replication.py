@@ -22,6 +22,11 @@ processes on 127.0.0.1, driven by stock grpcio.
   leader takes it out of the in-sync sets (a primary hands over), the copy
   is made again and the primaries copy it back: in sync again, its log as
   long as the primary's, and no client read sees DATA_LOSS meanwhile;
+- a node's data directory wiped (killed, its directory removed): started
+  under its old id it is refused (its Raft log is gone), with the way out;
+  under a new id it joins, and the leader copies the old node's replicas
+  to it after --replace-down-after; no read meanwhile misses an
+  acknowledged write or sees DATA_LOSS;
 - a move's progress: Status and ShardMap show the moving shard, its
   source and target, and the bytes its copy has sent out of the whole,
   growing, while it moves (a cluster of its own, copies throttled), and
@@ -142,7 +147,7 @@ class Model:
 def main():
     tap = Tap()
     base = tmpdir()
-    # DRIFT_REPL_ONLY=progress: the move's progress alone.
+    # DRIFT_REPL_ONLY=progress or wiped: that part alone.
     only = os.environ.get("DRIFT_REPL_ONLY", "")
     nodes = cluster(base, 3) if only == "" else []
     try:
@@ -152,7 +157,10 @@ def main():
             rebalance(tap, base, nodes)
             for n in nodes:
                 n.kill()
-        move_progress(tap, base)
+        if only in ("", "wiped"):
+            wiped(tap, base)
+        if only in ("", "progress"):
+            move_progress(tap, base)
     finally:
         for n in nodes:
             if n.alive():
@@ -450,6 +458,108 @@ def repair(tap, nodes):
               "no read saw DATA_LOSS meanwhile (%d: %s; %d other errors, "
               "retried: %s), every write read back through it (%d wrong)" % (
                   len(loss), loss[:2], len(other), other[:2], len(bad)))
+
+
+def wiped(tap, base):
+    """A node's data directory wiped: refused under its old id, joined
+    under a new one, the old one's replicas copied to it by the leader
+    after --replace-down-after (a cluster of its own, 3 s)."""
+    import shutil
+    extra = ["--replace-down-after", "3s"]
+    root = os.path.join(base, "wp")
+    nodes = cluster(root, 3, extra=extra)
+    new = None
+    try:
+        a = nodes[0]
+        rpb, rpbg = replica_stubs()
+        leader_of(nodes)
+        wait_for(lambda: all(x.state == pb.NODE_STATE_UP
+                             for x in a.status().nodes), 30)
+        a.s.CreateCollection(pb.CreateCollectionRequest(
+            name=COLL, dimension=D, shards=SHARDS, replication_factor=3),
+            timeout=30)
+        model = Model()
+        ids = list(range(20000, 23000))
+        for k in range(0, len(ids), 500):
+            retry(lambda: model.upsert(nodes[k // 500 % 3], ids[k:k + 500],
+                                       1), 30)
+        victim = nodes[2]
+        victim.kill()
+        shutil.rmtree(victim.data)
+        os.makedirs(victim.data)
+        bad, other, stop = [], [], threading.Event()
+        live = nodes[:2]
+
+        def reader():
+            k = 0
+            while not stop.is_set():
+                n = live[k % 2]
+                k += 1
+                want = ids[k % 20::20]
+                try:
+                    r = n.s.Get(pb.GetRequest(collection=COLL, ids=want),
+                                timeout=10)
+                    got = {p.id for p in r.points}
+                    if got != set(want):
+                        bad.append("%s: %d of %d ids missing" % (
+                            n.node_id, len(set(want) - got), len(want)))
+                except Exception as e:  # noqa: BLE001
+                    code = getattr(e, "code", lambda: None)()
+                    (bad if code == C.DATA_LOSS else other).append(
+                        "%s %s: %s" % (n.node_id, code, getattr(
+                            e, "details", lambda: e)()))
+                    time.sleep(0.05)
+        t = threading.Thread(target=reader)
+        t.start()
+        t0 = time.time()
+        try:
+            # Under its old id: refused at once, with the way out.
+            try:
+                victim.start(timeout=30)
+                refused = False
+            except RuntimeError:
+                refused = True
+            with open(victim.log) as f:
+                why = [x for x in f.read().splitlines()
+                       if "empty data directory" in x]
+            tap.check(refused and why and "another --node-id" in why[-1],
+                      "a wiped node started under its old id: refused, "
+                      "exit %s: %s" % (victim.proc.returncode,
+                                       why[-1][-160:] if why else None))
+            new = Node(root, "node-3b", node_id="node-3b", join=a.addr,
+                       extra=extra).start()
+            ok = wait_for(lambda: all(
+                "node-3" not in nd and len(nd) == 3 and ins == set(nd)
+                for nd, ins in shard_map(a).values()), 90)
+        finally:
+            stop.set()
+            t.join()
+        el = time.time() - t0
+        m = shard_map(a)
+        tap.check(ok and all("node-3b" in nd for nd, _ in m.values()),
+                  "started under a new id: node-3's replicas copied to it "
+                  "after 3 s down, all in sync, in %.1f s: %s" % (el, m))
+        by_id = {n.node_id: n for n in nodes[:2] + [new]}
+        created = created_of(rpbg.ReplicaStub(a.ch), rpb)
+        pos = {}
+        for s_, (nd, _) in m.items():
+            for x in nd:
+                st = rpbg.ReplicaStub(by_id[x].ch).State(
+                    rpb.ReplicaStateRequest(collection=COLL,
+                                            created_version=created,
+                                            shard=s_), timeout=10)
+                pos.setdefault(s_, []).append(st.last_seq)
+        tap.check(all(len(set(v)) == 1 for v in pos.values()),
+                  "every replica's log as long as its primary's: %s" % pos)
+        wrong = model.check(new)
+        tap.check(bad == [] and wrong == [],
+                  "no read missed an acknowledged write or saw DATA_LOSS "
+                  "meanwhile (%d: %s; %d other errors, retried: %s), every "
+                  "write read back through the new node (%d wrong)" % (
+                      len(bad), bad[:2], len(other), other[:2], len(wrong)))
+    finally:
+        for n in nodes + ([new] if new else []):
+            n.kill()
 
 
 def created_of(stub, rpb):
