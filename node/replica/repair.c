@@ -185,9 +185,9 @@ static void repair_one(drift_replica *r, const drift_meta_collection *mc,
 				   version);
 	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
 	const drift_meta_collection *now = drift_meta_col_find(st, mc->name);
-	if (rv == 0 && (now == NULL ||
-			now->created_version != mc->created_version ||
-			!out_of_sync(now, self)))
+	if (rv == 0 &&
+	    (now == NULL || now->created_version != mc->created_version ||
+	     !out_of_sync(now, self)))
 		rv = drift_err_set(&err, DRIFT_ECONFLICT,
 				   "the map still has this node in sync");
 	drift_meta_unref(st);
