@@ -12,6 +12,11 @@
  * to shards that do not hold them. */
 #define SHARD_OF_ID_SEED UINT64_C(0x5eedc011ec7105)
 
+bool drift_placement_reads_spread(uint32_t replicas, uint32_t rf)
+{
+	return replicas >= 2 && replicas <= rf / 2 + 2;
+}
+
 uint32_t drift_shard_of_id(uint64_t id, uint32_t shards)
 {
 	return (uint32_t)(drift_hash_u64(id, SHARD_OF_ID_SEED) % shards);

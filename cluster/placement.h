@@ -33,6 +33,12 @@
 /* The shard (0..shards-1) that holds id; shards > 0. */
 uint32_t drift_shard_of_id(uint64_t id, uint32_t shards);
 
+/* Whether the reads of a shard with `replicas` replicas, in a collection
+ * of replication factor rf, may go to its in-sync replicas (node/replica/
+ * reads.c has why): at least 2, and at most the writes' majority of rf
+ * plus one (so any majority holds the primary or the replica read). */
+bool drift_placement_reads_spread(uint32_t replicas, uint32_t rf);
+
 /* The most replicas a shard may have. */
 #define DRIFT_PLACEMENT_MAX_RF 5
 

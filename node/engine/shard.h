@@ -150,6 +150,11 @@ int drift_shard_apply(drift_shard *s, uint64_t seq, uint32_t type,
 		      drift_err *err);
 /* The sequence number of the last record in the shard's log. */
 uint64_t drift_shard_last_seq(drift_shard *s);
+/* Waits until the shard's log reaches record seq and every record applied
+ * so far is in the memtables (a read then sees them): 0, or
+ * DRIFT_ETIMEDOUT at deadline_ns (a drift_now_ns time). */
+int drift_shard_wait_applied(drift_shard *s, uint64_t seq,
+			     uint64_t deadline_ns);
 /* drift_wal_read and drift_wal_hold on the shard's log. */
 int drift_shard_read_log(drift_shard *s, uint64_t after, size_t max_bytes,
 			 drift_wal_replay_fn fn, void *ctx, drift_err *err);

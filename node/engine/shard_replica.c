@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "node/engine/shard_internal.h"
 
@@ -79,6 +80,20 @@ int drift_shard_apply(drift_shard *s, uint64_t seq, uint32_t type,
 uint64_t drift_shard_last_seq(drift_shard *s)
 {
 	return drift_wal_last_seq(s->wal);
+}
+
+int drift_shard_wait_applied(drift_shard *s, uint64_t seq, uint64_t deadline_ns)
+{
+	while (drift_wal_last_seq(s->wal) < seq) {
+		if (drift_now_ns() >= deadline_ns)
+			return DRIFT_ETIMEDOUT;
+		drift_clock_sleep(drift_clock_system(), 200000);
+	}
+	/* An apply holds wlock shared from its log record to its memtable
+	 * rows: taking it alone waits for the ones under way. */
+	pthread_rwlock_wrlock(&s->wlock);
+	pthread_rwlock_unlock(&s->wlock);
+	return 0;
 }
 
 int drift_shard_read_log(drift_shard *s, uint64_t after, size_t max_bytes,

@@ -127,8 +127,17 @@ void drift_replica_move_progress(drift_replica *r, const char *name,
  * then answer UNAVAILABLE, to be retried, rather than DATA_LOSS. */
 bool drift_replica_repairable(drift_replica *r, const char *name);
 
+/* Reads from in-sync replicas (reads.c; which shards spread them:
+ * drift_placement_reads_spread). Before this node serves a read of col's shard
+ * as a replica (a caller that routed with map `version`): 0 when it is the
+ * shard's primary, or an in-sync replica that now holds every write
+ * acknowledged before the call (asked from the primary); DRIFT_ESTALE with a
+ * message otherwise (the caller reads from the primary). */
+int drift_replica_read_at(drift_replica *r, drift_collection *col,
+			  uint32_t shard, uint64_t version, drift_err *err);
+
 /* Registers drift.peer.v1.Replica (Replicate, State, SetReplicas, Install,
- * Progress, Repair)
+ * Progress, Repair, ReadIndex)
  * and drift.v1.Cluster/Rebalance. */
 int drift_replica_register(drift_replica *r, drift_grpc_server *srv);
 

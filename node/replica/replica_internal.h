@@ -9,6 +9,7 @@
  *   failover.c     the leader's promotions
  *   moves.c        the leader's moves of replicas (Rebalance)
  *   repair.c       the rebuilding of this node's damaged copies
+ *   reads.c        reads from in-sync replicas (read index)
  */
 #ifndef DRIFT_NODE_REPLICA_INTERNAL_H
 #define DRIFT_NODE_REPLICA_INTERNAL_H
@@ -182,6 +183,13 @@ void repl_repair_pass(drift_replica *r);
 /* The leader's replacement of nodes DOWN for --replace-down-after: their
  * replicas are copied to nodes that are up (moves.c; failover pass). */
 void repl_replace_down(drift_replica *r);
+
+/* The primary's answer to a replica's ReadIndex (reads.c): 0 and its
+ * log's position, or DRIFT_ESTALE. */
+int repl_read_index(drift_replica *r, drift_collection *col,
+		    struct repl_shard *e,
+		    const Drift__Peer__V1__ReadIndexRequest *req,
+		    uint64_t *last, drift_err *err);
 
 /* The catch-up thread (catchup.c). */
 void *repl_catchup_main(void *arg);

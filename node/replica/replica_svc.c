@@ -357,6 +357,33 @@ static void repair(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+static void read_index(drift_grpc_call *c, void *ctx)
+{
+	drift_replica *r = ctx;
+	Drift__Peer__V1__ReadIndexRequest *req = drift_grpc_call_recv_req(
+		c, &drift__peer__v1__read_index_request__descriptor);
+	if (req == NULL)
+		return;
+	drift_collection *col = acquire(r, c, req->collection,
+					req->created_version, req->shard);
+	if (col != NULL) {
+		drift_err err;
+		drift_err_clear(&err);
+		struct repl_shard *e = repl_shard_of(r, col, req->shard, &err);
+		Drift__Peer__V1__ReadIndexResponse resp =
+			DRIFT__PEER__V1__READ_INDEX_RESPONSE__INIT;
+		int rv = e != NULL ? repl_read_index(r, col, e, req,
+						     &resp.last_seq, &err)
+				   : err.code;
+		if (rv != 0)
+			fail(c, rv, &err);
+		else
+			drift_grpc_call_reply(c, &resp.base);
+		drift_cm_release(r->cm, col);
+	}
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
 int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
 {
 	static const struct {
@@ -373,6 +400,8 @@ int drift_replica_register(drift_replica *r, drift_grpc_server *srv)
 		 install},
 		{"/drift.peer.v1.Replica/Progress", DRIFT_GRPC_UNARY, progress},
 		{"/drift.peer.v1.Replica/Repair", DRIFT_GRPC_UNARY, repair},
+		{"/drift.peer.v1.Replica/ReadIndex", DRIFT_GRPC_UNARY,
+		 read_index},
 		{"/drift.v1.Cluster/Rebalance", DRIFT_GRPC_UNARY, rebalance},
 	};
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {

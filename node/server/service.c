@@ -37,6 +37,7 @@ static struct service svc;
 struct scope {
 	uint32_t shard;
 	uint64_t map_version;
+	bool replica; /* a read sent to an in-sync replica (reads.c) */
 };
 static _Thread_local const struct scope *scope;
 
@@ -152,6 +153,19 @@ static int route(drift_grpc_call *c, const char *name, const uint64_t *ids,
 	drift_err err;
 	drift_err_clear(&err);
 	int rv;
+	if (scope != NULL && scope->replica && svc.repl != NULL) {
+		drift_collection *col = NULL;
+		rv = drift_cm_acquire(svc.cm, name, &col, &err);
+		if (rv == 0) {
+			rv = drift_replica_read_at(svc.repl, col, scope->shard,
+						   scope->map_version, &err);
+			drift_cm_release(svc.cm, col);
+		}
+		if (rv == 0)
+			return 0;
+		fail_err_at(c, prefix, rv, &err);
+		return -1;
+	}
 	if (scope != NULL) {
 		rv = drift_cluster_svc_route_shard(svc.nc, name, scope->shard,
 						   scope->map_version, ids, n,
@@ -1002,9 +1016,9 @@ static void flush(drift_grpc_call *c, void *ctx)
 
 /* ---- drift.peer.v1: one shard (proto/drift/peer/v1/peer.proto) ---- */
 
-/* Runs a public handler's work under a shard's scope. The inner request
- * is required. */
-#define PEER_CALL(c, req, fn)                                                  \
+/* Runs a public handler's work under a shard's scope (a read sent to a
+ * replica with `replica`). The inner request is required. */
+#define PEER_SCOPED(c, req, fn, replica_read)                                  \
 	do {                                                                   \
 		if ((req)->request == NULL) {                                  \
 			drift_grpc_call_finish(c, DRIFT_GRPC_INVALID_ARGUMENT, \
@@ -1012,11 +1026,13 @@ static void flush(drift_grpc_call *c, void *ctx)
 			break;                                                 \
 		}                                                              \
 		const struct scope sc = {.shard = (req)->shard,                \
-					 .map_version = (req)->map_version};   \
+					 .map_version = (req)->map_version,    \
+					 .replica = (replica_read)};           \
 		scope = &sc;                                                   \
 		fn(c, (req)->request);                                         \
 		scope = NULL;                                                  \
 	} while (0)
+#define PEER_CALL(c, req, fn) PEER_SCOPED(c, req, fn, false)
 
 static void peer_upsert(drift_grpc_call *c, void *ctx)
 {
@@ -1058,7 +1074,7 @@ static void peer_search(drift_grpc_call *c, void *ctx)
 		c, &drift__peer__v1__shard_search_request__descriptor);
 	if (req == NULL)
 		return;
-	PEER_CALL(c, req, search_req);
+	PEER_SCOPED(c, req, search_req, req->replica);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
@@ -1069,7 +1085,7 @@ static void peer_search_batch(drift_grpc_call *c, void *ctx)
 		c, &drift__peer__v1__shard_search_batch_request__descriptor);
 	if (req == NULL)
 		return;
-	PEER_CALL(c, req, search_batch_req);
+	PEER_SCOPED(c, req, search_batch_req, req->replica);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 

@@ -17,6 +17,10 @@ processes on 127.0.0.1, driven by stock grpcio.
   moves (each node then holds floor..ceil of the mean replicas), every
   shard's replicas in sync, every acknowledged write readable through the
   new node, no write failed.
+- reads at an in-sync replica (Shard.Search with replica set): each sees
+  the write acknowledged just before it, asked at once; one at a node
+  out of the in-sync set, or without replica set at a non-primary, is
+  FAILED_PRECONDITION;
 - a damaged segment on one replica (killed, a block of a segment
   overwritten, started again): the node finds its copy damaged, the
   leader takes it out of the in-sync sets (a primary hands over), the copy
@@ -45,7 +49,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "grpc"))
 from clusterlib import (C, Node, cluster, code_of, leader_of,  # noqa: E402
-                        pb, replica_stubs, tmpdir, wait_for)
+                        pb, peer_stubs, replica_stubs, shard_of_id, tmpdir,
+                        wait_for)
 from grpctest import Tap  # noqa: E402
 
 D = 8
@@ -153,6 +158,7 @@ def main():
     try:
         if only == "":
             run(tap, nodes)
+            replica_reads(tap, nodes)
             repair(tap, nodes)
             rebalance(tap, base, nodes)
             for n in nodes:
@@ -249,6 +255,10 @@ def run(tap, nodes):
         t = retry(lambda: model.upsert(others[0], ids[:300], 500), 30)
         tap.check(t <= FAILOVER_S + 3, "a stopped replica: writes go on "
                   "(%.2f s)" % t)
+        # The primary waits for its own map to have the drop; the node
+        # asked may apply it a moment later.
+        wait_for(lambda: victim.node_id not in shard_map(others[0])[0][1],
+                 5)
         m2 = shard_map(others[0])
         tap.check(victim.node_id not in m2[0][1], "it left shard 0's "
                   "in-sync set: %s" % (m2[0],))
@@ -371,6 +381,76 @@ def rebalance(tap, base, nodes):
     tap.check(len(n1.status().nodes) == 3 and all(
         x.state == pb.NODE_STATE_UP for x in n1.status().nodes),
         "and nothing changed")
+
+
+def replica_reads(tap, nodes):
+    """Searches at in-sync replicas see the writes acknowledged before."""
+    ppb, ppbg = peer_stubs()
+    n1 = nodes[0]
+    by_id = {n.node_id: n for n in nodes}
+    m = shard_map(n1)
+    ver = n1.c.ShardMap(pb.ShardMapRequest(collection=COLL),
+                        timeout=5).version
+    missed, asked, k = [], 0, 0
+    for i in range(30000, 30060):
+        s_ = shard_of_id(i, SHARDS)
+        nd, ins = m[s_]
+        for r in nd[1:]:
+            if r not in ins:
+                continue
+            v = [float(k % 7 - 3)] * D
+            k += 1
+            # Acknowledged by the primary (through another node), then
+            # asked at the replica at once.
+            retry(lambda: nodes[k % 3].s.Upsert(pb.UpsertRequest(
+                collection=COLL, points=[pb.Point(id=i, vector=v)]),
+                timeout=10), 30)
+            got = ppbg.ShardStub(by_id[r].ch).Search(ppb.ShardSearchRequest(
+                shard=s_, map_version=ver, replica=True,
+                request=pb.SearchRequest(collection=COLL, vector=v, k=50,
+                                         recall_target=1.0)), timeout=10)
+            asked += 1
+            if i not in {h.id for h in got.hits}:
+                missed.append((i, r))
+    tap.check(asked >= 60 and missed == [],
+              "%d searches at in-sync replicas, each right after the write "
+              "it looks for was acknowledged: %d missed it %s" % (
+                  asked, len(missed), missed[:3]))
+    r = m[0][0][1]
+    code, msg = code_of(lambda: ppbg.ShardStub(by_id[r].ch).Search(
+        ppb.ShardSearchRequest(shard=0, map_version=ver,
+                               request=pb.SearchRequest(
+                                   collection=COLL, vector=[0.0] * D,
+                                   k=1)), timeout=10))
+    tap.check(code == C.FAILED_PRECONDITION,
+              "without replica set, at a replica: %s (%s)" % (code, msg))
+    # A replica stopped while a write drops it from the in-sync set, then
+    # continued and asked at once (its own map still has it in sync): it
+    # refuses, or answers with the write.
+    p0 = by_id[m[0][0][0]]
+    r = by_id[m[0][0][1]]
+    w = next(i for i in range(31000, 32000) if shard_of_id(i, SHARDS) == 0)
+    v = [9.0] * D
+    os.kill(r.proc.pid, signal.SIGSTOP)
+    try:
+        retry(lambda: p0.s.Upsert(pb.UpsertRequest(
+            collection=COLL, points=[pb.Point(id=w, vector=v)]),
+            timeout=10), 30)
+    finally:
+        os.kill(r.proc.pid, signal.SIGCONT)
+    got = []
+    code, msg = code_of(lambda: got.append(ppbg.ShardStub(r.ch).Search(
+        ppb.ShardSearchRequest(shard=0, map_version=ver, replica=True,
+                               request=pb.SearchRequest(
+                                   collection=COLL, vector=v, k=50,
+                                   recall_target=1.0)), timeout=10)))
+    got = got[0] if got else None
+    tap.check(code == C.FAILED_PRECONDITION or (
+        got is not None and w in {h.id for h in got.hits}),
+        "a replica dropped from the in-sync set while stopped, asked when "
+        "continued: %s (%s)" % (code, msg[:150]))
+    wait_for(lambda: all(ins == set(nd) for nd, ins in
+                         shard_map(n1).values()), 30)
 
 
 def segments(node):
