@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster/placement.h"
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/log.h"
@@ -61,6 +62,7 @@ static void map_free(drift_rmap *m)
 	for (size_t i = 0; i < m->n_cols; i++) {
 		drift_free(m->cols[i].primary);
 		drift_free(m->cols[i].primary_id);
+		drift_free(m->cols[i].assignment);
 	}
 	drift_free(m->cols);
 	if (m->pb != NULL)
@@ -103,7 +105,9 @@ static drift_rmap *map_new(Drift__V1__ShardMapResponse *pb)
 		uint32_t ns = c->info->shards;
 		c->primary = drift_calloc(ns + 1, sizeof(*c->primary));
 		c->primary_id = drift_calloc(ns + 1, sizeof(*c->primary_id));
-		if (c->primary == NULL || c->primary_id == NULL)
+		c->assignment = drift_calloc(ns + 1, sizeof(*c->assignment));
+		if (c->primary == NULL || c->primary_id == NULL ||
+		    c->assignment == NULL)
 			goto fail;
 		for (uint32_t s = 0; s < ns; s++)
 			c->primary[s] = c->primary_id[s] = "";
@@ -118,11 +122,30 @@ static drift_rmap *map_new(Drift__V1__ShardMapResponse *pb)
 			continue;
 		c->primary_id[a->shard] = a->nodes[0];
 		c->primary[a->shard] = node_address(pb, a->nodes[0]);
+		c->assignment[a->shard] = a;
 	}
 	return m;
 fail:
 	map_free(m);
 	return NULL;
+}
+
+const char *drift_rmap_reader(const drift_rmap *m,
+			      const drift_rmap_collection *c, uint32_t s,
+			      unsigned pick, bool *replica)
+{
+	const Drift__V1__ShardAssignment *a = c->assignment[s];
+	*replica = false;
+	if (a == NULL || a->n_in_sync < 2 ||
+	    !drift_placement_reads_spread((uint32_t)a->n_nodes,
+					  c->info->replication_factor))
+		return c->primary[s];
+	const char *id = a->in_sync[pick % a->n_in_sync];
+	const char *addr = node_address(m->pb, id);
+	if (strcmp(id, a->nodes[0]) == 0 || addr[0] == '\0')
+		return c->primary[s];
+	*replica = true;
+	return addr;
 }
 
 const drift_rmap_collection *drift_rmap_find(const drift_rmap *m,

@@ -34,7 +34,18 @@ typedef struct drift_rmap_collection {
 	const Drift__V1__CollectionInfo *info;
 	const char **primary; /* info->shards entries */
 	const char **primary_id;
+	/* Per shard its assignment in the map (NULL: none). */
+	const Drift__V1__ShardAssignment **assignment;
 } drift_rmap_collection;
+
+/* The address a read of c's shard s goes to: its in-sync replicas in
+ * turn (pick: a counter the caller moves on) when the shard spreads its
+ * reads (drift_placement_reads_spread), else its primary; *replica:
+ * whether that is not the primary (the read is then sent with replica
+ * set). */
+const char *drift_rmap_reader(const drift_rmap *m,
+			      const drift_rmap_collection *c, uint32_t s,
+			      unsigned pick, bool *replica);
 
 /* Starts following the map through the nodes of join ("host:port,...").
  * 0 or an error with a message. */

@@ -234,17 +234,22 @@ done:
 }
 
 /* Sends one packed shard request per shard (build(s) packs shard s's) and
- * runs them, retrying once on a stale map. *parts is the caller's
- * (drift_fanout_free + drift_free of reqs); NULL when the call has been
- * answered. */
+ * runs them, retrying once on a stale map. With `reads` (searches), each
+ * shard's request goes to one of its in-sync replicas in turn
+ * (drift_rmap_reader); when one of those fails, the retry sends them all
+ * to the primaries. *parts is the caller's (drift_fanout_free +
+ * drift_free of reqs); NULL when the call has been answered. */
+static atomic_uint reads_turn;
+
 typedef uint8_t *(*build_fn)(void *arg, uint32_t shard, uint64_t version,
-			     size_t *len);
+			     bool replica, size_t *len);
 
 static drift_fanout_part *run_shards(drift_grpc_call *c, const char *name,
 				     const char *path, build_fn build,
 				     void *arg, const uint32_t *only,
-				     size_t *n_out)
+				     bool reads, size_t *n_out)
 {
+	unsigned turn = reads ? atomic_fetch_add(&reads_turn, 1) : 0;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		drift_rmap *map;
 		const drift_rmap_collection *col = lookup(c, name, &map);
@@ -255,15 +260,21 @@ static drift_fanout_part *run_shards(drift_grpc_call *c, const char *name,
 		uint32_t ns = col->info->shards;
 		drift_fanout_part *parts = drift_calloc(ns, sizeof(*parts));
 		size_t n = 0;
-		bool oom = parts == NULL;
+		bool oom = parts == NULL, any_replica = false;
 		for (uint32_t s = 0; !oom && s < ns; s++) {
 			if (only != NULL && only[s] == 0)
 				continue;
 			drift_fanout_part *p = &parts[n++];
-			p->address = col->primary[s];
+			bool replica = false;
+			p->address =
+				reads && attempt == 0
+					? drift_rmap_reader(map, col, s,
+							    turn + s, &replica)
+					: col->primary[s];
 			p->path = path;
-			p->req =
-				build(arg, s, drift_rmap_version(map), &p->len);
+			p->req = build(arg, s, drift_rmap_version(map), replica,
+				       &p->len);
+			any_replica |= replica;
 			oom |= p->req == NULL;
 		}
 		if (!oom)
@@ -272,7 +283,11 @@ static drift_fanout_part *run_shards(drift_grpc_call *c, const char *name,
 		const drift_fanout_part *bad =
 			oom ? NULL : drift_fanout_failed(parts, n);
 		uint64_t v = drift_rmap_version(map);
-		if (oom || (bad != NULL && (attempt == 1 || !stale(bad)))) {
+		/* A replica's refusal (or failure): the primaries, at once. */
+		bool refresh = stale(bad);
+		bool again =
+			bad != NULL && attempt == 0 && (refresh || any_replica);
+		if (oom || (bad != NULL && !again)) {
 			if (oom)
 				drift_grpc_call_finish(
 					c, DRIFT_GRPC_RESOURCE_EXHAUSTED,
@@ -281,8 +296,7 @@ static drift_fanout_part *run_shards(drift_grpc_call *c, const char *name,
 				finish_part(c, bad);
 		}
 		if (oom || bad != NULL) {
-			bool retry = !oom && bad != NULL && attempt == 0 &&
-				     stale(bad);
+			bool retry = !oom && again;
 			for (size_t i = 0; parts != NULL && i < n; i++)
 				drift_free(parts[i].req);
 			drift_fanout_free(parts, n);
@@ -290,7 +304,8 @@ static drift_fanout_part *run_shards(drift_grpc_call *c, const char *name,
 			drift_rmap_unref(map);
 			if (!retry)
 				return NULL;
-			drift_rmap_refresh(follower, v, 2000000000ull);
+			if (refresh)
+				drift_rmap_refresh(follower, v, 2000000000ull);
 			continue;
 		}
 		drift_rmap_unref(map);
@@ -309,12 +324,13 @@ static void free_parts(drift_fanout_part *parts, size_t n)
 }
 
 static uint8_t *build_search(void *arg, uint32_t shard, uint64_t version,
-			     size_t *len)
+			     bool replica, size_t *len)
 {
 	Drift__Peer__V1__ShardSearchRequest r =
 		DRIFT__PEER__V1__SHARD_SEARCH_REQUEST__INIT;
 	r.shard = shard;
 	r.map_version = version;
+	r.replica = replica;
 	r.request = arg;
 	return pack(&r.base, len);
 }
@@ -326,7 +342,7 @@ void drift_router_search(drift_grpc_call *c, Drift__V1__SearchRequest *req)
 	size_t n = 0;
 	drift_fanout_part *parts =
 		run_shards(c, req->collection, "/drift.peer.v1.Shard/Search",
-			   build_search, req, NULL, &n);
+			   build_search, req, NULL, true, &n);
 	if (parts == NULL)
 		goto out;
 	Drift__V1__SearchResponse **ans = drift_calloc(n, sizeof(*ans));
@@ -365,12 +381,13 @@ static void search(drift_grpc_call *c, void *ctx)
 }
 
 static uint8_t *build_search_batch(void *arg, uint32_t shard, uint64_t version,
-				   size_t *len)
+				   bool replica, size_t *len)
 {
 	Drift__Peer__V1__ShardSearchBatchRequest r =
 		DRIFT__PEER__V1__SHARD_SEARCH_BATCH_REQUEST__INIT;
 	r.shard = shard;
 	r.map_version = version;
+	r.replica = replica;
 	r.request = arg;
 	return pack(&r.base, len);
 }
@@ -383,7 +400,7 @@ void drift_router_search_batch(drift_grpc_call *c,
 	size_t n = 0;
 	drift_fanout_part *parts = run_shards(
 		c, req->collection, "/drift.peer.v1.Shard/SearchBatch",
-		build_search_batch, req, NULL, &n);
+		build_search_batch, req, NULL, true, &n);
 	if (parts == NULL)
 		goto out;
 	size_t nq = req->n_queries;
@@ -472,8 +489,9 @@ static void split_free(struct split *sp)
 }
 
 static uint8_t *build_get(void *arg, uint32_t shard, uint64_t version,
-			  size_t *len)
+			  bool replica, size_t *len)
 {
+	(void)replica;
 	struct split *sp = arg;
 	const Drift__V1__GetRequest *g = sp->request;
 	uint64_t *ids = drift_mallocarray(sp->count[shard] + 1, 8);
@@ -529,7 +547,7 @@ void drift_router_get(drift_grpc_call *c, Drift__V1__GetRequest *req)
 	size_t n = 0;
 	drift_fanout_part *parts =
 		run_shards(c, req->collection, "/drift.peer.v1.Shard/Get",
-			   build_get, &sp, sp.count, &n);
+			   build_get, &sp, sp.count, false, &n);
 	if (parts == NULL)
 		goto out;
 	/* parts are in shard order over the shards with ids. */
@@ -585,8 +603,9 @@ static void get(drift_grpc_call *c, void *ctx)
 }
 
 static uint8_t *build_upsert(void *arg, uint32_t shard, uint64_t version,
-			     size_t *len)
+			     bool replica, size_t *len)
 {
+	(void)replica;
 	struct split *sp = arg;
 	const Drift__V1__UpsertRequest *u = sp->request;
 	Drift__V1__Point **pts =
@@ -646,7 +665,7 @@ int drift_router_upsert_one(drift_grpc_call *c, Drift__V1__UpsertRequest *req,
 	size_t n = 0;
 	drift_fanout_part *parts =
 		run_shards(c, req->collection, "/drift.peer.v1.Shard/Upsert",
-			   build_upsert, &sp, sp.count, &n);
+			   build_upsert, &sp, sp.count, false, &n);
 	if (parts == NULL)
 		goto out;
 	for (size_t i = 0; i < n; i++) {
@@ -711,8 +730,9 @@ static void upsert_stream(drift_grpc_call *c, void *ctx)
 }
 
 static uint8_t *build_delete(void *arg, uint32_t shard, uint64_t version,
-			     size_t *len)
+			     bool replica, size_t *len)
 {
+	(void)replica;
 	struct split *sp = arg;
 	const Drift__V1__DeleteRequest *d = sp->request;
 	uint64_t *ids = drift_mallocarray(sp->count[shard] + 1, 8);
@@ -744,7 +764,7 @@ void drift_router_delete(drift_grpc_call *c, Drift__V1__DeleteRequest *req)
 	size_t n = 0;
 	drift_fanout_part *parts =
 		run_shards(c, req->collection, "/drift.peer.v1.Shard/Delete",
-			   build_delete, &sp, sp.count, &n);
+			   build_delete, &sp, sp.count, false, &n);
 	if (parts == NULL)
 		goto out;
 	uint64_t deleted = 0;
@@ -779,8 +799,9 @@ static void delete_(drift_grpc_call *c, void *ctx)
 /* ---- Flush: every shard ---- */
 
 static uint8_t *build_flush(void *arg, uint32_t shard, uint64_t version,
-			    size_t *len)
+			    bool replica, size_t *len)
 {
+	(void)replica;
 	Drift__Peer__V1__ShardFlushRequest r =
 		DRIFT__PEER__V1__SHARD_FLUSH_REQUEST__INIT;
 	r.shard = shard;
@@ -794,7 +815,7 @@ void drift_router_flush(drift_grpc_call *c, Drift__V1__FlushRequest *req)
 	size_t n = 0;
 	drift_fanout_part *parts =
 		run_shards(c, req->collection, "/drift.peer.v1.Shard/Flush",
-			   build_flush, req->collection, NULL, &n);
+			   build_flush, req->collection, NULL, false, &n);
 	if (parts == NULL)
 		return; /* answered: the first failed shard's status */
 	Drift__V1__FlushResponse resp = DRIFT__V1__FLUSH_RESPONSE__INIT;
@@ -816,8 +837,9 @@ static void flush(drift_grpc_call *c, void *ctx)
 /* ---- Collections from the map ---- */
 
 static uint8_t *build_describe(void *arg, uint32_t shard, uint64_t version,
-			       size_t *len)
+			       bool replica, size_t *len)
 {
+	(void)replica;
 	Drift__Peer__V1__ShardDescribeRequest r =
 		DRIFT__PEER__V1__SHARD_DESCRIBE_REQUEST__INIT;
 	r.shard = shard;
@@ -836,7 +858,8 @@ void drift_router_describe(drift_grpc_call *c,
 		col == NULL ? NULL
 			    : run_shards(c, req->name,
 					 "/drift.peer.v1.Shard/Describe",
-					 build_describe, req->name, NULL, &n);
+					 build_describe, req->name, NULL, false,
+					 &n);
 	if (parts == NULL)
 		goto out;
 	Drift__Peer__V1__ShardDescribeResponse **ans =

@@ -106,6 +106,7 @@ class Node:
     def __init__(self, base, name, join=None, node_id=None, proxy=None,
                  extra=()):
         self.name = name
+        self.metrics_port = None  # cluster(metrics=True) sets it
         self.data = os.path.join(base, name)
         os.makedirs(self.data, exist_ok=True)
         self.port, self.raft_port = free_ports(2)
@@ -130,6 +131,13 @@ class Node:
         if self.node_id:
             a += ["--node-id", self.node_id]
         return a + self.extra
+
+    def metrics(self):
+        """The node's /metrics text."""
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" %
+                                    self.metrics_port, timeout=10) as r:
+            return r.read().decode()
 
     def start(self, wait=True, timeout=60):
         self.logf = open(self.log, "a")

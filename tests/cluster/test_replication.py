@@ -21,6 +21,9 @@ processes on 127.0.0.1, driven by stock grpcio.
   the write acknowledged just before it, asked at once; one at a node
   out of the in-sync set, or without replica set at a non-primary, is
   FAILED_PRECONDITION;
+- searches through a router spread over the in-sync replicas (every node
+  serves a part of each shard's), each finding the point written just
+  before through the router;
 - a damaged segment on one replica (killed, a block of a segment
   overwritten, started again): the node finds its copy damaged, the
   leader takes it out of the in-sync sets (a primary hands over), the copy
@@ -48,9 +51,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "grpc"))
-from clusterlib import (C, Node, cluster, code_of, leader_of,  # noqa: E402
-                        pb, peer_stubs, replica_stubs, shard_of_id, tmpdir,
-                        wait_for)
+from clusterlib import (C, Node, cluster, code_of, free_ports,  # noqa: E402
+                        leader_of, pb, pbg, peer_stubs, replica_stubs,
+                        shard_of_id, tmpdir, wait_for)
+import grpc  # noqa: E402
 from grpctest import Tap  # noqa: E402
 
 D = 8
@@ -154,11 +158,12 @@ def main():
     base = tmpdir()
     # DRIFT_REPL_ONLY=progress or wiped: that part alone.
     only = os.environ.get("DRIFT_REPL_ONLY", "")
-    nodes = cluster(base, 3) if only == "" else []
+    nodes = cluster(base, 3, metrics=True) if only == "" else []
     try:
         if only == "":
             run(tap, nodes)
             replica_reads(tap, nodes)
+            router_reads(tap, base, nodes)
             repair(tap, nodes)
             rebalance(tap, base, nodes)
             for n in nodes:
@@ -451,6 +456,52 @@ def replica_reads(tap, nodes):
         "continued: %s (%s)" % (code, msg[:150]))
     wait_for(lambda: all(ins == set(nd) for nd, ins in
                          shard_map(n1).values()), 30)
+
+
+def shard_searches(n):
+    """Shard.Search calls node n answered OK (its /metrics)."""
+    want = ('drift_grpc_requests_total{method="drift.peer.v1.Shard/Search",'
+            'code="OK"} ')
+    return sum(int(float(x[len(want):])) for x in n.metrics().splitlines()
+               if x.startswith(want))
+
+
+def router_reads(tap, base, nodes):
+    """Searches through a router, spread over the in-sync replicas."""
+    port = free_ports(1)[0]
+    logf = open(os.path.join(base, "router.log"), "a")
+    proc = subprocess.Popen(
+        [os.environ["DRIFT_ROUTER"], "--listen", "127.0.0.1:%d" % port,
+         "--join", ",".join(n.addr for n in nodes)],
+        stdout=subprocess.PIPE, stderr=logf, text=True)
+    try:
+        if not proc.stdout.readline().startswith("listening on"):
+            raise RuntimeError("drift-router did not start")
+        ch = grpc.insecure_channel("127.0.0.1:%d" % port)
+        s = pbg.DriftStub(ch)
+        before = [shard_searches(n) for n in nodes]
+        missed = []
+        for i in range(40000, 40150):
+            v = [float((i * 7) % 11 - 5), float(i % 5)] + [0.5] * (D - 2)
+            retry(lambda: s.Upsert(pb.UpsertRequest(
+                collection=COLL, points=[pb.Point(id=i, vector=v)]),
+                timeout=10), 30)
+            got = s.Search(pb.SearchRequest(collection=COLL, vector=v, k=50,
+                                            recall_target=1.0), timeout=10)
+            if i not in {h.id for h in got.hits}:
+                missed.append(i)
+        served = [shard_searches(n) - b for n, b in zip(nodes, before)]
+        ch.close()
+        total = sum(served)
+        tap.check(missed == [] and total >= 150 * SHARDS and all(
+            x >= total * 0.2 for x in served),
+            "150 searches through a router, each right after its point's "
+            "write: %d missed it; the shards' searches served per node %s" % (
+                len(missed), served))
+    finally:
+        proc.kill()
+        proc.wait()
+        logf.close()
 
 
 def segments(node):
