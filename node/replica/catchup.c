@@ -216,6 +216,8 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 			break;
 		rv = send_tail(r, addr, col, shard, epoch, &last, BATCH_BYTES,
 			       prog, &err);
+		if (rv == 0)
+			repl_note_position(e, node, last);
 		if (rv == DRIFT_ENOENT && !copied) {
 			/* The records it misses are only in segments now. */
 			DRIFT_INFO("replication: %s/%u: node %s misses records "
@@ -246,6 +248,8 @@ static void catch_up(drift_replica *r, const char *name, uint64_t created,
 		was = last;
 		rv = send_tail(r, addr, col, shard, epoch, &last, BATCH_BYTES,
 			       prog, &err);
+		if (rv == 0)
+			repl_note_position(e, node, last);
 	}
 	if (rv == 0 && last != own)
 		rv = drift_err_set(&err, DRIFT_EINTERNAL,

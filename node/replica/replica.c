@@ -340,8 +340,10 @@ static int write_shard(drift_replica *r, drift_collection *col, uint32_t shard,
 	size_t ndrop = 0;
 	const drift_fanout_part *first_bad = NULL;
 	for (size_t i = 0; i < np; i++) {
-		if (parts[i].st.code == DRIFT_GRPC_OK)
+		if (parts[i].st.code == DRIFT_GRPC_OK) {
+			repl_note_position(e, sh->nodes[who[i]], rec.seq);
 			continue;
+		}
 		if (first_bad == NULL)
 			first_bad = &parts[i];
 		if (parts[i].st.code == DRIFT_GRPC_ABORTED) {
@@ -490,6 +492,11 @@ int drift_replica_open(drift_cm *cm, drift_node_cluster *nc,
 		return drift_err_errno(err, rv, "starting the catch-up thread");
 	}
 	r->catchup_running = true;
+	if (repl_lag_start(r) != 0) {
+		drift_replica_close(r);
+		return drift_err_set(err, DRIFT_ENOMEM, "replication metrics");
+	}
+	r->lag_running = true;
 	*out = r;
 	return 0;
 }
@@ -498,6 +505,8 @@ void drift_replica_close(drift_replica *r)
 {
 	if (r == NULL)
 		return;
+	if (r->lag_running)
+		repl_lag_stop(r);
 	pthread_mutex_lock(&r->mu);
 	r->stop = true;
 	pthread_cond_broadcast(&r->cond);

@@ -10,6 +10,7 @@
  *   moves.c        the leader's moves of replicas (Rebalance)
  *   repair.c       the rebuilding of this node's damaged copies
  *   reads.c        reads from in-sync replicas (read index)
+ *   lag.c          the replication lag metric
  */
 #ifndef DRIFT_NODE_REPLICA_INTERNAL_H
 #define DRIFT_NODE_REPLICA_INTERNAL_H
@@ -46,8 +47,15 @@ struct repl_shard {
 	 * to the last record; raising the fence holds it alone, so no record
 	 * of the fenced epoch lands after the position it reports. */
 	pthread_rwlock_t applying;
-	pthread_mutex_t mu; /* ep */
+	pthread_mutex_t mu; /* ep, pos */
 	drift_epochs ep;
+	/* On the primary: the last record each other replica is known to
+	 * hold (its acknowledgements; lag.c). */
+	struct {
+		char id[DRIFT_NODE_ID_MAX + 1];
+		uint64_t seq;
+	} pos[DRIFT_META_MAX_RF];
+	size_t n_pos;
 };
 
 /* How far a catch-up has come, for the progress of moves in Status and
@@ -81,6 +89,7 @@ struct drift_replica {
 	bool stop;
 	pthread_t catchup;
 	bool catchup_running;
+	bool lag_running;		      /* its metrics collector added */
 	struct repl_job slots[REPL_MAX_JOBS]; /* under mu */
 	unsigned jobs;			      /* running; under mu */
 	bool rebalancing;		      /* under mu (moves.c) */
@@ -190,6 +199,14 @@ int repl_read_index(drift_replica *r, drift_collection *col,
 		    struct repl_shard *e,
 		    const Drift__Peer__V1__ReadIndexRequest *req,
 		    uint64_t *last, drift_err *err);
+
+/* Notes that replica `id` of e's shard holds the records up to seq
+ * (lag.c). */
+void repl_note_position(struct repl_shard *e, const char *id, uint64_t seq);
+
+/* drift_replication_lag_records at scrape time (lag.c). */
+int repl_lag_start(drift_replica *r);
+void repl_lag_stop(drift_replica *r);
 
 /* The catch-up thread (catchup.c). */
 void *repl_catchup_main(void *arg);

@@ -269,14 +269,37 @@ def run(tap, nodes):
                   "in-sync set: %s" % (m2[0],))
         for k in range(3):
             retry(lambda: model.delete(others[1], rng.sample(ids, 20)), 30)
+        p0 = by_id[m2[0][0][0]]
+        lag = lag_of(p0, 0, victim.node_id)
+        tap.check(lag is not None and lag > 0,
+                  "the primary's drift_replication_lag_ops for it: %s" %
+                  lag)
     finally:
         os.kill(victim.proc.pid, signal.SIGCONT)
     ok = wait_for(lambda: all(ins == set(nd) for nd, ins in
                               shard_map(n1).values()), 30)
     tap.check(ok, "continued, it catches up: %s" % (shard_map(n1),))
+    m3 = shard_map(n1)
+    zero = wait_for(lambda: all(
+        lag_of(by_id[nd[0]], s_, x) == 0 for s_, (nd, _) in m3.items()
+        for x in nd[1:]), 10)
+    tap.check(zero, "and every replica's lag is 0 again: %s" % {
+        s_: [lag_of(by_id[nd[0]], s_, x) for x in nd[1:]]
+        for s_, (nd, _) in m3.items()})
     bad = model.check(victim)
     tap.check(bad == [], "and reads through it see every write (%d wrong)"
               % len(bad))
+
+
+def lag_of(n, shard, replica):
+    """drift_replication_lag_ops of COLL's shard for replica at node n
+    (None: no such series)."""
+    want = ('drift_replication_lag_ops{collection="%s",shard="%d",'
+            'replica="%s"} ' % (COLL, shard, replica))
+    for x in n.metrics().splitlines():
+        if x.startswith(want):
+            return int(float(x[len(want):]))
+    return None
 
 
 def counts(m, ids):

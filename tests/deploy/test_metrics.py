@@ -402,8 +402,9 @@ def concurrent_scrapes(n):
     T.check(got == sum(done), "%d searches, %g counted" % (sum(done), got))
 
 
-# Families the dashboard shows that drift-node does not export yet: the
-# router's, replication's and moves' (docs/operations.md, "Metrics").
+# Families the dashboard shows that a lone drift-node does not export: the
+# router's, and those of replicas and moves (a cluster's primaries and
+# leader: docs/operations.md, "Metrics"; tests/cluster checks the lag).
 NOT_NODE = {"drift_router_fanout_seconds", "drift_replication_lag_ops",
             "drift_shard_moves_in_progress"}  # the first: routers export it
 
