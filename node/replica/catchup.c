@@ -284,6 +284,7 @@ out:
 			   shard, node, err.msg);
 	if (held)
 		repl_hold_log(col, shard, DRIFT_WAL_NO_HOLD);
+	repl_shard_put(r, e);
 	drift_cm_release(r->cm, col);
 }
 
@@ -417,8 +418,13 @@ void *repl_catchup_main(void *arg)
 	drift_replica *r = arg;
 	const char *self = drift_node_cluster_node_id(r->nc);
 	uint64_t known = 0;
+	uint64_t reap_next = 0;
 	while (pause_pass(r, &known)) {
 		repl_repair_pass(r);
+		if (drift_now_ns() >= reap_next) {
+			repl_reap(r);
+			reap_next = drift_now_ns() + 2000000000ull;
+		}
 		drift_meta *st =
 			drift_member_state(drift_node_cluster_member(r->nc));
 		for (size_t c = 0; c < st->n_cols; c++) {

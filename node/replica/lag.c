@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cluster/member.h"
+#include "common/alloc.h"
 #include "common/metrics.h"
 #include "node/replica/replica_internal.h"
 
@@ -75,12 +76,24 @@ static void collect(drift_metrics_out *o, void *ctx)
 {
 	drift_replica *r = ctx;
 	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
+	/* The entries, held (repl_reap frees only unused ones). */
 	pthread_mutex_lock(&r->mu);
-	/* Entries are freed only when r is: the list's links are stable. */
-	struct repl_shard *head = r->shards;
+	size_t n = 0;
+	for (struct repl_shard *e = r->shards; e != NULL; e = e->next)
+		n++;
+	struct repl_shard **all = drift_mallocarray(n + 1, sizeof(*all));
+	n = 0;
+	for (struct repl_shard *e = r->shards; all != NULL && e != NULL;
+	     e = e->next) {
+		e->refs++;
+		all[n++] = e;
+	}
 	pthread_mutex_unlock(&r->mu);
-	for (struct repl_shard *e = head; e != NULL; e = e->next)
-		collect_shard(o, r, st, e);
+	for (size_t i = 0; i < n; i++) {
+		collect_shard(o, r, st, all[i]);
+		repl_shard_put(r, all[i]);
+	}
+	drift_free(all);
 	drift_meta_unref(st);
 }
 

@@ -84,6 +84,10 @@ int repl_read_index(drift_replica *r, drift_collection *col,
 	return 0;
 }
 
+static int ask_and_wait(drift_replica *r, drift_collection *col, uint32_t shard,
+			struct repl_shard *e, uint64_t epoch,
+			const char *primary, uint64_t deadline, drift_err *err);
+
 int drift_replica_read_at(drift_replica *r, drift_collection *col,
 			  uint32_t shard, uint64_t version, drift_err *err)
 {
@@ -126,6 +130,18 @@ int drift_replica_read_at(drift_replica *r, drift_collection *col,
 	struct repl_shard *e = repl_shard_of(r, col, shard, err);
 	if (e == NULL)
 		return err->code;
+	int rv = ask_and_wait(r, col, shard, e, epoch, primary, deadline, err);
+	repl_shard_put(r, e);
+	return rv;
+}
+
+/* read_at's steps 1 and 2 (see above) for e, col's shard. */
+static int ask_and_wait(drift_replica *r, drift_collection *col, uint32_t shard,
+			struct repl_shard *e, uint64_t epoch,
+			const char *primary, uint64_t deadline, drift_err *err)
+{
+	const drift_collection_config *cfg = drift_collection_cfg(col);
+	const char *self = drift_node_cluster_node_id(r->nc);
 	Drift__Peer__V1__ReadIndexRequest req =
 		DRIFT__PEER__V1__READ_INDEX_REQUEST__INIT;
 	req.collection = (char *)cfg->name;

@@ -30,6 +30,7 @@ struct repl_shard *repl_shard_of(drift_replica *r, drift_collection *col,
 		strcmp(e->name, cfg->name) != 0))
 		e = e->next;
 	if (e != NULL) {
+		e->refs++;
 		pthread_mutex_unlock(&r->mu);
 		return e;
 	}
@@ -42,11 +43,15 @@ struct repl_shard *repl_shard_of(drift_replica *r, drift_collection *col,
 	snprintf(e->name, sizeof(e->name), "%s", cfg->name);
 	e->created = cfg->cluster_version;
 	e->shard = shard;
-	snprintf(e->dir, sizeof(e->dir), "%s/shard-%u",
-		 drift_collection_dir(col), shard);
-	int rv = drift_epochs_load(e->dir, &e->ep, err);
+	char dir[4200];
+	snprintf(dir, sizeof(dir), "%s/shard-%u", drift_collection_dir(col),
+		 shard);
+	int rv = (e->dir = drift_strdup(dir)) != NULL
+			 ? drift_epochs_load(e->dir, &e->ep, err)
+			 : drift_err_set(err, DRIFT_ENOMEM, "replication");
 	if (rv != 0) {
 		pthread_mutex_unlock(&r->mu);
+		drift_free(e->dir);
 		drift_free(e);
 		return NULL;
 	}
@@ -60,10 +65,49 @@ struct repl_shard *repl_shard_of(drift_replica *r, drift_collection *col,
 	pthread_rwlock_init(&e->applying, &a);
 	pthread_rwlockattr_destroy(&a);
 	pthread_mutex_init(&e->mu, NULL);
+	e->refs = 1;
 	e->next = r->shards;
 	r->shards = e;
 	pthread_mutex_unlock(&r->mu);
 	return e;
+}
+
+void repl_shard_put(drift_replica *r, struct repl_shard *e)
+{
+	if (e == NULL)
+		return;
+	pthread_mutex_lock(&r->mu);
+	e->refs--;
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void shard_free(struct repl_shard *e)
+{
+	pthread_rwlock_destroy(&e->writes);
+	pthread_rwlock_destroy(&e->applying);
+	pthread_mutex_destroy(&e->mu);
+	drift_free(e->dir);
+	drift_free(e);
+}
+
+void repl_reap(drift_replica *r)
+{
+	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
+	pthread_mutex_lock(&r->mu);
+	for (struct repl_shard **pp = &r->shards; *pp != NULL;) {
+		struct repl_shard *e = *pp;
+		const drift_meta_collection *mc =
+			drift_meta_col_find(st, e->name);
+		if (e->refs == 0 && st->version >= e->created &&
+		    (mc == NULL || mc->created_version != e->created)) {
+			*pp = e->next;
+			shard_free(e);
+		} else {
+			pp = &e->next;
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	drift_meta_unref(st);
 }
 
 int repl_save_epochs(struct repl_shard *e, drift_err *err)
@@ -401,6 +445,7 @@ out:
 	drift_shard_record_free(&rec);
 	drift_meta_unref(st);
 	pthread_rwlock_unlock(&e->writes);
+	repl_shard_put(r, e);
 	return rv;
 }
 
@@ -520,10 +565,7 @@ void drift_replica_close(drift_replica *r)
 	while (r->shards != NULL) {
 		struct repl_shard *e = r->shards;
 		r->shards = e->next;
-		pthread_rwlock_destroy(&e->writes);
-		pthread_rwlock_destroy(&e->applying);
-		pthread_mutex_destroy(&e->mu);
-		drift_free(e);
+		shard_free(e);
 	}
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->mu);

@@ -36,10 +36,11 @@
  * collection is another) that this node holds. */
 struct repl_shard {
 	struct repl_shard *next;
+	unsigned refs; /* under drift_replica's mu: users now */
 	char name[DRIFT_META_NAME_MAX + 1];
 	uint64_t created;
 	uint32_t shard;
-	char dir[4096]; /* the shard's directory */
+	char *dir; /* the shard's directory (allocated) */
 	/* The primary's writes hold it shared; the end of a catch-up holds
 	 * it alone (the last records, then the in-sync set grows). */
 	pthread_rwlock_t writes;
@@ -105,9 +106,15 @@ struct drift_replica {
 };
 
 /* The entry of shard `shard` of col (made, with its epochs read, on first
- * use), or NULL with err set. */
+ * use), or NULL with err set. Give it back with repl_shard_put. */
 struct repl_shard *repl_shard_of(drift_replica *r, drift_collection *col,
 				 uint32_t shard, drift_err *err);
+
+/* Gives back an entry repl_shard_of gave (NULL is ignored). */
+void repl_shard_put(drift_replica *r, struct repl_shard *e);
+/* Frees the entries no one uses of collections the map no longer has
+ * (the catch-up thread's passes). */
+void repl_reap(drift_replica *r);
 
 /* The last record of shard's log; its log held after `after`. */
 uint64_t repl_last_seq(drift_collection *col, uint32_t shard);

@@ -148,6 +148,7 @@ static void replicate(drift_grpc_call *c, void *ctx)
 	resp.last_seq = last;
 	drift_grpc_call_reply(c, &resp.base);
 release:
+	repl_shard_put(r, e);
 	drift_cm_release(r->cm, col);
 done:
 	protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -206,6 +207,7 @@ static void state(drift_grpc_call *c, void *ctx)
 		pthread_rwlock_unlock(&e->applying);
 	drift_grpc_call_reply(c, &resp.base);
 release:
+	repl_shard_put(r, e);
 	drift_cm_release(r->cm, col);
 done:
 	protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -284,6 +286,7 @@ static void install(drift_grpc_call *c, void *ctx)
 	resp.last_seq = last;
 	drift_grpc_call_reply(c, &resp.base);
 release:
+	repl_shard_put(r, e);
 	drift_cm_release(r->cm, col);
 done:
 	protobuf_c_message_free_unpacked(&h->base, NULL);
@@ -379,6 +382,7 @@ static void read_index(drift_grpc_call *c, void *ctx)
 			fail(c, rv, &err);
 		else
 			drift_grpc_call_reply(c, &resp.base);
+		repl_shard_put(r, e);
 		drift_cm_release(r->cm, col);
 	}
 	protobuf_c_message_free_unpacked(&req->base, NULL);
