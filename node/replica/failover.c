@@ -153,5 +153,6 @@ void drift_replica_failover(drift_replica *r)
 	}
 	drift_meta_unref(st);
 	repl_resume_moves(r);
+	repl_join_rebalance(r);
 	repl_replace_down(r);
 }

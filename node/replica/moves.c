@@ -483,6 +483,46 @@ void repl_replace_down(drift_replica *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
+static atomic_bool rebalance_on_join = true;
+
+void drift_replica_rebalance_on_join(bool on)
+{
+	atomic_store(&rebalance_on_join, on);
+}
+
+void repl_join_rebalance(drift_replica *r)
+{
+	drift_meta *st = drift_member_state(drift_node_cluster_member(r->nc));
+	bool fresh = false;
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		const drift_meta_node *nd = &st->nodes[i];
+		if (nd->state != DRIFT_NODE_UP)
+			continue;
+		size_t j = 0;
+		while (j < r->n_seen && strcmp(r->seen[j], nd->id) != 0)
+			j++;
+		if (j < r->n_seen || r->n_seen == REPL_MAX_DOWN)
+			continue;
+		snprintf(r->seen[j], sizeof(r->seen[j]), "%s", nd->id);
+		r->n_seen++;
+		/* A leader's first pass learns the nodes it starts with. */
+		fresh |= r->seen_init;
+	}
+	r->seen_init = true;
+	drift_meta_unref(st);
+	if (!fresh || !atomic_load(&rebalance_on_join))
+		return;
+	uint32_t planned = 0;
+	drift_err err;
+	drift_err_clear(&err);
+	int rv = drift_replica_rebalance(r, false, &planned, &err);
+	if (rv == 0)
+		DRIFT_INFO("rebalance: a node joined: %u moves planned",
+			   planned);
+	else
+		DRIFT_WARN("rebalance: a node joined: %s", err.msg);
+}
+
 void repl_resume_moves(drift_replica *r)
 {
 	pthread_mutex_lock(&r->mu);

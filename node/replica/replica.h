@@ -93,8 +93,13 @@ void drift_replica_copy_rate(uint64_t bytes_per_s);
  * this process is from then on. */
 void drift_replica_replace_after(uint64_t ns);
 
+/* Whether a leader rebalances when a node it had not seen UP is UP (a
+ * node added; --rebalance-on-join, on by default). */
+void drift_replica_rebalance_on_join(bool on);
+
 /* The leader's failover pass over the current map (see above), then its
- * replacement of nodes down that long. */
+ * rebalance for nodes that joined and its replacement of nodes down that
+ * long. */
 void drift_replica_failover(drift_replica *r);
 
 /* The leader's Rebalance (moves.c): plans the moves that even the

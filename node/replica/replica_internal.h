@@ -101,6 +101,10 @@ struct drift_replica {
 		uint64_t since;
 	} down[REPL_MAX_DOWN];
 	size_t n_down;
+	/* moves.c, likewise: the nodes seen UP (a new one rebalances). */
+	char seen[REPL_MAX_DOWN][DRIFT_NODE_ID_MAX + 1];
+	size_t n_seen;
+	bool seen_init;
 	/* repair.c, on the catch-up thread only. */
 	uint64_t repair_next, repair_warned;
 };
@@ -195,6 +199,10 @@ int repl_take_out(drift_replica *r, const char *name, uint64_t created,
 /* A pass of the repair of this node's damaged copies (at most once a
  * second; on the catch-up thread). */
 void repl_repair_pass(drift_replica *r);
+
+/* The leader's Rebalance when a node it has not seen UP before is UP (an
+ * AddNode that finished joining; --rebalance-on-join; moves.c). */
+void repl_join_rebalance(drift_replica *r);
 
 /* The leader's replacement of nodes DOWN for --replace-down-after: their
  * replicas are copied to nodes that are up (moves.c; failover pass). */

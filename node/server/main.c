@@ -56,6 +56,7 @@ struct node_cfg {
 	int64_t cpu_workers;
 	int64_t copy_rate;
 	uint64_t replace_down_after;
+	bool rebalance_on_join;
 	uint64_t max_message;
 	int64_t memtable_rows;
 	int64_t max_vectors;
@@ -127,6 +128,11 @@ static const drift_cfg_opt opts[] = {
 	    "catching up) sends at most, so the load keeps its latency "
 	    "(0: no limit)",
 	    0, (int64_t)1 << 40),
+	OPT("cluster.rebalance_on_join", "rebalance-on-join", DRIFT_CFG_BOOL,
+	    rebalance_on_join, "true",
+	    "the metadata leader rebalances (the fewest moves) once a node it "
+	    "added is up",
+	    0, 0),
 	OPT("cluster.replace_down_after", "replace-down-after",
 	    DRIFT_CFG_DURATION, replace_down_after, "5m",
 	    "how long a node is down before the leader copies its replicas "
@@ -389,6 +395,7 @@ int main(int argc, char **argv)
 	};
 	drift_replica_copy_rate((uint64_t)cfg.copy_rate);
 	drift_replica_replace_after(cfg.replace_down_after);
+	drift_replica_rebalance_on_join(cfg.rebalance_on_join);
 	if (drift_node_cluster_open(&nco, &nc, &err) != 0 ||
 	    drift_node_service_register(srv, cm, nc) != 0 ||
 	    drift_grpc_server_start(srv, &err) != 0) {

@@ -344,7 +344,9 @@ def main(tap):
     faults_path = os.path.join(base, "faults.jsonl")
     print("# RF %d, %d rounds, seed %d, in %s" % (RF, ROUNDS, SEED, base),
           flush=True)
-    nodes = cluster(base, 3)
+    # Rebalance is a fault of its own here: none when a node joins.
+    no_join = ["--rebalance-on-join=false"]
+    nodes = cluster(base, 3, extra=no_join)
     for n in nodes:
         n.node_id = n.status().node_id
     wait_for(lambda: all(x.state == pb.NODE_STATE_UP
@@ -477,7 +479,8 @@ def main(tap):
             """A new node (--join a live one), UP at the leader."""
             name = "node-%d" % (len(nodes) + 1)
             join = next(n for n in nodes if n.alive())
-            nd = Node(base, name, node_id=name, join=join.addr).start()
+            nd = Node(base, name, node_id=name, join=join.addr,
+                      extra=no_join).start()
             nodes.append(nd)
             if not wait_for(all_up, timeout=HEALTHY_S, step=0.1):
                 raise RuntimeError("%s is not UP at the leader in %.0f s"

@@ -34,6 +34,8 @@ processes on 127.0.0.1, driven by stock grpcio.
   under a new id it joins, and the leader copies the old node's replicas
   to it after --replace-down-after; no read meanwhile misses an
   acknowledged write or sees DATA_LOSS;
+- a node added: once it is up the leader rebalances by itself (the
+  fewest moves), every point still there;
 - a move's progress: Status and ShardMap show the moving shard, its
   source and target, and the bytes its copy has sent out of the whole,
   growing, while it moves (a cluster of its own, copies throttled), and
@@ -59,6 +61,7 @@ from grpctest import Tap  # noqa: E402
 
 D = 8
 COLL = "r3"
+NO_JOIN = ["--rebalance-on-join=false"]
 SHARDS = 3
 ROUNDS = int(os.environ.get("DRIFT_REPL_ROUNDS", "3"))
 FAILOVER_S = float(os.environ.get("DRIFT_REPL_FAILOVER_S", "5"))
@@ -156,9 +159,12 @@ class Model:
 def main():
     tap = Tap()
     base = tmpdir()
-    # DRIFT_REPL_ONLY=progress or wiped: that part alone.
+    # DRIFT_REPL_ONLY=progress, wiped or join: that part alone.
     only = os.environ.get("DRIFT_REPL_ONLY", "")
-    nodes = cluster(base, 3, metrics=True) if only == "" else []
+    # Rebalance is asked for by hand here: no rebalance of its own when a
+    # node joins (join_rebalance tests that).
+    nodes = cluster(base, 3, metrics=True, extra=NO_JOIN) if only == "" \
+        else []
     try:
         if only == "":
             run(tap, nodes)
@@ -170,6 +176,8 @@ def main():
                 n.kill()
         if only in ("", "wiped"):
             wiped(tap, base)
+        if only in ("", "join"):
+            join_rebalance(tap, base)
         if only in ("", "progress"):
             move_progress(tap, base)
     finally:
@@ -312,7 +320,8 @@ def counts(m, ids):
 
 def rebalance(tap, base, nodes):
     n1 = nodes[0]
-    n4 = Node(base, "node-4", node_id="node-4", join=n1.addr).start()
+    n4 = Node(base, "node-4", node_id="node-4", join=n1.addr,
+              extra=NO_JOIN).start()
     nodes.append(n4)
     wait_for(lambda: len(n1.status().nodes) == 4 and all(
         x.state == pb.NODE_STATE_UP for x in n1.status().nodes), 30)
@@ -619,7 +628,7 @@ def wiped(tap, base):
     under a new one, the old one's replicas copied to it by the leader
     after --replace-down-after (a cluster of its own, 3 s)."""
     import shutil
-    extra = ["--replace-down-after", "3s"]
+    extra = ["--replace-down-after", "3s"] + NO_JOIN
     root = os.path.join(base, "wp")
     nodes = cluster(root, 3, extra=extra)
     new = None
@@ -724,6 +733,46 @@ def created_of(stub, rpb):
     return int(msg.split("map version ")[1].split()[0])
 
 
+def join_rebalance(tap, base):
+    """A node added: the leader rebalances once it is up, unasked."""
+    root = os.path.join(base, "jr")
+    nodes = cluster(root, 2)
+    try:
+        a = nodes[0]
+        leader_of(nodes)
+        wait_for(lambda: all(x.state == pb.NODE_STATE_UP
+                             for x in a.status().nodes), 30)
+        a.s.CreateCollection(pb.CreateCollectionRequest(
+            name="jr", dimension=D, shards=6, replication_factor=1),
+            timeout=30)
+        ids = list(range(3000))
+        for k in range(0, len(ids), 1000):
+            a.s.Upsert(pb.UpsertRequest(collection="jr", points=[
+                pb.Point(id=i, vector=vec(i)) for i in ids[k:k + 1000]]),
+                timeout=60)
+        c = Node(root, "node-3", node_id="node-3", join=a.addr).start()
+        nodes.append(c)
+
+        def loads():
+            m = a.c.ShardMap(pb.ShardMapRequest(collection="jr"), timeout=5)
+            per = {n.node_id: 0 for n in nodes}
+            for sa in m.shards:
+                per[sa.nodes[0]] = per.get(sa.nodes[0], 0) + 1
+            return per
+        t0 = time.time()
+        even = wait_for(lambda: sorted(loads().values()) == [2, 2, 2], 60)
+        el = time.time() - t0
+        got = a.s.Get(pb.GetRequest(collection="jr", ids=ids[::7]),
+                      timeout=30)
+        tap.check(even and len(got.points) == len(ids[::7]),
+                  "a third node joins: the leader rebalanced by itself, "
+                  "shards per node %s in %.1f s, every point sampled there "
+                  "(%d)" % (loads(), el, len(got.points)))
+    finally:
+        for n in nodes:
+            n.kill()
+
+
 def read_all(fd, into):
     """What a terminal receives until its last writer closes it."""
     while True:
@@ -739,7 +788,7 @@ def read_all(fd, into):
 
 def move_progress(tap, base):
     """One move, throttled: its progress in Status and ShardMap."""
-    rate = ["--copy-rate", "1MiB"]
+    rate = ["--copy-rate", "1MiB"] + NO_JOIN
     nodes = cluster(os.path.join(base, "mp"), 2, extra=rate)
     try:
         a = nodes[0]
