@@ -9,18 +9,16 @@
 
 #include "common/alloc.h"
 #include "common/clock.h"
-#include "common/grpc/stream.h"
 #include "common/metrics.h"
 
-/* How often a fan-out for a caller looks whether the caller is still
- * there (a cancelled or timed-out call cancels its parts). Most fan-outs
- * end well before the first look. */
-#define CALLER_POLL_NS 5000000ull
+struct slot;
 
 struct wait {
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
 	size_t left;
+	struct slot *slots; /* n of them */
+	size_t n;
 };
 
 struct slot {
@@ -96,6 +94,21 @@ static void done(void *arg, const drift_grpc_status *st, drift_grpc_msg *resp)
 	pthread_mutex_unlock(&s->w->mu);
 }
 
+/* The caller is over (on the server's loop thread, or the handler's):
+ * cancel the parts not answered yet. Under w.mu: a callback takes it only
+ * after its call's own mutex is released, and cancel takes that one. */
+static void caller_gone(void *arg)
+{
+	struct wait *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->n; i++)
+		if (w->slots[i].call != NULL && !w->slots[i].answered) {
+			drift_grpc_ccall_cancel(w->slots[i].call);
+			drift_metrics_inc(fanout_cancelled);
+		}
+	pthread_mutex_unlock(&w->mu);
+}
+
 void drift_fanout_run_for(drift_rmap_follower *f, drift_grpc_call *caller,
 			  drift_fanout_part *parts, size_t n,
 			  uint64_t timeout_ns)
@@ -103,7 +116,7 @@ void drift_fanout_run_for(drift_rmap_follower *f, drift_grpc_call *caller,
 	pthread_once(&metrics_once, metrics_init);
 	struct wait w = {.left = n};
 	pthread_mutex_init(&w.mu, NULL);
-	drift_grpc_cond_init(&w.cond);
+	pthread_cond_init(&w.cond, NULL);
 	struct slot *slots = drift_calloc(n ? n : 1, sizeof(*slots));
 	for (size_t i = 0; i < n; i++) {
 		drift_fanout_part *p = &parts[i];
@@ -140,36 +153,162 @@ void drift_fanout_run_for(drift_rmap_follower *f, drift_grpc_call *caller,
 		}
 	}
 	/* Wait for every answer; a caller that goes away meanwhile (its
-	 * client cancelled, or its deadline passed) gets its parts cancelled
-	 * at once instead of waiting for them: the nodes stop sending, and
-	 * the handler returns. */
-	bool cancelled = false;
+	 * client cancelled, or its deadline passed) has its parts cancelled
+	 * at once instead (caller_gone): the nodes stop, and the handler
+	 * returns. */
+	w.slots = slots;
+	w.n = slots != NULL ? n : 0;
+	bool watching = caller != NULL &&
+			drift_grpc_call_on_cancel(caller, caller_gone, &w);
+	if (caller != NULL && !watching)
+		caller_gone(&w);
 	pthread_mutex_lock(&w.mu);
-	while (w.left > 0) {
-		if (caller == NULL || cancelled) {
-			pthread_cond_wait(&w.cond, &w.mu);
-			continue;
-		}
-		drift_grpc_cond_wait(&w.cond, &w.mu,
-				     drift_now_ns() + CALLER_POLL_NS);
-		if (w.left == 0 || !drift_grpc_call_done(caller))
-			continue;
-		/* Under w.mu: a callback takes it only after the call's own
-		 * mutex is released, and cancel takes that one. */
-		cancelled = true;
-		for (size_t i = 0; i < n; i++)
-			if (slots[i].call != NULL && !slots[i].answered) {
-				drift_grpc_ccall_cancel(slots[i].call);
-				drift_metrics_inc(fanout_cancelled);
-			}
-	}
+	while (w.left > 0)
+		pthread_cond_wait(&w.cond, &w.mu);
 	pthread_mutex_unlock(&w.mu);
+	if (watching)
+		drift_grpc_call_on_cancel(caller, NULL, NULL);
 	for (size_t i = 0; slots != NULL && i < n; i++)
 		if (slots[i].call != NULL)
 			drift_grpc_ccall_release(slots[i].call);
 	pthread_cond_destroy(&w.cond);
 	pthread_mutex_destroy(&w.mu);
 	drift_free(slots);
+}
+
+/* ---- Asynchronous ---- */
+
+struct async {
+	pthread_mutex_t mu;
+	size_t left; /* parts not answered, + 1 for the starter */
+	struct aslot *slots;
+	size_t n;
+	drift_grpc_call *caller;
+	bool watching;
+	drift_fanout_done done;
+	void *arg;
+};
+
+struct aslot {
+	struct async *a;
+	drift_fanout_part *part;
+	uint64_t t0;
+	drift_grpc_ccall *call;
+	bool answered; /* under a->mu */
+};
+
+/* The last of the parts and the starter: the caller is let go, the
+ * handles released, the owner told. */
+static void async_end(struct async *a)
+{
+	if (a->watching)
+		drift_grpc_call_on_cancel(a->caller, NULL, NULL);
+	for (size_t i = 0; i < a->n; i++)
+		if (a->slots[i].call != NULL)
+			drift_grpc_ccall_release(a->slots[i].call);
+	drift_fanout_done fin = a->done;
+	void *arg = a->arg;
+	pthread_mutex_destroy(&a->mu);
+	drift_free(a->slots);
+	drift_free(a);
+	fin(arg);
+}
+
+static void async_put(struct async *a)
+{
+	pthread_mutex_lock(&a->mu);
+	bool last = --a->left == 0;
+	pthread_mutex_unlock(&a->mu);
+	if (last)
+		async_end(a);
+}
+
+static void async_part_done(void *arg, const drift_grpc_status *st,
+			    drift_grpc_msg *resp)
+{
+	struct aslot *s = arg;
+	s->part->st = *st;
+	s->part->resp = resp;
+	record(s->part, s->t0);
+	drift_metrics_gauge_add(fanout_in_flight, -1);
+	pthread_mutex_lock(&s->a->mu);
+	s->answered = true;
+	pthread_mutex_unlock(&s->a->mu);
+	async_put(s->a);
+}
+
+/* As caller_gone, for an asynchronous fan-out. */
+static void async_gone(void *arg)
+{
+	struct async *a = arg;
+	pthread_mutex_lock(&a->mu);
+	for (size_t i = 0; i < a->n; i++)
+		if (a->slots[i].call != NULL && !a->slots[i].answered) {
+			drift_grpc_ccall_cancel(a->slots[i].call);
+			drift_metrics_inc(fanout_cancelled);
+		}
+	pthread_mutex_unlock(&a->mu);
+}
+
+int drift_fanout_start(drift_rmap_follower *f, drift_grpc_call *caller,
+		       drift_fanout_part *parts, size_t n, uint64_t timeout_ns,
+		       drift_fanout_done on_done, void *arg)
+{
+	pthread_once(&metrics_once, metrics_init);
+	struct async *a = drift_calloc(1, sizeof(*a));
+	struct aslot *slots = drift_calloc(n ? n : 1, sizeof(*slots));
+	if (a == NULL || slots == NULL) {
+		drift_free(a);
+		drift_free(slots);
+		return DRIFT_ENOMEM;
+	}
+	pthread_mutex_init(&a->mu, NULL);
+	a->left = n + 1;
+	a->slots = slots;
+	a->n = n;
+	a->caller = caller;
+	a->done = on_done;
+	a->arg = arg;
+	for (size_t i = 0; i < n; i++) {
+		drift_fanout_part *p = &parts[i];
+		p->resp = NULL;
+		memset(&p->st, 0, sizeof(p->st));
+		slots[i].a = a;
+		slots[i].part = p;
+		drift_grpc_client *cl = NULL;
+		drift_err err;
+		drift_err_clear(&err);
+		int rv = p->address[0] == '\0'
+				 ? drift_err_set(&err, DRIFT_EUNAVAIL,
+						 "the map names no node for it")
+				 : drift_rmap_client(f, p->address, &cl, &err);
+		if (rv == 0) {
+			slots[i].t0 = drift_now_ns();
+			drift_metrics_gauge_add(fanout_in_flight, 1);
+			rv = drift_grpc_client_unary_start(
+				cl, p->path, p->req, p->len, timeout_ns,
+				async_part_done, &slots[i], &slots[i].call);
+			if (rv != 0)
+				drift_metrics_gauge_add(fanout_in_flight, -1);
+		}
+		if (rv != 0) {
+			p->st.code = DRIFT_GRPC_UNAVAILABLE;
+			snprintf(p->st.msg, sizeof(p->st.msg),
+				 "node at %.200s: %.290s", p->address,
+				 err.msg[0] ? err.msg : drift_strerror(rv));
+			record(p, 0);
+			pthread_mutex_lock(&a->mu);
+			a->left--;
+			pthread_mutex_unlock(&a->mu);
+		}
+	}
+	if (caller != NULL) {
+		a->watching = drift_grpc_call_on_cancel(caller, async_gone, a);
+		if (!a->watching)
+			async_gone(a);
+	}
+	async_put(a); /* the starter's count */
+	return 0;
 }
 
 void drift_fanout_run(drift_rmap_follower *f, drift_fanout_part *parts,

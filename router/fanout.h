@@ -37,6 +37,16 @@ void drift_fanout_run_for(drift_rmap_follower *f, drift_grpc_call *caller,
 			  drift_fanout_part *parts, size_t n,
 			  uint64_t timeout_ns);
 
+/* The same without waiting: starts every part and returns 0 (or
+ * DRIFT_ENOMEM, then nothing started and done never runs); done(arg) runs
+ * once every part has answered or failed, on a client's loop thread (or on
+ * this one when none could start), and must not block. parts must live
+ * until then. Never blocks itself: for a server's fast handler. */
+typedef void (*drift_fanout_done)(void *arg);
+int drift_fanout_start(drift_rmap_follower *f, drift_grpc_call *caller,
+		       drift_fanout_part *parts, size_t n, uint64_t timeout_ns,
+		       drift_fanout_done done, void *arg);
+
 /* Frees the responses (not the requests). */
 void drift_fanout_free(drift_fanout_part *parts, size_t n);
 

@@ -14,6 +14,8 @@
  */
 #include "common/grpc/server.h"
 
+#include <assert.h>
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -41,7 +43,8 @@ struct method {
 	enum drift_grpc_kind kind;
 	drift_grpc_handler fn;
 	void *ctx;
-	bool cpu; /* runs on the fixed CPU pool */
+	bool cpu;		      /* runs on the fixed CPU pool */
+	drift_grpc_fast_handler fast; /* tried on the loop first, or NULL */
 	drift_grpc_method_metrics *metrics;
 };
 
@@ -82,8 +85,21 @@ struct drift_grpc_call {
 	bool finished;
 	int code;
 	char *msg;
+	void (*on_cancel)(void *); /* drift_grpc_call_on_cancel */
+	void *on_cancel_arg;
+	bool taken;    /* by a fast handler (drift_grpc_call_release) */
+	bool released; /* its owner's thread only */
 	unsigned sent; /* handler thread only */
 };
+
+/* The call is over for its handler (st.mu held): tell the one waiting. */
+static void cancel_hook_locked(drift_grpc_call *c)
+{
+	void (*fn)(void *) = c->on_cancel;
+	c->on_cancel = NULL;
+	if (fn != NULL)
+		fn(c->on_cancel_arg);
+}
 
 struct conn {
 	drift_h2io io; /* first */
@@ -319,6 +335,7 @@ static void call_abort(drift_grpc_call *c, int code, int user_err,
 	if (c->st.err == 0)
 		c->st.err = user_err;
 	pthread_cond_broadcast(&c->st.cv);
+	cancel_hook_locked(c);
 	pthread_mutex_unlock(&c->st.mu);
 	if (!c->dispatched)
 		atomic_fetch_add(&c->srv->calls_refused, 1);
@@ -368,10 +385,22 @@ static void log_call(drift_grpc_call *c)
 			    msg);
 }
 
+/* The handler is done with the call (it returned, or a fast handler's
+ * call was finished): its reference and its place in calls_active go. */
+static void handling_over(drift_grpc_call *c)
+{
+	drift_grpc_server *s = c->srv;
+	drift_grpc_stream_unref(&c->st);
+	pthread_mutex_lock(&s->mu);
+	atomic_fetch_sub(&s->calls_active, 1);
+	drift_grpc_metrics_in_flight(-1);
+	pthread_cond_broadcast(&s->idle_cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
 static void run_handler(void *arg)
 {
 	drift_grpc_call *c = arg;
-	drift_grpc_server *s = c->srv;
 	char rid[32];
 	const char *id = drift_grpc_call_header(c, "x-request-id");
 	if (id == NULL) {
@@ -401,12 +430,7 @@ static void run_handler(void *arg)
 	}
 	log_call(c);
 	drift_log_scope_clear();
-	drift_grpc_stream_unref(&c->st);
-	pthread_mutex_lock(&s->mu);
-	atomic_fetch_sub(&s->calls_active, 1);
-	drift_grpc_metrics_in_flight(-1);
-	pthread_cond_broadcast(&s->idle_cv);
-	pthread_mutex_unlock(&s->mu);
+	handling_over(c);
 }
 
 static void dispatch(drift_grpc_call *c)
@@ -421,6 +445,14 @@ static void dispatch(drift_grpc_call *c)
 	atomic_fetch_add(&s->calls_active, 1);
 	atomic_fetch_add(&s->calls_total, 1);
 	drift_grpc_metrics_in_flight(1);
+	if (c->m->fast != NULL && c->st.in_head != NULL) {
+		/* Loop thread: the request is complete and nobody else has the
+		 * call yet. Taken, it is finished later from any thread. */
+		c->taken = true;
+		if (c->m->fast(c, c->st.in_head, c->m->ctx))
+			return;
+		c->taken = false;
+	}
 	drift_pool *p = c->m->cpu ? s->cpu_pool : s->pool;
 	if (drift_pool_submit(p, run_handler, c) != 0) {
 		atomic_fetch_sub(&s->calls_active, 1);
@@ -729,6 +761,14 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame,
 			 void *user)
 {
 	(void)user;
+	if (frame->hd.type == NGHTTP2_GOAWAY &&
+	    frame->goaway.error_code != NGHTTP2_NO_ERROR)
+		DRIFT_WARN("grpc: closing a connection: %.*s (GOAWAY %s)",
+			   (int)(frame->goaway.opaque_data_len < 200
+					 ? frame->goaway.opaque_data_len
+					 : 200),
+			   (const char *)frame->goaway.opaque_data,
+			   nghttp2_http2_strerror(frame->goaway.error_code));
 	if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
 	drift_grpc_call *c = nghttp2_session_get_stream_user_data(
@@ -764,6 +804,9 @@ static void call_detach(drift_grpc_call *c)
 	/* The stream is gone: a handler still running is cancelled (one that
 	 * finished is not affected). */
 	drift_grpc_stream_fail(&c->st, DRIFT_ECANCELED);
+	pthread_mutex_lock(&c->st.mu);
+	cancel_hook_locked(c);
+	pthread_mutex_unlock(&c->st.mu);
 	drift_grpc_stream_unref(&c->st);
 }
 
@@ -1117,7 +1160,8 @@ int drift_grpc_server_new(const drift_grpc_server_opts *opts,
 
 static int add_method(drift_grpc_server *s, const char *path,
 		      enum drift_grpc_kind kind, bool cpu,
-		      drift_grpc_handler fn, void *ctx)
+		      drift_grpc_fast_handler fast, drift_grpc_handler fn,
+		      void *ctx)
 {
 	if (s->started || path == NULL || path[0] != '/' || fn == NULL)
 		return DRIFT_EINVAL;
@@ -1140,6 +1184,7 @@ static int add_method(drift_grpc_server *s, const char *path,
 				.fn = fn,
 				.ctx = ctx,
 				.cpu = cpu,
+				.fast = fast,
 				.metrics = drift_grpc_method_metrics_get(p)};
 	return 0;
 }
@@ -1148,13 +1193,22 @@ int drift_grpc_server_add(drift_grpc_server *s, const char *path,
 			  enum drift_grpc_kind kind, drift_grpc_handler fn,
 			  void *ctx)
 {
-	return add_method(s, path, kind, false, fn, ctx);
+	return add_method(s, path, kind, false, NULL, fn, ctx);
+}
+
+int drift_grpc_server_add_fast(drift_grpc_server *s, const char *path,
+			       drift_grpc_fast_handler fast,
+			       drift_grpc_handler fn, void *ctx)
+{
+	if (fast == NULL)
+		return DRIFT_EINVAL;
+	return add_method(s, path, DRIFT_GRPC_UNARY, false, fast, fn, ctx);
 }
 
 int drift_grpc_server_add_cpu(drift_grpc_server *s, const char *path,
 			      drift_grpc_handler fn, void *ctx)
 {
-	return add_method(s, path, DRIFT_GRPC_UNARY, true, fn, ctx);
+	return add_method(s, path, DRIFT_GRPC_UNARY, true, NULL, fn, ctx);
 }
 
 int drift_grpc_server_listen(drift_grpc_server *s, const char *addr,
@@ -1267,6 +1321,21 @@ void drift_grpc_server_shutdown(drift_grpc_server *s, uint64_t grace_ns)
 	drift_pool_free(s->cpu_pool);
 	drift_pool_free(s->pool);
 	s->cpu_pool = s->pool = NULL;
+	/* Calls taken by fast handlers, cancelled now, are finished by their
+	 * owners (the calls they wait for end at once): the loop runs until
+	 * then, 10 s at most. */
+	until = drift_now_ns() + 10000000000ull;
+	pthread_mutex_lock(&s->mu);
+	while (atomic_load(&s->calls_active) > 0 && drift_now_ns() < until) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->idle_cv, &s->mu, &ts);
+	}
+	pthread_mutex_unlock(&s->mu);
 	pthread_mutex_lock(&s->mu);
 	s->want_stop = true;
 	pthread_mutex_unlock(&s->mu);
@@ -1435,6 +1504,29 @@ void drift_grpc_call_finish(drift_grpc_call *c, int code, const char *fmt, ...)
 	c->st.out_end = true;
 	pthread_mutex_unlock(&c->st.mu);
 	c->st.wake(&c->st);
+}
+
+void drift_grpc_call_release(drift_grpc_call *c)
+{
+	assert(c->taken && !c->released);
+	c->released = true;
+	/* An answer that could not be sent (the client went away) left it
+	 * unfinished. */
+	drift_grpc_call_finish(c, DRIFT_GRPC_CANCELLED,
+			       "the call ended before its answer was sent");
+	log_call(c);
+	handling_over(c);
+}
+
+bool drift_grpc_call_on_cancel(drift_grpc_call *c, void (*fn)(void *),
+			       void *arg)
+{
+	pthread_mutex_lock(&c->st.mu);
+	bool over = c->st.err != 0;
+	c->on_cancel = over ? NULL : fn;
+	c->on_cancel_arg = arg;
+	pthread_mutex_unlock(&c->st.mu);
+	return !over;
 }
 
 bool drift_grpc_call_done(drift_grpc_call *c)

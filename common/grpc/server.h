@@ -99,6 +99,24 @@ int drift_grpc_server_add(drift_grpc_server *s, const char *path,
 int drift_grpc_server_add_cpu(drift_grpc_server *s, const char *path,
 			      drift_grpc_handler fn, void *ctx);
 
+/* A unary handler tried first on the server's loop thread, as soon as the
+ * request is complete (req: its message, borrowed for the call's length):
+ * it must not block. It returns false to leave the call to fn, which then
+ * runs on a worker as usual (the request still to receive), or true when
+ * it took the call: then it (or what it started) answers it later with
+ * drift_grpc_call_send / drift_grpc_call_finish from any thread, and lets
+ * go of it with drift_grpc_call_release, once, even when it was cancelled
+ * meanwhile (see drift_grpc_call_on_cancel). Used where a handler would only wait for other calls (the
+ * router's fan-out): no worker thread, no two wake-ups per call. */
+typedef bool (*drift_grpc_fast_handler)(drift_grpc_call *call,
+					const drift_grpc_msg *req, void *ctx);
+/* The end of a fast handler's use of a call it took (any thread): one not
+ * finished yet is finished CANCELLED; the call must not be used after. */
+void drift_grpc_call_release(drift_grpc_call *c);
+int drift_grpc_server_add_fast(drift_grpc_server *s, const char *path,
+			       drift_grpc_fast_handler fast,
+			       drift_grpc_handler fn, void *ctx);
+
 /* Binds and listens on "host:port" (port 0: an ephemeral one, see
  * drift_grpc_server_port). 0 or an error with a message. */
 int drift_grpc_server_listen(drift_grpc_server *s, const char *addr,
@@ -183,5 +201,14 @@ void drift_grpc_call_finish(drift_grpc_call *c, int code, const char *fmt, ...)
 /* Whether the call is over for the handler (cancelled, deadline passed,
  * connection lost, server shutting down past its grace). */
 bool drift_grpc_call_done(drift_grpc_call *c);
+/* Asks for fn(arg), once, when the call ends under its handler (the client
+ * cancelled it or its connection went, its deadline passed, the server
+ * cancelled it at shutdown), so that a handler waiting on something else
+ * (the calls it made) can stop. fn runs on the server's loop thread with
+ * the call's lock held: it must be quick and must not use the call. false
+ * when the call is already over (fn will not run). fn NULL takes a request
+ * back: once this returns, fn is not running and will not run. */
+bool drift_grpc_call_on_cancel(drift_grpc_call *c, void (*fn)(void *),
+			       void *arg);
 
 #endif /* DRIFT_COMMON_GRPC_SERVER_H */

@@ -711,6 +711,42 @@ def main():
                   "the router %.3f s after the call began, the nodes "
                   "count them cancelled or past their deadline" %
                   (max(0.05, t_full / 4), code, t_gone))
+        # Single Searches (answered without a worker thread) that end
+        # before their answer: deadlines of 2 to 20 ms, and cancels.
+        # (Not many at once: grpcio answered by many DEADLINE_EXCEEDED
+        # resets streams it has not opened, and nghttp2 then drops the
+        # connection: a known problem, see docs/cluster.md.)
+        codes = {}
+        futs = []
+        for i in range(60):
+            futs.append(r3.s.Search.future(pb.SearchRequest(
+                collection="slow", vector=qs[i % nq], k=10,
+                recall_target=1.0), timeout=0.002 + 0.018 * (i % 10) / 9))
+        time.sleep(0.001)
+        for f in futs[::3]:
+            f.cancel()
+        for f in futs:
+            try:
+                f.result()
+                c = C.OK
+            except grpc.FutureCancelledError:
+                c = C.CANCELLED
+            except grpc.RpcError as e:
+                c = e.code()
+                if c not in (C.CANCELLED, C.DEADLINE_EXCEEDED):
+                    print("# %s: %s" % (c, e.details()), flush=True)
+            codes[c] = codes.get(c, 0) + 1
+        gone = wait_for(lambda: inflight() == 0, timeout=10, step=0.01)
+        after = r3.s.Search(pb.SearchRequest(
+            collection="slow", vector=qs[0], k=10, recall_target=1.0),
+            timeout=30)
+        tap.check(gone and set(codes) <= {C.OK, C.CANCELLED,
+                                          C.DEADLINE_EXCEEDED} and
+                  list(after.hits) == list(full.results[0].hits),
+                  "60 Searches cancelled or past deadlines of 2-20 ms: "
+                  "%s; no part left in flight, the next Search answers "
+                  "as before" % sorted((str(k), v) for k, v in
+                                       codes.items()))
         r3.s.DropCollection(pb.DropCollectionRequest(name="slow"),
                             timeout=30)
 
