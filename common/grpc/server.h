@@ -106,8 +106,9 @@ int drift_grpc_server_add_cpu(drift_grpc_server *s, const char *path,
  * it took the call: then it (or what it started) answers it later with
  * drift_grpc_call_send / drift_grpc_call_finish from any thread, and lets
  * go of it with drift_grpc_call_release, once, even when it was cancelled
- * meanwhile (see drift_grpc_call_on_cancel). Used where a handler would only wait for other calls (the
- * router's fan-out): no worker thread, no two wake-ups per call. */
+ * meanwhile (see drift_grpc_call_on_cancel). Used where a handler would only
+ * wait for other calls (the router's fan-out): no worker thread, no two
+ * wake-ups per call. */
 typedef bool (*drift_grpc_fast_handler)(drift_grpc_call *call,
 					const drift_grpc_msg *req, void *ctx);
 /* The end of a fast handler's use of a call it took (any thread): one not
