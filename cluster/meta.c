@@ -253,7 +253,10 @@ int drift_meta_place(const drift_meta *m, const bool *skip, uint32_t shards,
 		for (uint32_t s = 0; s < m->cols[c].shards; s++, k++) {
 			const drift_meta_shard *ms = &m->cols[c].shard[s];
 			sh[k].rf = m->cols[c].replication_factor;
-			for (uint32_t r = 0; r < ms->n; r++) {
+			/* Not a move's extra target (the last added). */
+			for (uint32_t r = 0;
+			     r < ms->n && sh[k].n < DRIFT_PLACEMENT_MAX_RF;
+			     r++) {
 				size_t i = node_index(m, ms->nodes[r]);
 				if (i < m->n_nodes)
 					sh[k].nodes[sh[k].n++] = nodes[i].id;

@@ -38,7 +38,9 @@
 
 #define DRIFT_NODE_ID_MAX 64
 #define DRIFT_ADDR_MAX 255
-#define DRIFT_META_MAX_RF 5
+/* A shard's replicas in the map: its replication factor (at most
+ * DRIFT_PLACEMENT_MAX_RF, 5) and, while it moves, the move's target. */
+#define DRIFT_META_MAX_RF 6
 #define DRIFT_META_NAME_MAX 64
 
 /* Node states and roles: the drift.v1.NodeState / NodeRole values. */

@@ -247,9 +247,13 @@ static int plan(drift_replica *r, bool rebalance, struct move **out,
 	for (size_t c = 0; rv == 0 && c < st->n_cols; c++)
 		for (uint32_t s = 0; s < st->cols[c].shards; s++, k++) {
 			const drift_meta_shard *sh = &st->cols[c].shard[s];
+			/* A move's extra target (the last added) is not
+			 * planned with: the plan is of the placement. */
 			shards[k].rf = st->cols[c].replication_factor;
-			shards[k].n = sh->n;
-			for (uint32_t i = 0; i < sh->n; i++)
+			shards[k].n = sh->n < DRIFT_PLACEMENT_MAX_RF
+					      ? sh->n
+					      : DRIFT_PLACEMENT_MAX_RF;
+			for (uint32_t i = 0; i < shards[k].n; i++)
 				shards[k].nodes[i] = sh->nodes[i];
 		}
 	if (rv == 0 && drift_placement_plan(nodes, st->n_nodes, shards, ns,

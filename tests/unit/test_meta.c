@@ -209,25 +209,25 @@ DRIFT_TEST(meta, collections_and_placement)
 	cr_assert_eq(st->n_nodes, 1);
 }
 
-/* A collection "r" of one shard on n1, n2, n3 (all in sync). */
-static void create_rf3(void)
+/* A collection "r" of one shard on n1..n<rf> (all in sync). */
+static void create_rf(uint32_t rf)
 {
+	char *ids[] = {"n1", "n2", "n3", "n4", "n5"};
 	cr_assert_eq(bootstrap("n1"), 0);
-	cr_assert_eq(add_node("n2", 7402, NULL), 0);
-	cr_assert_eq(add_node("n3", 7403, NULL), 0);
+	for (uint32_t i = 1; i < rf; i++)
+		cr_assert_eq(add_node(ids[i], 7401 + (int)i, NULL), 0);
 	Drift__Cluster__V1__Collection col =
 		DRIFT__CLUSTER__V1__COLLECTION__INIT;
 	col.name = "r";
 	col.dimension = 8;
 	col.shards = 1;
-	col.replication_factor = 3;
-	char *ids[] = {"n1", "n2", "n3"};
+	col.replication_factor = rf;
 	Drift__Cluster__V1__Shard sh = DRIFT__CLUSTER__V1__SHARD__INIT;
 	sh.collection = "r";
 	sh.nodes = ids;
-	sh.n_nodes = 3;
+	sh.n_nodes = rf;
 	sh.in_sync = ids;
-	sh.n_in_sync = 3;
+	sh.n_in_sync = rf;
 	Drift__Cluster__V1__Shard *ps[] = {&sh};
 	Drift__Cluster__V1__CreateCollection cc =
 		DRIFT__CLUSTER__V1__CREATE_COLLECTION__INIT;
@@ -238,6 +238,12 @@ static void create_rf3(void)
 	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_CREATE_COLLECTION;
 	c.create_collection = &cc;
 	cr_assert_eq(apply(&c, NULL), 0);
+}
+
+/* A collection "r" of one shard on n1, n2, n3 (all in sync). */
+static void create_rf3(void)
+{
+	create_rf(3);
 }
 
 static int set_replicas(uint64_t epoch, bool new_epoch, char **nodes,
@@ -527,4 +533,33 @@ DRIFT_TEST(meta, a_move_is_marked_until_done_or_undone)
 				  &err),
 		     0, "%s", err.msg);
 	cr_assert_str_eq(shard_r()->move_to, "", "done: in sync");
+}
+
+DRIFT_TEST(meta, a_shard_of_rf_5_moves_with_a_sixth_replica)
+{
+	drift_err err;
+	create_rf(5);
+	cr_assert_eq(add_node("n6", 7406, NULL), 0);
+	cr_assert_eq(add_node("n7", 7407, NULL), 0);
+	uint64_t e = shard_r()->epoch;
+	cr_assert_eq(set_replicas_move(e, "n6", "n2", &err), 0, "%s", err.msg);
+	cr_assert_eq(shard_r()->n, 6, "the target is a sixth replica");
+	cr_assert_str_eq(shard_r()->move_to, "n6");
+	cr_assert_eq(set_replicas_add(e, "n7", &err), DRIFT_ELIMIT,
+		     "not a seventh");
+	/* Done: the source leaves, five again. */
+	char *n2[] = {"n2"};
+	Drift__Cluster__V1__SetReplicas sr =
+		DRIFT__CLUSTER__V1__SET_REPLICAS__INIT;
+	sr.collection = "r";
+	sr.created_version = drift_meta_col_find(st, "r")->created_version;
+	sr.epoch = e;
+	sr.drop_nodes = n2;
+	sr.n_drop_nodes = 1;
+	Drift__Cluster__V1__Command c = DRIFT__CLUSTER__V1__COMMAND__INIT;
+	c.cmd_case = DRIFT__CLUSTER__V1__COMMAND__CMD_SET_REPLICAS;
+	c.set_replicas = &sr;
+	cr_assert_eq(apply(&c, &err), 0, "%s", err.msg);
+	cr_assert_eq(shard_r()->n, 5);
+	cr_assert_str_eq(shard_r()->move_to, "");
 }
