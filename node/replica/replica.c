@@ -12,6 +12,7 @@
 #include "cluster/placement.h"
 #include "common/alloc.h"
 #include "common/clock.h"
+#include "common/hash.h"
 #include "common/grpc/status.h"
 #include "common/log.h"
 #include "node/replica/replica_internal.h"
@@ -19,16 +20,23 @@
 
 /* ---- Entries ---- */
 
+static size_t bucket_of(uint64_t created, uint32_t shard)
+{
+	return (size_t)(drift_hash_u64(created * 4096 + shard, 0x5eed) &
+			(REPL_BUCKETS - 1));
+}
+
 struct repl_shard *repl_shard_of(drift_replica *r, drift_collection *col,
 				 uint32_t shard, drift_err *err)
 {
 	const drift_collection_config *cfg = drift_collection_cfg(col);
+	size_t b = bucket_of(cfg->cluster_version, shard);
 	pthread_mutex_lock(&r->mu);
-	struct repl_shard *e = r->shards;
+	struct repl_shard *e = r->buckets[b];
 	while (e != NULL &&
 	       (e->shard != shard || e->created != cfg->cluster_version ||
 		strcmp(e->name, cfg->name) != 0))
-		e = e->next;
+		e = e->hnext;
 	if (e != NULL) {
 		e->refs++;
 		pthread_mutex_unlock(&r->mu);
@@ -68,6 +76,8 @@ struct repl_shard *repl_shard_of(drift_replica *r, drift_collection *col,
 	e->refs = 1;
 	e->next = r->shards;
 	r->shards = e;
+	e->hnext = r->buckets[b];
+	r->buckets[b] = e;
 	pthread_mutex_unlock(&r->mu);
 	return e;
 }
@@ -101,6 +111,11 @@ void repl_reap(drift_replica *r)
 		if (e->refs == 0 && st->version >= e->created &&
 		    (mc == NULL || mc->created_version != e->created)) {
 			*pp = e->next;
+			struct repl_shard **hp =
+				&r->buckets[bucket_of(e->created, e->shard)];
+			while (*hp != e)
+				hp = &(*hp)->hnext;
+			*hp = e->hnext;
 			shard_free(e);
 		} else {
 			pp = &e->next;

@@ -35,8 +35,9 @@
 /* One shard of one collection (name and created_version: a re-created
  * collection is another) that this node holds. */
 struct repl_shard {
-	struct repl_shard *next;
-	unsigned refs; /* under drift_replica's mu: users now */
+	struct repl_shard *next;  /* every entry (drift_replica's shards) */
+	struct repl_shard *hnext; /* its bucket's (drift_replica's buckets) */
+	unsigned refs;		  /* under drift_replica's mu: users now */
 	char name[DRIFT_META_NAME_MAX + 1];
 	uint64_t created;
 	uint32_t shard;
@@ -66,6 +67,9 @@ struct repl_progress {
 	_Atomic uint64_t done, total;
 };
 
+/* Hash buckets of the shard entries. */
+#define REPL_BUCKETS 4096
+
 /* Nodes DOWN at once that the leader keeps the time of (moves.c). */
 #define REPL_MAX_DOWN 64
 
@@ -87,6 +91,9 @@ struct drift_replica {
 	pthread_mutex_t mu; /* shards; stop */
 	pthread_cond_t cond;
 	struct repl_shard *shards;
+	/* The entries by (created, shard): a collection's created_version is
+	 * its own. */
+	struct repl_shard *buckets[REPL_BUCKETS];
 	bool stop;
 	pthread_t catchup;
 	bool catchup_running;
