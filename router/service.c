@@ -235,12 +235,15 @@ done:
 }
 
 /* Sends one packed shard request per shard (build(s) packs shard s's) and
- * runs them, retrying once on a stale map. With `reads` (searches), each
+ * runs them, again on a stale map (at most STALE_TRIES in all: during a
+ * move's flip the map fetched for the retry may be one version short).
+ * With `reads` (searches), each
  * shard's request goes to one of its in-sync replicas in turn
  * (drift_rmap_reader); when one of those fails, the retry sends them all
  * to the primaries. *parts is the caller's (drift_fanout_free +
  * drift_free of reqs); NULL when the call has been answered. */
 static atomic_uint reads_turn;
+#define STALE_TRIES 3
 
 typedef uint8_t *(*build_fn)(void *arg, uint32_t shard, uint64_t version,
 			     bool replica, size_t *len);
@@ -251,7 +254,7 @@ static drift_fanout_part *run_shards(drift_grpc_call *c, const char *name,
 				     bool reads, size_t *n_out)
 {
 	unsigned turn = reads ? atomic_fetch_add(&reads_turn, 1) : 0;
-	for (int attempt = 0; attempt < 2; attempt++) {
+	for (int attempt = 0; attempt < STALE_TRIES; attempt++) {
 		drift_rmap *map;
 		const drift_rmap_collection *col = lookup(c, name, &map);
 		if (col == NULL) {
@@ -286,8 +289,8 @@ static drift_fanout_part *run_shards(drift_grpc_call *c, const char *name,
 		uint64_t v = drift_rmap_version(map);
 		/* A replica's refusal (or failure): the primaries, at once. */
 		bool refresh = stale(bad);
-		bool again =
-			bad != NULL && attempt == 0 && (refresh || any_replica);
+		bool again = bad != NULL && attempt + 1 < STALE_TRIES &&
+			     (refresh || any_replica);
 		if (oom || (bad != NULL && !again)) {
 			if (oom)
 				drift_grpc_call_finish(
