@@ -90,7 +90,11 @@ typedef struct drift_meta_collection {
 	float default_recall;
 	uint64_t memory_limit;
 	uint64_t created_version;
-	drift_meta_shard *shard; /* shards of them */
+	/* shards of them. Shared, read-only, by the states that have not
+	 * changed this collection since (a change copies them first): two
+	 * states' entries with the same shard pointer are the same
+	 * collection, unchanged (while both states are referenced). */
+	drift_meta_shard *shard;
 } drift_meta_collection;
 
 typedef struct drift_meta {

@@ -563,3 +563,42 @@ DRIFT_TEST(meta, a_shard_of_rf_5_moves_with_a_sixth_replica)
 	cr_assert_eq(shard_r()->n, 5);
 	cr_assert_str_eq(shard_r()->move_to, "");
 }
+
+DRIFT_TEST(meta, placements_shared_by_states_until_changed)
+{
+	drift_err err;
+	create_rf3();
+	const char *one[] = {"n1"};
+	cr_assert_eq(create("o", 2, one, 1, NULL), 0);
+	drift_meta *old = drift_meta_ref(st);
+	const drift_meta_shard *r0 = drift_meta_col_find(old, "r")->shard;
+	const drift_meta_shard *o0 = drift_meta_col_find(old, "o")->shard;
+	drift_meta_shard before = r0[0];
+	uint64_t e0 = shard_r()->epoch;
+	char *n3[] = {"n3"};
+	/* The copy of r's placements fails: nothing changes. */
+	for (long nth = 1; nth < 6; nth++) {
+		drift_failalloc_arm(nth, 0);
+		int rv = set_replicas(e0, false, NULL, 0, NULL, 0, n3, 1, NULL,
+				      0, &err);
+		drift_failalloc_arm(0, 0);
+		if (rv == 0)
+			break;
+		cr_assert_eq(rv, DRIFT_ENOMEM);
+		cr_assert_eq(st, old, "a failed command keeps the state");
+	}
+	cr_assert_neq(st, old);
+	cr_assert_eq(shard_r()->in_sync, 3u, "n3 left the in-sync set");
+	cr_assert_eq(drift_meta_col_find(st, "o")->shard, o0,
+		     "an unchanged collection shares its placements");
+	cr_assert_neq(drift_meta_col_find(st, "r")->shard, r0,
+		      "a changed one has its own copy");
+	cr_assert_eq(memcmp(&r0[0], &before, sizeof(before)), 0,
+		     "the older state is unchanged");
+	cr_assert_eq(drop("o"), 0);
+	cr_assert_eq(drift_meta_col_find(old, "o")->shard, o0);
+	cr_assert_eq(o0[1].n, 1u,
+		     "a dropped collection's placements live "
+		     "as long as a state that has it");
+	drift_meta_unref(old);
+}
