@@ -49,6 +49,11 @@ struct open_failure {
  * passes through states older than the moves that gave it the shards. */
 #define MOVED_GRACE_NS (10ull * 1000000000ull)
 #define MAX_MOVED 256
+/* A full pass of the watcher at least this often, map change or not: a
+ * local collection dropped or left missing by something other than the
+ * watcher (node/replica's repair re-creates a damaged copy itself) is
+ * created again even while its map entry does not change. */
+#define FULL_PASS_NS (30ull * 1000000000ull)
 struct moved_away {
 	char name[DRIFT_META_NAME_MAX + 1];
 	uint64_t version; /* the map version that created it */
@@ -75,6 +80,15 @@ struct drift_node_cluster {
 	struct open_failure failures[MAX_FAILURES]; /* under mu */
 	struct moved_away moved[MAX_MOVED];	    /* the watcher's own */
 	size_t n_moved;
+	/* The watcher's own: the next map is applied by a full pass over
+	 * every collection (not only those that changed) when a failure or
+	 * a moved-away collection found no room in its list (rescan), or
+	 * while a local collection was made by a map version later than the
+	 * last one applied (ahead, its version: a restart that replays the
+	 * Raft log). */
+	bool rescan;
+	uint64_t ahead;
+	uint64_t next_full; /* drift_now_ns() of the next full pass */
 	size_t n_failures;
 	pthread_t watcher;
 	bool watching;
@@ -231,10 +245,11 @@ static bool holds_shard(const drift_meta_collection *mc, const char *id)
 }
 
 /* Records (rv != 0) or clears (rv == 0) the open failure of a
- * collection. */
-static void set_failure(drift_node_cluster *nc, const char *name,
+ * collection: false when there was no room to record it. */
+static bool set_failure(drift_node_cluster *nc, const char *name,
 			uint64_t version, int rv, const drift_err *err)
 {
+	bool kept = true;
 	pthread_mutex_lock(&nc->mu);
 	size_t i = 0;
 	while (i < nc->n_failures && strcmp(nc->failures[i].name, name) != 0)
@@ -251,9 +266,12 @@ static void set_failure(drift_node_cluster *nc, const char *name,
 			f->version = version;
 			f->rv = rv;
 			f->err = *err;
+		} else {
+			kept = false;
 		}
 	}
 	pthread_mutex_unlock(&nc->mu);
+	return kept;
 }
 
 int drift_node_cluster_open_error(drift_node_cluster *nc, const char *name,
@@ -318,66 +336,178 @@ static void moved_forget(drift_node_cluster *nc, const drift_meta *st)
 	}
 }
 
-static void apply_map(drift_node_cluster *nc, const drift_meta *st)
+/* The created_version of local collection name in *made: false when it is
+ * not open here (absent, or broken: left for the operator). */
+static bool local_version(drift_node_cluster *nc, const char *name,
+			  uint64_t *made)
 {
-	moved_forget(nc, st);
+	drift_collection *c;
+	if (drift_cm_acquire(nc->cm, name, &c, NULL) != 0)
+		return false;
+	*made = drift_collection_cfg(c)->cluster_version;
+	drift_cm_release(nc->cm, c);
+	return true;
+}
+
+/* Local collection name, made at map version made: dropped when the map
+ * st no longer has it (or has a newer one of that name), or no longer
+ * places it here and has not for long enough (moved_long_enough). */
+static void settle_local(drift_node_cluster *nc, const drift_meta *st,
+			 const char *name, uint64_t made)
+{
+	if (made > st->version && made > nc->ahead)
+		nc->ahead = made; /* judged once the map reaches it */
+	const drift_meta_collection *mc = drift_meta_col_find(st, name);
+	bool gone = made != 0 && st->version >= made &&
+		    (mc == NULL || mc->created_version != made);
+	bool away = made != 0 && st->version >= made && !gone &&
+		    !holds_shard(mc, nc->node_id);
+	if (away && !moved_long_enough(nc, name, made)) {
+		if (nc->n_moved == MAX_MOVED)
+			nc->rescan = true; /* not recorded: found again */
+		return;
+	}
+	if (!gone && !away)
+		return;
+	drift_err err;
+	drift_err_clear(&err);
+	if (drift_cm_drop(nc->cm, name, &err) == 0)
+		DRIFT_INFO("cluster: collection %s dropped here (map version "
+			   "%llu)",
+			   name, (unsigned long long)st->version);
+	else
+		DRIFT_WARN("cluster: dropping %s: %s", name, err.msg);
+}
+
+/* Collection mc of the map st: opened (created) here when the map places
+ * one of its shards here and it is not; a failure is kept for
+ * drift_node_cluster_open_error and tried again at the next change. */
+static void settle_mapped(drift_node_cluster *nc,
+			  const drift_meta_collection *mc)
+{
+	if (!holds_shard(mc, nc->node_id))
+		return;
+	drift_collection *c;
+	drift_err err;
+	drift_err_clear(&err);
+	int rv = drift_cm_acquire(nc->cm, mc->name, &c, &err);
+	if (rv == 0) {
+		drift_cm_release(nc->cm, c);
+		return;
+	}
+	if (rv != DRIFT_ENOENT)
+		return;
+	drift_collection_config cfg;
+	config_of(mc, &cfg);
+	rv = drift_cm_create(nc->cm, &cfg, &err);
+	if (rv == DRIFT_EEXIST)
+		rv = 0;
+	if (rv != 0 && drift_node_cluster_open_error(
+			       nc, mc->name, mc->created_version, NULL) == 0)
+		DRIFT_ERROR("cluster: creating collection %s here: %s",
+			    mc->name, err.msg);
+	if (!set_failure(nc, mc->name, mc->created_version, rv, &err))
+		nc->rescan = true; /* not recorded: tried again by a scan */
+}
+
+/* Every local collection against the map, then every collection of the
+ * map: O(collections) per change. */
+static void apply_full(drift_node_cluster *nc, const drift_meta *st)
+{
 	char **names = NULL;
 	size_t n = 0;
-	if (drift_cm_list(nc->cm, &names, &n) != 0)
+	if (drift_cm_list(nc->cm, &names, &n) != 0) {
+		nc->rescan = true;
 		return;
+	}
+	nc->rescan = false;
+	nc->ahead = 0;
 	for (size_t i = 0; i < n; i++) {
-		drift_collection *c;
-		drift_err err;
-		if (drift_cm_acquire(nc->cm, names[i], &c, &err) != 0)
-			continue; /* broken: left for the operator */
-		uint64_t made = drift_collection_cfg(c)->cluster_version;
-		drift_cm_release(nc->cm, c);
-		const drift_meta_collection *mc =
-			drift_meta_col_find(st, names[i]);
-		bool gone = made != 0 && st->version >= made &&
-			    (mc == NULL || mc->created_version != made);
-		bool away = made != 0 && st->version >= made && !gone &&
-			    !holds_shard(mc, nc->node_id);
-		if (away && !moved_long_enough(nc, names[i], made))
-			continue;
-		if (!gone && !away)
-			continue;
-		if (drift_cm_drop(nc->cm, names[i], &err) == 0)
-			DRIFT_INFO("cluster: collection %s dropped here (map "
-				   "version %llu)",
-				   names[i], (unsigned long long)st->version);
-		else
-			DRIFT_WARN("cluster: dropping %s: %s", names[i],
-				   err.msg);
+		uint64_t made;
+		if (local_version(nc, names[i], &made))
+			settle_local(nc, st, names[i], made);
 	}
 	for (size_t i = 0; i < n; i++)
 		drift_free(names[i]);
 	drift_free(names);
-	for (size_t i = 0; i < st->n_cols; i++) {
-		const drift_meta_collection *mc = &st->cols[i];
-		if (!holds_shard(mc, nc->node_id))
-			continue;
-		drift_collection *c;
-		drift_err err;
-		drift_err_clear(&err);
-		int rv = drift_cm_acquire(nc->cm, mc->name, &c, &err);
-		if (rv == 0) {
-			drift_cm_release(nc->cm, c);
+	for (size_t i = 0; i < st->n_cols; i++)
+		settle_mapped(nc, &st->cols[i]);
+}
+
+/* Only the collections whose entries differ between prev, applied
+ * before, and st (both sorted by name; an entry whose placements are
+ * shared, meta.h, is unchanged), then those waiting out their moved-away
+ * grace and those whose open failed. The outcome of apply_full for every
+ * other collection is the same under prev and st: its entry is the same,
+ * and its created version, at most prev's (nc->ahead), no longer depends
+ * on the map version. */
+static void apply_diff(drift_node_cluster *nc, const drift_meta *prev,
+		       const drift_meta *st)
+{
+	size_t i = 0, j = 0;
+	while (prev != st && (i < prev->n_cols || j < st->n_cols)) {
+		const drift_meta_collection *a =
+			i < prev->n_cols ? &prev->cols[i] : NULL;
+		const drift_meta_collection *b =
+			j < st->n_cols ? &st->cols[j] : NULL;
+		if (a != NULL && b != NULL && a->shard == b->shard) {
+			i++, j++;
 			continue;
 		}
-		if (rv != DRIFT_ENOENT)
-			continue;
-		drift_collection_config cfg;
-		config_of(mc, &cfg);
-		rv = drift_cm_create(nc->cm, &cfg, &err);
-		if (rv == DRIFT_EEXIST)
-			rv = 0;
-		if (rv != 0 &&
-		    drift_node_cluster_open_error(
-			    nc, mc->name, mc->created_version, NULL) == 0)
-			DRIFT_ERROR("cluster: creating collection %s here: %s",
-				    mc->name, err.msg);
-		set_failure(nc, mc->name, mc->created_version, rv, &err);
+		int cmp = a == NULL   ? 1
+			  : b == NULL ? -1
+				      : strcmp(a->name, b->name);
+		const char *name = cmp < 0 ? a->name : b->name;
+		uint64_t made;
+		if (local_version(nc, name, &made))
+			settle_local(nc, st, name, made);
+		if (cmp >= 0)
+			settle_mapped(nc, b);
+		i += cmp <= 0;
+		j += cmp >= 0;
+	}
+	/* The lists change as they are worked through: copies. */
+	struct moved_away moved[MAX_MOVED];
+	size_t n_moved = nc->n_moved;
+	memcpy(moved, nc->moved, n_moved * sizeof(moved[0]));
+	for (size_t k = 0; k < n_moved; k++) {
+		uint64_t made;
+		if (local_version(nc, moved[k].name, &made) &&
+		    made == moved[k].version)
+			settle_local(nc, st, moved[k].name, made);
+	}
+	pthread_mutex_lock(&nc->mu);
+	size_t n_failed = nc->n_failures;
+	char(*failed)[DRIFT_COLLECTION_NAME_MAX + 1] =
+		drift_mallocarray(n_failed ? n_failed : 1, sizeof(*failed));
+	for (size_t k = 0; failed != NULL && k < n_failed; k++)
+		snprintf(failed[k], sizeof(failed[k]), "%s",
+			 nc->failures[k].name);
+	pthread_mutex_unlock(&nc->mu);
+	if (failed == NULL) {
+		nc->rescan = true;
+		return;
+	}
+	for (size_t k = 0; k < n_failed; k++) {
+		const drift_meta_collection *mc =
+			drift_meta_col_find(st, failed[k]);
+		if (mc != NULL)
+			settle_mapped(nc, mc);
+	}
+	drift_free(failed);
+}
+
+/* Applies map st locally; prev is the map applied before (NULL: none). */
+static void apply_map(drift_node_cluster *nc, const drift_meta *prev,
+		      const drift_meta *st)
+{
+	moved_forget(nc, st);
+	if (prev == NULL || nc->rescan || nc->ahead > prev->version ||
+	    drift_now_ns() >= nc->next_full) {
+		apply_full(nc, st);
+		nc->next_full = drift_now_ns() + FULL_PASS_NS;
+	} else {
+		apply_diff(nc, prev, st);
 	}
 	/* Failures of collections the map no longer gives this node. */
 	pthread_mutex_lock(&nc->mu);
@@ -397,7 +527,7 @@ static void *watch_main(void *arg)
 {
 	drift_node_cluster *nc = arg;
 	uint64_t known = 0;
-	bool first = true;
+	drift_meta *prev = NULL; /* the map applied last */
 	for (;;) {
 		pthread_mutex_lock(&nc->mu);
 		bool closing = nc->closing;
@@ -409,17 +539,20 @@ static void *watch_main(void *arg)
 					   drift_now_ns() + 500000000ull, &st);
 		/* Without a new version too while moved-away collections wait
 		 * for their grace period. */
-		if (rv == 0 || first || nc->n_moved > 0) {
-			first = false;
-			apply_map(nc, st);
+		if (rv == 0 || prev == NULL || nc->n_moved > 0 ||
+		    drift_now_ns() >= nc->next_full) {
+			apply_map(nc, prev, st);
 			known = st->version;
 			pthread_mutex_lock(&nc->mu);
 			nc->applied = known;
 			pthread_cond_broadcast(&nc->cond);
 			pthread_mutex_unlock(&nc->mu);
+			drift_meta_unref(prev);
+			prev = drift_meta_ref(st);
 		}
 		drift_meta_unref(st);
 	}
+	drift_meta_unref(prev);
 	return NULL;
 }
 
