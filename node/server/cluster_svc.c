@@ -1166,6 +1166,21 @@ static void shard_map(drift_grpc_call *c, void *ctx)
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* A watcher gets the whole map at every change (the protocol has no
+ * deltas): with 10,000 collections, every create cost each watcher a map
+ * of about 1 MB to build, send and parse, and one create at a time kept a
+ * core busy with it (a watcher that parses it, such as the node's own
+ * forwarding map, router/map.h, spends about twice as long as the
+ * sending). After each map the stream holds the next for HOLD_FACTOR times
+ * as long as building and sending it took (at most HOLD_MAX_NS), and the
+ * changes of that time go out as one map: a small map (tens of
+ * microseconds) still goes out within a millisecond, and a large one
+ * takes at most about 1 / (1 + HOLD_FACTOR) of the stream's time (10,000
+ * collections: a map every 50 to 100 ms). */
+#define HOLD_FACTOR 16
+#define HOLD_MAX_NS 200000000ull
+#define HOLD_STEP_NS 5000000ull
+
 static void watch_shard_map(drift_grpc_call *c, void *ctx)
 {
 	drift_node_cluster *nc = ctx;
@@ -1178,7 +1193,17 @@ static void watch_shard_map(drift_grpc_call *c, void *ctx)
 	snprintf(only, sizeof(only), "%s", req->collection);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 	drift_member *m = drift_node_cluster_member(nc);
+	uint64_t hold_until = 0; /* no map goes out before (see HOLD_) */
 	while (!drift_grpc_call_done(c)) {
+		uint64_t now = drift_now_ns();
+		if (now < hold_until && !drift_node_cluster_closing(nc)) {
+			uint64_t left = hold_until - now;
+			usleep((useconds_t)((left < HOLD_STEP_NS
+						     ? left
+						     : HOLD_STEP_NS) /
+					    1000));
+			continue;
+		}
 		if (drift_node_cluster_closing(nc)) {
 			/* The watcher moves to another node now, and the
 			 * server's shutdown does not wait its grace for this
@@ -1197,6 +1222,7 @@ static void watch_shard_map(drift_grpc_call *c, void *ctx)
 		}
 		Drift__V1__ShardMapResponse resp;
 		struct map_bufs b;
+		uint64_t t0 = drift_now_ns();
 		rv = fill_map(nc, st, only, &resp, &b);
 		known = st->version;
 		if (rv == 0) {
@@ -1204,6 +1230,10 @@ static void watch_shard_map(drift_grpc_call *c, void *ctx)
 			free_map(&b);
 		}
 		drift_meta_unref(st);
+		uint64_t took = drift_now_ns() - t0;
+		hold_until = drift_now_ns() + (took < HOLD_MAX_NS / HOLD_FACTOR
+						       ? took * HOLD_FACTOR
+						       : HOLD_MAX_NS);
 		if (rv != 0)
 			return; /* the call is over */
 	}
