@@ -512,3 +512,49 @@ DRIFT_TEST(wal, failed_allocations_are_clean)
 	cr_assert_eq(s->n, 5);
 	free(s);
 }
+
+/* An open whose newest file holds only its header appends to that file:
+ * no new file, the same inode, and its records survive the next open. */
+DRIFT_TEST(wal, an_open_goes_on_in_an_empty_newest_file)
+{
+	drift_err err;
+	cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 0, NULL, &err), 0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(append_nth(i, &err), 0);
+	drift_wal_close(w);
+	w = NULL;
+	cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 0, NULL, &err), 0);
+	drift_wal_close(w);
+	w = NULL;
+	char path[512];
+	only_file(path, sizeof(path), 1);
+	cr_assert(strstr(path, "wal-0000000000000004.log") != NULL, "%s", path);
+	struct stat before, after;
+	cr_assert_eq(stat(path, &before), 0);
+	cr_assert_eq(before.st_size, 32, "header only");
+	for (int round = 0; round < 2; round++) {
+		cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 0, NULL, &err),
+			     0, "%s", err.msg);
+		drift_wal_close(w);
+		w = NULL;
+	}
+	cr_assert_eq(stat(path, &after), 0);
+	cr_assert_eq(after.st_ino, before.st_ino,
+		     "the same file, not a new "
+		     "one");
+	seen *s = calloc(1, sizeof(*s));
+	cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 0, s, &err), 0);
+	cr_assert_eq(s->n, 3);
+	for (int i = 3; i < 6; i++)
+		cr_assert_eq(append_nth(i, &err), 0);
+	drift_wal_close(w);
+	w = NULL;
+	cr_assert_eq(open_wal(&ff.fs, DRIFT_WAL_ALWAYS, 0, s, &err), 0);
+	cr_assert_eq(s->n, 6, "the records appended to the reused file");
+	cr_assert_eq(drift_wal_bytes(w), 32 + 32 + 6 * 24 + 8 * 6 + 32,
+		     "two files with records and a new one: %llu bytes",
+		     (unsigned long long)drift_wal_bytes(w));
+	for (size_t k = 0; k < s->n; k++)
+		check_nth(s, k, (int)k);
+	free(s);
+}
