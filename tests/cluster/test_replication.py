@@ -53,6 +53,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "grpc"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "deploy"))
 from clusterlib import (C, Node, cluster, code_of, free_ports,  # noqa: E402
                         leader_of, pb, pbg, peer_stubs, replica_stubs,
                         shard_of_id, tmpdir, wait_for)
@@ -294,6 +296,23 @@ def run(tap, nodes):
     tap.check(zero, "and every replica's lag is 0 again: %s" % {
         s_: [lag_of(by_id[nd[0]], s_, x) for x in nd[1:]]
         for s_, (nd, _) in m3.items()})
+    # Every node's /metrics, cluster families included, in the strict
+    # parser of the format (tests/deploy/promparse.py).
+    import promparse
+    errs, lag_type, series = [], set(), 0
+    for n in nodes:
+        try:
+            fams = promparse.parse(n.metrics())
+            f = fams.get("drift_replication_lag_ops")
+            if f is not None:
+                lag_type.add(f.type)
+                series += len(f.samples)
+        except promparse.ParseError as e:
+            errs.append("%s: %s" % (n.node_id, e))
+    tap.check(errs == [] and lag_type == {"gauge"} and series >= 2 * SHARDS,
+              "every node's /metrics parses strictly (%s); "
+              "drift_replication_lag_ops a gauge, %d series on the "
+              "primaries" % (errs[:1], series))
     bad = model.check(victim)
     tap.check(bad == [], "and reads through it see every write (%d wrong)"
               % len(bad))
