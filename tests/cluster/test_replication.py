@@ -519,11 +519,12 @@ def shard_searches(n):
 
 def router_reads(tap, base, nodes):
     """Searches through a router, spread over the in-sync replicas."""
-    port = free_ports(1)[0]
+    port, mport = free_ports(2)
     logf = open(os.path.join(base, "router.log"), "a")
     proc = subprocess.Popen(
         [os.environ["DRIFT_ROUTER"], "--listen", "127.0.0.1:%d" % port,
-         "--join", ",".join(n.addr for n in nodes)],
+         "--join", ",".join(n.addr for n in nodes), "--metrics-listen",
+         "127.0.0.1:%d" % mport],
         stdout=subprocess.PIPE, stderr=logf, text=True)
     try:
         if not proc.stdout.readline().startswith("listening on"):
@@ -549,6 +550,21 @@ def router_reads(tap, base, nodes):
             "150 searches through a router, each right after its point's "
             "write: %d missed it; the shards' searches served per node %s" % (
                 len(missed), served))
+        # The router's fan-out latency per node, in the strict parser.
+        import promparse
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport,
+                                    timeout=10) as r:
+            fams = promparse.parse(r.read().decode())
+        f = fams.get("drift_router_fanout_seconds")
+        counts = {lab.get("node"): v for name, lab, v in
+                  (f.samples if f else [])
+                  if name == "drift_router_fanout_seconds_count"}
+        tap.check(f is not None and f.type == "histogram" and
+                  set(counts) == {n.addr for n in nodes} and
+                  all(v >= 100 for v in counts.values()),
+                  "the router's /metrics parses strictly; "
+                  "drift_router_fanout_seconds per node: %s" % counts)
     finally:
         proc.kill()
         proc.wait()
