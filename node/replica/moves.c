@@ -509,8 +509,12 @@ void repl_join_rebalance(drift_replica *r)
 			continue;
 		snprintf(r->seen[j], sizeof(r->seen[j]), "%s", nd->id);
 		r->n_seen++;
-		/* A leader's first pass learns the nodes it starts with. */
-		fresh |= r->seen_init;
+		/* A leader's first pass learns the nodes it starts with; a
+		 * node back from DOWN holds its replicas: only one that holds
+		 * none is new. */
+		char what[DRIFT_META_NAME_MAX + 16];
+		fresh |= r->seen_init &&
+			 !holds_any(st, nd->id, what, sizeof(what));
 	}
 	r->seen_init = true;
 	drift_meta_unref(st);
