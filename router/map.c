@@ -76,6 +76,15 @@ void drift_rmap_unref(drift_rmap *m)
 		map_free(m);
 }
 
+static const Drift__V1__NodeInfo *
+node_info(const Drift__V1__ShardMapResponse *pb, const char *id)
+{
+	for (size_t i = 0; i < pb->n_nodes; i++)
+		if (strcmp(pb->nodes[i]->id, id) == 0)
+			return pb->nodes[i];
+	return NULL;
+}
+
 static const char *node_address(const Drift__V1__ShardMapResponse *pb,
 				const char *id)
 {
@@ -140,7 +149,21 @@ const char *drift_rmap_reader(const drift_rmap *m,
 	    !drift_placement_reads_spread((uint32_t)a->n_nodes,
 					  c->info->replication_factor))
 		return c->primary[s];
-	const char *id = a->in_sync[pick % a->n_in_sync];
+	/* The in-sync replicas on nodes the map has UP, the primary among
+	 * them whatever its state (it is asked anyway). */
+	const char *ids[DRIFT_PLACEMENT_MAX_RF + 1];
+	size_t n = 0;
+	for (size_t i = 0; i < a->n_in_sync && n < DRIFT_PLACEMENT_MAX_RF + 1;
+	     i++) {
+		const Drift__V1__NodeInfo *ni = node_info(m->pb, a->in_sync[i]);
+		if (strcmp(a->in_sync[i], a->nodes[0]) == 0 ||
+		    (ni != NULL &&
+		     ni->state == DRIFT__V1__NODE_STATE__NODE_STATE_UP))
+			ids[n++] = a->in_sync[i];
+	}
+	if (n < 2)
+		return c->primary[s];
+	const char *id = ids[pick % n];
 	const char *addr = node_address(m->pb, id);
 	if (strcmp(id, a->nodes[0]) == 0 || addr[0] == '\0')
 		return c->primary[s];

@@ -30,6 +30,10 @@ static drift_rmap_follower *follower;
 
 /* ---- Helpers ---- */
 
+/* A read sent to replicas waits at most this for them before its retry
+ * goes to the primaries (a replica stopped, not yet DOWN in the map). */
+#define REPLICA_READ_NS 2000000000ull
+
 static uint64_t remaining(drift_grpc_call *c)
 {
 	uint64_t dl = drift_grpc_call_deadline(c);
@@ -281,9 +285,11 @@ static drift_fanout_part *run_shards(drift_grpc_call *c, const char *name,
 			any_replica |= replica;
 			oom |= p->req == NULL;
 		}
+		uint64_t budget = remaining(c);
+		if (any_replica && budget > REPLICA_READ_NS)
+			budget = REPLICA_READ_NS;
 		if (!oom)
-			drift_fanout_run_for(follower, c, parts, n,
-					     remaining(c));
+			drift_fanout_run_for(follower, c, parts, n, budget);
 		const drift_fanout_part *bad =
 			oom ? NULL : drift_fanout_failed(parts, n);
 		uint64_t v = drift_rmap_version(map);
@@ -378,18 +384,25 @@ static void reply_search(drift_grpc_call *c,
 	drift_free(ans);
 }
 
-void drift_router_search(drift_grpc_call *c, Drift__V1__SearchRequest *req)
+/* Search over the shards: with `reads`, spread over their replicas. */
+static void search_shards(drift_grpc_call *c, Drift__V1__SearchRequest *req,
+			  bool reads)
 {
 	if (check(c, req->collection, req, NULL) != 0)
 		return;
 	size_t n = 0;
 	drift_fanout_part *parts =
 		run_shards(c, req->collection, "/drift.peer.v1.Shard/Search",
-			   build_search, req, NULL, true, &n);
+			   build_search, req, NULL, reads, &n);
 	if (parts == NULL)
 		return;
 	reply_search(c, req, parts, n);
 	free_parts(parts, n);
+}
+
+void drift_router_search(drift_grpc_call *c, Drift__V1__SearchRequest *req)
+{
+	search_shards(c, req, true);
 }
 
 /* ---- Search without a worker thread ----
@@ -429,7 +442,8 @@ static void fast_search_free(struct fast_search *fs)
 static void *search_again(void *arg)
 {
 	struct fast_search *fs = arg;
-	drift_router_search(fs->c, fs->req);
+	/* After a replica's failure, the primaries only. */
+	search_shards(fs->c, fs->req, !fs->any_replica);
 	drift_grpc_call_release(fs->c);
 	fast_search_free(fs);
 	return NULL;
@@ -501,7 +515,10 @@ static bool search_fast(drift_grpc_call *c, const drift_grpc_msg *m, void *ctx)
 			goto slow;
 		fs->n++;
 	}
-	if (drift_fanout_start(follower, c, fs->parts, fs->n, remaining(c),
+	uint64_t budget = remaining(c);
+	if (fs->any_replica && budget > REPLICA_READ_NS)
+		budget = REPLICA_READ_NS;
+	if (drift_fanout_start(follower, c, fs->parts, fs->n, budget,
 			       fast_search_done, fs) != 0)
 		goto slow;
 	return true;
@@ -541,7 +558,7 @@ void drift_router_search_batch(drift_grpc_call *c,
 	size_t n = 0;
 	drift_fanout_part *parts = run_shards(
 		c, req->collection, "/drift.peer.v1.Shard/SearchBatch",
-		build_search_batch, req, NULL, true, &n);
+		build_search_batch, req, NULL, false, &n);
 	if (parts == NULL)
 		goto out;
 	size_t nq = req->n_queries;
