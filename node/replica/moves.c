@@ -487,7 +487,7 @@ void repl_replace_down(drift_replica *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
-static atomic_bool rebalance_on_join = true;
+static atomic_bool rebalance_on_join = false;
 
 void drift_replica_rebalance_on_join(bool on)
 {

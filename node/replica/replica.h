@@ -94,7 +94,7 @@ void drift_replica_copy_rate(uint64_t bytes_per_s);
 void drift_replica_replace_after(uint64_t ns);
 
 /* Whether a leader rebalances when a node it had not seen UP is UP (a
- * node added; --rebalance-on-join, on by default). */
+ * node added; --rebalance-on-join, off by default). */
 void drift_replica_rebalance_on_join(bool on);
 
 /* The leader's failover pass over the current map (see above), then its

@@ -129,7 +129,7 @@ static const drift_cfg_opt opts[] = {
 	    "(0: no limit)",
 	    0, (int64_t)1 << 40),
 	OPT("cluster.rebalance_on_join", "rebalance-on-join", DRIFT_CFG_BOOL,
-	    rebalance_on_join, "true",
+	    rebalance_on_join, "false",
 	    "the metadata leader rebalances (the fewest moves) once a node it "
 	    "added is up",
 	    0, 0),

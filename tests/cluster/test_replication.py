@@ -771,7 +771,7 @@ def created_of(stub, rpb):
 def join_rebalance(tap, base):
     """A node added: the leader rebalances once it is up, unasked."""
     root = os.path.join(base, "jr")
-    nodes = cluster(root, 2)
+    nodes = cluster(root, 2, extra=["--rebalance-on-join"])
     try:
         a = nodes[0]
         leader_of(nodes)
@@ -785,7 +785,8 @@ def join_rebalance(tap, base):
             a.s.Upsert(pb.UpsertRequest(collection="jr", points=[
                 pb.Point(id=i, vector=vec(i)) for i in ids[k:k + 1000]]),
                 timeout=60)
-        c = Node(root, "node-3", node_id="node-3", join=a.addr).start()
+        c = Node(root, "node-3", node_id="node-3", join=a.addr,
+                 extra=["--rebalance-on-join"]).start()
         nodes.append(c)
 
         def loads():
